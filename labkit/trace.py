@@ -1,0 +1,140 @@
+"""Every protocol exchange in the lab world becomes a :class:`TraceEvent`.
+
+Servers and clients call :meth:`Tracer.emit`; renderers (terminal, notebook, JSON for
+grading feedback) subscribe. Tests and the demo *wait* on events instead of sleeping::
+
+    event = world.tracer.wait_for(lambda e: e.kind == "delivered", timeout=5)
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator, Literal
+
+Direction = Literal["C", "S", "*"]
+"""``C``: client to server; ``S``: server to client; ``*``: a note (queued, delivered…)."""
+
+
+@dataclass(frozen=True)
+class TraceEvent:
+    protocol: str  # smtp, dns, pop3, imap, mta
+    client: str  # who is on the client side (a host name or address)
+    server: str  # who is on the server side
+    direction: Direction
+    line: str  # one protocol line, without CRLF (or a note)
+    session: str = ""  # connection id, to tell parallel sessions apart
+    kind: str = "line"  # line, or a note kind: queued, delivered, deferred, bounced, query…
+    data: dict = field(default_factory=dict)  # structured extras (queue id, recipient…)
+    time: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+Subscriber = Callable[[TraceEvent], None]
+
+_session_ids = itertools.count(1)
+
+
+def new_session_id(prefix: str) -> str:
+    """A short id that tells one connection's lines from another's."""
+    return f"{prefix}{next(_session_ids)}"
+
+
+class Tracer:
+    """A thread-safe event bus with a bounded history."""
+
+    def __init__(self, history: int = 20_000) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._history: collections.deque[TraceEvent] = collections.deque(maxlen=history)
+        self._cond = threading.Condition()
+
+    def emit(self, event: TraceEvent) -> None:
+        with self._cond:
+            self._history.append(event)
+            subscribers = list(self._subscribers)
+            self._cond.notify_all()
+        for fn in subscribers:
+            fn(event)
+
+    def note(self, protocol: str, kind: str, line: str, *, client: str = "", server: str = "", **data) -> None:
+        """Emit a note: something happened that is not a protocol line."""
+        self.emit(TraceEvent(protocol, client, server, "*", line, kind=kind, data=data))
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        """Call ``fn`` for every future event; returns the function that unsubscribes."""
+        with self._cond:
+            self._subscribers.append(fn)
+
+        def unsubscribe() -> None:
+            with self._cond:
+                if fn in self._subscribers:
+                    self._subscribers.remove(fn)
+
+        return unsubscribe
+
+    def events(self) -> list[TraceEvent]:
+        with self._cond:
+            return list(self._history)
+
+    @contextmanager
+    def record(self) -> Iterator[list[TraceEvent]]:
+        """Collect the events emitted inside the ``with`` block."""
+        got: list[TraceEvent] = []
+        unsubscribe = self.subscribe(got.append)
+        try:
+            yield got
+        finally:
+            unsubscribe()
+
+    def wait_for(
+        self, predicate: Callable[[TraceEvent], bool], timeout: float = 10.0, *, since: float | None = None
+    ) -> TraceEvent:
+        """Block until an event matching ``predicate`` has been emitted (at or after
+        ``since``, a ``time.time()`` value; default: any in the history). Raises
+        :class:`TimeoutError` naming what was awaited."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for event in self._history:
+                    if (since is None or event.time >= since) and predicate(event):
+                        return event
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no matching trace event within {timeout}s")
+                self._cond.wait(remaining)
+
+    def clear(self) -> None:
+        with self._cond:
+            self._history.clear()
+
+
+class LineTracer:
+    """Splits a byte stream into lines and emits one event per line (for adapters).
+
+    Long data (a 10 MB message) is traced line by line up to ``max_lines`` per
+    direction per burst, then summarised, so traces stay readable and cheap.
+    """
+
+    def __init__(self, tracer: Tracer, protocol: str, client: str, server: str, session: str) -> None:
+        self.tracer, self.protocol = tracer, protocol
+        self.client, self.server, self.session = client, server, session
+        self._partial: dict[str, bytes] = {"C": b"", "S": b""}
+
+    def feed(self, direction: Direction, data: bytes, max_lines: int = 200) -> None:
+        buf = self._partial[direction] + data
+        *lines, rest = buf.split(b"\n")
+        self._partial[direction] = rest[-4096:]
+        for i, raw in enumerate(lines):
+            if i == max_lines:
+                self.line(direction, f"... ({len(lines) - max_lines} more lines)")
+                break
+            self.line(direction, raw.rstrip(b"\r").decode("utf-8", "replace"))
+
+    def line(self, direction: Direction, text: str) -> None:
+        self.tracer.emit(TraceEvent(self.protocol, self.client, self.server, direction, text, self.session))
