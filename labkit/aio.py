@@ -1,0 +1,55 @@
+"""Run asyncio servers from synchronous code (notebooks, tests, the CLI).
+
+Jupyter already runs an event loop in the main thread, so the lab world runs its own
+loop in a background thread; notebook code stays plain and synchronous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Awaitable, TypeVar
+
+T = TypeVar("T")
+
+
+class BackgroundLoop:
+    """An event loop in a daemon thread. ``run(coro)`` runs a coroutine there and
+    returns its result (or raises its exception) in the calling thread."""
+
+    def __init__(self, name: str = "labkit-loop") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+        # drain: cancel what is left so nothing warns at exit
+        pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.close()
+
+    def run(self, coro: Awaitable[T], timeout: float | None = 30.0) -> T:
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("BackgroundLoop.run() called from its own loop: await instead")
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+        return future.result(timeout)
+
+    def call(self, fn: Any, *args: Any) -> None:
+        """Schedule a plain callable on the loop (thread-safe)."""
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def close(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> "BackgroundLoop":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
