@@ -1,0 +1,85 @@
+"""The `labkit` command: run the lab world, replay the lecture, help real clients."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+from .config import ConfigError
+from .render import TerminalRenderer
+from .world import AsyncWorld, WorldBusy, default_state_dir
+
+
+def _world_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("world", help="start the lab world and run until Ctrl-C",
+                       description="Start a complete mail internet on 127.0.0.1 and run until SIGINT/SIGTERM.")
+    p.add_argument("--config", help="topology file (TOML); default: the lecture's world")
+    p.add_argument("--state-dir", help="where mail, queues and world.json live "
+                   "(default: $LABKIT_STATE_DIR or ~/.labkit/world)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON line (the world's addresses) once ready, and nothing else on stdout")
+    p.add_argument("--base-port", type=int, help="fixed ports: DNS on N, host i's smtp/submission/pop3/imap "
+                   "on N+10(i+1)+0..3 (default: any free ports)")
+    p.add_argument("--quiet", action="store_true", help="do not print the live trace")
+
+
+async def run_world(args: argparse.Namespace) -> int:
+    world = AsyncWorld(args.config, state_dir=args.state_dir or default_state_dir(), base_port=args.base_port)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await world.start()
+    try:
+        if args.json:
+            print(json.dumps(world.info()), flush=True)
+        else:
+            _print_summary(world)
+            if not args.quiet:
+                world.tracer.subscribe(TerminalRenderer(sys.stdout))
+        await stop.wait()
+    finally:
+        await world.stop()
+    return 0
+
+
+def _print_summary(world: AsyncWorld) -> None:
+    info = world.info()
+    print(f"lab world running; state in {info['state_dir']} (Ctrl-C stops it)")
+    print(f"  DNS  ns.lab  {info['dns']['host']}:{info['dns']['port']}   (dig @{info['dns']['host']} "
+          f"-p {info['dns']['port']} brilliant.com MX)")
+    for name, host in info["hosts"].items():
+        services = "  ".join(f"{s} {e['port']}" for s, e in host["services"].items())
+        print(f"  {name:20} {host['address']:10} {services}")
+    for address, box in info["mailboxes"].items():
+        print(f"  mailbox {address:24} password {box['password']:18} {box['maildir']}")
+    print("  (trace follows)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="labkit", description="A lab kit that teaches how e-mail works.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _world_parser(sub)
+    sub.add_parser("demo", help="replay the lecture: Albert writes to Betty", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "demo":
+        from .demo import main as demo_main
+
+        return demo_main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        return asyncio.run(run_world(args))
+    except (ConfigError, WorldBusy) as error:
+        print(f"labkit: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"labkit: cannot start the world: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

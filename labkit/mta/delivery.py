@@ -1,0 +1,257 @@
+"""Delivery: from the spool to a Maildir or to the next hop, with retries and bounces.
+
+Event-driven, no polling: a message is handed over the moment it is queued; a deferred
+message gets a timer for its next attempt (the retry schedule), and a restart reloads the
+spool. Each outcome per recipient is one of:
+
+- delivered: into a local Maildir, or accepted (250 after DATA) by the next hop;
+- deferred (4xx, connection failures, DNS trouble): tried again later, bounced when
+  the message has been queued longer than ``max_queue_time``;
+- failed (5xx, NXDOMAIN, null MX): bounced to the sender at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .. import maildir
+from ..dns.mx import NullMXError, PermanentMXError, TemporaryMXError
+from ..smtp.client import SMTPError, SMTPPermanentError
+from .bounce import Failure, make_bounce
+from .server import domain_of
+from .spool import QueueEntry
+
+if TYPE_CHECKING:
+    from .host import MailHost
+
+MAX_PARALLEL = 16  # deliveries in flight per host
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str  # delivered | deferred | failed
+    detail: str  # where it went, or why not
+    remote_mta: str = ""
+
+
+def _delivered(detail: str, remote: str = "") -> Outcome:
+    return Outcome("delivered", detail, remote)
+
+
+def _deferred(detail: str, remote: str = "") -> Outcome:
+    return Outcome("deferred", detail, remote)
+
+
+def _failed(detail: str, remote: str = "") -> Outcome:
+    return Outcome("failed", detail, remote)
+
+
+class DeliveryQueue:
+    """Runs deliveries for one mail host's spool."""
+
+    def __init__(self, host: "MailHost") -> None:
+        self.host = host
+        self._timers: dict[str, tuple[asyncio.TimerHandle, QueueEntry]] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._slots = asyncio.Semaphore(MAX_PARALLEL)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+
+    # -- scheduling --------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for entry in self.host.spool.load():  # a restart picks up where it stopped
+            self.enqueue(entry, at=entry.next_attempt)
+
+    def enqueue(self, entry: QueueEntry, at: float = 0.0) -> None:
+        """Deliver ``entry`` now, or at ``at`` (a ``time.time()`` value)."""
+        if self._stopping or self._loop is None:
+            return
+        delay = at - time.time()
+        if delay > 0:
+            self._timers[entry.queue_id] = (self._loop.call_later(delay, self._launch, entry), entry)
+        else:
+            self._launch(entry)
+
+    def _launch(self, entry: QueueEntry) -> None:
+        self._timers.pop(entry.queue_id, None)
+        task = asyncio.ensure_future(self._attempt(entry))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def retry_now(self) -> None:
+        """Flush the queue: try every deferred message now (like ``postqueue -f``)."""
+        for timer, entry in list(self._timers.values()):
+            timer.cancel()
+            self._launch(entry)
+
+    def pending(self) -> int:
+        return len(self._timers) + len(self._tasks)
+
+    async def stop(self) -> None:
+        """Stop scheduling; let deliveries in flight finish (bounded), then cancel."""
+        self._stopping = True
+        for timer, _ in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=5)
+            for task in late:
+                task.cancel()
+
+    # -- one attempt -------------------------------------------------------------------
+    async def _attempt(self, entry: QueueEntry) -> None:
+        async with self._slots:
+            host = self.host
+            message = await self._in_thread(host.spool.message, entry.queue_id)
+            outcomes: dict[str, Outcome] = {}
+            remote: dict[str, list[str]] = defaultdict(list)
+            for rcpt in entry.recipients:
+                if host.is_local(domain_of(rcpt)):
+                    outcomes[rcpt] = await self._deliver_local(entry, rcpt, message)
+                else:
+                    remote[domain_of(rcpt)].append(rcpt)
+            for domain, rcpts in remote.items():
+                outcomes.update(await self._relay(entry, domain, rcpts, message))
+            await self._settle(entry, outcomes, message)
+
+    async def _in_thread(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.host.context.executor, fn, *args)
+
+    async def _deliver_local(self, entry: QueueEntry, rcpt: str, message: bytes) -> Outcome:
+        account = self.host.mailbox_for(rcpt)
+        if account is None:
+            return _failed(f"550 5.1.1 <{rcpt}>: user unknown (mailbox removed while queued)")
+        # RFC 5321 §4.4: the final delivery stamps the envelope sender as Return-Path.
+        stamped = f"Return-Path: <{entry.mail_from}>\r\nDelivered-To: {account.address}\r\n".encode() + message
+        try:
+            name = await self._in_thread(maildir.deliver, account.maildir, stamped)
+        except OSError as error:
+            return _deferred(f"451 4.3.0 cannot write to the Maildir of {account.address}: {error}")
+        return _delivered(f"maildir {account.maildir}/new/{name}")
+
+    async def _relay(self, entry: QueueEntry, domain: str, rcpts: list[str], message: bytes) -> dict[str, Outcome]:
+        host, context = self.host, self.host.context
+        context.tracer.note("dns", "lookup", f"{host.name} asks DNS: which hosts receive mail for {domain}?",
+                            client=host.name, domain=domain)
+        try:
+            hops = await self._in_thread(context.seams.resolve_mx, domain, context.resolver())
+        except NullMXError as error:  # RFC 7505 §4.2
+            return {r: _failed(f"556 5.1.10 {error}") for r in rcpts}
+        except PermanentMXError as error:
+            return {r: _failed(f"550 5.1.2 {error}") for r in rcpts}
+        except TemporaryMXError as error:
+            return {r: _deferred(f"451 4.4.3 {error}") for r in rcpts}
+        except Exception as error:  # a student's resolver that crashes: keep the mail, retry
+            return {r: _deferred(f"451 4.4.3 resolve_mx({domain!r}) raised {error!r}") for r in rcpts}
+        context.tracer.note("dns", "mx", f"mail for {domain} goes to: " + ", ".join(
+            f"{h.preference} {h.host} [{', '.join(h.addresses)}]" for h in hops), client=host.name, domain=domain,
+            hops=[h.host for h in hops])
+        hops = self._without_myself(hops)
+        if not hops:
+            return {r: _failed(f"554 5.4.6 mail for {domain} loops back to myself ({host.name})") for r in rcpts}
+        last = f"451 4.4.1 no mail exchanger for {domain} could be reached"
+        for hop in hops:
+            for address in hop.addresses:
+                try:
+                    result = await self._in_thread(self._send, address, entry, rcpts, message)
+                except SMTPPermanentError as error:
+                    if error.stage == "greeting":  # a 5xx greeting: try the next MX
+                        last = f"{error}"
+                        continue
+                    return {r: _failed(str(error), hop.host) for r in rcpts}
+                except (SMTPError, OSError) as error:
+                    last = f"451 4.4.1 {hop.host} [{address}]: {error}"
+                    continue
+                except Exception as error:  # a student's send_mail that crashes
+                    last = f"451 4.3.0 send_mail to {hop.host} [{address}] raised {error!r}"
+                    continue
+                return self._outcomes(result, rcpts, hop.host)
+        return {r: _deferred(last) for r in rcpts}
+
+    def _send(self, address: str, entry: QueueEntry, rcpts: list[str], message: bytes):
+        host = self.host
+        with host.context.addresses.connect(address, 25, timeout=10, source=host.address) as sock:
+            return host.context.seams.send_mail(
+                sock, helo=host.name, mail_from=entry.mail_from, rcpt_to=rcpts, message=message
+            )
+
+    @staticmethod
+    def _outcomes(result, rcpts: list[str], remote: str) -> dict[str, Outcome]:
+        outcomes: dict[str, Outcome] = {}
+        data = result.data_reply
+        for rcpt in rcpts:
+            reply = result.refused.get(rcpt)
+            if reply is None and rcpt in result.accepted:
+                reply = data
+            if reply is None:
+                outcomes[rcpt] = _deferred(f"451 4.4.0 {remote} gave no reply for <{rcpt}>", remote)
+            elif 200 <= reply.code < 300:
+                outcomes[rcpt] = _delivered(f"{remote} said {reply.code} {reply.text}", remote)
+            elif 400 <= reply.code < 500:
+                outcomes[rcpt] = _deferred(f"{reply.code} {reply.text}", remote)
+            else:
+                outcomes[rcpt] = _failed(f"{reply.code} {reply.text}", remote)
+        return outcomes
+
+    def _without_myself(self, hops):
+        """RFC 5321 §5.1: if this host is in the MX list, only MX hosts with a lower
+        preference value (more preferred) than ours may be used."""
+        mine = [h.preference for h in hops if set(h.addresses) & set(self.host.addresses)]
+        if not mine:
+            return hops
+        return [h for h in hops if h.preference < min(mine)]
+
+    # -- after the attempt -------------------------------------------------------------
+    async def _settle(self, entry: QueueEntry, outcomes: dict[str, Outcome], message: bytes) -> None:
+        host, tracer = self.host, self.host.context.tracer
+        now = time.time()
+        expired = now - entry.arrived >= host.mta.max_queue_time
+        failures: list[Failure] = []
+        still: list[str] = []
+        for rcpt, outcome in outcomes.items():
+            data = dict(queue_id=entry.queue_id, recipient=rcpt, detail=outcome.detail, remote=outcome.remote_mta)
+            if outcome.state == "delivered":
+                tracer.note("mta", "delivered", f"{host.name} delivered {entry.queue_id} to <{rcpt}>: {outcome.detail}",
+                            server=host.name, **data)
+            elif outcome.state == "deferred" and not expired:
+                still.append(rcpt)
+                entry.last_error[rcpt] = outcome.detail
+            else:
+                detail = outcome.detail
+                if outcome.state == "deferred":
+                    detail = f"{detail} (gave up: queued for longer than {host.mta.max_queue_time:g}s)"
+                failures.append(Failure(rcpt, detail, outcome.remote_mta))
+                tracer.note("mta", "failed", f"{host.name} could not deliver {entry.queue_id} to <{rcpt}>: {detail}",
+                            server=host.name, **{**data, "detail": detail})
+        if still:
+            entry.recipients = still
+            entry.attempts += 1
+            schedule = host.mta.retry_schedule
+            delay = schedule[min(entry.attempts - 1, len(schedule) - 1)]
+            entry.next_attempt = now + delay
+            await self._in_thread(host.spool.save_state, entry)
+            for rcpt in still:
+                tracer.note("mta", "deferred",
+                            f"{host.name} deferred {entry.queue_id} to <{rcpt}>: {entry.last_error[rcpt]}; retry in {delay:g}s",
+                            server=host.name, queue_id=entry.queue_id, recipient=rcpt,
+                            detail=entry.last_error[rcpt], retry_in=delay)
+            self.enqueue(entry, at=entry.next_attempt)
+        else:
+            await self._in_thread(host.spool.remove, entry.queue_id)
+        if failures:
+            await self._bounce(entry, failures, message)
+
+    async def _bounce(self, entry: QueueEntry, failures: list[Failure], message: bytes) -> None:
+        host = self.host
+        if not entry.mail_from:  # RFC 5321 §4.5.5: never bounce a bounce
+            host.context.tracer.note("mta", "discarded", f"{host.name} discarded undeliverable bounce {entry.queue_id}",
+                                     server=host.name, queue_id=entry.queue_id)
+            return
+        dsn = make_bounce(reporting_mta=host.name, queue_id=entry.queue_id, sender=entry.mail_from,
+                          failures=failures, original=message, arrived=entry.arrived)
+        await host.inject(dsn, mail_from="", recipients=[entry.mail_from])

@@ -1,0 +1,129 @@
+"""One mail host of the lab world: its SMTP, submission, POP3 and IMAP services, its
+users' Maildirs, and its queue."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from pathlib import Path
+
+from ..accounts import Account, Accounts
+from ..config import BEHAVIOURS, HostConfig, MTAConfig
+from ..context import LabContext
+from ..net import SERVICE_PORTS, Endpoint
+from ..session import serve_session
+from .delivery import DeliveryQueue
+from .server import serve_smtp
+from .spool import QueueEntry, Spool
+
+SERVICES = ("smtp", "submission", "pop3", "imap")
+
+
+class MailHost:
+    def __init__(self, config: HostConfig, mta: MTAConfig, context: LabContext, state_dir: Path) -> None:
+        self.config, self.mta, self.context = config, mta, context
+        self.name = config.name
+        self.addresses = config.addresses
+        self.address = config.address
+        self.domains = frozenset(config.domains)
+        self.trusted_networks = [ipaddress.ip_network(n) for n in config.trusted_networks]
+        self.accounts = Accounts(
+            [
+                Account(f"{user}@{config.domains[0]}", password, state_dir / "mail" / f"{user}@{config.domains[0]}")
+                for user, password in config.users.items()
+            ]
+        )
+        self.spool = Spool(state_dir / "spool" / self.name)
+        self.queue = DeliveryQueue(self)
+        self.services: dict[str, Endpoint] = {}
+        self._servers: list[asyncio.AbstractServer] = []
+        self._behaviour = config.behaviour
+
+    # -- routing facts ---------------------------------------------------------------
+    def is_local(self, domain: str) -> bool:
+        return domain.lower().rstrip(".") in self.domains
+
+    def mailbox_for(self, address: str) -> Account | None:
+        """The account that receives mail for ``address`` on this host, if any.
+        ``postmaster`` always exists (RFC 5321 §4.5.1): it goes to the first user."""
+        local, _, domain = address.rpartition("@")
+        if not self.is_local(domain):
+            return None
+        account = self.accounts.find(local)
+        if account is None and local.lower() == "postmaster":
+            account = next(iter(self.accounts), None)
+        return account
+
+    # -- misbehaviour, for the retry and bounce lessons --------------------------------
+    @property
+    def behaviour(self) -> str:
+        return self._behaviour
+
+    @behaviour.setter
+    def behaviour(self, value: str) -> None:
+        if value not in BEHAVIOURS:
+            raise ValueError(f"behaviour {value!r} is not one of {', '.join(BEHAVIOURS)}")
+        self._behaviour = value
+        self._publish_routes()
+
+    @property
+    def tarpit_delay(self) -> float:
+        return self.mta.tarpit_delay if self._behaviour == "tarpit" else 0.0
+
+    def _publish_routes(self) -> None:
+        """Map our virtual addresses to our listeners; a host that is "down" has none,
+        so connecting to it is refused as a dead host's would be."""
+        for address in self.addresses:
+            for service, endpoint in self.services.items():
+                if self._behaviour == "down":
+                    self.context.addresses.remove(address, SERVICE_PORTS[service])
+                else:
+                    self.context.addresses.add(address, SERVICE_PORTS[service], endpoint, self.name)
+
+    # -- life cycle ----------------------------------------------------------------------
+    async def start(self, ports: dict[str, int] | None = None, services: tuple[str, ...] = SERVICES) -> None:
+        ports = ports or {}
+        for account in self.accounts:
+            account.maildir.mkdir(parents=True, exist_ok=True)
+            for sub in ("cur", "new", "tmp"):
+                (account.maildir / sub).mkdir(exist_ok=True)
+        for service in services:
+            server = await self._serve(service, ports.get(service, 0))
+            self._servers.append(server)
+            host, port = server.sockets[0].getsockname()[:2]
+            self.services[service] = Endpoint(host, port)
+        self._publish_routes()
+        await self.queue.start()
+
+    async def _serve(self, service: str, port: int) -> asyncio.AbstractServer:
+        if service in ("smtp", "submission"):
+            return await serve_smtp(self, service, port=port)
+        seams = self.context.seams
+        factory = (lambda peer: seams.pop3_session(peer, self.accounts, hostname=self.name)) if service == "pop3" else (
+            lambda peer: seams.imap_session(peer, self.accounts, hostname=self.name))
+        return await serve_session(factory, protocol=service, server_name=self.name, tracer=self.context.tracer,
+                                   addresses=self.context.addresses, port=port)
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for address in self.addresses:
+            for service in self.services:
+                self.context.addresses.remove(address, SERVICE_PORTS[service])
+        await self.queue.stop()
+        for server in self._servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), 2)
+            except asyncio.TimeoutError:
+                pass
+        self._servers.clear()
+
+    async def inject(self, message: bytes, *, mail_from: str, recipients: list[str]) -> str:
+        """Queue a message this host writes itself (a bounce); returns its queue id."""
+        entry = QueueEntry(self.spool.new_queue_id(), mail_from, list(recipients), arrived=time.time())
+        await asyncio.get_running_loop().run_in_executor(self.context.executor, self.spool.store, entry, message)
+        self.context.tracer.note("mta", "queued", f"{self.name} queued {entry.queue_id} (bounce) to <{recipients[0]}>",
+                                 server=self.name, queue_id=entry.queue_id, mail_from=mail_from, recipients=recipients)
+        self.queue.enqueue(entry)
+        return entry.queue_id

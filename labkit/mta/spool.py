@@ -1,0 +1,110 @@
+"""The MTA's durable queue: a message is on disk before the MTA answers 250.
+
+Each queued message is one file ``ID`` in the spool directory: a JSON line with the
+envelope, then the message bytes. It is written under a temporary name, fsynced,
+renamed, and the directory fsynced (so the 250 "queued as ID" is a promise kept across a
+crash). Delivery progress (recipients left, attempts, next retry, last error) goes to a
+small ``ID.state`` file, rewritten atomically after each attempt. A restart reads both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..maildir import fsync_dir, write_durably
+
+
+@dataclass
+class QueueEntry:
+    """One message in the queue and what is left to do for it."""
+
+    queue_id: str
+    mail_from: str  # "" for a bounce (null reverse-path, RFC 5321 §4.5.5)
+    recipients: list[str]  # still to deliver
+    arrived: float = field(default_factory=time.time)
+    attempts: int = 0
+    next_attempt: float = 0.0
+    last_error: dict[str, str] = field(default_factory=dict)  # recipient -> last reply/reason
+
+
+class Spool:
+    """The queue directory of one mail host."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._issued: set[str] = set()
+        self._lock = threading.Lock()
+
+    def new_queue_id(self) -> str:
+        """Eight hex digits, as the lecture's ``FFDC3387``; unique in this spool."""
+        with self._lock:
+            for _ in range(1000):  # bounded: 2**32 ids, collisions are rare
+                qid = secrets.token_hex(4).upper()
+                if qid not in self._issued and not (self.directory / qid).exists():
+                    self._issued.add(qid)
+                    return qid
+        raise RuntimeError("could not find a free queue id")
+
+    def store(self, entry: QueueEntry, message: bytes) -> None:
+        """Write a new message durably (file and directory fsynced)."""
+        header = json.dumps({"mail_from": entry.mail_from, "recipients": entry.recipients, "arrived": entry.arrived})
+        final = self.directory / entry.queue_id
+        tmp = self.directory / f".{entry.queue_id}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(header.encode() + b"\n" + message)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        fsync_dir(self.directory)
+
+    def save_state(self, entry: QueueEntry) -> None:
+        """Record delivery progress (after a deferral) durably."""
+        write_durably(self.directory / f"{entry.queue_id}.state", json.dumps(asdict(entry)).encode())
+
+    def message(self, queue_id: str) -> bytes:
+        with open(self.directory / queue_id, "rb") as f:
+            f.readline()
+            return f.read()
+
+    def remove(self, queue_id: str) -> None:
+        """Forget a message: everything delivered or bounced. State goes first, so a crash
+        in between leaves the message with its original envelope, never a state file alone."""
+        for name in (f"{queue_id}.state", queue_id):
+            try:
+                os.unlink(self.directory / name)
+            except FileNotFoundError:
+                pass
+        with self._lock:
+            self._issued.discard(queue_id)
+
+    def load(self) -> list[QueueEntry]:
+        """Everything in the queue (after a restart), oldest first. Leftover temporary
+        files are from messages never acknowledged with 250: they are removed."""
+        entries = []
+        for path in self.directory.iterdir():
+            name = path.name
+            if name.startswith("."):
+                path.unlink(missing_ok=True)
+                continue
+            if name.endswith(".state"):
+                continue
+            state = self.directory / f"{name}.state"
+            if state.exists():
+                entries.append(QueueEntry(**json.loads(state.read_text())))
+            else:
+                with open(path, "rb") as f:
+                    header = json.loads(f.readline())
+                entries.append(QueueEntry(name, header["mail_from"], header["recipients"], header["arrived"]))
+            with self._lock:
+                self._issued.add(name)
+        return sorted(entries, key=lambda e: e.arrived)
+
+    def __len__(self) -> int:
+        return sum(1 for p in self.directory.iterdir() if not p.name.startswith(".") and not p.name.endswith(".state"))

@@ -1,0 +1,30 @@
+"""SMTP replies the lab's MTA sends, as named constants.
+
+Each reply has its basic code (RFC 5321 §4.2) and, where it helps a reader, an enhanced
+status code (RFC 3463: class.subject.detail). Messages name the problem. Templates with
+``{}`` take the address or value concerned.
+"""
+
+# 2xx: done
+OK = "250 2.0.0 OK"
+SENDER_OK = "250 2.1.0 Sender OK"
+RECIPIENT_OK = "250 2.1.5 Recipient OK"
+QUEUED = "250 2.0.0 OK queued as {}"  # the lecture's "250 OK queued as FFDC3387"
+AUTH_OK = "235 2.7.0 Authentication successful"
+
+# 4xx: try again later
+RELAY_DENIED = "454 4.7.1 <{}>: Relay access denied"  # like Postfix (defer_unauth_destination)
+GREYLISTED = "451 4.7.1 <{}>: greylisted, please try again later (RFC 6647)"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients (at most {} per message, RFC 5321 4.5.3.1.8)"
+SPOOL_FAILED = "451 4.3.0 Could not queue the message: {}"
+SHUTTING_DOWN = "421 4.3.2 {} closing connection: service shutting down"
+
+# 5xx: permanent failure
+BAD_SENDER_SYNTAX = "501 5.1.7 <{}>: bad sender address syntax (RFC 5321 4.1.2)"
+BAD_RECIPIENT_SYNTAX = "501 5.1.3 <{}>: bad recipient address syntax (RFC 5321 4.1.2)"
+UNKNOWN_USER = "550 5.1.1 <{}>: Recipient address rejected: user unknown in local recipient table"
+REFUSED = "550 5.7.1 <{}>: Recipient refused by policy of this host"
+AUTH_REQUIRED = "530 5.7.0 Authentication required: log in with AUTH first, or use a trusted network"
+SENDER_NOT_OWNED = "553 5.7.1 <{}>: Sender address rejected: not owned by user {}"
+TOO_MANY_HOPS = "554 5.4.6 Too many hops: {} Received headers (limit {}), probably a mail loop (RFC 5321 6.3)"
+MESSAGE_TOO_BIG = "552 5.3.4 Message too big for system (limit {} bytes)"

@@ -1,0 +1,299 @@
+"""The lab world: a complete mail internet on 127.0.0.1, from a topology file.
+
+    from labkit.world import World
+
+    with World() as world:                      # the lecture's world, ephemeral ports
+        world.use(resolve_mx=my_resolve_mx)     # swap in a student's part (one line)
+        world.send("albert@awesome.com", ["betty@brilliant.com"], b"Subject: Hi\\r\\n\\r\\nHello")
+        world.wait_for_delivery("betty@brilliant.com")
+
+:class:`AsyncWorld` is the same for asyncio code. A running world writes
+``STATE_DIR/world.json`` (see :meth:`AsyncWorld.info`) so other programs
+(labkit-sendmail, a TA's script, mutt's config) can find it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from .accounts import Account
+from .aio import BackgroundLoop
+from .config import WorldConfig, load_config
+from .context import LabContext
+from .dns.server import DNSServer
+from .maildir import write_durably
+from .mta.host import SERVICES, MailHost
+from .seams import Seams
+from .trace import TraceEvent, Tracer
+
+STATE_FILE = "world.json"
+
+
+def default_state_dir() -> Path:
+    """Where `labkit world` keeps its state unless told: $LABKIT_STATE_DIR or ~/.labkit/world."""
+    return Path(os.environ.get("LABKIT_STATE_DIR") or Path.home() / ".labkit" / "world")
+
+
+class WorldBusy(RuntimeError):
+    """Another world already runs in this state directory."""
+
+
+class AsyncWorld:
+    """The lab world for asyncio code: ``async with AsyncWorld() as world: ...``."""
+
+    def __init__(
+        self,
+        config: WorldConfig | Path | str | None = None,
+        *,
+        state_dir: Path | str | None = None,
+        base_port: int | None = None,
+        seams: Seams | None = None,
+        tracer: Tracer | None = None,
+    ) -> None:
+        self.config = config if isinstance(config, WorldConfig) else load_config(config)
+        self._own_state_dir = state_dir is None
+        self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="labkit-world-"))
+        self.base_port = base_port
+        self.context = LabContext(tracer=tracer or Tracer(), seams=seams or Seams())
+        self.context.names.update({a: h.name for h in self.config.hosts for a in h.addresses})
+        self.dns = DNSServer.from_directory(self.config.zones_dir, name="ns.lab", tracer=self.context.tracer)
+        self.hosts: dict[str, MailHost] = {
+            h.name: MailHost(h, self.config.mta, self.context, self.state_dir) for h in self.config.hosts
+        }
+        self._lock_fd: int | None = None
+        self.started = False
+
+    @property
+    def tracer(self) -> Tracer:
+        return self.context.tracer
+
+    @property
+    def seams(self) -> Seams:
+        return self.context.seams
+
+    # -- life cycle ----------------------------------------------------------------------
+    def _ports(self, index: int) -> dict[str, int]:
+        """Fixed ports on request: DNS on BASE, host i's services on BASE+10(i+1)+k."""
+        if self.base_port is None:
+            return {}
+        return {service: self.base_port + 10 * (index + 1) + k for k, service in enumerate(SERVICES)}
+
+    def _take_lock(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.state_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(fd)
+            if error.errno in (errno.EAGAIN, errno.EACCES):
+                raise WorldBusy(f"a lab world is already running in {self.state_dir}") from None
+            raise
+        self._lock_fd = fd
+
+    async def start(self) -> "AsyncWorld":
+        self._take_lock()
+        try:
+            dns_port = self.base_port or 0
+            self.context.dns = await self.dns.start("127.0.0.1", dns_port)
+            self.context.addresses.add(self.config.dns_address, 53, self.context.dns, "ns.lab")
+            for index, host in enumerate(self.hosts.values()):
+                await host.start(self._ports(index))
+        except BaseException:
+            await self.stop()
+            raise
+        self.started = True
+        write_durably(self.state_dir / STATE_FILE, json.dumps(self.info(), indent=1).encode())
+        return self
+
+    async def stop(self) -> None:
+        (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+        for host in self.hosts.values():
+            await host.stop()
+        await self.dns.stop()
+        self.started = False
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        if self._own_state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    async def __aenter__(self) -> "AsyncWorld":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- what runs where -----------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """The world's contract for other programs (also ``world.json``, and the line
+        `labkit world --json` prints)."""
+        dns = self.context.dns
+        return {
+            "dns": {"host": dns.host, "port": dns.port} if dns else None,
+            "hosts": {
+                name: {
+                    "address": host.address,
+                    "addresses": list(host.addresses),
+                    "domains": sorted(host.domains),
+                    "services": {s: {"host": e.host, "port": e.port} for s, e in host.services.items()},
+                }
+                for name, host in self.hosts.items()
+            },
+            "mailboxes": {
+                account.address: {"password": account.password, "maildir": str(account.maildir), "host": name}
+                for name, host in self.hosts.items()
+                for account in host.accounts
+            },
+            "state_dir": str(self.state_dir),
+        }
+
+    def host(self, name_or_domain: str) -> MailHost:
+        """A mail host by name (``smtp.brilliant.com``) or by a domain it serves."""
+        key = name_or_domain.lower()
+        if key in self.hosts:
+            return self.hosts[key]
+        for host in self.hosts.values():
+            if host.is_local(key):
+                return host
+        raise KeyError(f"no mail host named or serving {name_or_domain!r}; hosts: {', '.join(self.hosts)}")
+
+    def mailbox(self, address: str) -> Account:
+        """The account (password, Maildir) of a world user."""
+        host = self.host(address.rpartition("@")[2])
+        account = host.mailbox_for(address)
+        if account is None:
+            raise KeyError(f"no mailbox {address!r} on {host.name}")
+        return account
+
+    def use(self, **parts: Any) -> None:
+        """Swap seams, e.g. ``world.use(resolve_mx=my_resolve_mx)``; ``None`` restores."""
+        self.context.seams.replace(**parts)
+
+
+class World:
+    """The lab world for plain (and notebook) code; runs in a background thread."""
+
+    def __init__(self, config: WorldConfig | Path | str | None = None, **kwargs: Any) -> None:
+        self._loop = BackgroundLoop("labkit-world")
+        try:
+            self.aworld = AsyncWorld(config, **kwargs)
+        except BaseException:
+            self._loop.close()
+            raise
+
+    def start(self) -> "World":
+        try:
+            self._loop.run(self.aworld.start())
+        except BaseException:
+            self._loop.close()
+            raise
+        return self
+
+    def stop(self) -> None:
+        try:
+            self._loop.run(self.aworld.stop())
+        finally:
+            self._loop.close()
+
+    def __enter__(self) -> "World":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def run(self, coro, timeout: float | None = 30.0):
+        """Run a coroutine on the world's loop (for servers' async APIs)."""
+        return self._loop.run(coro, timeout)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the world's loop thread (thread-safe)."""
+        self._loop.call(fn, *args)
+
+    # -- the same views as AsyncWorld -----------------------------------------------------
+    state_dir = property(lambda self: self.aworld.state_dir)
+    tracer = property(lambda self: self.aworld.tracer)
+    seams = property(lambda self: self.aworld.seams)
+    hosts = property(lambda self: self.aworld.hosts)
+    dns = property(lambda self: self.aworld.dns)
+    context = property(lambda self: self.aworld.context)
+
+    def info(self) -> dict[str, Any]:
+        return self.aworld.info()
+
+    def host(self, name_or_domain: str) -> MailHost:
+        return self.aworld.host(name_or_domain)
+
+    def mailbox(self, address: str) -> Account:
+        return self.aworld.mailbox(address)
+
+    def use(self, **parts: Any) -> None:
+        self.aworld.use(**parts)
+
+    def set_behaviour(self, host: str, behaviour: str) -> None:
+        """Make a host misbehave (refuse, greylist, tarpit, drop, down) or behave (normal)."""
+        target = self.host(host)
+        self._loop.run(_call(lambda: setattr(target, "behaviour", behaviour)))
+
+    def retry_now(self) -> None:
+        """Try every deferred message now, on every host (like ``postqueue -f``)."""
+        self._loop.run(_call(lambda: [h.queue.retry_now() for h in self.hosts.values()]))
+
+    def resolver(self):
+        """A dnspython resolver pointed at the lab DNS server."""
+        return self.context.resolver()
+
+    def connect(self, address: str, port: int, *, timeout: float = 10.0, source: str = ""):
+        """A socket to a virtual address, e.g. ``world.connect("1.2.3.4", 587)``."""
+        return self.context.addresses.connect(address, port, timeout=timeout, source=source)
+
+    def send(self, mail_from: str, rcpt_to: list[str], message: bytes, *, auth: bool = True, port: int = 587):
+        """Submit a message as a user's mail client would: to the sender's own host's
+        submission service, authenticated with the sender's password."""
+        host = self.host(mail_from.rpartition("@")[2])
+        credentials = None
+        if auth:
+            account = self.mailbox(mail_from)
+            credentials = (account.address, account.password)
+        with self.connect(host.address, port) as sock:
+            return self.seams.send_mail(
+                sock, helo="client.lab", mail_from=mail_from, rcpt_to=rcpt_to, message=message, auth=credentials
+            )
+
+    def wait_for(self, predicate: Callable[[TraceEvent], bool], timeout: float = 10.0, since: float | None = None):
+        return self.tracer.wait_for(predicate, timeout, since=since)
+
+    def wait_for_delivery(self, recipient: str, timeout: float = 10.0, since: float | None = None) -> TraceEvent:
+        """Block until a message for ``recipient`` was delivered to its Maildir."""
+        recipient = recipient.lower()
+        return self.tracer.wait_for(
+            lambda e: e.kind == "delivered" and e.data.get("recipient", "").lower() == recipient
+            and e.data.get("detail", "").startswith("maildir"),
+            timeout,
+            since=since,
+        )
+
+    def messages(self, address: str) -> list[bytes]:
+        """The messages in a user's Maildir INBOX (new and cur), oldest first."""
+        maildir = self.mailbox(address).maildir
+        files = [p for sub in ("new", "cur") for p in (maildir / sub).iterdir()]
+        return [p.read_bytes() for p in sorted(files, key=lambda p: (p.stat().st_mtime, p.name))]
+
+
+async def _call(fn: Callable[[], Any]) -> Any:
+    return fn()
+
+
+def load_world_info(state_dir: Path | str | None = None) -> dict[str, Any]:
+    """Read a running world's ``world.json``; FileNotFoundError names the directory."""
+    state_dir = Path(state_dir) if state_dir else default_state_dir()
+    path = state_dir / STATE_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no lab world running in {state_dir}: start one with `labkit world`")
+    return json.loads(path.read_text())
