@@ -1,0 +1,248 @@
+"""The mail store: UIDs, flags, folders, path safety, concurrency, durability."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from labkit.maildir import deliver
+from labkit.store import (
+    BadFolderName,
+    FolderExists,
+    MailboxLocked,
+    MailStore,
+    NoSuchFolder,
+    NoSuchMessage,
+    StoreError,
+)
+
+MESSAGE = b"From: albert@awesome.com\r\nSubject: hi\r\n\r\nHello Betty\r\n"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> MailStore:
+    return MailStore(tmp_path / "betty")
+
+
+def deliver_n(store: MailStore, n: int) -> list[str]:
+    return [deliver(store.root, MESSAGE + f"#{i}\r\n".encode()) for i in range(n)]
+
+
+def test_uids_ascending_in_delivery_order(store: MailStore) -> None:
+    keys = deliver_n(store, 3)
+    inbox = store.folder("INBOX")
+    assert [m.uid for m in inbox.messages()] == [1, 2, 3]
+    assert [m.key for m in inbox.messages()] == keys
+    assert inbox.uidnext == 4
+    assert inbox.recent == {1, 2, 3}
+    assert not os.listdir(store.root / "new")
+
+
+def test_uids_never_reused_after_expunge(store: MailStore) -> None:
+    deliver_n(store, 3)
+    inbox = store.folder("INBOX")
+    inbox.expunge([3])
+    deliver_n(store, 1)
+    assert [m.uid for m in inbox.refresh()] == [1, 2, 4]
+    assert inbox.uidnext == 5
+
+
+def test_uids_and_uidvalidity_survive_restart(store: MailStore) -> None:
+    deliver_n(store, 2)
+    first = store.folder("INBOX")
+    first.expunge([1])
+    again = MailStore(store.root).folder("inbox")
+    assert [m.uid for m in again.messages()] == [2]
+    assert (again.uidvalidity, again.uidnext) == (first.uidvalidity, 3)
+
+
+def test_uidvalidity_changes_when_uidlist_is_lost(store: MailStore) -> None:
+    deliver_n(store, 1)
+    before = store.folder("INBOX").uidvalidity
+    (store.root / "labkit-uidlist").unlink()
+    after = store.folder("INBOX")
+    assert after.uidvalidity > before
+    assert [m.uid for m in after.messages()] == [1]
+
+
+def test_two_processes_agree_on_uids(store: MailStore) -> None:
+    deliver_n(store, 2)
+    code = "import sys; from labkit.store import MailStore; " "print([m.uid for m in MailStore(sys.argv[1]).folder('INBOX').messages()])"
+    out = subprocess.run([sys.executable, "-c", code, str(store.root)], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "[1, 2]", out.stderr
+    deliver_n(store, 1)
+    assert [m.uid for m in store.folder("INBOX").messages()] == [1, 2, 3]
+
+
+def test_read_is_crlf_and_size_matches(store: MailStore) -> None:
+    deliver(store.root, b"Subject: lf\n\nline one\nline two\n")
+    deliver(store.root, "Subject: 8bit\r\n\r\nGrüße\r\n".encode())
+    inbox = store.folder("INBOX")
+    lf, utf8 = inbox.messages()
+    assert inbox.read(lf.uid) == b"Subject: lf\r\n\r\nline one\r\nline two\r\n"
+    assert all(m.size == len(inbox.read(m.uid)) for m in inbox.messages())
+    assert inbox.read(utf8.uid) == "Subject: 8bit\r\n\r\nGrüße\r\n".encode()
+
+
+def test_flags_written_as_maildir_info(store: MailStore) -> None:
+    (key,) = deliver_n(store, 1)
+    inbox = store.folder("INBOX")
+    info = inbox.set_flags(1, ["\\seen", "\\Flagged", "\\Deleted", "$Forwarded"])
+    assert info.flags == {"\\Seen", "\\Flagged", "\\Deleted", "$Forwarded"}
+    assert os.listdir(store.root / "cur") == [f"{key}:2,FPST"]
+    assert store.folder("INBOX").messages()[0].flags == info.flags
+
+
+def test_flags_set_by_mutt_rename_are_seen(store: MailStore) -> None:
+    (key,) = deliver_n(store, 1)
+    inbox = store.folder("INBOX")
+    os.rename(store.root / "cur" / f"{key}:2,", store.root / "cur" / f"{key}:2,RS")  # as mutt does
+    (info,) = inbox.refresh()
+    assert (info.uid, info.flags) == (1, {"\\Seen", "\\Answered"})
+    assert inbox.read(1) == MESSAGE + b"#0\r\n"
+
+
+def test_read_after_rename_by_another_client(store: MailStore) -> None:
+    (key,) = deliver_n(store, 1)
+    inbox = store.folder("INBOX")
+    os.rename(store.root / "cur" / f"{key}:2,", store.root / "cur" / f"{key}:2,S")
+    assert inbox.read(1).startswith(b"From:")
+
+
+def test_vanished_message_raises_store_error(store: MailStore) -> None:
+    deliver_n(store, 1)
+    pop, imap = store.folder("INBOX"), store.folder("INBOX")
+    imap.expunge([1])
+    with pytest.raises(NoSuchMessage, match="UID 1 .* gone"):
+        pop.read(1)
+    with pytest.raises(NoSuchMessage, match="no message with UID 9"):
+        pop.read(9)
+
+
+def test_append_is_durable_and_keeps_flags_and_date(store: MailStore) -> None:
+    sent = store.create("Sent")
+    uid = sent.append(b"Subject: x\r\n\r\nbody\r\n", ["\\Seen"], internaldate=1_700_000_000.0)
+    (info,) = MailStore(store.root).folder("Sent").messages()  # a fresh reader sees it
+    assert (info.uid, info.flags, info.internaldate) == (uid, {"\\Seen"}, 1_700_000_000.0)
+    assert os.listdir(store.root / ".Sent" / "tmp") == []
+    assert (store.root / ".Sent" / "maildirfolder").exists()
+
+
+def test_copy_to_returns_new_uids_in_order(store: MailStore) -> None:
+    deliver_n(store, 3)
+    inbox, work = store.folder("INBOX"), store.create("Work")
+    inbox.set_flags(3, ["\\Flagged"])
+    assert inbox.copy_to([3, 1], work) == [1, 2]
+    copied = work.refresh()
+    assert [work.read(m.uid) for m in copied] == [inbox.read(3), inbox.read(1)]
+    assert copied[0].flags == {"\\Flagged"}
+
+
+def test_folders_create_rename_delete(store: MailStore) -> None:
+    store.create("Work/Projects/2024")
+    store.create("Sent/")
+    assert store.folders() == ["INBOX", "Sent", "Work", "Work/Projects", "Work/Projects/2024"]
+    assert (store.root / ".Work.Projects").is_dir()
+    with pytest.raises(FolderExists):
+        store.create("Sent")
+    with pytest.raises(FolderExists):
+        store.create("inbox")
+    store.folder("Work/Projects").append(MESSAGE)
+    store.rename("Work", "Job")
+    assert store.folders() == ["INBOX", "Job", "Job/Projects", "Job/Projects/2024", "Sent"]
+    assert len(store.folder("Job/Projects").messages()) == 1
+    store.delete("Job/Projects/2024")
+    assert "Job/Projects/2024" not in store.folders()
+    with pytest.raises(NoSuchFolder):
+        store.folder("Work")
+    with pytest.raises(StoreError, match="INBOX cannot be deleted"):
+        store.delete("Inbox")
+
+
+def test_rename_inbox_moves_its_messages(store: MailStore) -> None:
+    deliver_n(store, 2)
+    store.rename("INBOX", "Old")
+    assert len(store.folder("Old").messages()) == 2
+    assert store.folder("INBOX").messages() == []
+
+
+def test_deleted_folder_gets_new_uidvalidity_when_recreated(store: MailStore) -> None:
+    first = store.create("Trash").uidvalidity
+    store.delete("Trash")
+    assert store.create("Trash").uidvalidity > first
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc", "a/../../b", "a\0b", "..", "", "a//b", "a/", "x\ny", "a.b", "a\\..\\b"])
+def test_path_traversal_and_bad_names_refused(store: MailStore, name: str) -> None:
+    with pytest.raises(BadFolderName):
+        store.create(name) if name != "a/" else store.folder(name)
+    assert store.folders() == ["INBOX"]
+    assert sorted(p.name for p in store.root.parent.iterdir()) == ["betty"]
+
+
+def test_user_names_validated(tmp_path: Path) -> None:
+    for user in ("..", "../x", "a/b", ".hidden", ""):
+        with pytest.raises(BadFolderName):
+            MailStore.for_user(tmp_path, user)
+    assert MailStore.for_user(tmp_path, "betty").root == tmp_path / "betty"
+
+
+def test_subscriptions_persist(store: MailStore) -> None:
+    store.subscribe("Sent")
+    store.subscribe("Work/Projects")
+    store.unsubscribe("Sent")
+    store.unsubscribe("Never")
+    assert MailStore(store.root).subscriptions == {"Work/Projects"}
+    assert (store.root / "subscriptions").read_text() == "Work/Projects\n"
+
+
+def test_lock_is_exclusive_across_sessions_and_processes(store: MailStore) -> None:
+    with store.lock():
+        with pytest.raises(MailboxLocked, match="locked"):
+            MailStore(store.root).lock()
+    code = "import sys; from labkit.store import MailStore; MailStore(sys.argv[1]).lock(); print('got it')"
+    run = lambda: subprocess.run([sys.executable, "-c", code, str(store.root)], capture_output=True, text=True, timeout=30)
+    with store.lock():
+        assert "MailboxLocked" in run().stderr
+    assert run().stdout.strip() == "got it"
+
+
+def test_concurrent_delivery_while_refreshing(store: MailStore) -> None:
+    per_thread, threads = 25, 4
+    done = threading.Event()
+    errors: list[BaseException] = []
+    seen: list[list[int]] = []
+
+    def reader() -> None:
+        folder = store.folder("INBOX")
+        try:
+            for _ in range(500):  # bounded
+                uids = [m.uid for m in folder.refresh()]
+                seen.append(uids)
+                if done.is_set() and len(uids) == per_thread * threads:
+                    return
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    def writer() -> None:
+        deliver_n(store, per_thread)
+
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    writers = [threading.Thread(target=writer) for _ in range(threads)]
+    for t in readers + writers:
+        t.start()
+    for t in writers:
+        t.join(timeout=30)
+    done.set()
+    for t in readers:
+        t.join(timeout=30)
+    assert not errors
+    final = store.folder("INBOX").messages()
+    assert [m.uid for m in final] == list(range(1, per_thread * threads + 1))
+    assert len({m.key for m in final}) == len(final)
+    assert all(uids == sorted(set(uids)) for uids in seen)
