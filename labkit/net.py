@@ -92,22 +92,44 @@ class AddressMap:
         with self._lock:
             return self._names.get(endpoint, str(endpoint))
 
+    def _socket(self, endpoint: Endpoint, source: str) -> socket.socket:
+        """An unconnected socket for ``endpoint``; with ``source``, bound first so the
+        server can look up our virtual address the moment it accepts us."""
+        family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        if source:
+            try:
+                sock.bind((endpoint.host if is_loopback(endpoint.host) else "", 0))
+                self.note_peer(sock.getsockname(), source)
+            except OSError:
+                sock.close()
+                raise
+        return sock
+
     def connect(self, address: str, port: int, *, timeout: float = 10.0, source: str = "") -> socket.socket:
         """Open a TCP connection to virtual ``address:port``; ``source`` is our own
         virtual address, remembered so the server can name us."""
         endpoint = self.resolve(address, port)
-        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=timeout)
-        if source:
-            self.note_peer(sock.getsockname(), source)
+        sock = self._socket(endpoint, source)
+        try:
+            sock.settimeout(timeout)
+            sock.connect((endpoint.host, endpoint.port))
+        except OSError:
+            sock.close()
+            raise
         return sock
 
     async def open_connection(self, address: str, port: int, *, source: str = "", **kwargs):
         """asyncio version of :meth:`connect`: returns ``(reader, writer)``."""
         endpoint = self.resolve(address, port)
-        reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port, **kwargs)
-        if source:
-            self.note_peer(writer.get_extra_info("sockname"), source)
-        return reader, writer
+        sock = self._socket(endpoint, source)
+        try:
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (endpoint.host, endpoint.port))
+        except OSError:
+            sock.close()
+            raise
+        return await asyncio.open_connection(sock=sock, **kwargs)
 
     # -- servers ask who their peer is ----------------------------------------------
     def note_peer(self, sockname: tuple, virtual: str) -> None:

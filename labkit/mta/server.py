@@ -44,6 +44,11 @@ def domain_of(address: str) -> str:
     return address.rpartition("@")[2].lower().rstrip(".")
 
 
+# aiosmtpd's own replies that the lab words differently: RFC 5321 §4.2.3 wants 501
+# for a syntax error in a command's argument, such as an unparsable address.
+_REWORDED = {"553 5.1.3 Error: malformed address": replies.BAD_ADDRESS_SYNTAX}
+
+
 class TracedSMTP(SMTP):
     """aiosmtpd's SMTP with every line traced, and an optional delay per reply."""
 
@@ -66,6 +71,8 @@ class TracedSMTP(SMTP):
         super().data_received(data)
 
     async def push(self, status: str | bytes) -> None:
+        if isinstance(status, str):
+            status = _REWORDED.get(status, status)
         delay = self.policy.host.tarpit_delay
         if delay:
             await asyncio.sleep(delay)
@@ -103,8 +110,9 @@ class Policy:
         return responses[:-1] + ["250-ENHANCEDSTATUSCODES", responses[-1]]
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]):
-        address = "" if address == "<>" else address
-        if address and "@" not in address:
+        # aiosmtpd takes an empty mail_from for "no MAIL yet", so the null
+        # reverse-path of a bounce (RFC 5321 §4.5.5) stays "<>" until DATA.
+        if address != "<>" and "@" not in address:
             return replies.BAD_SENDER_SYNTAX.format(address)
         if self.role == "submission" and not self.may_relay(session):
             return replies.AUTH_REQUIRED
@@ -168,7 +176,8 @@ class Policy:
             stamp = host.context.seams.received_header(hop)
         except Exception as error:  # a student's seam that crashes must not lose mail silently
             return replies.SPOOL_FAILED.format(f"received_header failed: {error!r}")
-        entry = QueueEntry(queue_id, envelope.mail_from or "", list(envelope.rcpt_tos))
+        mail_from = "" if envelope.mail_from == "<>" else envelope.mail_from or ""
+        entry = QueueEntry(queue_id, mail_from, list(envelope.rcpt_tos))
         try:
             await asyncio.get_running_loop().run_in_executor(
                 host.context.executor, host.spool.store, entry, stamp.encode("utf-8") + b"\r\n" + message

@@ -20,6 +20,7 @@ SPOOL_FAILED = "451 4.3.0 Could not queue the message: {}"
 SHUTTING_DOWN = "421 4.3.2 {} closing connection: service shutting down"
 
 # 5xx: permanent failure
+BAD_ADDRESS_SYNTAX = "501 5.1.3 Bad address syntax: expected <local-part@domain> (RFC 5321 4.1.2)"
 BAD_SENDER_SYNTAX = "501 5.1.7 <{}>: bad sender address syntax (RFC 5321 4.1.2)"
 BAD_RECIPIENT_SYNTAX = "501 5.1.3 <{}>: bad recipient address syntax (RFC 5321 4.1.2)"
 UNKNOWN_USER = "550 5.1.1 <{}>: Recipient address rejected: user unknown in local recipient table"

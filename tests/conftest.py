@@ -1,0 +1,34 @@
+"""Shared fixtures: a running lab world per test, on ephemeral loopback ports."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+
+from labkit.config import MTAConfig, WorldConfig, load_config
+from labkit.world import World
+
+FAST_MTA = MTAConfig(retry_schedule=(0.1, 0.2, 0.4), max_queue_time=20.0, tarpit_delay=0.05)
+
+
+def lecture_config(**mta: object) -> WorldConfig:
+    """The lecture's world with quick retries (and any MTA settings overridden)."""
+    config = load_config()
+    return dataclasses.replace(config, mta=dataclasses.replace(FAST_MTA, **mta))
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    with World(lecture_config(), state_dir=tmp_path / "state") as w:
+        yield w
+
+
+def need(tool: str) -> str:
+    """The path of a command-line client, or skip the test saying it is missing."""
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"{tool} is not installed (.ci/run installs it)")
+    return path

@@ -1,0 +1,230 @@
+"""Routing by MX, retries, bounces and seams, end to end through the lab world."""
+
+from __future__ import annotations
+
+import email
+import time
+
+import pytest
+
+from conftest import lecture_config
+from labkit.dns.mx import TemporaryMXError, resolve_mx
+from labkit.world import World
+
+HELLO = b"From: albert@awesome.com\r\nSubject: hello\r\n\r\nhello\r\n"
+
+
+def delivered_to(world, recipient: str, timeout: float = 10.0):
+    return world.wait_for_delivery(recipient, timeout=timeout)
+
+
+def bounce_for(world, sender: str = "albert@awesome.com", timeout: float = 10.0) -> email.message.Message:
+    world.wait_for_delivery(sender, timeout=timeout)
+    dsn = email.message_from_bytes(world.messages(sender)[-1])
+    assert dsn.get_content_type() == "multipart/report"
+    assert dsn.get_param("report-type") == "delivery-status"
+    assert dsn["Auto-Submitted"] == "auto-replied"
+    return dsn
+
+
+def status_part(dsn: email.message.Message) -> str:
+    for part in dsn.walk():
+        if part.get_content_type() == "message/delivery-status":
+            return "\n".join(str(p) for p in part.get_payload())
+    raise AssertionError("no message/delivery-status part")
+
+
+def test_backup_mx_takes_over_when_the_primary_is_dead(world):
+    world.send("albert@awesome.com", ["carol@careful.com"], HELLO)
+    event = delivered_to(world, "carol@careful.com")
+    assert event.server == "mx2.careful.com"
+    relayed = world.wait_for(lambda e: e.kind == "delivered" and e.server == "smtp.awesome.com")
+    assert relayed.data["remote"] == "mx2.careful.com"
+
+
+def test_equal_preference_mail_exchangers_both_work(world):
+    world.send("albert@awesome.com", ["tom@twins.com"], HELLO)
+    delivered_to(world, "tom@twins.com")
+
+
+def test_implicit_mx_from_the_a_record(world):
+    world.send("albert@awesome.com", ["pat@plain.com"], HELLO)
+    assert delivered_to(world, "pat@plain.com").server == "plain.com"
+
+
+def test_cname_domain_follows_to_the_target_mx(world):
+    world.send("albert@awesome.com", ["betty@staff.brilliant.com"], HELLO)
+    assert delivered_to(world, "betty@staff.brilliant.com").server == "smtp.brilliant.com"
+
+
+def test_null_mx_bounces_at_once(world):
+    world.send("albert@awesome.com", ["anyone@nomail.com"], HELLO)
+    dsn = bounce_for(world)
+    report = status_part(dsn)
+    assert "Final-Recipient: rfc822; anyone@nomail.com" in report
+    assert "Status: 5.1.10" in report  # RFC 7505 §4.2
+    assert "does not accept mail" in dsn.as_string()
+
+
+def test_nxdomain_bounces(world):
+    world.send("albert@awesome.com", ["betty@typo.brilliant.com"], HELLO)
+    report = status_part(bounce_for(world))
+    assert "Action: failed" in report and "Status: 5.1.2" in report
+
+
+def test_remote_unknown_user_bounces_with_the_remote_reply(world):
+    world.send("albert@awesome.com", ["nobody@brilliant.com", "betty@brilliant.com"], HELLO)
+    delivered_to(world, "betty@brilliant.com")  # the good recipient still gets it
+    dsn = bounce_for(world)
+    report = status_part(dsn)
+    assert "Final-Recipient: rfc822; nobody@brilliant.com" in report
+    assert "Remote-MTA: dns; smtp.brilliant.com" in report
+    assert "Diagnostic-Code: smtp; 550 5.1.1" in report
+    assert "betty@brilliant.com" not in report
+    assert dsn["To"] == "<albert@awesome.com>"
+    assert "Subject: hello" in dsn.as_string()  # the original headers come back
+
+
+def test_greylisting_is_retried_then_delivered(world):
+    world.set_behaviour("smtp.chaos.com", "greylist")
+    world.send("albert@awesome.com", ["chuck@chaos.com"], HELLO)
+    deferred = world.wait_for(lambda e: e.kind == "deferred" and e.data["recipient"] == "chuck@chaos.com")
+    assert deferred.data["detail"].startswith("451 4.7.1")
+    delivered_to(world, "chuck@chaos.com")
+
+
+def test_refusing_host_causes_a_bounce(world):
+    world.set_behaviour("smtp.chaos.com", "refuse")
+    world.send("albert@awesome.com", ["chuck@chaos.com"], HELLO)
+    assert "Diagnostic-Code: smtp; 550 5.7.1" in status_part(bounce_for(world))
+
+
+def test_tarpit_is_slow_but_delivers(world):
+    world.set_behaviour("smtp.chaos.com", "tarpit")
+    world.send("albert@awesome.com", ["chuck@chaos.com"], HELLO)
+    delivered_to(world, "chuck@chaos.com")
+
+
+def test_dropped_connection_is_retried(world):
+    world.set_behaviour("smtp.chaos.com", "drop")
+    world.send("albert@awesome.com", ["chuck@chaos.com"], HELLO)
+    world.wait_for(lambda e: e.kind == "deferred" and e.data["recipient"] == "chuck@chaos.com")
+    world.set_behaviour("smtp.chaos.com", "normal")
+    delivered_to(world, "chuck@chaos.com")
+
+
+def test_down_host_is_retried_until_it_is_back(world):
+    world.set_behaviour("smtp.chaos.com", "down")
+    world.send("albert@awesome.com", ["chuck@chaos.com"], HELLO)
+    deferred = world.wait_for(lambda e: e.kind == "deferred" and e.data["recipient"] == "chuck@chaos.com")
+    assert "refused" in deferred.data["detail"]
+    world.set_behaviour("smtp.chaos.com", "normal")
+    world.retry_now()
+    delivered_to(world, "chuck@chaos.com")
+    assert len(world.messages("chuck@chaos.com")) == 1
+
+
+def test_dns_servfail_defers_not_bounces(world):
+    world.dns.inject_fault("chaos.com", "servfail")
+    world.send("albert@awesome.com", ["chuck@chaos.com"], HELLO)
+    deferred = world.wait_for(lambda e: e.kind == "deferred" and e.data["recipient"] == "chuck@chaos.com")
+    assert deferred.data["detail"].startswith("451 4.4.3")
+    world.dns.inject_fault("chaos.com", None)
+    delivered_to(world, "chuck@chaos.com")
+
+
+def test_expired_mail_bounces_with_the_last_error(tmp_path):
+    with World(lecture_config(max_queue_time=0.5), state_dir=tmp_path / "s") as world:
+        world.set_behaviour("smtp.chaos.com", "down")
+        world.send("albert@awesome.com", ["chuck@chaos.com"], HELLO)
+        report = status_part(bounce_for(world))
+        assert "Final-Recipient: rfc822; chuck@chaos.com" in report
+        assert "gave up" in report and "refused" in report
+
+
+def test_a_bounce_is_never_bounced(world):
+    """A bounce (from <>) that cannot be delivered is dropped, not bounced again."""
+    with world.connect("1.2.3.4", 587) as sock:
+        result = world.seams.send_mail(sock, helo="x", mail_from="", rcpt_to=["nobody@brilliant.com"], message=HELLO)
+    assert result.data_reply.code == 250
+    world.wait_for(lambda e: e.kind == "discarded")
+    queued = [e for e in world.tracer.events() if e.kind == "queued"]
+    assert len(queued) == 1  # only the original: no new bounce was queued anywhere
+    assert world.messages("albert@awesome.com") == []
+
+
+def test_queue_survives_a_restart_in_process(tmp_path):
+    state = tmp_path / "state"
+    with World(lecture_config(), state_dir=state) as world:
+        world.set_behaviour("smtp.chaos.com", "down")
+        for i in range(3):
+            world.send("albert@awesome.com", ["chuck@chaos.com"], HELLO.replace(b"hello", b"hello %d" % i))
+        for _ in range(3):
+            world.wait_for(lambda e: e.kind == "deferred")
+    spool = state / "spool" / "smtp.awesome.com"
+    assert len([p for p in spool.iterdir() if not p.name.endswith(".state")]) == 3
+    with World(lecture_config(), state_dir=state) as world:
+        for _ in range(3):
+            delivered_to(world, "chuck@chaos.com")
+        deadline = time.monotonic() + 5
+        while len(world.messages("chuck@chaos.com")) < 3 and time.monotonic() < deadline:
+            world.wait_for(lambda e: e.kind == "delivered", timeout=1)
+        bodies = sorted(m.split(b"\r\n\r\n", 1)[1] for m in world.messages("chuck@chaos.com"))
+        assert bodies == [b"hello %d\r\n" % i for i in range(3)]
+
+
+# -- seams: a student's part replaces labkit's, in one line --------------------------------
+
+def test_swapping_the_mx_resolver(world):
+    asked = []
+
+    def my_resolve_mx(domain, resolver):
+        asked.append(domain)
+        return resolve_mx(domain, resolver)
+
+    world.use(resolve_mx=my_resolve_mx)
+    world.send("albert@awesome.com", ["betty@brilliant.com"], HELLO)
+    delivered_to(world, "betty@brilliant.com")
+    assert asked == ["brilliant.com"]
+
+
+def test_a_crashing_student_resolver_loses_no_mail(world):
+    def broken(domain, resolver):
+        raise ZeroDivisionError("oops")
+
+    world.use(resolve_mx=broken)
+    world.send("albert@awesome.com", ["betty@brilliant.com"], HELLO)
+    deferred = world.wait_for(lambda e: e.kind == "deferred")
+    assert "ZeroDivisionError" in deferred.data["detail"]
+    world.use(resolve_mx=None)  # back to the reference
+    world.retry_now()
+    delivered_to(world, "betty@brilliant.com")
+
+
+def test_temporary_mx_error_from_a_seam_defers(world):
+    def flaky(domain, resolver):
+        raise TemporaryMXError(domain, "lab says: try later")
+
+    world.use(resolve_mx=flaky)
+    world.send("albert@awesome.com", ["betty@brilliant.com"], HELLO)
+    assert "try later" in world.wait_for(lambda e: e.kind == "deferred").data["detail"]
+
+
+def test_swapping_the_smtp_client(world):
+    from labkit.smtp.send import send_mail
+
+    calls = []
+
+    def my_send_mail(sock, **kwargs):
+        calls.append(kwargs["rcpt_to"])
+        return send_mail(sock, **kwargs)
+
+    world.use(send_mail=my_send_mail)
+    world.send("albert@awesome.com", ["betty@brilliant.com"], HELLO, auth=True)
+    delivered_to(world, "betty@brilliant.com")
+    assert ["betty@brilliant.com"] in calls
+
+
+def test_unknown_seam_is_a_clear_error(world):
+    with pytest.raises(TypeError, match="no seam named 'resolve'.*resolve_mx"):
+        world.use(resolve=print)
