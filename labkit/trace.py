@@ -93,20 +93,25 @@ class Tracer:
             unsubscribe()
 
     def wait_for(
-        self, predicate: Callable[[TraceEvent], bool], timeout: float = 10.0, *, since: float | None = None
+        self,
+        predicate: Callable[[TraceEvent], bool],
+        timeout: float = 10.0,
+        *,
+        since: float | None = None,
+        count: int = 1,
     ) -> TraceEvent:
-        """Block until an event matching ``predicate`` has been emitted (at or after
-        ``since``, a ``time.time()`` value; default: any in the history). Raises
-        :class:`TimeoutError` naming what was awaited."""
+        """Block until ``count`` events matching ``predicate`` have been emitted (at or
+        after ``since``, a ``time.time()`` value; default: any in the history) and
+        return the last of them. Raises :class:`TimeoutError` saying how many came."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                for event in self._history:
-                    if (since is None or event.time >= since) and predicate(event):
-                        return event
+                found = [e for e in self._history if (since is None or e.time >= since) and predicate(e)]
+                if len(found) >= count:
+                    return found[count - 1]
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"no matching trace event within {timeout}s")
+                    raise TimeoutError(f"{len(found)} of {count} matching trace events within {timeout}s")
                 self._cond.wait(remaining)
 
     def clear(self) -> None:

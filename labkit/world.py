@@ -266,17 +266,23 @@ class World:
                 sock, helo="client.lab", mail_from=mail_from, rcpt_to=rcpt_to, message=message, auth=credentials
             )
 
-    def wait_for(self, predicate: Callable[[TraceEvent], bool], timeout: float = 10.0, since: float | None = None):
-        return self.tracer.wait_for(predicate, timeout, since=since)
+    def wait_for(
+        self, predicate: Callable[[TraceEvent], bool], timeout: float = 10.0, since: float | None = None, count: int = 1
+    ) -> TraceEvent:
+        """Block until ``count`` trace events match ``predicate`` (see Tracer.wait_for)."""
+        return self.tracer.wait_for(predicate, timeout, since=since, count=count)
 
-    def wait_for_delivery(self, recipient: str, timeout: float = 10.0, since: float | None = None) -> TraceEvent:
-        """Block until a message for ``recipient`` was delivered to its Maildir."""
+    def wait_for_delivery(
+        self, recipient: str, timeout: float = 10.0, since: float | None = None, count: int = 1
+    ) -> TraceEvent:
+        """Block until ``count`` messages for ``recipient`` were delivered to its Maildir."""
         recipient = recipient.lower()
         return self.tracer.wait_for(
             lambda e: e.kind == "delivered" and e.data.get("recipient", "").lower() == recipient
             and e.data.get("detail", "").startswith("maildir"),
             timeout,
             since=since,
+            count=count,
         )
 
     def messages(self, address: str) -> list[bytes]:

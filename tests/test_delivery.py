@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-import time
 
 import pytest
 
@@ -159,16 +158,11 @@ def test_queue_survives_a_restart_in_process(tmp_path):
         world.set_behaviour("smtp.chaos.com", "down")
         for i in range(3):
             world.send("albert@awesome.com", ["chuck@chaos.com"], HELLO.replace(b"hello", b"hello %d" % i))
-        for _ in range(3):
-            world.wait_for(lambda e: e.kind == "deferred")
+        world.wait_for(lambda e: e.kind == "deferred", count=3)
     spool = state / "spool" / "smtp.awesome.com"
     assert len([p for p in spool.iterdir() if not p.name.endswith(".state")]) == 3
     with World(lecture_config(), state_dir=state) as world:
-        for _ in range(3):
-            delivered_to(world, "chuck@chaos.com")
-        deadline = time.monotonic() + 5
-        while len(world.messages("chuck@chaos.com")) < 3 and time.monotonic() < deadline:
-            world.wait_for(lambda e: e.kind == "delivered", timeout=1)
+        world.wait_for_delivery("chuck@chaos.com", count=3)
         bodies = sorted(m.split(b"\r\n\r\n", 1)[1] for m in world.messages("chuck@chaos.com"))
         assert bodies == [b"hello %d\r\n" % i for i in range(3)]
 

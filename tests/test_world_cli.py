@@ -1,0 +1,146 @@
+"""`labkit world` as other programs see it: the JSON line, signals, restarts, state."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import lecture_config
+from labkit.config import LECTURE_WORLD, ConfigError, load_config
+from labkit.world import World, WorldBusy, load_world_info
+
+HELLO = b"From: albert@awesome.com\r\nSubject: queued\r\n\r\nbody %d\r\n"
+
+
+class WorldProcess:
+    """`labkit world --json` in a child process, read the way a TA's script would."""
+
+    def __init__(self, state_dir: Path, config: Path | None = None) -> None:
+        args = [sys.executable, "-m", "labkit.cli", "world", "--json", "--state-dir", str(state_dir)]
+        if config:
+            args += ["--config", str(config)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()  # blocks until the world is ready (or died)
+        if not line:
+            raise AssertionError(f"world died: {self.proc.stderr.read()}")
+        self.info = json.loads(line)
+
+    def endpoint(self, host: str, service: str) -> tuple[str, int]:
+        e = self.info["hosts"][host]["services"][service]
+        return e["host"], e["port"]
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        out, _ = self.proc.communicate(timeout=20)
+        return self.proc.returncode, out
+
+
+def topology(tmp_path: Path, **replace: str) -> Path:
+    """A copy of the lecture topology with text replaced and the zones path absolute."""
+    text = LECTURE_WORLD.read_text().replace('zones = "zones"', f'zones = "{LECTURE_WORLD.parent / "zones"}"')
+    text = text.replace("max_queue_time = 20.0", "max_queue_time = 60.0")
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    path = tmp_path / f"world-{len(list(tmp_path.glob('world-*.toml')))}.toml"
+    path.write_text(text)
+    return path
+
+
+def test_json_contract_and_clean_shutdown(tmp_path):
+    world = WorldProcess(tmp_path / "state")
+    info = world.info
+    assert set(info) == {"dns", "hosts", "mailboxes", "state_dir"}
+    assert set(info["dns"]) == {"host", "port"}
+    brilliant = info["hosts"]["smtp.brilliant.com"]
+    assert brilliant["address"] == "1.2.3.5"
+    assert {"smtp", "submission", "pop3", "imap"} <= set(brilliant["services"])
+    assert info["mailboxes"]["betty@brilliant.com"]["password"] == "betty-password"
+    assert Path(info["mailboxes"]["betty@brilliant.com"]["maildir"], "new").is_dir()
+    # every listed service accepts connections right away
+    with smtplib.SMTP(*world.endpoint("smtp.brilliant.com", "smtp"), timeout=10) as client:
+        assert client.noop()[0] == 250
+    assert load_world_info(tmp_path / "state") == info  # others find it via the state dir
+    code, rest = world.stop(signal.SIGTERM)
+    assert code == 0
+    assert rest == ""  # exactly one line on stdout
+    assert not (tmp_path / "state" / "world.json").exists()
+
+
+def test_sigint_also_stops_cleanly(tmp_path):
+    world = WorldProcess(tmp_path / "state")
+    assert world.stop(signal.SIGINT)[0] == 0
+
+
+def test_killed_mta_resumes_its_queue_and_delivers_once(tmp_path):
+    """Messages queued when the MTA is killed (-9) are all delivered after a restart,
+    none twice. A 250 means "on disk", so the kill comes right after the last 250."""
+    state = tmp_path / "state"
+    world = WorldProcess(state, topology(tmp_path, **{'behaviour = "normal"': 'behaviour = "down"'}))
+    with smtplib.SMTP(*world.endpoint("smtp.awesome.com", "submission"), timeout=10) as client:
+        client.login("albert", "albert-password")
+        for i in range(5):
+            client.sendmail("albert@awesome.com", ["chuck@chaos.com"], HELLO % i)
+    world.proc.kill()
+    world.proc.wait(10)
+    spool = state / "spool" / "smtp.awesome.com"
+    assert len([p for p in spool.iterdir() if not p.name.endswith(".state")]) == 5
+    with World(lecture_config(), state_dir=state) as restarted:  # chaos.com is up again
+        restarted.wait_for_delivery("chuck@chaos.com", count=5)
+        restarted.wait_for(lambda e: e.kind == "delivered" and e.server == "smtp.awesome.com", count=5)
+        bodies = sorted(m.split(b"\r\n\r\n", 1)[1] for m in restarted.messages("chuck@chaos.com"))
+    assert bodies == [b"body %d\r\n" % i for i in range(5)]  # all five, none twice
+    assert list(spool.iterdir()) == []
+
+
+def test_two_worlds_cannot_share_a_state_dir(tmp_path):
+    with World(state_dir=tmp_path / "s"):
+        with pytest.raises(WorldBusy, match="already running"):
+            World(state_dir=tmp_path / "s").start()
+
+
+def test_worlds_run_side_by_side(tmp_path):
+    with World(state_dir=tmp_path / "a") as a, World(state_dir=tmp_path / "b") as b:
+        assert a.info()["dns"]["port"] != b.info()["dns"]["port"]
+
+
+def test_fixed_ports_on_request(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # find a free block of ports
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1] // 100 * 100 - 1000
+    with World(state_dir=tmp_path / "s", base_port=base) as world:
+        info = world.info()
+    assert info["dns"]["port"] == base
+    assert info["hosts"]["smtp.awesome.com"]["services"]["smtp"]["port"] == base + 10
+
+
+def test_bad_topology_errors_name_the_problem(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[dns\n")
+    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+        load_config(bad)
+    bad.write_text(topology(tmp_path).read_text().replace('addresses = ["1.2.3.5"]', 'addresses = ["smtp"]'))
+    with pytest.raises(ConfigError, match="smtp.brilliant.com.*'smtp' is not an IP address"):
+        load_config(bad)
+    run = subprocess.run([sys.executable, "-m", "labkit.cli", "world", "--config", str(bad), "--state-dir",
+                          str(tmp_path / "s")], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2 and "is not an IP address" in run.stderr
+
+
+def test_world_without_json_prints_a_summary_and_the_trace(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "labkit.cli", "world", "--state-dir", str(tmp_path / "s")],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
+    lines = [proc.stdout.readline() for _ in range(3)]
+    assert lines[0].startswith("lab world running")
+    assert "dig @127.0.0.1" in lines[1]
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 0
