@@ -59,11 +59,29 @@ def _print_summary(world: AsyncWorld) -> None:
     print("  (trace follows)", flush=True)
 
 
+def run_muttrc(args: argparse.Namespace) -> int:
+    from .muttrc import muttrc
+    from .world import load_world_info
+
+    try:
+        print(muttrc(load_world_info(args.state_dir), args.address, maildir=args.maildir), end="")
+    except (FileNotFoundError, KeyError) as error:
+        print(f"labkit: {error.args[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labkit", description="A lab kit that teaches how e-mail works.")
     sub = parser.add_subparsers(dest="command", required=True)
     _world_parser(sub)
     sub.add_parser("demo", help="replay the lecture: Albert writes to Betty", add_help=False)
+    m = sub.add_parser("muttrc", help="print a muttrc for a user of the running world",
+                       description="Print a muttrc that reads ADDRESS's mail over IMAP (or its Maildir) and "
+                       "sends with labkit-sendmail: labkit muttrc betty@brilliant.com > ~/.muttrc-betty")
+    m.add_argument("address")
+    m.add_argument("--state-dir", help="the running world's state dir (default: $LABKIT_STATE_DIR or ~/.labkit/world)")
+    m.add_argument("--maildir", action="store_true", help="read the Maildir directly instead of IMAP")
     args, rest = parser.parse_known_args(argv)
     if args.command == "demo":
         from .demo import main as demo_main
@@ -71,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         return demo_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "muttrc":
+        return run_muttrc(args)
     try:
         return asyncio.run(run_world(args))
     except (ConfigError, WorldBusy) as error:

@@ -285,6 +285,16 @@ class World:
             count=count,
         )
 
+    def reader(self, address: str, protocol: str = "imap"):
+        """A logged-in IMAP (or POP3) reader for a world user: ``list()``, ``show(n)``."""
+        from .reader import IMAPReader, POP3Reader
+
+        account = self.mailbox(address)
+        endpoint = self.host(address.rpartition("@")[2]).services[protocol]
+        if protocol == "pop3":
+            return POP3Reader(endpoint.host, endpoint.port, account.address, account.password)
+        return IMAPReader(endpoint.host, endpoint.port, account.address, account.password)
+
     def messages(self, address: str) -> list[bytes]:
         """The messages in a user's Maildir INBOX (new and cur), oldest first."""
         maildir = self.mailbox(address).maildir

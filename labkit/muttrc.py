@@ -1,0 +1,53 @@
+"""A ready muttrc for a world user: read over IMAP (or the Maildir), send with
+labkit-sendmail, as the lecture's Unix users do."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from urllib.parse import quote
+
+
+def sendmail_command(state_dir: str) -> str:
+    """The sendmail command line mutt should run to submit into this world."""
+    program = shutil.which("labkit-sendmail")
+    base = shlex.quote(program) if program else f"{shlex.quote(sys.executable)} -m labkit.sendmail"
+    return f"{base} --state-dir {shlex.quote(state_dir)}"
+
+
+def muttrc(info: dict, address: str, *, maildir: bool = False) -> str:
+    """The muttrc text for ``address`` in the world described by ``info`` (world.json)."""
+    box = info["mailboxes"].get(address.lower())
+    if box is None:
+        raise KeyError(f"no mailbox {address!r} in this world; mailboxes: {', '.join(info['mailboxes'])}")
+    lines = [
+        f"# mutt for {address} in the lab world at {info['state_dir']}",
+        f"# run: mutt -F THIS_FILE",
+        f'set from="{address}"',
+        "set use_from=yes",
+        f'set sendmail="{sendmail_command(info["state_dir"])}"',
+        'set record=""',
+        "set charset=utf-8",
+        "set send_charset=utf-8",
+    ]
+    if maildir:
+        lines += [
+            "# read the Maildir directly, as a user logged in on the mail server would",
+            "set mbox_type=Maildir",
+            f'set folder="{box["maildir"]}"',
+            'set spoolfile="+/"',
+        ]
+    else:
+        imap = info["hosts"][box["host"]]["services"]["imap"]
+        lines += [
+            "# read over IMAP (the lab has no TLS: never do this on a real network)",
+            f'set folder="imap://{quote(address, safe="")}@{imap["host"]}:{imap["port"]}/"',
+            'set spoolfile="+INBOX"',
+            f'set imap_user="{address}"',
+            f'set imap_pass="{box["password"]}"',
+            "set ssl_starttls=no",
+            "set ssl_force_tls=no",
+            "set imap_check_subscribed=no",
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,36 @@
+"""`labkit demo`: the lecture replayed from a real run."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+from labkit.demo import main
+
+
+def test_demo_tells_the_whole_story():
+    out = io.StringIO()
+    assert main(["--no-colour"], out=out) == 0
+    text = out.getvalue()
+    # the slides' names for each SMTP step, in order
+    marks = ["server greeting", "client greeting", "sender command", "recipient command", "start of message",
+             "acknowledgement of end", "quit"]
+    positions = [text.index(mark) for mark in marks]
+    assert positions == sorted(positions)
+    assert "brilliant.com. IN MX" in text and "10 smtp.brilliant.com." in text  # the MX lookup
+    assert "smtp.awesome.com -> smtp.brilliant.com" in text  # the relay
+    assert "delivered" in text and "Maildir" in text
+    assert "Received: from smtp.awesome.com (smtp.awesome.com [1.2.3.4])" in text.replace("\n", " ").replace("  ", " ") or \
+        "from smtp.awesome.com (smtp.awesome.com [1.2.3.4])" in text
+    assert "from pc.awesome.com ([1.2.3.100])" in text  # Albert's computer, first hop
+    assert "shall we have lunch on Friday?" in text
+    assert "\x1b[" not in text  # plain when asked (and when piped)
+
+
+def test_demo_runs_as_a_command_and_colours_on_request():
+    run = subprocess.run([sys.executable, "-m", "labkit.cli", "demo", "--colour"], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "\x1b[" in run.stdout
+    assert "Betty reads her mail over IMAP" in run.stdout
