@@ -1,0 +1,242 @@
+"""SEARCH (RFC 3501 §6.4.4): search keys parsed into predicates over messages.
+
+Text keys (FROM, SUBJECT, HEADER, BODY, TEXT) match case-insensitive substrings of the
+*decoded* text: RFC 2047 encoded-words in headers, base64/quoted-printable and the
+charset of text parts, so a client searching ``CHARSET UTF-8 SUBJECT "Grüße"`` finds it.
+Only the header is read when no key needs the body.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import email.header
+import email.utils
+import quopri
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable
+
+from labkit.store import MessageInfo
+
+from . import mime
+from .fetch import MessageData
+from .parser import Cursor, ParseError, SeqRange, resolve_sequence_set
+
+CHARSETS = {"UTF-8": "utf-8", "US-ASCII": "ascii"}
+
+
+class BadCharset(ParseError):
+    """SEARCH CHARSET names a charset this server does not know (RFC 3501 §6.4.4):
+    answer ``NO [BADCHARSET (UTF-8 US-ASCII)]``."""
+
+
+@dataclass
+class Candidate:
+    """One message being tested, with what the sequence-set keys need."""
+
+    msn: int
+    message: MessageData
+    last_msn: int
+    last_uid: int
+
+    @property
+    def info(self) -> MessageInfo:
+        return self.message.info
+
+    @cached_property
+    def _headers(self) -> dict[str, list[str]]:
+        """Decoded header values by lower-case field name."""
+        out: dict[str, list[str]] = {}
+        for name, raw in mime.header_fields(self.message.header):
+            out.setdefault(name, []).append(decode_words(mime.unfold(raw)))
+        return out
+
+    def header(self, name: str) -> list[str]:
+        return self._headers.get(name.lower(), [])
+
+    @cached_property
+    def header_text(self) -> str:
+        return "\n".join(f"{k}: {v}" for k, values in self._headers.items() for v in values).casefold()
+
+    @cached_property
+    def body_text(self) -> str:
+        return "\n".join(_texts(self.message.part)).casefold()
+
+
+Predicate = Callable[[Candidate], bool]
+
+
+def decode_words(value: str) -> str:
+    """RFC 2047 encoded-words decoded; raw 8-bit read as UTF-8."""
+    value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if "=?" not in value:
+        return value
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except (ValueError, LookupError, UnicodeError):
+        return value
+
+
+def _decode_body(part: mime.Part) -> str:
+    encoding = (part.get("content-transfer-encoding") or "").strip().lower()
+    data = part.body
+    try:
+        if encoding == "base64":
+            data = base64.b64decode(data)
+        elif encoding == "quoted-printable":
+            data = quopri.decodestring(data)
+    except (binascii.Error, ValueError):
+        pass
+    charset = dict(part.params).get("charset", "utf-8")
+    try:
+        return data.decode(charset, "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")
+
+
+def _texts(part: mime.Part) -> list[str]:
+    """The decoded text of every text part (and of attached messages), in order."""
+    if part.is_multipart:
+        return [text for child in part.children for text in _texts(child)]
+    if part.message is not None:
+        inner = part.message
+        return [decode_words(mime.unfold(raw)) for _, raw in mime.header_fields(inner.header)] + _texts(inner)
+    if part.maintype == "text":
+        return [_decode_body(part)]
+    return []
+
+
+def _in_set(ranges: list[SeqRange], number: int, largest: int) -> bool:
+    return any(low <= number <= high for low, high in resolve_sequence_set(ranges, largest))
+
+
+def _sent_date(c: Candidate) -> datetime.date | None:
+    """The Date header's date in its own time zone (RFC 3501: SENT* disregard time)."""
+    values = c.header("date")
+    try:
+        return email.utils.parsedate_to_datetime(values[0]).date() if values else None
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _internal_date(c: Candidate) -> datetime.date:
+    return datetime.datetime.fromtimestamp(c.info.internaldate).date()
+
+
+_DATE_TESTS: dict[str, Callable[[datetime.date, datetime.date], bool]] = {
+    "BEFORE": lambda d, ref: d < ref,
+    "ON": lambda d, ref: d == ref,
+    "SINCE": lambda d, ref: d >= ref,
+}
+_FLAG_KEYS = {
+    "ANSWERED": "\\Answered", "DELETED": "\\Deleted", "DRAFT": "\\Draft", "FLAGGED": "\\Flagged", "SEEN": "\\Seen",
+}
+_ADDRESS_KEYS = ("FROM", "TO", "CC", "BCC", "SUBJECT")
+
+
+class _SearchParser:
+    def __init__(self, cursor: Cursor, charset: str) -> None:
+        self.cursor, self.charset = cursor, charset
+
+    def text(self) -> str:
+        self.cursor.sp()
+        return self.cursor.text_astring("a search string", self.charset).casefold()
+
+    def keys(self) -> Predicate:
+        """``search-key *(SP search-key)``: all must match."""
+        keys = [self.key()]
+        while self.cursor.take(" "):
+            keys.append(self.key())
+        return _all(keys)
+
+    def key(self) -> Predicate:
+        cursor = self.cursor
+        if cursor.at("("):
+            return _all(cursor.paren_list(self.key, allow_empty=False))
+        if cursor.at_digit() or cursor.at("*"):
+            ranges = cursor.sequence_set()
+            return lambda c: _in_set(ranges, c.msn, c.last_msn)
+        name = cursor.atom("a search key").upper()
+        if name == "ALL":
+            return lambda c: True
+        if name in _FLAG_KEYS or (name.startswith("UN") and name[2:] in _FLAG_KEYS):
+            flag, wanted = (_FLAG_KEYS[name], True) if name in _FLAG_KEYS else (_FLAG_KEYS[name[2:]], False)
+            return lambda c: (flag in c.info.flags) == wanted
+        if name in ("KEYWORD", "UNKEYWORD"):
+            cursor.sp()
+            keyword, wanted = cursor.flag(), name == "KEYWORD"
+            return lambda c: (keyword in c.info.flags) == wanted
+        if name == "RECENT":
+            return lambda c: c.message.recent
+        if name == "OLD":
+            return lambda c: not c.message.recent
+        if name == "NEW":
+            return lambda c: c.message.recent and "\\Seen" not in c.info.flags
+        if name in _ADDRESS_KEYS:
+            return self._header_key(name.lower(), self.text())
+        if name == "HEADER":
+            cursor.sp()
+            field = cursor.text_astring("a header field name", "ascii")
+            return self._header_key(field, self.text())
+        if name == "BODY":
+            needle = self.text()
+            return lambda c: needle in c.body_text
+        if name == "TEXT":
+            needle = self.text()
+            return lambda c: needle in c.header_text or needle in c.body_text
+        if name in ("LARGER", "SMALLER"):
+            cursor.sp()
+            size, larger = cursor.number("a size"), name == "LARGER"
+            return lambda c: c.info.size > size if larger else c.info.size < size
+        if name == "UID":
+            cursor.sp()
+            ranges = cursor.sequence_set()
+            return lambda c: _in_set(ranges, c.info.uid, c.last_uid)
+        if name == "NOT":
+            cursor.sp()
+            inner = self.key()
+            return lambda c: not inner(c)
+        if name == "OR":
+            cursor.sp()
+            left = self.key()
+            cursor.sp()
+            right = self.key()
+            return lambda c: left(c) or right(c)
+        return self._date_key(name)
+
+    def _header_key(self, field: str, needle: str) -> Predicate:
+        return lambda c: any(needle in value.casefold() for value in c.header(field))
+
+    def _date_key(self, name: str) -> Predicate:
+        sent = name.startswith("SENT")
+        test = _DATE_TESTS.get(name[4:] if sent else name)
+        if test is None:
+            raise ParseError(f"unknown search key {name}")
+        self.cursor.sp()
+        ref = self.cursor.date()
+        if sent:
+            return lambda c: (d := _sent_date(c)) is not None and test(d, ref)
+        return lambda c: test(_internal_date(c), ref)
+
+
+def _all(keys: list[Predicate]) -> Predicate:
+    if len(keys) == 1:
+        return keys[0]
+    return lambda c: all(key(c) for key in keys)
+
+
+def parse_search(cursor: Cursor) -> Predicate:
+    """``[CHARSET astring SP] 1*search-key`` (the cursor is after ``SEARCH SP``)."""
+    charset = "utf-8"
+    if cursor.take_word("CHARSET"):
+        cursor.sp()
+        name = cursor.text_astring("a charset", "ascii").upper()
+        if name not in CHARSETS:
+            raise BadCharset(f"unknown charset {name}")
+        charset = CHARSETS[name]
+        cursor.sp()
+    keys = _SearchParser(cursor, charset).keys()
+    cursor.end()
+    return keys
