@@ -64,10 +64,14 @@ def deliver(maildir: Path, message: bytes) -> str:
 
     When this returns, the message survives a crash: file and directory are fsynced.
     """
-    create(maildir)
     name = unique_name()
     tmp = maildir / "tmp" / name
-    with open(tmp, "wb") as f:
+    try:
+        f = open(tmp, "xb")
+    except FileNotFoundError:  # a new Maildir: make it, once
+        create(maildir)
+        f = open(tmp, "xb")
+    with f:
         f.write(message)
         f.flush()
         os.fsync(f.fileno())

@@ -67,19 +67,20 @@ class DeliveryQueue:
         for entry in self.host.spool.load():  # a restart picks up where it stopped
             self.enqueue(entry, at=entry.next_attempt)
 
-    def enqueue(self, entry: QueueEntry, at: float = 0.0) -> None:
-        """Deliver ``entry`` now, or at ``at`` (a ``time.time()`` value)."""
+    def enqueue(self, entry: QueueEntry, at: float = 0.0, message: bytes | None = None) -> None:
+        """Deliver ``entry`` now, or at ``at`` (a ``time.time()`` value). ``message``,
+        if given, spares re-reading it from the spool."""
         if self._stopping or self._loop is None:
             return
         delay = at - time.time()
         if delay > 0:
             self._timers[entry.queue_id] = (self._loop.call_later(delay, self._launch, entry), entry)
         else:
-            self._launch(entry)
+            self._launch(entry, message)
 
-    def _launch(self, entry: QueueEntry) -> None:
+    def _launch(self, entry: QueueEntry, message: bytes | None = None) -> None:
         self._timers.pop(entry.queue_id, None)
-        task = asyncio.ensure_future(self._attempt(entry))
+        task = asyncio.ensure_future(self._attempt(entry, message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -104,16 +105,16 @@ class DeliveryQueue:
                 task.cancel()
 
     # -- one attempt -------------------------------------------------------------------
-    async def _attempt(self, entry: QueueEntry) -> None:
+    async def _attempt(self, entry: QueueEntry, message: bytes | None) -> None:
         async with self._slots:
             host = self.host
-            message = await self._in_thread(host.spool.message, entry.queue_id)
-            outcomes: dict[str, Outcome] = {}
+            if message is None:
+                message = await self._in_thread(host.spool.message, entry.queue_id)
+            local = [r for r in entry.recipients if host.is_local(domain_of(r))]
+            outcomes: dict[str, Outcome] = await self._in_thread(self._deliver_local, entry, local, message) if local else {}
             remote: dict[str, list[str]] = defaultdict(list)
             for rcpt in entry.recipients:
-                if host.is_local(domain_of(rcpt)):
-                    outcomes[rcpt] = await self._deliver_local(entry, rcpt, message)
-                else:
+                if rcpt not in outcomes:
                     remote[domain_of(rcpt)].append(rcpt)
             for domain, rcpts in remote.items():
                 outcomes.update(await self._relay(entry, domain, rcpts, message))
@@ -122,17 +123,23 @@ class DeliveryQueue:
     async def _in_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.host.context.executor, fn, *args)
 
-    async def _deliver_local(self, entry: QueueEntry, rcpt: str, message: bytes) -> Outcome:
-        account = self.host.mailbox_for(rcpt)
-        if account is None:
-            return _failed(f"550 5.1.1 <{rcpt}>: user unknown (mailbox removed while queued)")
-        # RFC 5321 §4.4: the final delivery stamps the envelope sender as Return-Path.
-        stamped = f"Return-Path: <{entry.mail_from}>\r\nDelivered-To: {account.address}\r\n".encode() + message
-        try:
-            name = await self._in_thread(maildir.deliver, account.maildir, stamped)
-        except OSError as error:
-            return _deferred(f"451 4.3.0 cannot write to the Maildir of {account.address}: {error}")
-        return _delivered(f"maildir {account.maildir}/new/{name}")
+    def _deliver_local(self, entry: QueueEntry, rcpts: list[str], message: bytes) -> dict[str, Outcome]:
+        """Store the message in each local recipient's Maildir (runs in a worker thread)."""
+        outcomes: dict[str, Outcome] = {}
+        for rcpt in rcpts:
+            account = self.host.mailbox_for(rcpt)
+            if account is None:
+                outcomes[rcpt] = _failed(f"550 5.1.1 <{rcpt}>: user unknown (mailbox removed while queued)")
+                continue
+            # RFC 5321 §4.4: the final delivery stamps the envelope sender as Return-Path.
+            stamped = f"Return-Path: <{entry.mail_from}>\r\nDelivered-To: {account.address}\r\n".encode() + message
+            try:
+                name = maildir.deliver(account.maildir, stamped)
+            except OSError as error:
+                outcomes[rcpt] = _deferred(f"451 4.3.0 cannot write to the Maildir of {account.address}: {error}")
+                continue
+            outcomes[rcpt] = _delivered(f"maildir {account.maildir}/new/{name}")
+        return outcomes
 
     async def _relay(self, entry: QueueEntry, domain: str, rcpts: list[str], message: bytes) -> dict[str, Outcome]:
         host, context = self.host, self.host.context
@@ -242,7 +249,7 @@ class DeliveryQueue:
                             detail=entry.last_error[rcpt], retry_in=delay)
             self.enqueue(entry, at=entry.next_attempt)
         else:
-            await self._in_thread(host.spool.remove, entry.queue_id)
+            host.spool.remove(entry.queue_id)  # two unlinks: cheap enough for the loop
         if failures:
             await self._bounce(entry, failures, message)
 

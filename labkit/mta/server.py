@@ -178,10 +178,9 @@ class Policy:
             return replies.SPOOL_FAILED.format(f"received_header failed: {error!r}")
         mail_from = "" if envelope.mail_from == "<>" else envelope.mail_from or ""
         entry = QueueEntry(queue_id, mail_from, list(envelope.rcpt_tos))
+        stamped_message = stamp.encode("utf-8") + b"\r\n" + message
         try:
-            await asyncio.get_running_loop().run_in_executor(
-                host.context.executor, host.spool.store, entry, stamp.encode("utf-8") + b"\r\n" + message
-            )
+            await asyncio.get_running_loop().run_in_executor(host.context.executor, host.spool.store, entry, stamped_message)
         except OSError as error:
             return replies.SPOOL_FAILED.format(error.strerror or error)
         host.context.tracer.note(
@@ -189,7 +188,7 @@ class Policy:
             + ", ".join(f"<{r}>" for r in entry.recipients),
             server=host.name, queue_id=queue_id, mail_from=entry.mail_from, recipients=entry.recipients,
         )
-        host.queue.enqueue(entry)
+        host.queue.enqueue(entry, message=stamped_message)
         return replies.QUEUED.format(queue_id)
 
     # -- AUTH (submission only) ---------------------------------------------------------
