@@ -43,12 +43,24 @@ def _parse(raw: bytes) -> EmailMessage:
     return email.message_from_bytes(raw, policy=_POLICY)  # type: ignore[return-value]
 
 
+def text_of(part: EmailMessage) -> str:
+    """The text of a part. Lab messages often carry 8-bit text with no charset
+    declared (RFC 2045 would make that US-ASCII); read it as UTF-8 where it is."""
+    if part.get_content_charset() is not None:
+        return part.get_content()
+    raw = part.get_payload(decode=True) or b""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 def render(message: EmailMessage) -> str:
     """A message as a person reads it: its headers, then its text part."""
     lines = [f"{name}: {value}" for name, value in message.items()]
     body = message.get_body(preferencelist=("plain", "html"))
-    text = body.get_content() if body is not None else "(no text part)"
-    return "\n".join(lines) + "\n\n" + text
+    text = text_of(body) if body is not None else "(no text part)"
+    return "\n".join(lines) + "\n\n" + text.replace("\r\n", "\n")
 
 
 class IMAPReader:

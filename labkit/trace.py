@@ -122,8 +122,8 @@ class Tracer:
 class LineTracer:
     """Splits a byte stream into lines and emits one event per line (for adapters).
 
-    Long data (a 10 MB message) is traced line by line up to ``max_lines`` per
-    direction per burst, then summarised, so traces stay readable and cheap.
+    Long data (a 10 MB message, a big FETCH) is traced line by line up to
+    ``max_lines`` per burst, then summarised, so traces stay readable and cheap.
     """
 
     def __init__(self, tracer: Tracer, protocol: str, client: str, server: str, session: str) -> None:
@@ -131,7 +131,7 @@ class LineTracer:
         self.client, self.server, self.session = client, server, session
         self._partial: dict[str, bytes] = {"C": b"", "S": b""}
 
-    def feed(self, direction: Direction, data: bytes, max_lines: int = 200) -> None:
+    def feed(self, direction: Direction, data: bytes, max_lines: int = 40) -> None:
         buf = self._partial[direction] + data
         *lines, rest = buf.split(b"\n")
         self._partial[direction] = rest[-4096:]

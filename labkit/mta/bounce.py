@@ -56,7 +56,7 @@ def make_bounce(
         f"From: Mail Delivery System <MAILER-DAEMON@{reporting_mta}>\r\n"
         f"To: <{sender}>\r\n"
         "Subject: Undelivered Mail Returned to Sender\r\n"
-        f"Date: {email.utils.formatdate()}\r\n"
+        f"Date: {email.utils.formatdate(localtime=True)}\r\n"
         f"Message-ID: <{queue_id}.{secrets.token_hex(4)}@{reporting_mta}>\r\n"
         "Auto-Submitted: auto-replied\r\n"  # RFC 3834: robots must not answer this
         "MIME-Version: 1.0\r\n"
@@ -80,7 +80,7 @@ def make_bounce(
         "\r\n"
         f"Reporting-MTA: dns; {reporting_mta}\r\n"
         f"X-Labkit-Queue-ID: {queue_id}\r\n"
-        f"Arrival-Date: {email.utils.formatdate(arrived)}\r\n"
+        f"Arrival-Date: {email.utils.formatdate(arrived, localtime=True)}\r\n"
         "\r\n"
         f"{per_recipient}\r\n"
         "\r\n"

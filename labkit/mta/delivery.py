@@ -50,6 +50,9 @@ def _failed(detail: str, remote: str = "") -> Outcome:
     return Outcome("failed", detail, remote)
 
 
+_FAILED = _failed("not attempted")
+
+
 class DeliveryQueue:
     """Runs deliveries for one mail host's spool."""
 
@@ -122,6 +125,32 @@ class DeliveryQueue:
 
     async def _in_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.host.context.executor, fn, *args)
+
+    def accept(self, entry: QueueEntry, message: bytes) -> QueueEntry | None:
+        """What the SMTP server does with a message before it answers 250 (runs in a
+        worker thread): local recipients get it in their Maildir at once (that fsynced
+        copy is the durable one); the rest, and any local delivery that failed, go to
+        the spool. Returns the spool entry, or None if nothing was left to queue.
+        Raises OSError if the spool cannot be written."""
+        local = [r for r in entry.recipients if self.host.is_local(domain_of(r))]
+        outcomes = self._deliver_local(entry, local, message) if local else {}
+        for rcpt, outcome in outcomes.items():
+            if outcome.state == "delivered":
+                self._note(entry, rcpt, "delivered", outcome.detail)
+        rest = [r for r in entry.recipients if outcomes.get(r, _FAILED).state != "delivered"]
+        if not rest:
+            return None
+        queued = QueueEntry(entry.queue_id, entry.mail_from, rest, entry.arrived)
+        self.host.spool.store(queued, message)
+        return queued
+
+    def _note(self, entry: QueueEntry, rcpt: str, kind: str, detail: str, remote: str = "", **extra) -> None:
+        """Tell the trace what became of one recipient: delivered, deferred or failed."""
+        verb = {"delivered": "delivered", "deferred": "deferred", "failed": "could not deliver"}[kind]
+        self.host.context.tracer.note(
+            "mta", kind, f"{self.host.name} {verb} {entry.queue_id} to <{rcpt}>: {detail}", server=self.host.name,
+            queue_id=entry.queue_id, recipient=rcpt, detail=detail, remote=remote, **extra,
+        )
 
     def _deliver_local(self, entry: QueueEntry, rcpts: list[str], message: bytes) -> dict[str, Outcome]:
         """Store the message in each local recipient's Maildir (runs in a worker thread)."""
@@ -215,16 +244,14 @@ class DeliveryQueue:
 
     # -- after the attempt -------------------------------------------------------------
     async def _settle(self, entry: QueueEntry, outcomes: dict[str, Outcome], message: bytes) -> None:
-        host, tracer = self.host, self.host.context.tracer
+        host = self.host
         now = time.time()
         expired = now - entry.arrived >= host.mta.max_queue_time
         failures: list[Failure] = []
         still: list[str] = []
         for rcpt, outcome in outcomes.items():
-            data = dict(queue_id=entry.queue_id, recipient=rcpt, detail=outcome.detail, remote=outcome.remote_mta)
             if outcome.state == "delivered":
-                tracer.note("mta", "delivered", f"{host.name} delivered {entry.queue_id} to <{rcpt}>: {outcome.detail}",
-                            server=host.name, **data)
+                self._note(entry, rcpt, "delivered", outcome.detail, outcome.remote_mta)
             elif outcome.state == "deferred" and not expired:
                 still.append(rcpt)
                 entry.last_error[rcpt] = outcome.detail
@@ -233,8 +260,7 @@ class DeliveryQueue:
                 if outcome.state == "deferred":
                     detail = f"{detail} (gave up: queued for longer than {host.mta.max_queue_time:g}s)"
                 failures.append(Failure(rcpt, detail, outcome.remote_mta))
-                tracer.note("mta", "failed", f"{host.name} could not deliver {entry.queue_id} to <{rcpt}>: {detail}",
-                            server=host.name, **{**data, "detail": detail})
+                self._note(entry, rcpt, "failed", detail, outcome.remote_mta)
         if still:
             entry.recipients = still
             entry.attempts += 1
@@ -243,10 +269,8 @@ class DeliveryQueue:
             entry.next_attempt = now + delay
             await self._in_thread(host.spool.save_state, entry)
             for rcpt in still:
-                tracer.note("mta", "deferred",
-                            f"{host.name} deferred {entry.queue_id} to <{rcpt}>: {entry.last_error[rcpt]}; retry in {delay:g}s",
-                            server=host.name, queue_id=entry.queue_id, recipient=rcpt,
-                            detail=entry.last_error[rcpt], retry_in=delay)
+                self._note(entry, rcpt, "deferred", f"{entry.last_error[rcpt]}; retry in {delay:g}s",
+                           outcomes[rcpt].remote_mta, retry_in=delay)
             self.enqueue(entry, at=entry.next_attempt)
         else:
             host.spool.remove(entry.queue_id)  # two unlinks: cheap enough for the loop

@@ -123,7 +123,13 @@ class MailHost:
         """Queue a message this host writes itself (a bounce); returns its queue id."""
         entry = QueueEntry(self.spool.new_queue_id(), mail_from, list(recipients), arrived=time.time())
         await asyncio.get_running_loop().run_in_executor(self.context.executor, self.spool.store, entry, message)
-        self.context.tracer.note("mta", "queued", f"{self.name} queued {entry.queue_id} (bounce) to <{recipients[0]}>",
-                                 server=self.name, queue_id=entry.queue_id, mail_from=mail_from, recipients=recipients)
-        self.queue.enqueue(entry)
+        self.note_queued(entry)
+        self.queue.enqueue(entry, message=message)
         return entry.queue_id
+
+    def note_queued(self, entry: QueueEntry) -> None:
+        self.context.tracer.note(
+            "mta", "queued", f"{self.name} queued {entry.queue_id} from <{entry.mail_from}> to "
+            + ", ".join(f"<{r}>" for r in entry.recipients),
+            server=self.name, queue_id=entry.queue_id, mail_from=entry.mail_from, recipients=entry.recipients,
+        )

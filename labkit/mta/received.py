@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ def received_header(hop: HopInfo) -> str:
     ]
     if len(hop.recipients) == 1:
         clauses.append(f"for <{hop.recipients[0]}>")
-    date = email.utils.formatdate(hop.timestamp, localtime=False)
+    # RFC 5322 §3.3: numeric zone; "+0000" is UTC ("-0000" would mean "zone unknown").
+    date = email.utils.format_datetime(datetime.fromtimestamp(hop.timestamp, timezone.utc))
     return "Received: " + "\r\n\t".join(clauses) + f"; {date}"
 
 

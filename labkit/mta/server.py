@@ -178,17 +178,17 @@ class Policy:
             return replies.SPOOL_FAILED.format(f"received_header failed: {error!r}")
         mail_from = "" if envelope.mail_from == "<>" else envelope.mail_from or ""
         entry = QueueEntry(queue_id, mail_from, list(envelope.rcpt_tos))
-        stamped_message = stamp.encode("utf-8") + b"\r\n" + message
+        stamped = stamp.encode("utf-8") + b"\r\n" + message
         try:
-            await asyncio.get_running_loop().run_in_executor(host.context.executor, host.spool.store, entry, stamped_message)
+            # Local recipients: into their Maildirs now; the rest: the spool. Either
+            # way the message is on disk (fsynced) before we say 250.
+            queued = await asyncio.get_running_loop().run_in_executor(
+                host.context.executor, host.queue.accept, entry, stamped)
         except OSError as error:
             return replies.SPOOL_FAILED.format(error.strerror or error)
-        host.context.tracer.note(
-            "mta", "queued", f"{host.name} queued {queue_id} from <{entry.mail_from}> to "
-            + ", ".join(f"<{r}>" for r in entry.recipients),
-            server=host.name, queue_id=queue_id, mail_from=entry.mail_from, recipients=entry.recipients,
-        )
-        host.queue.enqueue(entry, message=stamped_message)
+        if queued is not None:
+            host.note_queued(queued)
+            host.queue.enqueue(queued, message=stamped)
         return replies.QUEUED.format(queue_id)
 
     # -- AUTH (submission only) ---------------------------------------------------------

@@ -33,22 +33,33 @@ class QueueEntry:
     last_error: dict[str, str] = field(default_factory=dict)  # recipient -> last reply/reason
 
 
+def _scramble(x: int) -> int:
+    """A bijection on 32-bit numbers (multiply by odd constants, xor-shift), so
+    consecutive counters give ids that look random, as real queue ids do."""
+    x = (x * 0x9E3779B1) & 0xFFFFFFFF
+    x ^= x >> 16
+    x = (x * 0x85EBCA6B) & 0xFFFFFFFF
+    return x ^ (x >> 13)
+
+
 class Spool:
     """The queue directory of one mail host."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._issued: set[str] = set()
+        self._counter = secrets.randbits(32)
         self._lock = threading.Lock()
 
     def new_queue_id(self) -> str:
-        """Eight hex digits, as the lecture's ``FFDC3387``; unique in this spool."""
+        """Eight hex digits, as the lecture's ``FFDC3387``. A counter scrambled by a
+        bijection: never the same twice in 2**32 messages of one run, and never the id
+        of a message still in the spool (from an earlier run)."""
         with self._lock:
-            for _ in range(1000):  # bounded: 2**32 ids, collisions are rare
-                qid = secrets.token_hex(4).upper()
-                if qid not in self._issued and not (self.directory / qid).exists():
-                    self._issued.add(qid)
+            for _ in range(1000):  # bounded; a clash needs a spool file with that very id
+                self._counter = (self._counter + 1) & 0xFFFFFFFF
+                qid = f"{_scramble(self._counter):08X}"
+                if not (self.directory / qid).exists():
                     return qid
         raise RuntimeError("could not find a free queue id")
 
@@ -81,8 +92,6 @@ class Spool:
                 os.unlink(self.directory / name)
             except FileNotFoundError:
                 pass
-        with self._lock:
-            self._issued.discard(queue_id)
 
     def load(self) -> list[QueueEntry]:
         """Everything in the queue (after a restart), oldest first. Leftover temporary
@@ -102,8 +111,6 @@ class Spool:
                 with open(path, "rb") as f:
                     header = json.loads(f.readline())
                 entries.append(QueueEntry(name, header["mail_from"], header["recipients"], header["arrived"]))
-            with self._lock:
-                self._issued.add(name)
         return sorted(entries, key=lambda e: e.arrived)
 
     def __len__(self) -> int:
