@@ -9,6 +9,7 @@ file but not the directory.) Readers in the same process (IMAP IDLE, tests) can
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import socket
@@ -22,7 +23,7 @@ _watchers: dict[Path, list[Callable[[Path], None]]] = {}
 _watch_lock = threading.Lock()
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path | str) -> None:
     """fsync a directory so entries created or renamed in it are durable."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
@@ -51,34 +52,50 @@ def create(maildir: Path) -> Path:
     return maildir
 
 
+# maildir(5): "/" and ":" in the host name are written as octal escapes.
+_HOST = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
+
+
 def unique_name() -> str:
     """A Maildir file name unique to this host, process and moment (maildir(5))."""
     now = time.time()
     sec, usec = int(now), int((now % 1) * 1_000_000)
-    host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
-    return f"{sec}.M{usec}P{os.getpid()}Q{next(_counter)}.{host}"
+    return f"{sec}.M{usec}P{os.getpid()}Q{next(_counter)}.{_HOST}"
 
 
 def deliver(maildir: Path, message: bytes) -> str:
     """Store ``message`` in ``maildir/new`` durably; returns the file's unique name.
 
     When this returns, the message survives a crash: file and directory are fsynced.
+    (Plain ``os`` calls on ``str`` paths: this is the MTA's hot path.)
     """
+    root = os.fspath(maildir)
     name = unique_name()
-    tmp = maildir / "tmp" / name
+    tmp = os.path.join(root, "tmp", name)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
-        f = open(tmp, "xb")
+        fd = os.open(tmp, flags, 0o600)
     except FileNotFoundError:  # a new Maildir: make it, once
-        create(maildir)
-        f = open(tmp, "xb")
-    with f:
-        f.write(message)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, maildir / "new" / name)
-    fsync_dir(maildir / "new")
+        create(Path(root))
+        fd = os.open(tmp, flags, 0o600)
+    try:
+        view = memoryview(message)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    new = os.path.join(root, "new")
+    os.rename(tmp, os.path.join(new, name))
+    fsync_dir(new)
     notify(maildir)
     return name
+
+
+@functools.lru_cache(maxsize=4096)
+def _key(path: str) -> Path:
+    """One name per Maildir, however it was spelt (resolved once, then cached)."""
+    return Path(path).resolve()
 
 
 def watch(maildir: Path, callback: Callable[[Path], None]) -> Callable[[], None]:
@@ -87,7 +104,7 @@ def watch(maildir: Path, callback: Callable[[Path], None]) -> Callable[[], None]
     The callback runs in the delivering thread: keep it short (e.g. hand over to an
     event loop with ``call_soon_threadsafe``). Returns the function that stops watching.
     """
-    key = Path(maildir).resolve()
+    key = _key(os.fspath(maildir))
     with _watch_lock:
         _watchers.setdefault(key, []).append(callback)
 
@@ -102,7 +119,9 @@ def watch(maildir: Path, callback: Callable[[Path], None]) -> Callable[[], None]
 
 def notify(maildir: Path) -> None:
     """Tell this process's watchers of ``maildir`` that it changed."""
-    key = Path(maildir).resolve()
+    if not _watchers:
+        return
+    key = _key(os.fspath(maildir))
     with _watch_lock:
         callbacks = list(_watchers.get(key, ()))
     for callback in callbacks:
