@@ -216,3 +216,20 @@ def test_swaks_relay_refused(world):
     )
     assert run.returncode != 0
     assert "454 4.7.1 <y@example.net>: Relay access denied" in run.stdout
+
+
+def test_auth_login_on_submission(world):
+    with smtp(world, "smtp.brilliant.com", "submission") as client:
+        client.ehlo()
+        assert "LOGIN" in client.esmtp_features["auth"] and "PLAIN" in client.esmtp_features["auth"]
+        client.user, client.password = "betty@brilliant.com", "betty-password"
+        code, _ = client.auth("LOGIN", client.auth_login)
+        assert code == 235
+        assert client.docmd("MAIL FROM:<betty@brilliant.com>")[0] == 250
+
+
+def test_port_25_offers_no_auth(world):
+    with smtp(world, "smtp.brilliant.com") as client:
+        client.ehlo()
+        assert not client.has_extn("auth")
+        assert client.has_extn("enhancedstatuscodes") and client.has_extn("8bitmime") and client.has_extn("smtputf8")

@@ -78,3 +78,19 @@ def test_mutt_reads_the_maildir_directly_and_imap_agrees(world, tmp_path):
     assert b"Lunch on Friday?" in screen
     with world.reader("betty@brilliant.com") as inbox:
         assert "\\Seen" in inbox.list()[0].flags  # mutt's ":2,S" is IMAP's \Seen
+
+
+def test_imap_idle_wakes_when_the_mta_delivers(world):
+    """Betty's client waits in IDLE; Albert's mail arrives through the relay; she hears at once."""
+    from imapclient import IMAPClient
+
+    imap = world.host("brilliant.com").services["imap"]
+    betty = world.mailbox("betty@brilliant.com")
+    with IMAPClient(imap.host, imap.port, ssl=False, timeout=10) as client:
+        client.login(betty.address, betty.password)
+        client.select_folder("INBOX")
+        client.idle()
+        world.send("albert@awesome.com", ["betty@brilliant.com"], LUNCH)
+        responses = client.idle_check(timeout=10)
+        client.idle_done()
+    assert (1, b"EXISTS") in responses

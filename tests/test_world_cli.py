@@ -144,3 +144,21 @@ def test_world_without_json_prints_a_summary_and_the_trace(tmp_path):
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=20)
     assert proc.returncode == 0
+
+
+def test_async_world_for_asyncio_code(tmp_path):
+    import asyncio
+
+    from labkit.world import AsyncWorld
+
+    async def main() -> str:
+        async with AsyncWorld(state_dir=tmp_path / "s") as world:
+            endpoint = world.host("brilliant.com").services["smtp"]
+            reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+            greeting = await reader.readline()
+            writer.write(b"QUIT\r\n")
+            await reader.readline()
+            writer.close()
+            return greeting.decode()
+
+    assert asyncio.run(main()).startswith("220 smtp.brilliant.com")
