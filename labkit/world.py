@@ -117,6 +117,7 @@ class AsyncWorld:
         for host in self.hosts.values():
             await host.stop()
         await self.dns.stop()
+        self.context.executor.shutdown(wait=False, cancel_futures=True)
         self.started = False
         if self._lock_fd is not None:
             os.close(self._lock_fd)
