@@ -50,7 +50,9 @@ def run_story(world: World) -> tuple[list[Step], bytes]:
         imap = world.host("brilliant.com").services["imap"]
         with imaplib.IMAP4(imap.host, imap.port, timeout=10) as client:
             client.login(betty.address, betty.password)
-            client.select("INBOX", readonly=True)
+            typ, detail = client.select("INBOX", readonly=True)
+            if typ != "OK":
+                raise RuntimeError(f"Betty's IMAP server would not open INBOX: {detail}")
             _, data = client.fetch("1", "(BODY.PEEK[])")
             client.logout()
     stored = data[0][1] if data and isinstance(data[0], tuple) else b""
