@@ -324,7 +324,7 @@ class POP3Session:
             self._release()
             return ERR_SYS.format(reason=e)
         self.account, self.state = account, State.TRANSACTION
-        self._messages = self._folder.messages()
+        self._messages = self._folder.measure()  # sizes now: they are part of the snapshot
         count, size = self._totals()
         return LOGGED_IN.format(user=account.local_part or account.address, count=count, size=size)
 

@@ -225,6 +225,24 @@ def test_new_mail_reported_after_commands_and_timeout(accounts: Accounts, maildi
     assert s.timed_out().startswith(b"* BYE Autologout") and s.closed
 
 
+def test_changes_by_mutt_and_the_mta_reported_after_the_next_command(accounts: Accounts, maildir: Path) -> None:
+    s = selected(accounts)
+    assert s.receive(b"a NOOP\r\n") == b"a OK NOOP completed\r\n"  # nothing changed: nothing to tell
+    first, second, _ = MailStore(maildir).folder("INBOX").messages()
+    cur = maildir / "cur"
+    os.rename(cur / f"{first.key}:2,", cur / f"{first.key}:2,S")  # mutt marks it read
+    os.unlink(cur / f"{second.key}:2,")  # and deletes another
+    fourth = b"Subject: fourth\r\n\r\nnews\r\n"
+    deliver(maildir, fourth)
+    out = s.receive(b"f FETCH 1 (FLAGS)\r\n")  # the answer, then the news; no EXPUNGE during FETCH (RFC 3501 7.4.1)
+    assert out == (b"* 1 FETCH (FLAGS (\\Recent))\r\n* 1 FETCH (FLAGS (\\Seen \\Recent))\r\n"
+                   b"* 4 EXISTS\r\n* 4 RECENT\r\nf OK FETCH completed\r\n")
+    assert s.receive(b"n NOOP\r\n") == b"* 2 EXPUNGE\r\nn OK NOOP completed\r\n"
+    out = s.receive(b"u UID FETCH 1:* (UID RFC822.SIZE)\r\n")
+    sizes = [int(n) for n in re.findall(rb"RFC822\.SIZE (\d+)", out)]
+    assert re.findall(rb"UID (\d+)", out) == [b"1", b"3", b"4"] and sizes == [len(FIRST), len(MIXED), len(fourth)]
+
+
 # ---------------------------------------------------------------- real sockets
 
 

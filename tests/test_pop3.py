@@ -198,6 +198,15 @@ def test_message_expunged_by_imap_meanwhile(accounts: Accounts, maildir: Path) -
     assert s.receive(b"RETR 1\r\n").startswith(b"+OK")
 
 
+def test_snapshot_keeps_sizes_of_a_message_deleted_after_login(accounts: Accounts, maildir: Path) -> None:
+    MailStore(maildir).folder("INBOX")  # an IMAP client saw the messages, no size measured yet
+    s = logged_in(accounts)
+    (doomed,) = [name for name in os.listdir(maildir / "cur") if b"dots" in (maildir / "cur" / name).read_bytes()]
+    os.unlink(maildir / "cur" / doomed)  # mutt deletes it
+    assert lines(s.receive(b"LIST\r\n"))[1:4] == [f"1 {len(FIRST)}", f"2 {len(DOTTED)}", f"3 {len(UTF8)}"]
+    assert s.receive(b"RETR 2\r\n").startswith(b"-ERR message 2 is no longer in the maildrop")
+
+
 def test_lf_message_sizes_match_retr(accounts: Accounts) -> None:
     deliver(accounts.find("betty").maildir, b"Subject: lf\n\n.x\nbody\n")
     s = logged_in_n(accounts)

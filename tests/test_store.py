@@ -6,16 +6,19 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+import labkit.store
 from labkit.maildir import deliver
 from labkit.store import (
     BadFolderName,
     FolderExists,
     MailboxLocked,
     MailStore,
+    MessageInfo,
     NoSuchFolder,
     NoSuchMessage,
     StoreError,
@@ -246,3 +249,155 @@ def test_concurrent_delivery_while_refreshing(store: MailStore) -> None:
     assert [m.uid for m in final] == list(range(1, per_thread * threads + 1))
     assert len({m.key for m in final}) == len(final)
     assert all(uids == sorted(set(uids)) for uids in seen)
+
+
+# ---------------------------------------------------------------- the shared cache
+
+
+def age(folder: Path) -> None:
+    """Date cur/ and new/ a minute back, so that the next change surely changes their mtime."""
+    past = time.time_ns() - 60 * 10**9
+    for sub in ("cur", "new"):
+        os.utime(folder / sub, ns=(past, past))
+
+
+def uids_and_flags(messages: list[MessageInfo]) -> list[tuple[int, set[str]]]:
+    return [(m.uid, set(m.flags)) for m in messages]
+
+
+def test_outside_changes_seen_by_a_warm_cache(store: MailStore) -> None:
+    keys = deliver_n(store, 3)
+    pop, imap = store.folder("INBOX"), store.folder("INBOX")  # two sessions, one cache
+    cur = store.root / "cur"
+    os.rename(cur / f"{keys[0]}:2,", cur / f"{keys[0]}:2,S")  # mutt marks it read
+    os.unlink(cur / f"{keys[1]}:2,")  # mutt deletes it
+    deliver_n(store, 1)  # the MTA delivers
+    assert uids_and_flags(imap.refresh()) == [(1, {"\\Seen"}), (3, set()), (4, set())]
+    assert (pop.recent, imap.recent) == ({1, 2, 3}, {4})  # \Recent: for the session that moved them
+    assert [m.uid for m in pop.messages()] == [1, 2, 3]  # a snapshot until its owner refreshes
+    assert uids_and_flags(store.folder("INBOX").messages()) == uids_and_flags(imap.messages())
+    assert store.folder("INBOX").recent == set()
+
+
+def test_unchanged_settled_folder_is_not_listed_again(store: MailStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(labkit.store, "_SETTLE_NS", -3600 * 10**9)  # trust directory times at once
+    keys = deliver_n(store, 3)
+    inbox = store.folder("INBOX")
+    age(store.root)
+    inbox.refresh()  # lists once more, notes the (aged) directory times
+    listed: list[str] = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: listed.append(path) or real_listdir(path))
+    assert [m.uid for m in inbox.refresh()] == [m.uid for m in store.folder("INBOX").messages()] == [1, 2, 3]
+    assert listed == []  # two stat calls and the uid list were enough
+    cur = store.root / "cur"
+    deliver_n(store, 1)  # each outside change changes a directory's times, so each is seen
+    assert [m.uid for m in inbox.refresh()] == [1, 2, 3, 4]
+    age(store.root)
+    inbox.refresh()
+    os.rename(cur / f"{keys[0]}:2,", cur / f"{keys[0]}:2,F")
+    assert uids_and_flags(inbox.refresh())[0] == (1, {"\\Flagged"})
+    age(store.root)
+    inbox.refresh()
+    os.unlink(cur / f"{keys[1]}:2,")
+    assert [m.uid for m in inbox.refresh()] == [1, 3, 4]
+    assert listed
+
+
+def test_warm_cache_sees_another_process_append(store: MailStore) -> None:
+    deliver_n(store, 1)
+    inbox = store.folder("INBOX")
+    code = ("import sys; from labkit.store import MailStore; "
+            "print(MailStore(sys.argv[1]).folder('INBOX').append(b'Subject: x\\r\\n\\r\\nhi\\r\\n', ['\\\\Seen']))")
+    out = subprocess.run([sys.executable, "-c", code, str(store.root)], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "2", out.stderr
+    assert uids_and_flags(inbox.refresh()) == [(1, set()), (2, {"\\Seen"})]
+    assert inbox.read(2) == b"Subject: x\r\n\r\nhi\r\n"
+    deliver_n(store, 1)
+    assert [m.uid for m in inbox.refresh()] == [1, 2, 3]
+
+
+def test_uids_never_reused_when_an_older_uidlist_comes_back(store: MailStore) -> None:
+    deliver_n(store, 2)
+    inbox = store.folder("INBOX")
+    older = (store.root / "labkit-uidlist").read_bytes()
+    deliver_n(store, 1)
+    assert [m.uid for m in inbox.refresh()] == [1, 2, 3]
+    (store.root / "labkit-uidlist").write_bytes(older)  # restored from a backup, say
+    assert [m.uid for m in inbox.refresh()] == [1, 2, 4]  # UID 3 may have meant that message
+    assert inbox.uidnext == 5
+
+
+def test_sizes_measured_when_first_needed_then_kept(store: MailStore) -> None:
+    deliver(store.root, b"Subject: lf\n\nline one\nline two\n")
+    deliver(store.root, MESSAGE)
+    inbox = store.folder("INBOX")
+    uidlist = store.root / "labkit-uidlist"
+    recorded = lambda: [line.split()[2] for line in uidlist.read_text().splitlines()[1:]]
+    assert recorded() == ["-", "-"]  # SELECT reads no message
+    lf, crlf = inbox.messages()
+    assert lf.size == len(b"Subject: lf\r\n\r\nline one\r\nline two\r\n") == len(inbox.read(lf.uid))
+    assert inbox.read(crlf.uid) == MESSAGE and crlf.size == len(MESSAGE)
+    inbox.refresh()
+    assert recorded() == [str(lf.size), str(len(MESSAGE))]
+    code = "import sys; from labkit.store import MailStore; print([m.size for m in MailStore(sys.argv[1]).folder('INBOX').messages()])"
+    out = subprocess.run([sys.executable, "-c", code, str(store.root)], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == str([lf.size, len(MESSAGE)]), out.stderr
+
+
+def test_message_gone_before_its_size_was_measured(store: MailStore) -> None:
+    keys = deliver_n(store, 2)
+    inbox = store.folder("INBOX")
+    os.unlink(store.root / "cur" / f"{keys[0]}:2,")
+    with pytest.raises(NoSuchMessage, match="UID 1 .* gone"):
+        inbox.messages()[0].size
+    assert [(m.uid, m.size) for m in inbox.measure()] == [(2, len(MESSAGE) + 4)]  # "#1\r\n"
+    assert [m.uid for m in inbox.messages()] == [2]
+
+
+def test_message_info_is_immutable_and_equal_without_its_size(store: MailStore) -> None:
+    deliver_n(store, 1)
+    info = store.folder("INBOX").messages()[0]
+    with pytest.raises(AttributeError, match="immutable"):
+        info.uid = 7  # type: ignore[misc]
+    seen = info.with_flags(frozenset({"\\Seen"}))
+    assert seen != info and seen.with_flags(frozenset()) == info and seen.size == info.size == len(MESSAGE) + 4
+    assert MessageInfo(1, "k", 3, frozenset(), 0.0).size == 3
+    with pytest.raises(ValueError, match="no size"):
+        MessageInfo(1, "k", None, frozenset(), 0.0)
+
+
+def test_sessions_sharing_the_cache_under_concurrent_changes(store: MailStore) -> None:
+    deliver_n(store, 20)
+    session, reader = store.folder("INBOX"), store.folder("INBOX")
+    odd_keys = [m.key for m in session.messages() if m.uid % 2]
+    errors: list[BaseException] = []
+    seen: list[list[int]] = []
+
+    def run(work) -> None:
+        try:
+            work()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    def flag_even() -> None:  # an IMAP session marks the even UIDs read
+        for uid in range(2, 21, 2):
+            session.set_flags(uid, {"\\Seen"})
+
+    def mutt_flags_odd() -> None:  # mutt flags the odd ones, renaming behind the store's back
+        for key in odd_keys:
+            os.rename(store.root / "cur" / f"{key}:2,", store.root / "cur" / f"{key}:2,F")
+
+    def refresh() -> None:
+        for _ in range(50):  # bounded
+            seen.append([m.uid for m in reader.refresh()])
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in (flag_even, mutt_flags_odd, refresh, lambda: deliver_n(store, 20))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors
+    assert all(uids == sorted(set(uids)) for uids in seen)
+    expected = [(uid, {"\\Seen"} if uid % 2 == 0 and uid <= 20 else {"\\Flagged"} if uid <= 20 else set()) for uid in range(1, 41)]
+    assert uids_and_flags(reader.refresh()) == uids_and_flags(store.folder("INBOX").messages()) == expected

@@ -9,26 +9,12 @@ with an untagged FETCH.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from labkit.store import Folder, MailStore, MessageInfo
 
 from .parser import ParseError, SeqRange, resolve_sequence_set
 from .wire import flag_list
 
 RECENT = "\\Recent"
-Listing = tuple[frozenset[str], frozenset[str]]
-
-
-def _listing(path: Path) -> Listing | None:
-    """The file names in a Maildir's ``cur/`` and ``new/``. Maildir files never change
-    content, so any delivery, flag change (a rename) or expunge changes this listing:
-    an exact test where directory mtimes are too coarse to tell."""
-    try:
-        return frozenset(os.listdir(path / "cur")), frozenset(os.listdir(path / "new"))
-    except FileNotFoundError:
-        return None  # the folder is gone: Folder.refresh() will say so
 
 
 class SelectedMailbox:
@@ -36,20 +22,17 @@ class SelectedMailbox:
 
     @classmethod
     def open(cls, store: MailStore, name: str, *, readonly: bool) -> "SelectedMailbox":
-        """SELECT/EXAMINE ``name``, noting the listing the store's refresh starts from."""
-        listing = _listing(store.path_of(name))
-        mailbox = cls(store.folder(name), readonly=readonly)
-        mailbox._seen_listing = listing
-        return mailbox
+        """SELECT/EXAMINE ``name``."""
+        return cls(store.folder(name), readonly=readonly)
 
     def __init__(self, folder: Folder, *, readonly: bool) -> None:
         self.folder, self.readonly = folder, readonly
         self.origin = str(folder.path)  # names this folder in shared caches
-        self.uids: list[int] = [m.uid for m in folder.messages()]  # uids[msn - 1]
-        self.infos: dict[int, MessageInfo] = {m.uid: m for m in folder.messages()}
+        messages = folder.messages()
+        self.uids: list[int] = [m.uid for m in messages]  # uids[msn - 1]
+        self.infos: dict[int, MessageInfo] = {m.uid: m for m in messages}
         self.recent: set[int] = set(folder.recent)
         self._msns: dict[int, int] | None = None
-        self._seen_listing: Listing | None = None  # as of the last refresh
         self._vanished = False  # expunged elsewhere, not yet told
 
     @property
@@ -104,14 +87,14 @@ class SelectedMailbox:
     def sync(self, *, expunge: bool) -> list[bytes]:
         """Re-read the folder; the untagged responses that bring the client up to date.
 
-        With ``expunge`` false, vanished messages keep their numbers for now. The
-        folder is rescanned only when its files changed (listing names is much cheaper
-        than the store's full refresh of 10,000 messages)."""
-        listing = _listing(self.folder.path)
-        if listing is not None and listing == self._seen_listing and not (expunge and self._vanished):
+        With ``expunge`` false, vanished messages keep their numbers for now. Comparing
+        the view is skipped when the refresh found nothing new (the usual case: the
+        store's refresh of an unchanged folder is cheap)."""
+        seen = self.folder.generation
+        messages = self.folder.refresh()
+        if self.folder.generation == seen and not (expunge and self._vanished):
             return []
-        self._seen_listing = listing  # taken before the refresh: a later change still shows
-        current = {m.uid: m for m in self.folder.refresh()}
+        current = {m.uid: m for m in messages}
         self._vanished = any(uid not in current for uid in self.uids)
         out: list[bytes] = []
         if expunge:
