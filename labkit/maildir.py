@@ -60,7 +60,8 @@ def unique_name() -> str:
     """A Maildir file name unique to this host, process and moment (maildir(5))."""
     now = time.time()
     sec, usec = int(now), int((now % 1) * 1_000_000)
-    return f"{sec}.M{usec}P{os.getpid()}Q{next(_counter)}.{_HOST}"
+    # zero-padded, so names sort in delivery order within a second
+    return f"{sec}.M{usec:06d}P{os.getpid()}Q{next(_counter):06d}.{_HOST}"
 
 
 def deliver(maildir: Path, message: bytes) -> str:

@@ -131,7 +131,7 @@ class LineTracer:
         self.client, self.server, self.session = client, server, session
         self._partial: dict[str, bytes] = {"C": b"", "S": b""}
 
-    def feed(self, direction: Direction, data: bytes, max_lines: int = 40) -> None:
+    def feed(self, direction: Direction, data: bytes, max_lines: int = 24) -> None:
         buf = self._partial[direction] + data
         *lines, rest = buf.split(b"\n")
         self._partial[direction] = rest[-4096:]
