@@ -73,7 +73,7 @@ async def _client(port: int, count: int, rcpt: str) -> None:
     writer.write(b"EHLO bench.test\r\n")
     assert (await reply()).startswith(b"250")
     for _ in range(count):
-        writer.write(f"MAIL FROM:<albert@awesome.com>\r\n".encode())
+        writer.write(b"MAIL FROM:<albert@awesome.com>\r\n")
         assert (await reply()).startswith(b"250")
         writer.write(f"RCPT TO:<{rcpt}>\r\n".encode())
         assert (await reply()).startswith(b"250")

@@ -23,7 +23,7 @@ def muttrc(info: dict, address: str, *, maildir: bool = False) -> str:
         raise KeyError(f"no mailbox {address!r} in this world; mailboxes: {', '.join(info['mailboxes'])}")
     lines = [
         f"# mutt for {address} in the lab world at {info['state_dir']}",
-        f"# run: mutt -F THIS_FILE",
+        "# run: mutt -F THIS_FILE",
         f'set from="{address}"',
         "set use_from=yes",
         f'set sendmail="{sendmail_command(info["state_dir"])}"',

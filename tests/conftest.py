@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import queue
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
+from labkit.aio import BackgroundLoop
 from labkit.config import MTAConfig, WorldConfig, load_config
+from labkit.session import serve_session
 from labkit.world import World
 
 FAST_MTA = MTAConfig(retry_schedule=(0.1, 0.2, 0.4), max_queue_time=20.0, tarpit_delay=0.05)
@@ -34,8 +39,10 @@ def need(tool: str) -> str:
     return path
 
 
-def run_in_pty(argv: list[str], env: dict[str, str], timeout: float = 30) -> tuple[int, bytes]:
-    """Run an interactive client on a pseudo-terminal (mutt wants one); (status, screen)."""
+def run_in_pty(argv: list[str], env: dict[str, str] | None = None, timeout: float = 30,
+               keys: bytes = b"") -> tuple[int, bytes]:
+    """Run an interactive program on a pseudo-terminal (mutt wants one), typing
+    ``keys`` first; returns (status, screen)."""
     import os
     import pty
     import subprocess
@@ -44,6 +51,8 @@ def run_in_pty(argv: list[str], env: dict[str, str], timeout: float = 30) -> tup
     master, slave = pty.openpty()
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
     os.close(slave)
+    if keys:
+        os.write(master, keys)
     screen = bytearray()
 
     def drain() -> None:
@@ -66,3 +75,25 @@ def run_in_pty(argv: list[str], env: dict[str, str], timeout: float = 30) -> tup
         reader.join(timeout=5)
         os.close(master)
     return status, bytes(screen)
+
+
+@contextmanager
+def observed_server(session_class: type, accounts, *, protocol: str, hostname: str) -> Iterator[tuple[int, queue.Queue]]:
+    """Serve ``session_class`` on a free loopback port; yields (port, ended), where
+    ``ended`` receives each session once its connection is over (tests wait on it)."""
+    ended: queue.Queue = queue.Queue()
+
+    class Observed(session_class):  # the real session; the test learns when it ends
+        def connection_lost(self) -> None:
+            super().connection_lost()
+            ended.put(self)
+
+    async def close(server) -> None:
+        server.close()
+        await server.wait_closed()
+
+    with BackgroundLoop() as loop:
+        server = loop.run(serve_session(lambda peer: Observed(peer, accounts, hostname=hostname),
+                                        protocol=protocol, server_name=hostname))
+        yield server.sockets[0].getsockname()[1], ended
+        loop.run(close(server))

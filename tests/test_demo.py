@@ -6,6 +6,7 @@ import io
 import subprocess
 import sys
 
+from conftest import run_in_pty
 from labkit.demo import main
 
 
@@ -38,24 +39,8 @@ def test_demo_runs_as_a_command_and_colours_on_request():
 
 
 def test_step_mode_pauses_between_steps_on_a_terminal():
-    import os
-    import pty
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "labkit.cli", "demo", "--step", "--no-colour"],
-                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-    os.close(slave)
-    os.write(master, b"\n" * 6)  # the lecturer presses Enter six times
-    screen = bytearray()
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # EIO: the demo has ended
-            break
-        if not chunk:
-            break
-        screen.extend(chunk)
-    assert proc.wait(timeout=60) == 0
-    os.close(master)
+    status, screen = run_in_pty([sys.executable, "-m", "labkit.cli", "demo", "--step", "--no-colour"],
+                                keys=b"\n" * 6, timeout=60)  # the lecturer presses Enter
+    assert status == 0
     assert screen.count(b"press Enter for the next step") == 5  # before each of steps 2 to 6
     assert b"Betty's copy" in screen

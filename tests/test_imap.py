@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import imaplib
 import os
-import pty
 import queue
 import re
 import socket
@@ -17,14 +16,13 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import need
+from conftest import need, observed_server, run_in_pty
 from imapclient import IMAPClient
 
 from labkit.accounts import Account, Accounts
-from labkit.aio import BackgroundLoop
 from labkit.imap import IMAPSession
 from labkit.maildir import deliver
-from labkit.session import PeerInfo, Session, serve_session
+from labkit.session import PeerInfo, Session
 from labkit.store import MailStore
 
 HOST = "imap.brilliant.com"
@@ -268,21 +266,8 @@ class Server:
 
 @pytest.fixture
 def server(accounts: Accounts, maildir: Path) -> Iterator[Server]:
-    ended: queue.Queue[IMAPSession] = queue.Queue()
-
-    class Observed(IMAPSession):  # the real session; the test learns when it ends
-        def connection_lost(self) -> None:
-            super().connection_lost()
-            ended.put(self)
-
-    async def close(srv) -> None:
-        srv.close()
-        await srv.wait_closed()
-
-    with BackgroundLoop() as loop:
-        srv = loop.run(serve_session(lambda peer: Observed(peer, accounts, hostname=HOST), protocol="imap", server_name=HOST))
-        yield Server(srv.sockets[0].getsockname()[1], maildir, ended)
-        loop.run(close(srv))
+    with observed_server(IMAPSession, accounts, protocol="imap", hostname=HOST) as (port, ended):
+        yield Server(port, maildir, ended)
 
 
 def ok(result: tuple) -> list:
@@ -477,33 +462,6 @@ def test_curl_fetches_by_uid_and_searches(server: Server) -> None:
     assert run(f"imap://127.0.0.1:{server.port}/", "-u", "betty:wrong").returncode != 0
 
 
-def run_in_pty(argv: list[str], env: dict[str, str]) -> tuple[int, bytes]:
-    """Run an interactive client on a pseudo-terminal (mutt wants one); (status, screen)."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
-    os.close(slave)
-    screen = bytearray()
-
-    def drain() -> None:
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the client has gone
-                return
-            if not chunk:
-                return
-            screen.extend(chunk)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        status = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        reader.join(timeout=5)
-        os.close(master)
-    return status, bytes(screen)
 
 
 def test_mutt_opens_the_mailbox_and_marks_read(server: Server, tmp_path: Path) -> None:

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from conftest import observed_server
 
 from labkit.accounts import Account, Accounts
-from labkit.aio import BackgroundLoop
 from labkit.maildir import deliver
 from labkit.pop3 import MAX_LINE, POP3Session, apop_digest, dot_stuff, top_of
-from labkit.session import PeerInfo, Session, serve_session
+from labkit.session import PeerInfo, Session
 from labkit.store import MailStore
 
 HOST = "pop.brilliant.com"
@@ -252,21 +252,8 @@ class Server:
 
 @pytest.fixture
 def server(accounts: Accounts, maildir: Path) -> Iterator[Server]:
-    ended: queue.Queue[POP3Session] = queue.Queue()
-
-    class Observed(POP3Session):  # the real session; the test learns when it ends
-        def connection_lost(self) -> None:
-            super().connection_lost()
-            ended.put(self)
-
-    async def close(srv) -> None:
-        srv.close()
-        await srv.wait_closed()
-
-    with BackgroundLoop() as loop:
-        srv = loop.run(serve_session(lambda peer: Observed(peer, accounts, hostname=HOST), protocol="pop3", server_name=HOST))
-        yield Server(srv.sockets[0].getsockname()[1], maildir, ended)
-        loop.run(close(srv))
+    with observed_server(POP3Session, accounts, protocol="pop3", hostname=HOST) as (port, ended):
+        yield Server(port, maildir, ended)
 
 
 def test_poplib_stat_list_retr_exact_sizes(server: Server) -> None:
