@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from .commit import GroupCommit
 from .net import AddressMap, Endpoint
 from .seams import Seams
 from .trace import Tracer
@@ -17,6 +18,8 @@ class LabContext:
     seams: Seams = field(default_factory=Seams)
     # Seams run in worker threads, so a slow student function never stalls a server.
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(32, "labkit-worker"))
+    # One writer thread makes every message durable, in batches under load.
+    committer: GroupCommit = field(default_factory=GroupCommit)
     names: dict[str, str] = field(default_factory=dict)  # virtual address -> host name
     dns: Endpoint | None = None
 

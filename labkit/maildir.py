@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .commit import Staged, run_now, write_temp
+
 _counter = itertools.count(1)
 _watchers: dict[Path, list[Callable[[Path], None]]] = {}
 _watch_lock = threading.Lock()
@@ -64,33 +66,27 @@ def unique_name() -> str:
     return f"{sec}.M{usec:06d}P{os.getpid()}Q{next(_counter):06d}.{_HOST}"
 
 
+def stage(maildir: Path, message: bytes) -> tuple[str, Staged]:
+    """Write ``message`` to ``maildir/tmp`` and say where it goes once durable (for
+    :mod:`labkit.commit`, which batches the flushes); returns (unique name, Staged).
+    (Plain ``os`` calls on ``str`` paths: this is the MTA's hot path.)"""
+    root = os.fspath(maildir)
+    name = unique_name()
+    tmp = os.path.join(root, "tmp", name)
+    try:
+        write_temp(tmp, message)
+    except FileNotFoundError:  # a new Maildir: make it, once
+        create(Path(root))
+        write_temp(tmp, message)
+    return name, Staged([(tmp, os.path.join(root, "new", name))], [lambda: notify(maildir)])
+
+
 def deliver(maildir: Path, message: bytes) -> str:
     """Store ``message`` in ``maildir/new`` durably; returns the file's unique name.
 
     When this returns, the message survives a crash: file and directory are fsynced.
-    (Plain ``os`` calls on ``str`` paths: this is the MTA's hot path.)
     """
-    root = os.fspath(maildir)
-    name = unique_name()
-    tmp = os.path.join(root, "tmp", name)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(tmp, flags, 0o600)
-    except FileNotFoundError:  # a new Maildir: make it, once
-        create(Path(root))
-        fd = os.open(tmp, flags, 0o600)
-    try:
-        view = memoryview(message)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    new = os.path.join(root, "new")
-    os.rename(tmp, os.path.join(new, name))
-    fsync_dir(new)
-    notify(maildir)
-    return name
+    return run_now(lambda: stage(maildir, message))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -118,6 +118,7 @@ class AsyncWorld:
             await host.stop()
         await self.dns.stop()
         self.context.executor.shutdown(wait=False, cancel_futures=True)
+        self.context.committer.close()
         self.started = False
         if self._lock_fd is not None:
             os.close(self._lock_fd)

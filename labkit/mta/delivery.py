@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from .. import maildir
 from ..dns.mx import NullMXError, PermanentMXError, TemporaryMXError
 from ..smtp.client import SMTPError, SMTPPermanentError
+from ..commit import Stage, Staged
 from .bounce import Failure, make_bounce
 from .server import domain_of
 from .spool import QueueEntry
@@ -114,7 +115,7 @@ class DeliveryQueue:
             if message is None:
                 message = await self._in_thread(host.spool.message, entry.queue_id)
             local = [r for r in entry.recipients if host.is_local(domain_of(r))]
-            outcomes: dict[str, Outcome] = await self._in_thread(self._deliver_local, entry, local, message) if local else {}
+            outcomes = await self._deliver_local(entry, local, message) if local else {}
             remote: dict[str, list[str]] = defaultdict(list)
             for rcpt in entry.recipients:
                 if rcpt not in outcomes:
@@ -126,25 +127,24 @@ class DeliveryQueue:
     async def _in_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.host.context.executor, fn, *args)
 
-    def accept(self, entry: QueueEntry, message: bytes) -> QueueEntry | None:
-        """What the SMTP server does with a message before it answers 250 (runs in a
-        worker thread): local recipients get it in their Maildir at once (that fsynced
-        copy is the durable one); the rest, and any local delivery that failed, go to
-        the spool. Returns the spool entry, or None if nothing was left to queue.
-        Raises OSError if the spool cannot be written."""
-        local = [r for r in entry.recipients if self.host.is_local(domain_of(r))]
-        outcomes = self._deliver_local(entry, local, message) if local else {}
-        for rcpt, outcome in outcomes.items():
-            if outcome.state == "delivered":
-                self._note(entry, rcpt, "delivered", outcome.detail)
-        rest = [r for r in entry.recipients if outcomes.get(r, _FAILED).state != "delivered"]
-        if not rest:
-            return None
-        queued = QueueEntry(entry.queue_id, entry.mail_from, rest, entry.arrived)
-        self.host.spool.store(queued, message)
-        return queued
+    def accept(self, entry: QueueEntry, message: bytes) -> Stage:
+        """What the SMTP server does with a message before it answers 250, as a stage
+        for the group committer: local recipients get it in their Maildir at once (that
+        fsynced copy is the durable one); the rest, and any local delivery that failed,
+        go to the spool. The stage's result is (local outcomes, spool entry or None)."""
 
-    def _note(self, entry: QueueEntry, rcpt: str, kind: str, detail: str, remote: str = "", **extra) -> None:
+        def stage() -> tuple[tuple[dict[str, Outcome], QueueEntry | None], Staged]:
+            local = [r for r in entry.recipients if self.host.is_local(domain_of(r))]
+            outcomes, staged = self._stage_local(entry, local, message)
+            rest = [r for r in entry.recipients if outcomes.get(r, _FAILED).state != "delivered"]
+            queued = QueueEntry(entry.queue_id, entry.mail_from, rest, entry.arrived) if rest else None
+            if queued is not None:
+                staged.extend(self.host.spool.stage(queued, message))
+            return (outcomes, queued), staged
+
+        return stage
+
+    def note(self, entry: QueueEntry, rcpt: str, kind: str, detail: str, remote: str = "", **extra) -> None:
         """Tell the trace what became of one recipient: delivered, deferred or failed."""
         verb = {"delivered": "delivered", "deferred": "deferred", "failed": "could not deliver"}[kind]
         self.host.context.tracer.note(
@@ -152,9 +152,10 @@ class DeliveryQueue:
             queue_id=entry.queue_id, recipient=rcpt, detail=detail, remote=remote, **extra,
         )
 
-    def _deliver_local(self, entry: QueueEntry, rcpts: list[str], message: bytes) -> dict[str, Outcome]:
-        """Store the message in each local recipient's Maildir (runs in a worker thread)."""
+    def _stage_local(self, entry: QueueEntry, rcpts: list[str], message: bytes) -> tuple[dict[str, Outcome], Staged]:
+        """Write the message for each local recipient's Maildir (runs in the committer)."""
         outcomes: dict[str, Outcome] = {}
+        staged = Staged()
         for rcpt in rcpts:
             account = self.host.mailbox_for(rcpt)
             if account is None:
@@ -163,12 +164,20 @@ class DeliveryQueue:
             # RFC 5321 §4.4: the final delivery stamps the envelope sender as Return-Path.
             stamped = f"Return-Path: <{entry.mail_from}>\r\nDelivered-To: {account.address}\r\n".encode() + message
             try:
-                name = maildir.deliver(account.maildir, stamped)
+                name, written = maildir.stage(account.maildir, stamped)
             except OSError as error:
                 outcomes[rcpt] = _deferred(f"451 4.3.0 cannot write to the Maildir of {account.address}: {error}")
                 continue
+            staged.extend(written)
             outcomes[rcpt] = _delivered(f"maildir {account.maildir}/new/{name}")
-        return outcomes
+        return outcomes, staged
+
+    async def _deliver_local(self, entry: QueueEntry, rcpts: list[str], message: bytes) -> dict[str, Outcome]:
+        committer = self.host.context.committer
+        try:
+            return await asyncio.wrap_future(committer.submit(lambda: self._stage_local(entry, rcpts, message)))
+        except OSError as error:
+            return {r: _deferred(f"451 4.3.0 could not make the Maildir copy durable: {error}") for r in rcpts}
 
     async def _relay(self, entry: QueueEntry, domain: str, rcpts: list[str], message: bytes) -> dict[str, Outcome]:
         host, context = self.host, self.host.context
@@ -251,7 +260,7 @@ class DeliveryQueue:
         still: list[str] = []
         for rcpt, outcome in outcomes.items():
             if outcome.state == "delivered":
-                self._note(entry, rcpt, "delivered", outcome.detail, outcome.remote_mta)
+                self.note(entry, rcpt, "delivered", outcome.detail, outcome.remote_mta)
             elif outcome.state == "deferred" and not expired:
                 still.append(rcpt)
                 entry.last_error[rcpt] = outcome.detail
@@ -260,7 +269,7 @@ class DeliveryQueue:
                 if outcome.state == "deferred":
                     detail = f"{detail} (gave up: queued for longer than {host.mta.max_queue_time:g}s)"
                 failures.append(Failure(rcpt, detail, outcome.remote_mta))
-                self._note(entry, rcpt, "failed", detail, outcome.remote_mta)
+                self.note(entry, rcpt, "failed", detail, outcome.remote_mta)
         if still:
             entry.recipients = still
             entry.attempts += 1
@@ -269,7 +278,7 @@ class DeliveryQueue:
             entry.next_attempt = now + delay
             await self._in_thread(host.spool.save_state, entry)
             for rcpt in still:
-                self._note(entry, rcpt, "deferred", f"{entry.last_error[rcpt]}; retry in {delay:g}s",
+                self.note(entry, rcpt, "deferred", f"{entry.last_error[rcpt]}; retry in {delay:g}s",
                            outcomes[rcpt].remote_mta, retry_in=delay)
             self.enqueue(entry, at=entry.next_attempt)
         else:

@@ -182,10 +182,13 @@ class Policy:
         try:
             # Local recipients: into their Maildirs now; the rest: the spool. Either
             # way the message is on disk (fsynced) before we say 250.
-            queued = await asyncio.get_running_loop().run_in_executor(
-                host.context.executor, host.queue.accept, entry, stamped)
+            outcomes, queued = await asyncio.wrap_future(
+                host.context.committer.submit(host.queue.accept(entry, stamped)))
         except OSError as error:
             return replies.SPOOL_FAILED.format(error.strerror or error)
+        for rcpt, outcome in outcomes.items():
+            if outcome.state == "delivered":
+                host.queue.note(entry, rcpt, "delivered", outcome.detail)
         if queued is not None:
             host.note_queued(queued)
             host.queue.enqueue(queued, message=stamped)

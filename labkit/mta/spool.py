@@ -17,7 +17,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..maildir import fsync_dir, write_durably
+from ..commit import Staged, run_now, write_temp
+from ..maildir import write_durably
 
 
 @dataclass
@@ -63,17 +64,17 @@ class Spool:
                     return qid
         raise RuntimeError("could not find a free queue id")
 
+    def stage(self, entry: QueueEntry, message: bytes) -> Staged:
+        """Write a new message under a temporary name (see :mod:`labkit.commit`)."""
+        header = json.dumps({"mail_from": entry.mail_from, "recipients": entry.recipients, "arrived": entry.arrived})
+        directory = os.fspath(self.directory)
+        tmp = os.path.join(directory, f".{entry.queue_id}.tmp")
+        write_temp(tmp, header.encode() + b"\n" + message)
+        return Staged([(tmp, os.path.join(directory, entry.queue_id))])
+
     def store(self, entry: QueueEntry, message: bytes) -> None:
         """Write a new message durably (file and directory fsynced)."""
-        header = json.dumps({"mail_from": entry.mail_from, "recipients": entry.recipients, "arrived": entry.arrived})
-        final = self.directory / entry.queue_id
-        tmp = self.directory / f".{entry.queue_id}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(header.encode() + b"\n" + message)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        fsync_dir(self.directory)
+        run_now(lambda: (None, self.stage(entry, message)))
 
     def save_state(self, entry: QueueEntry) -> None:
         """Record delivery progress (after a deferral) durably."""
