@@ -50,16 +50,20 @@ class Tracer:
     """A thread-safe event bus with a bounded history."""
 
     def __init__(self, history: int = 20_000) -> None:
-        self._subscribers: list[Subscriber] = []
+        self._subscribers: tuple[Subscriber, ...] = ()  # replaced, never mutated: safe to read unlocked
         self._history: collections.deque[TraceEvent] = collections.deque(maxlen=history)
         self._cond = threading.Condition()
+        self._waiters = 0
 
     def emit(self, event: TraceEvent) -> None:
-        with self._cond:
-            self._history.append(event)
-            subscribers = list(self._subscribers)
-            self._cond.notify_all()
-        for fn in subscribers:
+        # The hot path of every server: no lock unless someone waits. A waiter counts
+        # itself (under the lock) before it scans the history, so an event appended
+        # after its scan always finds it counted and wakes it.
+        self._history.append(event)
+        if self._waiters:
+            with self._cond:
+                self._cond.notify_all()
+        for fn in self._subscribers:
             fn(event)
 
     def note(self, protocol: str, kind: str, line: str, *, client: str = "", server: str = "", **data) -> None:
@@ -69,18 +73,16 @@ class Tracer:
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call ``fn`` for every future event; returns the function that unsubscribes."""
         with self._cond:
-            self._subscribers.append(fn)
+            self._subscribers = (*self._subscribers, fn)
 
         def unsubscribe() -> None:
             with self._cond:
-                if fn in self._subscribers:
-                    self._subscribers.remove(fn)
+                self._subscribers = tuple(f for f in self._subscribers if f is not fn)
 
         return unsubscribe
 
     def events(self) -> list[TraceEvent]:
-        with self._cond:
-            return list(self._history)
+        return list(self._history)  # one C call under the GIL: a consistent copy
 
     @contextmanager
     def record(self) -> Iterator[list[TraceEvent]]:
@@ -105,18 +107,21 @@ class Tracer:
         return the last of them. Raises :class:`TimeoutError` saying how many came."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while True:
-                found = [e for e in self._history if (since is None or e.time >= since) and predicate(e)]
-                if len(found) >= count:
-                    return found[count - 1]
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"{len(found)} of {count} matching trace events within {timeout}s")
-                self._cond.wait(remaining)
+            self._waiters += 1
+            try:
+                while True:
+                    found = [e for e in list(self._history) if (since is None or e.time >= since) and predicate(e)]
+                    if len(found) >= count:
+                        return found[count - 1]
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError(f"{len(found)} of {count} matching trace events within {timeout}s")
+                    self._cond.wait(remaining)
+            finally:
+                self._waiters -= 1
 
     def clear(self) -> None:
-        with self._cond:
-            self._history.clear()
+        self._history.clear()
 
 
 class LineTracer:
