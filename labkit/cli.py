@@ -10,7 +10,8 @@ import sys
 
 from .config import ConfigError
 from .render import TerminalRenderer
-from .world import AsyncWorld, WorldBusy, default_state_dir
+from .state import default_state_dir
+from .world import AsyncWorld, WorldBusy
 
 
 def _world_parser(sub: argparse._SubParsersAction) -> None:
@@ -61,7 +62,7 @@ def _print_summary(world: AsyncWorld) -> None:
 
 def run_muttrc(args: argparse.Namespace) -> int:
     from .muttrc import muttrc
-    from .world import load_world_info
+    from .state import load_world_info
 
     try:
         print(muttrc(load_world_info(args.state_dir), args.address, maildir=args.maildir), end="")

@@ -11,7 +11,6 @@ AUTH, through :func:`labkit.smtp.send.send_mail`. Exit codes are sysexits.h's.
 from __future__ import annotations
 
 import getopt
-import json
 import os
 import re
 import socket
@@ -23,6 +22,7 @@ from email.utils import formataddr, formatdate, getaddresses, make_msgid
 from pathlib import Path
 from typing import BinaryIO
 
+from .state import STATE_FILE, default_state_dir, load_world_info
 from .smtp.client import SMTPPermanentError, SMTPTransientError
 from .smtp.send import connect, send_mail
 
@@ -181,18 +181,15 @@ def complete_message(header_lines: list[bytes], rest: bytes, sender: str, full_n
 
 # -- the world ------------------------------------------------------------------------
 def state_dir_of(opts: Options) -> Path:
-    if opts.state_dir is not None:
-        return opts.state_dir
-    env = os.environ.get("LABKIT_STATE_DIR")
-    return Path(env) if env else Path.home() / ".labkit" / "world"
+    return opts.state_dir if opts.state_dir is not None else default_state_dir()
 
 
 def load_world(state_dir: Path) -> dict:
-    path = state_dir / "world.json"
-    if not path.exists():
-        raise Failure(EX_TEMPFAIL, f"no lab world running in {state_dir}: start one with `labkit world`")
+    path = state_dir / STATE_FILE
     try:
-        world = json.loads(path.read_text(encoding="utf-8"))
+        world = load_world_info(state_dir)
+    except FileNotFoundError as exc:
+        raise Failure(EX_TEMPFAIL, str(exc)) from exc
     except (OSError, ValueError) as exc:
         raise Failure(EX_CONFIG, f"cannot read {path}: {exc}") from exc
     if not isinstance(world, dict) or not isinstance(world.get("mailboxes"), dict):

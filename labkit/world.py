@@ -8,8 +8,8 @@
         world.wait_for_delivery("betty@brilliant.com")
 
 :class:`AsyncWorld` is the same for asyncio code. A running world writes
-``STATE_DIR/world.json`` (see :meth:`AsyncWorld.info`) so other programs
-(labkit-sendmail, a TA's script, mutt's config) can find it.
+``STATE_DIR/world.json`` (see :meth:`AsyncWorld.info` and :mod:`labkit.state`) so
+other programs (labkit-sendmail, a TA's script, mutt's config) can find it.
 """
 
 from __future__ import annotations
@@ -31,15 +31,8 @@ from .dns.server import DNSServer
 from .maildir import write_durably
 from .mta.host import SERVICES, MailHost
 from .seams import Seams
+from .state import STATE_FILE
 from .trace import TraceEvent, Tracer
-
-STATE_FILE = "world.json"
-
-
-def default_state_dir() -> Path:
-    """Where `labkit world` keeps its state unless told: $LABKIT_STATE_DIR or ~/.labkit/world."""
-    return Path(os.environ.get("LABKIT_STATE_DIR") or Path.home() / ".labkit" / "world")
-
 
 class WorldBusy(RuntimeError):
     """Another world already runs in this state directory."""
@@ -306,12 +299,3 @@ class World:
 
 async def _call(fn: Callable[[], Any]) -> Any:
     return fn()
-
-
-def load_world_info(state_dir: Path | str | None = None) -> dict[str, Any]:
-    """Read a running world's ``world.json``; FileNotFoundError names the directory."""
-    state_dir = Path(state_dir) if state_dir else default_state_dir()
-    path = state_dir / STATE_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"no lab world running in {state_dir}: start one with `labkit world`")
-    return json.loads(path.read_text())

@@ -14,7 +14,8 @@ import pytest
 
 from conftest import lecture_config
 from labkit.config import LECTURE_WORLD, ConfigError, load_config
-from labkit.world import World, WorldBusy, load_world_info
+from labkit.state import load_world_info
+from labkit.world import World, WorldBusy
 
 HELLO = b"From: albert@awesome.com\r\nSubject: queued\r\n\r\nbody %d\r\n"
 
