@@ -52,16 +52,13 @@ class AddressMap:
 
     def __init__(self) -> None:
         self._routes: dict[tuple[str, int], Endpoint] = {}
-        self._names: dict[Endpoint, str] = {}
         self._peers: dict[tuple[str, int], str] = {}
         self._lock = threading.Lock()
 
     # -- the world fills the map ------------------------------------------------------
-    def add(self, address: str, port: int, endpoint: Endpoint, name: str = "") -> None:
+    def add(self, address: str, port: int, endpoint: Endpoint) -> None:
         with self._lock:
             self._routes[(address, port)] = endpoint
-            if name:
-                self._names[endpoint] = name
 
     def remove(self, address: str, port: int) -> None:
         with self._lock:
@@ -86,11 +83,6 @@ class AddressMap:
         if is_loopback(address):
             return Endpoint(address, port)
         raise NoRoute(f"connection refused: nothing listens on {address}:{port} in the lab world")
-
-    def name_of(self, endpoint: Endpoint) -> str:
-        """The name of the service at ``endpoint`` (for traces), or the endpoint itself."""
-        with self._lock:
-            return self._names.get(endpoint, str(endpoint))
 
     def _socket(self, endpoint: Endpoint, source: str) -> socket.socket:
         """An unconnected socket for ``endpoint``; with ``source``, bound first so the

@@ -95,7 +95,7 @@ class AsyncWorld:
         try:
             dns_port = self.base_port or 0
             self.context.dns = await self.dns.start("127.0.0.1", dns_port)
-            self.context.addresses.add(self.config.dns_address, 53, self.context.dns, "ns.lab")
+            self.context.addresses.add(self.config.dns_address, 53, self.context.dns)
             for index, host in enumerate(self.hosts.values()):
                 await host.start(self._ports(index))
         except BaseException:

@@ -111,16 +111,33 @@ def test_worlds_run_side_by_side(tmp_path):
         assert a.info()["dns"]["port"] != b.info()["dns"]["port"]
 
 
-def test_fixed_ports_on_request(tmp_path):
+def _free_block(size: int = 80) -> int:
+    """A base port whose next ``size`` ports are free, below Linux's ephemeral range
+    (32768+), so no test's port-0 socket can take one meanwhile."""
+    import random
     import socket
 
-    with socket.socket() as probe:  # find a free block of ports
-        probe.bind(("127.0.0.1", 0))
-        base = probe.getsockname()[1] // 100 * 100 - 1000
+    for _ in range(50):  # bounded
+        base = random.randrange(20000, 32000 - size, 10)
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.bind(("127.0.0.1", base))
+        except OSError:
+            continue
+        return base
+    pytest.fail("no free block of 80 ports below 32000 on this machine")
+
+
+def test_fixed_ports_on_request(tmp_path):
+    base = _free_block()
     with World(state_dir=tmp_path / "s", base_port=base) as world:
         info = world.info()
     assert info["dns"]["port"] == base
     assert info["hosts"]["smtp.awesome.com"]["services"]["smtp"]["port"] == base + 10
+    assert info["hosts"]["smtp.brilliant.com"]["services"]["imap"]["port"] == base + 23
 
 
 def test_bad_topology_errors_name_the_problem(tmp_path):

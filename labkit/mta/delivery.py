@@ -94,9 +94,6 @@ class DeliveryQueue:
             timer.cancel()
             self._launch(entry)
 
-    def pending(self) -> int:
-        return len(self._timers) + len(self._tasks)
-
     async def stop(self) -> None:
         """Stop scheduling; let deliveries in flight finish (bounded), then cancel."""
         self._stopping = True

@@ -79,7 +79,7 @@ class MailHost:
                 if self._behaviour == "down":
                     self.context.addresses.remove(address, SERVICE_PORTS[service])
                 else:
-                    self.context.addresses.add(address, SERVICE_PORTS[service], endpoint, self.name)
+                    self.context.addresses.add(address, SERVICE_PORTS[service], endpoint)
 
     # -- life cycle ----------------------------------------------------------------------
     async def start(self, ports: dict[str, int] | None = None, services: tuple[str, ...] = SERVICES) -> None:

@@ -1,0 +1,90 @@
+"""The trace bus: waiting on events across threads, subscribers, JSON output, and the
+address map that names peers in traces."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from labkit.net import AddressMap, Endpoint, NoRoute
+from labkit.render import TerminalRenderer, to_json_lines
+from labkit.trace import LineTracer, TraceEvent, Tracer
+
+
+def test_wait_for_wakes_when_another_thread_emits():
+    tracer = Tracer()
+    threading.Timer(0.05, tracer.note, ("mta", "delivered", "done")).start()
+    event = tracer.wait_for(lambda e: e.kind == "delivered", timeout=5)
+    assert event.line == "done"
+
+
+def test_wait_for_counts_and_says_how_many_came():
+    tracer = Tracer()
+    for i in range(3):
+        tracer.note("mta", "queued", f"q{i}")
+    assert tracer.wait_for(lambda e: e.kind == "queued", count=3).line == "q2"
+    with pytest.raises(TimeoutError, match="3 of 4 matching"):
+        tracer.wait_for(lambda e: e.kind == "queued", timeout=0.05, count=4)
+
+
+def test_since_ignores_older_events():
+    tracer = Tracer()
+    tracer.note("mta", "queued", "old")
+    start = time.time()
+    with pytest.raises(TimeoutError):
+        tracer.wait_for(lambda e: e.kind == "queued", timeout=0.05, since=start + 1)
+
+
+def test_subscribers_and_record():
+    tracer = Tracer()
+    seen: list[TraceEvent] = []
+    unsubscribe = tracer.subscribe(seen.append)
+    with tracer.record() as recorded:
+        tracer.note("dns", "lookup", "one")
+    tracer.note("dns", "lookup", "two")
+    unsubscribe()
+    tracer.note("dns", "lookup", "three")
+    assert [e.line for e in recorded] == ["one"]
+    assert [e.line for e in seen] == ["one", "two"]
+
+
+def test_line_tracer_splits_and_summarises_long_bursts():
+    tracer = Tracer()
+    lines = LineTracer(tracer, "pop3", "client", "server", "s1")
+    lines.feed("S", b"+OK 3 lines\r\nfirst\r\nsec")
+    lines.feed("S", b"ond\r\n")
+    lines.feed("C", b"".join(b"line %d\r\n" % i for i in range(100)), max_lines=5)
+    got = [(e.direction, e.line) for e in tracer.events()]
+    assert got[:3] == [("S", "+OK 3 lines"), ("S", "first"), ("S", "second")]
+    assert got[-1] == ("C", "... (95 more lines)") and len(got) == 3 + 5 + 1
+
+
+def test_json_lines_and_plain_terminal_output():
+    tracer = Tracer()
+    tracer.emit(TraceEvent("smtp", "smtp.awesome.com", "smtp.brilliant.com", "C", "MAIL FROM:<a@b>", "s1"))
+    tracer.emit(TraceEvent("smtp", "smtp.awesome.com", "smtp.brilliant.com", "S", "550 5.1.1 no", "s1"))
+    rows = [json.loads(line) for line in to_json_lines(tracer.events()).splitlines()]
+    assert rows[0]["line"] == "MAIL FROM:<a@b>" and rows[1]["direction"] == "S"
+    renderer = TerminalRenderer(colour=False)
+    text = renderer.format(tracer.events()[0])
+    assert "smtp.awesome.com -> smtp.brilliant.com" in text and "<- sender command" in text
+    assert "\x1b[" not in text and "\x1b[31m" in TerminalRenderer(colour=True).format(tracer.events()[1])
+
+
+def test_address_map_routes_names_peers_and_refuses_the_unknown():
+    amap = AddressMap()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        amap.add("1.2.3.5", 25, Endpoint("127.0.0.1", port))
+        with amap.connect("1.2.3.5", 25, source="1.2.3.4") as client:
+            peer, _ = server.accept()
+            with peer:
+                assert amap.peer_address(peer.getpeername()) == "1.2.3.4"
+                assert client.getpeername()[1] == port
+    with pytest.raises(NoRoute, match="nothing listens on 1.2.3.9:25"):
+        amap.connect("1.2.3.9", 25)
+    assert amap.resolve("127.0.0.1", 2525) == Endpoint("127.0.0.1", 2525)  # loopback passes through
