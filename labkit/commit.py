@@ -55,7 +55,8 @@ def write_temp(path: str, data: bytes) -> None:
         os.close(fd)
 
 
-def _fsync_path(path: str) -> None:
+def fsync_path(path: str | os.PathLike) -> None:
+    """fsync a file, or a directory so entries created or renamed in it are durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -95,7 +96,7 @@ def _sync_all(paths: list[str]) -> None:
                 os.close(fd)
         return
     for path in paths:
-        _fsync_path(path)
+        fsync_path(path)
 
 
 def commit(staged: list[Staged]) -> None:

@@ -19,32 +19,18 @@ from pathlib import Path
 from typing import Callable
 
 from .commit import Staged, run_now, write_temp
+from .commit import fsync_path as fsync_dir  # noqa: F401 (the store uses it by this name)
 
 _counter = itertools.count(1)
 _watchers: dict[Path, list[Callable[[Path], None]]] = {}
 _watch_lock = threading.Lock()
 
 
-def fsync_dir(path: Path | str) -> None:
-    """fsync a directory so entries created or renamed in it are durable."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    except OSError:  # some platforms (Windows) cannot fsync a directory
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_durably(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync the dir."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_counter)}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    tmp = os.fspath(path.with_name(f".{path.name}.{os.getpid()}.{next(_counter)}.tmp"))
+    write_temp(tmp, data)
+    run_now(lambda: (None, Staged([(tmp, os.fspath(path))])))
 
 
 def create(maildir: Path) -> Path:

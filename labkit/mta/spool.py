@@ -1,9 +1,9 @@
 """The MTA's durable queue: a message is on disk before the MTA answers 250.
 
 Each queued message is one file ``ID`` in the spool directory: a JSON line with the
-envelope, then the message bytes. It is written under a temporary name, fsynced,
-renamed, and the directory fsynced (so the 250 "queued as ID" is a promise kept across a
-crash). Delivery progress (recipients left, attempts, next retry, last error) goes to a
+envelope, then the message bytes. It is staged under a temporary name and made durable
+by :mod:`labkit.commit` (fsynced, renamed, the directory fsynced), so the 250 "queued
+as ID" is a promise kept across a crash. Delivery progress (recipients left, attempts, next retry, last error) goes to a
 small ``ID.state`` file, rewritten atomically after each attempt. A restart reads both.
 """
 
@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..commit import Staged, run_now, write_temp
+from ..commit import Staged, write_temp
 from ..maildir import write_durably
 
 
@@ -71,10 +71,6 @@ class Spool:
         tmp = os.path.join(directory, f".{entry.queue_id}.tmp")
         write_temp(tmp, header.encode() + b"\n" + message)
         return Staged([(tmp, os.path.join(directory, entry.queue_id))])
-
-    def store(self, entry: QueueEntry, message: bytes) -> None:
-        """Write a new message durably (file and directory fsynced)."""
-        run_now(lambda: (None, self.stage(entry, message)))
 
     def save_state(self, entry: QueueEntry) -> None:
         """Record delivery progress (after a deferral) durably."""
