@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .commit import Staged, run_now, write_temp
+from .commit import Staged, run_now, write_new, write_temp
 from .commit import fsync_path as fsync_dir  # noqa: F401 (the store uses it by this name)
 
 _counter = itertools.count(1)
@@ -58,12 +58,11 @@ def stage(maildir: Path, message: bytes) -> tuple[str, Staged]:
     (Plain ``os`` calls on ``str`` paths: this is the MTA's hot path.)"""
     root = os.fspath(maildir)
     name = unique_name()
-    tmp = os.path.join(root, "tmp", name)
     try:
-        write_temp(tmp, message)
+        tmp = write_new(os.path.join(root, "tmp"), name, message)
     except FileNotFoundError:  # a new Maildir: make it, once
         create(Path(root))
-        write_temp(tmp, message)
+        tmp = write_new(os.path.join(root, "tmp"), name, message)
     return name, Staged([(tmp, os.path.join(root, "new", name))], [lambda: notify(maildir)])
 
 

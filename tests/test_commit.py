@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import wait
 
 import pytest
@@ -77,3 +78,74 @@ def test_a_failed_commit_reports_to_every_waiter_and_cleans_up(maildir, monkeypa
     finally:
         committer.close()
     assert os.listdir(maildir / "new") == [] and os.listdir(maildir / "tmp") == []
+
+
+# -- spare files: made in idle moments, filled by write_new -----------------------------
+
+
+def spares_in(directory) -> list[str]:
+    return sorted(name for name in os.listdir(directory) if name.startswith(".spare."))
+
+
+def test_write_new_fills_a_spare_made_ahead(tmp_path):
+    directory = os.fspath(tmp_path)
+    first = commit.write_new(directory, "a", b"1")  # no spare yet: a file of that name
+    assert first == os.path.join(directory, "a")
+    assert commit.SPARES.make_one()  # the directory is now one to keep spares in
+    [spare] = spares_in(tmp_path)
+    assert (tmp_path / spare).read_bytes() == b""
+    second = commit.write_new(directory, "b", b"22")
+    assert second == os.path.join(directory, spare)  # the spare, not a new file
+    assert (tmp_path / spare).read_bytes() == b"22" and not (tmp_path / "b").exists()
+    commit.SPARES.make_one()
+    commit.SPARES.discard()
+    assert spares_in(tmp_path) == [spare]  # the untaken one is gone; a taken spare is the caller's
+
+
+def test_a_spare_swept_away_is_not_a_failure(tmp_path):
+    directory = os.fspath(tmp_path)
+    commit.write_new(directory, "a", b"1")
+    commit.SPARES.make_one()
+    for name in spares_in(tmp_path):  # e.g. a tmp/ clean-up
+        os.unlink(tmp_path / name)
+    assert commit.write_new(directory, "b", b"2") == os.path.join(directory, "b")
+    assert (tmp_path / "b").read_bytes() == b"2"
+    commit.SPARES.discard()
+
+
+def test_no_spares_for_a_directory_that_is_gone(tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    commit.write_new(os.fspath(gone), "a", b"1")
+    os.unlink(gone / "a")
+    gone.rmdir()
+    assert commit.SPARES.make_one()  # tried, failed, forgot the directory
+    assert not gone.exists()
+    commit.SPARES.discard()
+
+
+def test_an_idle_committer_makes_spares_and_removes_them_when_closed(maildir):
+    committer = GroupCommit()
+    try:
+        committer.submit(lambda: (None, Staged([(commit.write_new(os.fspath(maildir / "tmp"), "m", b"x"),
+                                                 os.fspath(maildir / "new" / "m"))]))).result(10)
+        deadline = time.monotonic() + 10
+        while len(spares_in(maildir / "tmp")) < commit.Spares.PER_DIRECTORY and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(spares_in(maildir / "tmp")) == commit.Spares.PER_DIRECTORY
+        # the next message lands in a spare, and the file in new/ holds it
+        name = committer.submit(stage_file_new(maildir, "n", b"next")).result(10)
+        assert (maildir / "new" / name).read_bytes() == b"next"
+    finally:
+        committer.close()
+    assert spares_in(maildir / "tmp") == []
+    assert sorted(os.listdir(maildir / "new")) == ["m", "n"]
+
+
+def stage_file_new(directory, name: str, data: bytes):
+    def stage():
+        tmp = commit.write_new(os.fspath(directory / "tmp"), name, data)
+        assert os.path.basename(tmp).startswith(".spare.")
+        return name, Staged([(tmp, os.path.join(directory, "new", name))])
+
+    return stage
