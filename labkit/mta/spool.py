@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..commit import Staged, write_temp
+from ..commit import Staged, write_new
 from ..maildir import write_durably
 
 
@@ -51,6 +51,8 @@ class Spool:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._counter = secrets.randbits(32)
         self._lock = threading.Lock()
+        # Only a message from an earlier run can hold an id this run's counter reaches.
+        self._earlier = {name for name in os.listdir(self.directory) if not name.startswith(".")}
 
     def new_queue_id(self) -> str:
         """Eight hex digits, as the lecture's ``FFDC3387``. A counter scrambled by a
@@ -60,7 +62,7 @@ class Spool:
             for _ in range(1000):  # bounded; a clash needs a spool file with that very id
                 self._counter = (self._counter + 1) & 0xFFFFFFFF
                 qid = f"{_scramble(self._counter):08X}"
-                if not (self.directory / qid).exists():
+                if qid not in self._earlier:
                     return qid
         raise RuntimeError("could not find a free queue id")
 
@@ -68,8 +70,7 @@ class Spool:
         """Write a new message under a temporary name (see :mod:`labkit.commit`)."""
         header = json.dumps({"mail_from": entry.mail_from, "recipients": entry.recipients, "arrived": entry.arrived})
         directory = os.fspath(self.directory)
-        tmp = os.path.join(directory, f".{entry.queue_id}.tmp")
-        write_temp(tmp, header.encode() + b"\n" + message)
+        tmp = write_new(directory, f".{entry.queue_id}.tmp", header.encode() + b"\n" + message)
         return Staged([(tmp, os.path.join(directory, entry.queue_id))])
 
     def save_state(self, entry: QueueEntry) -> None:
