@@ -127,6 +127,17 @@ class Spares:
                 self._unlink(ready)
             self._ready.clear()
 
+    def sweep(self, directory: str | os.PathLike) -> None:
+        """Delete the spares a killed process left in ``directory`` (this process's
+        ready ones stay)."""
+        with self._lock:
+            held = {path for ready in self._ready.values() for path in ready}
+        try:
+            names = [n for n in os.listdir(directory) if n.startswith(".spare.")]
+        except FileNotFoundError:
+            return
+        self._unlink([p for p in (os.path.join(directory, n) for n in names) if p not in held])
+
     @staticmethod
     def _unlink(paths: list[str]) -> None:
         for path in paths:

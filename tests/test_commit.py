@@ -149,3 +149,16 @@ def stage_file_new(directory, name: str, data: bytes):
         return name, Staged([(tmp, os.path.join(directory, "new", name))])
 
     return stage
+
+
+def test_sweep_removes_the_spares_a_killed_process_left(tmp_path):
+    directory = os.fspath(tmp_path)
+    (tmp_path / ".spare.1.99999.1").write_bytes(b"")  # another (dead) process's
+    (tmp_path / "1700000000.M1P1Q1.host").write_bytes(b"a delivery in progress")
+    commit.write_new(directory, "a", b"1")
+    commit.SPARES.make_one()  # one of ours, ready for use
+    ours = [n for n in spares_in(tmp_path) if n != ".spare.1.99999.1"]
+    commit.SPARES.sweep(directory)
+    assert spares_in(tmp_path) == ours
+    assert (tmp_path / "1700000000.M1P1Q1.host").exists()
+    commit.SPARES.discard()

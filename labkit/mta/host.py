@@ -8,7 +8,9 @@ import ipaddress
 import time
 from pathlib import Path
 
+from .. import maildir
 from ..accounts import Account, Accounts
+from ..commit import SPARES
 from ..config import BEHAVIOURS, HostConfig, MTAConfig
 from ..context import LabContext
 from ..net import SERVICE_PORTS, Endpoint
@@ -85,9 +87,8 @@ class MailHost:
     async def start(self, ports: dict[str, int] | None = None, services: tuple[str, ...] = SERVICES) -> None:
         ports = ports or {}
         for account in self.accounts:
-            account.maildir.mkdir(parents=True, exist_ok=True)
-            for sub in ("cur", "new", "tmp"):
-                (account.maildir / sub).mkdir(exist_ok=True)
+            maildir.create(account.maildir)
+            SPARES.sweep(account.maildir / "tmp")
         for service in services:
             server = await self._serve(service, ports.get(service, 0))
             self._servers.append(server)
