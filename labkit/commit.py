@@ -73,8 +73,9 @@ def write_temp(path: str, data: bytes) -> None:
 
 class Spares:
     """Empty files made ahead of need, a few per directory that :func:`write_new` used
-    lately. Their names start with ``.spare.``; a spare never used is deleted when its
-    committer closes (the spool also sweeps dot-files at start-up)."""
+    lately (one pool per process, topped up by whichever committer is idle). Their names
+    start with ``.spare.``; spares never used are deleted when a committer closes (the
+    next idle committer makes new ones), and :meth:`sweep` removes a dead process's."""
 
     PER_DIRECTORY = 2
     MAX_DIRECTORIES = 32

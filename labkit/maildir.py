@@ -58,11 +58,12 @@ def stage(maildir: Path, message: bytes) -> tuple[str, Staged]:
     (Plain ``os`` calls on ``str`` paths: this is the MTA's hot path.)"""
     root = os.fspath(maildir)
     name = unique_name()
+    tmpdir = os.path.join(root, "tmp")
     try:
-        tmp = write_new(os.path.join(root, "tmp"), name, message)
+        tmp = write_new(tmpdir, name, message)
     except FileNotFoundError:  # a new Maildir: make it, once
         create(Path(root))
-        tmp = write_new(os.path.join(root, "tmp"), name, message)
+        tmp = write_new(tmpdir, name, message)
     return name, Staged([(tmp, os.path.join(root, "new", name))], [lambda: notify(maildir)])
 
 
