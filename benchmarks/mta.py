@@ -55,33 +55,24 @@ def clean_up() -> None:
 
 MESSAGE = b"From: albert@awesome.com\r\nTo: betty@brilliant.com\r\nSubject: bench\r\n\r\n" + b"x" * 900 + b"\r\n"
 
+# A bare aiosmtpd Sink; given a directory, a *durable* Sink: the same plus what every
+# durable MTA must do before its 250, one durable Maildir write (off the event loop, in
+# a thread, as the MTA does), and nothing else.
 SINK_SERVER = r"""
 import asyncio, sys
-from aiosmtpd.handlers import Sink
-from aiosmtpd.smtp import SMTP
-async def main():
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(Sink(), hostname="sink"), "127.0.0.1", 0)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    await asyncio.Event().wait()
-asyncio.run(main())
-"""
-
-# The same, plus what every durable MTA must do before its 250: one durable Maildir write
-# (off the event loop, in a thread, as the MTA does), and nothing else.
-DURABLE_SINK_SERVER = r"""
-import asyncio, sys
 from pathlib import Path
+from aiosmtpd.handlers import Sink
 from aiosmtpd.smtp import SMTP
 from labkit import maildir
 class DurableSink:
     async def handle_DATA(self, server, session, envelope):
         await asyncio.get_running_loop().run_in_executor(None, maildir.deliver, TARGET, envelope.original_content)
         return "250 OK"
-TARGET = maildir.create(Path(sys.argv[1]))
+TARGET = maildir.create(Path(sys.argv[1])) if len(sys.argv) > 1 else None
 async def main():
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(DurableSink(), hostname="sink", decode_data=False), "127.0.0.1", 0)
+    handler = DurableSink() if TARGET else Sink()
+    server = await loop.create_server(lambda: SMTP(handler, hostname="sink"), "127.0.0.1", 0)
     print(server.sockets[0].getsockname()[1], flush=True)
     await asyncio.Event().wait()
 asyncio.run(main())
@@ -171,7 +162,7 @@ def accept_rates(total: int = 2000) -> list[dict]:
     world = subprocess.Popen([sys.executable, "-m", "labkit.cli", "world", "--json", "--quiet", "--state-dir",
                               str(state)], stdout=subprocess.PIPE, text=True)
     sink = subprocess.Popen([sys.executable, "-c", SINK_SERVER], stdout=subprocess.PIPE, text=True)
-    durable = subprocess.Popen([sys.executable, "-c", DURABLE_SINK_SERVER, str(scratch("durable-sink-"))],
+    durable = subprocess.Popen([sys.executable, "-c", SINK_SERVER, str(scratch("durable-sink-"))],
                                stdout=subprocess.PIPE, text=True)
     try:
         info = json.loads(world.stdout.readline())
