@@ -2,15 +2,29 @@
 
 Jupyter already runs an event loop in the main thread, so the lab world runs its own
 loop in a background thread; notebook code stays plain and synchronous.
+
+Two things keep a notebook's cells clean. The loop's tasks start in an empty
+``contextvars`` context: ipykernel keeps "the current cell" in a ContextVar, and a task
+that copied the caller's context would send its output to the cell that started the
+world. And the loop's own error reports ("Task exception was never retrieved") go to
+``logging`` at DEBUG, never to stderr (nbgrader scores stderr output as a failure).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import threading
 from typing import Any, Awaitable, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def quiet_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's error reports, for developers only (``logging`` at DEBUG)."""
+    log.debug("event loop: %s", context.get("message"), exc_info=context.get("exception"))
 
 
 class BackgroundLoop:
@@ -19,7 +33,8 @@ class BackgroundLoop:
 
     def __init__(self, name: str = "labkit-loop") -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self.loop.set_exception_handler(quiet_exception_handler)
+        self._thread = threading.Thread(target=contextvars.Context().run, args=(self._main,), name=name, daemon=True)
         self._thread.start()
 
     def _main(self) -> None:
@@ -36,12 +51,13 @@ class BackgroundLoop:
     def run(self, coro: Awaitable[T], timeout: float | None = 30.0) -> T:
         if threading.current_thread() is self._thread:
             raise RuntimeError("BackgroundLoop.run() called from its own loop: await instead")
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+        # An empty context: the task must not inherit the caller's (a notebook cell's).
+        future = contextvars.Context().run(asyncio.run_coroutine_threadsafe, coro, self.loop)  # type: ignore[arg-type]
         return future.result(timeout)
 
     def call(self, fn: Any, *args: Any) -> None:
         """Schedule a plain callable on the loop (thread-safe)."""
-        self.loop.call_soon_threadsafe(fn, *args)
+        self.loop.call_soon_threadsafe(fn, *args, context=contextvars.Context())
 
     def close(self) -> None:
         if self.loop.is_running():

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from .boundary import DEFAULT_DEADLINE, Boundary
 from .commit import GroupCommit
+from .mta.receipts import Receipts
 from .net import AddressMap, Endpoint
 from .seams import Seams
 from .trace import Tracer
@@ -16,12 +17,17 @@ class LabContext:
     tracer: Tracer = field(default_factory=Tracer)
     addresses: AddressMap = field(default_factory=AddressMap)
     seams: Seams = field(default_factory=Seams)
-    # Seams run in worker threads, so a slow student function never stalls a server.
-    executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(32, "labkit-worker"))
+    deadline: float = DEFAULT_DEADLINE  # seconds a student's part may take per call
     # One writer thread makes every message durable, in batches under load.
     committer: GroupCommit = field(default_factory=GroupCommit)
+    # What the world's SMTP servers accepted, to check a student's client's claims.
+    receipts: Receipts = field(default_factory=Receipts)
     names: dict[str, str] = field(default_factory=dict)  # virtual address -> host name
     dns: Endpoint | None = None
+
+    def __post_init__(self) -> None:
+        # Every call into a seam, and labkit's own blocking work, goes through here.
+        self.boundary = Boundary(self.tracer, deadline=self.deadline)
 
     def resolver(self):
         """A dnspython resolver that asks the lab's DNS server (and nothing else)."""

@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Callable
+from .boundary import fenced
 
 from .commit import Staged, run_now, write_new, write_temp
 from .commit import fsync_path as fsync_dir  # noqa: F401 (the store uses it by this name)
@@ -26,6 +27,7 @@ _watchers: dict[Path, list[Callable[[Path], None]]] = {}
 _watch_lock = threading.Lock()
 
 
+@fenced("deliver")
 def write_durably(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync the dir."""
     tmp = os.fspath(path.with_name(f".{path.name}.{os.getpid()}.{next(_counter)}.tmp"))
@@ -52,6 +54,7 @@ def unique_name() -> str:
     return f"{sec}.M{usec:06d}P{os.getpid()}Q{next(_counter):06d}.{_HOST}"
 
 
+@fenced("deliver")
 def stage(maildir: Path, message: bytes) -> tuple[str, Staged]:
     """Write ``message`` to ``maildir/tmp`` and say where it goes once durable (for
     :mod:`labkit.commit`, which batches the flushes); returns (unique name, Staged).
@@ -67,6 +70,7 @@ def stage(maildir: Path, message: bytes) -> tuple[str, Staged]:
     return name, Staged([(tmp, os.path.join(root, "new", name))], [lambda: notify(maildir)])
 
 
+@fenced("deliver")
 def deliver(maildir: Path, message: bytes) -> str:
     """Store ``message`` in ``maildir/new`` durably; returns the file's unique name.
 

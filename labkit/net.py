@@ -52,7 +52,7 @@ class AddressMap:
 
     def __init__(self) -> None:
         self._routes: dict[tuple[str, int], Endpoint] = {}
-        self._peers: dict[tuple[str, int], str] = {}
+        self._peers: dict[tuple[str, int], tuple[str, str]] = {}  # socket -> (virtual address, seam)
         self._lock = threading.Lock()
 
     # -- the world fills the map ------------------------------------------------------
@@ -84,7 +84,7 @@ class AddressMap:
             return Endpoint(address, port)
         raise NoRoute(f"connection refused: nothing listens on {address}:{port} in the lab world")
 
-    def _socket(self, endpoint: Endpoint, source: str) -> socket.socket:
+    def _socket(self, endpoint: Endpoint, source: str, seam: str = "") -> socket.socket:
         """An unconnected socket for ``endpoint``; with ``source``, bound first so the
         server can look up our virtual address the moment it accepts us."""
         family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
@@ -92,17 +92,19 @@ class AddressMap:
         if source:
             try:
                 sock.bind((endpoint.host if is_loopback(endpoint.host) else "", 0))
-                self.note_peer(sock.getsockname(), source)
+                self.note_peer(sock.getsockname(), source, seam)
             except OSError:
                 sock.close()
                 raise
         return sock
 
-    def connect(self, address: str, port: int, *, timeout: float = 10.0, source: str = "") -> socket.socket:
+    def connect(self, address: str, port: int, *, timeout: float = 10.0, source: str = "",
+                seam: str = "") -> socket.socket:
         """Open a TCP connection to virtual ``address:port``; ``source`` is our own
-        virtual address, remembered so the server can name us."""
+        virtual address, remembered so the server can name us (and ``seam``, the
+        student part that will speak on this connection, so its trace is marked)."""
         endpoint = self.resolve(address, port)
-        sock = self._socket(endpoint, source)
+        sock = self._socket(endpoint, source, seam)
         try:
             sock.settimeout(timeout)
             sock.connect((endpoint.host, endpoint.port))
@@ -124,16 +126,23 @@ class AddressMap:
         return await asyncio.open_connection(sock=sock, **kwargs)
 
     # -- servers ask who their peer is ----------------------------------------------
-    def note_peer(self, sockname: tuple, virtual: str) -> None:
+    def note_peer(self, sockname: tuple, virtual: str, seam: str = "") -> None:
         with self._lock:
             if len(self._peers) > 10_000:  # bounded: forget the oldest half
                 for key in list(self._peers)[:5_000]:
                     del self._peers[key]
-            self._peers[(sockname[0], sockname[1])] = virtual
+            self._peers[(sockname[0], sockname[1])] = (virtual, seam)
 
     def peer_address(self, peername: tuple | None) -> str:
         """The virtual address of a connected peer, or its real address."""
         if not peername:
             return "unknown"
         with self._lock:
-            return self._peers.get((peername[0], peername[1]), peername[0])
+            return self._peers.get((peername[0], peername[1]), (peername[0], ""))[0]
+
+    def peer_seam(self, peername: tuple | None) -> str:
+        """The student part speaking for a connected peer, or ``""``."""
+        if not peername:
+            return ""
+        with self._lock:
+            return self._peers.get((peername[0], peername[1]), ("", ""))[1]

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .accounts import Account, Accounts
+from .boundary import fenced
 from .session import PeerInfo
 from .store import Folder, MailboxLock, MailboxLocked, MailStore, MessageInfo, StoreError
 
@@ -171,6 +172,7 @@ def apop_digest(banner: str, password: str) -> str:
     return hashlib.md5((banner + password).encode()).hexdigest()
 
 
+@fenced("pop3_session")
 class POP3Session:
     """One POP3 connection, sans-IO: feed :meth:`receive` bytes, send what it returns."""
 

@@ -1,20 +1,33 @@
 """One asyncio adapter that serves any sans-IO session on a TCP port.
 
-A protocol core (POP3, IMAP, a student's server) is a plain object that never touches a
-socket: the adapter feeds it the bytes a client sent and writes back the bytes it
-returns. That keeps the protocol testable without sockets and replaceable by students,
-and keeps all IO code here.
+A protocol core (SMTP, POP3, IMAP, a student's server) is a plain object that never
+touches a socket: the adapter feeds it the bytes a client sent and writes back the bytes
+it returns. That keeps the protocol testable without sockets and replaceable by
+students, and keeps all IO code here.
 
 A session implements :class:`Session`; a *session factory* makes one per connection.
+Every call into a session runs off the event loop, through :mod:`labkit.boundary`: a
+student's session gets a deadline and its answers are checked; a failure is answered
+with the protocol's own "server error" line (``failure_reply``) and the connection is
+closed, while every other connection goes on. :class:`BaseSession` gives the optional
+methods their defaults, so a student writes only ``start``, ``receive`` and ``closed``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Protocol, runtime_checkable
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Protocol, runtime_checkable
 
+from . import contracts
+from .boundary import Boundary, SeamError
 from .net import AddressMap
 from .trace import LineTracer, Tracer, new_session_id
+
+log = logging.getLogger(__name__)
+DEFAULT_TIMEOUT = 600.0
+READ_SIZE = 65536
 
 
 @runtime_checkable
@@ -53,37 +66,145 @@ class Session(Protocol):
     def connection_lost(self) -> None: ...
 
 
-class PeerInfo:
-    """What a session factory is told about a new connection."""
+class BaseSession:
+    """Defaults for everything but :meth:`start` and :meth:`receive`: subclass it and
+    write those two (and set ``self.closed = True`` to end the connection)."""
 
-    def __init__(self, address: str, port: int, server_name: str) -> None:
+    timeout: float = DEFAULT_TIMEOUT
+    closed: bool = False
+
+    def start(self) -> bytes:
+        raise NotImplementedError("write start(): it returns the greeting, as bytes ending in b'\\r\\n'")
+
+    def receive(self, data: bytes) -> bytes:
+        raise NotImplementedError("write receive(data): it returns the reply bytes (b'' if none yet)")
+
+    def mailbox_changed(self) -> bytes:
+        return b""
+
+    def timed_out(self) -> bytes:
+        self.closed = True
+        return b""
+
+    def connection_lost(self) -> None:
+        self.closed = True
+
+
+class PeerInfo:
+    """What a session factory is told about a new connection: the client's address
+    (as the lab names it: 1.2.3.4), its port, our name, and its real socket address."""
+
+    def __init__(self, address: str, port: int, server_name: str, socket_address: tuple = ("", 0)) -> None:
         self.address, self.port, self.server_name = address, port, server_name
+        self.socket_address = (socket_address[0], socket_address[1]) if socket_address[0] else (address, port)
+
+    def __repr__(self) -> str:
+        return f"PeerInfo({self.address!r}, {self.port}, server_name={self.server_name!r})"
 
 
 SessionFactory = Callable[[PeerInfo], Session]
 """Makes a session for one connection; a bound method or a class both fit."""
 
-async def serve_session(
-    factory: SessionFactory,
+
+@dataclass
+class SessionPart:
+    """Which session a connection gets, and how to call it safely.
+
+    ``choose()`` is asked at each new connection (so a swapped seam serves the next
+    one) and returns ``(factory, is_student)``; ``failure_reply(error)`` is the
+    protocol's own line for "the server broke" (``-ERR [SYS/TEMP] …``)."""
+
+    seam: str
+    host: str
+    choose: Callable[[], tuple[SessionFactory, bool]]
+    failure_reply: Callable[[SeamError], bytes]
+    boundary: Boundary | None = None
+    name_for: Callable[[str], str] = str  # a peer's address -> how traces name it (smtp.awesome.com)
+    on_open: Callable[[tuple], None] | None = None  # told the client's (ip, port) when it connects
+    on_close: Callable[[tuple], None] | None = None  # ... and when its connection is over
+
+
+def _step(session: Any, method: str, *args: Any) -> tuple[Any, bool]:
+    """Runs in a worker: one session call, and whether the session is now closed.
+    (Reading ``closed`` here too: a student's property may do anything.)"""
+    fn = getattr(session, method, None)
+    out = fn(*args) if fn is not None else b""
+    return out, bool(getattr(session, "closed", False))
+
+
+def _after_step(method: str) -> Callable[[Any], tuple[bytes, bool]]:
+    check = contracts.session_bytes(method)
+    return lambda value: (check(value[0]), value[1])
+
+
+class _Connection:
+    """One client connection served by a session, through the boundary."""
+
+    def __init__(self, part: SessionPart, boundary: Boundary, factory: SessionFactory, student: bool) -> None:
+        self.part, self.boundary, self.factory, self.student = part, boundary, factory, student
+        self.session: Any = None
+
+    async def make(self, peer: PeerInfo) -> None:
+        self.session = await self.boundary.acall(
+            self.part.seam, self.part.host, self.factory, peer, student=self.student,
+            check=contracts.session_object, note=False)
+
+    async def step(self, method: str, *args: Any) -> tuple[bytes, bool]:
+        return await self.boundary.acall(self.part.seam, self.part.host, _step, self.session, method, *args,
+                                         student=self.student, check=_after_step(method), note=False)
+
+    async def attribute(self, name: str, default: Any) -> Any:
+        return await self.boundary.acall(self.part.seam, self.part.host, getattr, self.session, name, default,
+                                         student=self.student, note=False)
+
+
+class SessionServer:
+    """A listening service; :meth:`close` also ends its live connections (a hung
+    student session must not keep a stopping world waiting)."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.AbstractServer | None = None
+        self.transports: set[asyncio.BaseTransport] = set()
+
+    @property
+    def sockets(self):
+        return self.server.sockets if self.server else ()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for transport in list(self.transports):
+            transport.abort()
+
+    async def wait_closed(self) -> None:
+        if self.server is not None:
+            await self.server.wait_closed()
+
+
+def session_handler(
+    part: SessionPart,
     *,
     protocol: str,
     server_name: str,
     tracer: Tracer | None = None,
     addresses: AddressMap | None = None,
-    host: str = "127.0.0.1",
-    port: int = 0,
-) -> asyncio.Server:
-    """Listen on ``host:port`` (0: any free port) and serve one session per connection."""
+    served: SessionServer | None = None,
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """The per-connection coroutine that serves ``part`` (for ``asyncio.start_server``)."""
+    boundary = part.boundary or Boundary(tracer or Tracer())
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if served is not None:
+            served.transports.add(writer.transport)
         peername = writer.get_extra_info("peername") or ("?", 0)
         peer = addresses.peer_address(peername) if addresses else peername[0]
-        session = factory(PeerInfo(peer, peername[1], server_name))
-        lines = LineTracer(tracer, protocol, peer, server_name, new_session_id(protocol)) if tracer else None
+        make, student = part.choose()
+        lines = LineTracer(tracer, protocol, part.name_for(peer), server_name, new_session_id(protocol),
+                           seam=part.seam if student else "") if tracer else None
+        connection = _Connection(part, boundary, make, student)
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
-        watch = getattr(session, "watch", None)
-        unwatch = watch(lambda: loop.call_soon_threadsafe(wake.set)) if callable(watch) else None
+        unwatch: Callable[[], None] | None = None
 
         def send(data: bytes) -> None:
             if data:
@@ -91,45 +212,114 @@ async def serve_session(
                 if lines:
                     lines.feed("S", data)
 
+        def wake_soon() -> None:  # called from any thread: a delivery, another session
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # the loop has closed: nobody to wake
+                pass
+
         read: asyncio.Future[bytes] | None = None
+        if part.on_open:
+            part.on_open(peername)
         try:
-            send(session.start())
+            await connection.make(PeerInfo(peer, peername[1], server_name, peername))
+            greeting, closed = await connection.step("start")
+            send(greeting)
+            timeout = await connection.attribute("timeout", DEFAULT_TIMEOUT)
+            timeout = timeout if isinstance(timeout, (int, float)) and timeout > 0 else DEFAULT_TIMEOUT
+            watch = await connection.attribute("watch", None)
+            if callable(watch):
+                unwatch = await boundary.acall(part.seam, part.host, watch, wake_soon, student=student, note=False)
             await writer.drain()
-            while not session.closed:
+            while not closed:
                 # One pending read survives wake-ups, so no client bytes are lost.
-                read = read or asyncio.ensure_future(reader.read(65536))
+                read = read or asyncio.ensure_future(reader.read(READ_SIZE))
                 woke = asyncio.ensure_future(wake.wait())
-                done, _ = await asyncio.wait({read, woke}, timeout=session.timeout, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({read, woke}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if woke not in done:
                     woke.cancel()
                 if not done:  # idle too long: autologout
-                    send(session.timed_out())
+                    out, closed = await connection.step("timed_out")
+                    send(out)
                     await writer.drain()
                     break
                 if woke in done:
                     wake.clear()
-                    send(session.mailbox_changed())
+                    out, closed = await connection.step("mailbox_changed")
+                    send(out)
                 if read in done:
                     data, read = read.result(), None
                     if not data:
                         break
                     if lines:
                         lines.feed("C", data)
-                    send(session.receive(data))
+                    out, closed = await connection.step("receive", data)
+                    send(out)
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except SeamError as error:
+            try:
+                send(part.failure_reply(error))
+                await asyncio.wait_for(writer.drain(), 2)
+            except (ConnectionError, OSError, asyncio.TimeoutError):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError, OSError):
             pass
         finally:
+            if served is not None:
+                served.transports.discard(writer.transport)
             if read is not None:
                 read.cancel()
-            if unwatch:
-                unwatch()
-            session.connection_lost()
+            await _end(connection, boundary, part, unwatch, student)
+            if part.on_close:
+                part.on_close(peername)
             writer.close()
             try:
-                await writer.wait_closed()
-            except (ConnectionError, OSError):
+                await asyncio.wait_for(writer.wait_closed(), 2)
+            except (ConnectionError, OSError, asyncio.TimeoutError):
                 pass
 
-    return await asyncio.start_server(handle, host, port)
+    return handle
 
+
+async def serve_session(
+    factory: SessionFactory | SessionPart,
+    *,
+    protocol: str,
+    server_name: str,
+    tracer: Tracer | None = None,
+    addresses: AddressMap | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> SessionServer:
+    """Listen on ``host:port`` (0: any free port) and serve one session per connection.
+    ``factory`` is a plain session factory (labkit's own code) or a
+    :class:`SessionPart` (a seam that may be a student's)."""
+    if isinstance(factory, SessionPart):
+        part = factory
+    else:
+        plain = factory
+        part = SessionPart(protocol, server_name, lambda: (plain, False), _generic_failure)
+    served = SessionServer()
+    handle = session_handler(part, protocol=protocol, server_name=server_name, tracer=tracer,
+                             addresses=addresses, served=served)
+    served.server = await asyncio.start_server(handle, host, port)
+    return served
+
+
+async def _end(connection: _Connection, boundary: Boundary, part: SessionPart,
+               unwatch: Callable[[], None] | None, student: bool) -> None:
+    """The last calls into a session, whatever ended it (failures only traced)."""
+    if connection.session is None:
+        return
+    try:
+        if callable(unwatch):
+            await boundary.acall(part.seam, part.host, unwatch, student=student, note=False)
+        await connection.step("connection_lost")
+    except SeamError:
+        pass
+    except asyncio.CancelledError:  # the world is stopping: let it
+        raise
+
+
+def _generic_failure(error: SeamError) -> bytes:
+    return f"-ERR server error: {error.detail}\r\n".encode("ascii", "replace")

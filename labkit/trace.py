@@ -31,6 +31,7 @@ class TraceEvent:
     kind: str = "line"  # line, or a note kind: queued, delivered, deferred, bounced, query…
     data: dict = field(default_factory=dict)  # structured extras (queue id, recipient…)
     time: float = field(default_factory=time.time)
+    seam: str = ""  # the student's part this went through ("" for labkit's own)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -67,8 +68,9 @@ class Tracer:
             fn(event)
 
     def note(self, protocol: str, kind: str, line: str, *, client: str = "", server: str = "", **data) -> None:
-        """Emit a note: something happened that is not a protocol line."""
-        self.emit(TraceEvent(protocol, client, server, "*", line, kind=kind, data=data))
+        """Emit a note: something happened that is not a protocol line. A ``seam``
+        in ``data`` marks it as having gone through that student part."""
+        self.emit(TraceEvent(protocol, client, server, "*", line, kind=kind, data=data, seam=data.get("seam", "")))
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call ``fn`` for every future event; returns the function that unsubscribes."""
@@ -131,9 +133,10 @@ class LineTracer:
     ``max_lines`` per burst, then summarised, so traces stay readable and cheap.
     """
 
-    def __init__(self, tracer: Tracer, protocol: str, client: str, server: str, session: str) -> None:
+    def __init__(self, tracer: Tracer, protocol: str, client: str, server: str, session: str, seam: str = "") -> None:
         self.tracer, self.protocol = tracer, protocol
         self.client, self.server, self.session = client, server, session
+        self.seam = seam  # the student part on either end of this connection, if any
         self._partial: dict[str, bytes] = {"C": b"", "S": b""}
 
     def feed(self, direction: Direction, data: bytes, max_lines: int = 24) -> None:
@@ -147,4 +150,5 @@ class LineTracer:
             self.line(direction, raw.rstrip(b"\r").decode("utf-8", "replace"))
 
     def line(self, direction: Direction, text: str) -> None:
-        self.tracer.emit(TraceEvent(self.protocol, self.client, self.server, direction, text, self.session))
+        self.tracer.emit(TraceEvent(self.protocol, self.client, self.server, direction, text, self.session,
+                                    seam=self.seam))

@@ -7,15 +7,16 @@
         world.send("albert@awesome.com", ["betty@brilliant.com"], b"Subject: Hi\\r\\n\\r\\nHello")
         world.wait_for_delivery("betty@brilliant.com")
 
-:class:`AsyncWorld` is the same for asyncio code. A running world writes
-``STATE_DIR/world.json`` (see :meth:`AsyncWorld.info` and :mod:`labkit.state`) so
-other programs (labkit-sendmail, a TA's script, mutt's config) can find it.
+:class:`AsyncWorld` is the same for asyncio code (the methods that wait are coroutines
+there). A running world writes ``STATE_DIR/world.json`` (see :meth:`AsyncWorld.info` and
+:mod:`labkit.state`) and sets ``LABKIT_STATE_DIR`` in its process's environment, so
+other programs (labkit-sendmail, a student's sendmail, mutt, a TA's script) find it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
-import fcntl
 import json
 import os
 import shutil
@@ -25,17 +26,33 @@ from typing import Any, Callable
 
 from .accounts import Account
 from .aio import BackgroundLoop
+from .boundary import DEFAULT_DEADLINE
 from .config import WorldConfig, load_config
 from .context import LabContext
 from .dns.server import DNSServer
 from .maildir import write_durably
 from .mta.host import SERVICES, MailHost
 from .seams import Seams
+from .smtp.client import SendResult
 from .state import STATE_FILE
 from .trace import TraceEvent, Tracer
 
+try:  # POSIX; elsewhere a world's state dir is not locked
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+STATE_DIR_VARIABLE = "LABKIT_STATE_DIR"
+
+
 class WorldBusy(RuntimeError):
     """Another world already runs in this state directory."""
+
+
+def _delivered_to(recipient: str) -> Callable[[TraceEvent], bool]:
+    recipient = recipient.lower()
+    return lambda e: (e.kind == "delivered" and e.data.get("recipient", "").lower() == recipient
+                      and e.data.get("detail", "").startswith("maildir"))
 
 
 class AsyncWorld:
@@ -49,18 +66,22 @@ class AsyncWorld:
         base_port: int | None = None,
         seams: Seams | None = None,
         tracer: Tracer | None = None,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
+        """``deadline``: seconds a student's part may take per call before the world
+        gives up on it (the message stays queued, the client gets a 4xx)."""
         self.config = config if isinstance(config, WorldConfig) else load_config(config)
         self._own_state_dir = state_dir is None
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="labkit-world-"))
         self.base_port = base_port
-        self.context = LabContext(tracer=tracer or Tracer(), seams=seams or Seams())
+        self.context = LabContext(tracer=tracer or Tracer(), seams=seams or Seams(), deadline=deadline)
         self.context.names.update({a: h.name for h in self.config.hosts for a in h.addresses})
         self.dns = DNSServer.from_directory(self.config.zones_dir, name="ns.lab", tracer=self.context.tracer)
         self.hosts: dict[str, MailHost] = {
             h.name: MailHost(h, self.config.mta, self.context, self.state_dir) for h in self.config.hosts
         }
         self._lock_fd: int | None = None
+        self._previous_state_variable: str | None = None
         self.started = False
 
     @property
@@ -80,6 +101,8 @@ class AsyncWorld:
 
     def _take_lock(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            return
         fd = os.open(self.state_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -103,14 +126,23 @@ class AsyncWorld:
             raise
         self.started = True
         write_durably(self.state_dir / STATE_FILE, json.dumps(self.info(), indent=1).encode())
+        self._previous_state_variable = os.environ.get(STATE_DIR_VARIABLE)
+        os.environ[STATE_DIR_VARIABLE] = str(self.state_dir)  # how a student's sendmail finds us
         return self
 
     async def stop(self) -> None:
+        """Stop every server; returns within a couple of seconds even while a
+        student's part hangs (its thread is abandoned: a daemon, it cannot keep the
+        process alive)."""
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
-        for host in self.hosts.values():
-            await host.stop()
+        if self.started and os.environ.get(STATE_DIR_VARIABLE) == str(self.state_dir):
+            if self._previous_state_variable is None:
+                os.environ.pop(STATE_DIR_VARIABLE, None)
+            else:
+                os.environ[STATE_DIR_VARIABLE] = self._previous_state_variable
+        await asyncio.gather(*(host.stop() for host in self.hosts.values()))
         await self.dns.stop()
-        self.context.executor.shutdown(wait=False, cancel_futures=True)
+        self.context.boundary.shutdown()
         self.context.committer.close()
         self.started = False
         if self._lock_fd is not None:
@@ -167,9 +199,80 @@ class AsyncWorld:
             raise KeyError(f"no mailbox {address!r} on {host.name}")
         return account
 
-    def use(self, **parts: Any) -> None:
-        """Swap seams, e.g. ``world.use(resolve_mx=my_resolve_mx)``; ``None`` restores."""
-        self.context.seams.replace(**parts)
+    def use(self, host: str | None = None, **parts: Any) -> None:
+        """Swap seams: ``world.use(resolve_mx=fn)`` everywhere, ``world.use(host=
+        "smtp.brilliant.com", smtp_session=MySession)`` on one host; ``None`` restores
+        labkit's own. A part that cannot fit raises TypeError here, at once."""
+        where = self.host(host).name if host is not None else None
+        self.seams.use(where, **parts)
+        for name, impl in parts.items():
+            yours = self.seams.is_student(name, impl)
+            whose = "your" if yours else "labkit's own"
+            self.tracer.note("seam", "seam-use", f"{where or 'every host'} now runs {whose} {name}",
+                             server=where or "*", host=where or "*", part=name, **({"seam": name} if yours else {}))
+
+    def set_behaviour(self, host: str, behaviour: str) -> None:
+        """Make a host misbehave (refuse, greylist, tarpit, drop, down) or behave (normal).
+        (AsyncWorld: call it on the world's loop.)"""
+        self.host(host).behaviour = behaviour
+
+    def retry_now(self) -> None:
+        """Try every deferred message now, on every host (like ``postqueue -f``)."""
+        for host in self.hosts.values():
+            host.queue.retry_now()
+
+    def resolver(self):
+        """A dnspython resolver pointed at the lab DNS server."""
+        return self.context.resolver()
+
+    def connect(self, address: str, port: int, *, timeout: float = 10.0, source: str = ""):
+        """A blocking socket to a virtual address, e.g. ``world.connect("1.2.3.4", 587)``."""
+        return self.context.addresses.connect(address, port, timeout=timeout, source=source)
+
+    def messages(self, address: str) -> list[bytes]:
+        """The messages in a user's Maildir INBOX (new and cur), oldest first."""
+        maildir = self.mailbox(address).maildir
+        files = [p for sub in ("new", "cur") for p in (maildir / sub).iterdir()]
+        return [p.read_bytes() for p in sorted(files, key=lambda p: (p.stat().st_mtime, p.name))]
+
+    def reader(self, address: str, protocol: str = "imap"):
+        """A logged-in IMAP (or POP3) reader for a world user: ``list()``, ``show(n)``."""
+        from .reader import IMAPReader, POP3Reader
+
+        account = self.mailbox(address)
+        endpoint = self.host(address.rpartition("@")[2]).services[protocol]
+        if protocol == "pop3":
+            return POP3Reader(endpoint.host, endpoint.port, account.address, account.password)
+        return IMAPReader(endpoint.host, endpoint.port, account.address, account.password)
+
+    def submit(self, mail_from: str, rcpt_to: list[str], message: bytes, *, auth: bool = True, port: int = 587,
+               client: Callable[..., SendResult] | None = None, source: str = "") -> SendResult:
+        """:meth:`send`, blocking: for a thread that is not the world's loop."""
+        host = self.host(mail_from.rpartition("@")[2])
+        credentials = None
+        if auth:
+            account = self.mailbox(mail_from)
+            credentials = (account.address, account.password)
+        if client is None:
+            from .smtp.send import send_mail as client
+        with self.connect(host.address, port, source=source) as sock:
+            return client(sock, helo="client.lab", mail_from=mail_from, rcpt_to=rcpt_to, message=message,
+                          auth=credentials)
+
+    async def send(self, mail_from: str, rcpt_to: list[str], message: bytes, **options: Any) -> SendResult:
+        """Submit a message as the sender's mail client would (see :meth:`World.send`)."""
+        return await self.context.boundary.in_thread(lambda: self.submit(mail_from, rcpt_to, message, **options))
+
+    async def wait_for(self, predicate: Callable[[TraceEvent], bool], timeout: float = 10.0,
+                       since: float | None = None, count: int = 1) -> TraceEvent:
+        """Wait until ``count`` trace events match ``predicate`` (see Tracer.wait_for)."""
+        return await self.context.boundary.in_thread(
+            lambda: self.tracer.wait_for(predicate, timeout, since=since, count=count))
+
+    async def wait_for_delivery(self, recipient: str, timeout: float = 10.0, since: float | None = None,
+                                count: int = 1) -> TraceEvent:
+        """Wait until ``count`` messages for ``recipient`` were delivered to its Maildir."""
+        return await self.wait_for(_delivered_to(recipient), timeout, since, count)
 
 
 class World:
@@ -211,55 +314,36 @@ class World:
         """Run ``fn(*args)`` on the world's loop thread (thread-safe)."""
         self._loop.call(fn, *args)
 
-    # -- the same views as AsyncWorld -----------------------------------------------------
+    def _on_loop(self, fn: Callable[[], Any]) -> Any:
+        async def call() -> Any:
+            return fn()
+
+        return self._loop.run(call())
+
+    # -- the same methods as AsyncWorld -----------------------------------------------------
     state_dir = property(lambda self: self.aworld.state_dir)
     tracer = property(lambda self: self.aworld.tracer)
     seams = property(lambda self: self.aworld.seams)
     hosts = property(lambda self: self.aworld.hosts)
     dns = property(lambda self: self.aworld.dns)
     context = property(lambda self: self.aworld.context)
-
-    def info(self) -> dict[str, Any]:
-        return self.aworld.info()
-
-    def host(self, name_or_domain: str) -> MailHost:
-        return self.aworld.host(name_or_domain)
-
-    def mailbox(self, address: str) -> Account:
-        return self.aworld.mailbox(address)
-
-    def use(self, **parts: Any) -> None:
-        self.aworld.use(**parts)
+    config = property(lambda self: self.aworld.config)
 
     def set_behaviour(self, host: str, behaviour: str) -> None:
         """Make a host misbehave (refuse, greylist, tarpit, drop, down) or behave (normal)."""
-        target = self.host(host)
-        self._loop.run(_call(lambda: setattr(target, "behaviour", behaviour)))
+        self._on_loop(lambda: self.aworld.set_behaviour(host, behaviour))
 
     def retry_now(self) -> None:
         """Try every deferred message now, on every host (like ``postqueue -f``)."""
-        self._loop.run(_call(lambda: [h.queue.retry_now() for h in self.hosts.values()]))
+        self._on_loop(self.aworld.retry_now)
 
-    def resolver(self):
-        """A dnspython resolver pointed at the lab DNS server."""
-        return self.context.resolver()
-
-    def connect(self, address: str, port: int, *, timeout: float = 10.0, source: str = ""):
-        """A socket to a virtual address, e.g. ``world.connect("1.2.3.4", 587)``."""
-        return self.context.addresses.connect(address, port, timeout=timeout, source=source)
-
-    def send(self, mail_from: str, rcpt_to: list[str], message: bytes, *, auth: bool = True, port: int = 587):
+    def send(self, mail_from: str, rcpt_to: list[str], message: bytes, *, auth: bool = True, port: int = 587,
+             client: Callable[..., SendResult] | None = None, source: str = "") -> SendResult:
         """Submit a message as a user's mail client would: to the sender's own host's
-        submission service, authenticated with the sender's password."""
-        host = self.host(mail_from.rpartition("@")[2])
-        credentials = None
-        if auth:
-            account = self.mailbox(mail_from)
-            credentials = (account.address, account.password)
-        with self.connect(host.address, port) as sock:
-            return self.seams.send_mail(
-                sock, helo="client.lab", mail_from=mail_from, rcpt_to=rcpt_to, message=message, auth=credentials
-            )
+        submission service, authenticated with the sender's password, with labkit's
+        own SMTP client (``client=``: another ``send_mail``-shaped function, such as a
+        student's, called here directly)."""
+        return self.aworld.submit(mail_from, rcpt_to, message, auth=auth, port=port, client=client, source=source)
 
     def wait_for(
         self, predicate: Callable[[TraceEvent], bool], timeout: float = 10.0, since: float | None = None, count: int = 1
@@ -271,31 +355,18 @@ class World:
         self, recipient: str, timeout: float = 10.0, since: float | None = None, count: int = 1
     ) -> TraceEvent:
         """Block until ``count`` messages for ``recipient`` were delivered to its Maildir."""
-        recipient = recipient.lower()
-        return self.tracer.wait_for(
-            lambda e: e.kind == "delivered" and e.data.get("recipient", "").lower() == recipient
-            and e.data.get("detail", "").startswith("maildir"),
-            timeout,
-            since=since,
-            count=count,
-        )
-
-    def reader(self, address: str, protocol: str = "imap"):
-        """A logged-in IMAP (or POP3) reader for a world user: ``list()``, ``show(n)``."""
-        from .reader import IMAPReader, POP3Reader
-
-        account = self.mailbox(address)
-        endpoint = self.host(address.rpartition("@")[2]).services[protocol]
-        if protocol == "pop3":
-            return POP3Reader(endpoint.host, endpoint.port, account.address, account.password)
-        return IMAPReader(endpoint.host, endpoint.port, account.address, account.password)
-
-    def messages(self, address: str) -> list[bytes]:
-        """The messages in a user's Maildir INBOX (new and cur), oldest first."""
-        maildir = self.mailbox(address).maildir
-        files = [p for sub in ("new", "cur") for p in (maildir / sub).iterdir()]
-        return [p.read_bytes() for p in sorted(files, key=lambda p: (p.stat().st_mtime, p.name))]
+        return self.tracer.wait_for(_delivered_to(recipient), timeout, since=since, count=count)
 
 
-async def _call(fn: Callable[[], Any]) -> Any:
-    return fn()
+def _same_as_async(name: str) -> Callable[..., Any]:
+    """A World method that is AsyncWorld's own (one that needs no loop)."""
+    def method(self: World, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.aworld, name)(*args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = getattr(AsyncWorld, name).__doc__
+    return method
+
+
+for _name in ("info", "host", "mailbox", "use", "resolver", "connect", "messages", "reader"):
+    setattr(World, _name, _same_as_async(_name))

@@ -15,6 +15,7 @@ import dns.exception
 import dns.name
 import dns.rdatatype
 import dns.resolver
+from ..boundary import fenced
 
 from ..net import Endpoint
 
@@ -62,6 +63,7 @@ def lab_resolver(nameserver: Endpoint, *, timeout: float = 2.0) -> dns.resolver.
     return resolver
 
 
+@fenced("resolve_mx")
 def resolve_mx(domain: str, resolver: dns.resolver.Resolver) -> list[NextHop]:
     """Ordered next hops for mail to ``domain``, per RFC 5321 §5.1.
 

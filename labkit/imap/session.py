@@ -31,6 +31,7 @@ from functools import partial
 from typing import Callable
 
 from labkit.accounts import Account, Accounts
+from labkit.boundary import fenced
 from labkit.maildir import watch
 from labkit.session import PeerInfo
 from labkit.store import (
@@ -153,6 +154,7 @@ def pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts.get(ch, re.escape(ch)) for ch in pattern), re.S)
 
 
+@fenced("imap_session")
 class IMAPSession:
     """One IMAP connection's server side."""
 

@@ -10,6 +10,7 @@ import email.utils
 import re
 import secrets
 from dataclasses import dataclass
+from ..boundary import fenced
 
 _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 
@@ -37,6 +38,7 @@ def _header_section(message: bytes) -> bytes:
     return message if end < 0 else message[: end + 2]
 
 
+@fenced("make_bounce")
 def make_bounce(
     *, reporting_mta: str, queue_id: str, sender: str, failures: list[Failure], original: bytes, arrived: float
 ) -> bytes:

@@ -1,35 +1,46 @@
 """Delivery: from the spool to a Maildir or to the next hop, with retries and bounces.
 
 Event-driven, no polling: a message is handed over the moment it is queued; a deferred
-message gets a timer for its next attempt (the retry schedule), and a restart reloads the
-spool. Each outcome per recipient is one of:
+message gets a timer for its next attempt (the ``next_retry`` seam), and a restart
+reloads the spool. Each outcome per recipient is one of:
 
-- delivered: into a local Maildir, or accepted (250 after DATA) by the next hop;
-- deferred (4xx, connection failures, DNS trouble): tried again later, bounced when
-  the message has been queued longer than ``max_queue_time``;
-- failed (5xx, NXDOMAIN, null MX): bounced to the sender at once.
+- delivered: into a local Maildir (the ``deliver`` seam), or accepted (250 after DATA)
+  by the next hop (``resolve_mx``, then ``send_mail``);
+- deferred (4xx, connection failures, DNS trouble, a student's part that failed): tried
+  again later, bounced when ``next_retry`` gives up;
+- failed (5xx, NXDOMAIN, null MX): bounced to the sender at once (``make_bounce``).
+
+Progress is saved as it is made: once a group of recipients (the local ones, or one
+remote domain) is done, the spool forgets them before the next group is tried, so a
+crash repeats only a delivery that was in flight at that instant (as Postfix does).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
+import socket
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from .. import maildir
-from ..dns.mx import NullMXError, PermanentMXError, TemporaryMXError
-from ..smtp.client import SMTPError, SMTPPermanentError
+from .. import contracts, maildir
+from ..boundary import SeamError
 from ..commit import Stage, Staged
-from .bounce import Failure, make_bounce
-from .server import domain_of
+from ..dns.mx import MXError, NullMXError, PermanentMXError, TemporaryMXError
+from ..smtp.client import SendResult, SMTPError, SMTPPermanentError
+from .bounce import Failure
+from .core import domain_of
 from .spool import QueueEntry
 
 if TYPE_CHECKING:
     from .host import MailHost
 
+log = logging.getLogger(__name__)
 MAX_PARALLEL = 16  # deliveries in flight per host
+STOP_GRACE = 1.0  # seconds deliveries in flight get when the world stops
 
 
 @dataclass(frozen=True)
@@ -37,21 +48,23 @@ class Outcome:
     state: str  # delivered | deferred | failed
     detail: str  # where it went, or why not
     remote_mta: str = ""
+    seam: str = ""  # the student part that decided it, if any
 
 
-def _delivered(detail: str, remote: str = "") -> Outcome:
-    return Outcome("delivered", detail, remote)
+def _delivered(detail: str, remote: str = "", seam: str = "") -> Outcome:
+    return Outcome("delivered", detail, remote, seam)
 
 
-def _deferred(detail: str, remote: str = "") -> Outcome:
-    return Outcome("deferred", detail, remote)
+def _deferred(detail: str, remote: str = "", seam: str = "") -> Outcome:
+    return Outcome("deferred", detail, remote, seam)
 
 
-def _failed(detail: str, remote: str = "") -> Outcome:
-    return Outcome("failed", detail, remote)
+def _failed(detail: str, remote: str = "", seam: str = "") -> Outcome:
+    return Outcome("failed", detail, remote, seam)
 
 
-_FAILED = _failed("not attempted")
+class _NextAddress(Exception):
+    """This address of this MX could not take the message: try the next one."""
 
 
 class DeliveryQueue:
@@ -64,6 +77,10 @@ class DeliveryQueue:
         self._slots = asyncio.Semaphore(MAX_PARALLEL)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+
+    @property
+    def _boundary(self):
+        return self.host.context.boundary
 
     # -- scheduling --------------------------------------------------------------------
     async def start(self) -> None:
@@ -95,47 +112,82 @@ class DeliveryQueue:
             self._launch(entry)
 
     async def stop(self) -> None:
-        """Stop scheduling; let deliveries in flight finish (bounded), then cancel."""
+        """Stop scheduling; give deliveries in flight a moment, then cancel them (an
+        interrupted one stays in the spool and is tried again at the next start)."""
         self._stopping = True
         for timer, _ in self._timers.values():
             timer.cancel()
         self._timers.clear()
         if self._tasks:
-            _, late = await asyncio.wait(set(self._tasks), timeout=5)
+            _, late = await asyncio.wait(set(self._tasks), timeout=STOP_GRACE)
             for task in late:
                 task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=STOP_GRACE)
 
     # -- one attempt -------------------------------------------------------------------
     async def _attempt(self, entry: QueueEntry, message: bytes | None) -> None:
         async with self._slots:
-            host = self.host
-            if message is None:
-                message = await self._in_thread(host.spool.message, entry.queue_id)
-            local = [r for r in entry.recipients if host.is_local(domain_of(r))]
-            outcomes = await self._deliver_local(entry, local, message) if local else {}
-            remote: dict[str, list[str]] = defaultdict(list)
-            for rcpt in entry.recipients:
-                if rcpt not in outcomes:
-                    remote[domain_of(rcpt)].append(rcpt)
-            for domain, rcpts in remote.items():
-                outcomes.update(await self._relay(entry, domain, rcpts, message))
-            await self._settle(entry, outcomes, message)
+            try:
+                if message is None:
+                    message = await self._boundary.in_thread(self.host.spool.message, entry.queue_id)
+                await self._try(entry, message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # a bug of ours must not strand the message without a timer
+                log.debug("delivery of %s failed", entry.queue_id, exc_info=True)
+                outcomes = {r: _deferred(f"451 4.3.0 internal error while delivering: {error!r}")
+                            for r in entry.recipients}
+                try:
+                    await self._settle(entry, outcomes, message or b"")
+                except Exception:  # not even that: try it all again later
+                    log.debug("settling %s failed", entry.queue_id, exc_info=True)
+                    self.enqueue(entry, at=time.time() + self.host.mta.retry_schedule[-1])
 
-    async def _in_thread(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.host.context.executor, fn, *args)
+    async def _try(self, entry: QueueEntry, message: bytes) -> None:
+        host = self.host
+        local = {r: entry.local.get(r, r) for r in entry.recipients
+                 if r in entry.local or host.is_local(domain_of(r))}
+        remote: dict[str, list[str]] = defaultdict(list)
+        for rcpt in entry.recipients:
+            if rcpt not in local:
+                remote[domain_of(rcpt)].append(rcpt)
+        groups = ([functools.partial(self._deliver_local, entry, local, message)] if local else []) + [
+            functools.partial(self._relay, entry, domain, rcpts, message) for domain, rcpts in remote.items()]
+        outcomes: dict[str, Outcome] = {}
+        for i, group in enumerate(groups):
+            done = await group()
+            outcomes.update(done)
+            if i < len(groups) - 1 and any(o.state == "delivered" for o in done.values()):
+                await self._save_progress(entry, outcomes)
+        await self._settle(entry, outcomes, message)
 
-    def accept(self, entry: QueueEntry, message: bytes) -> Stage:
+    async def _save_progress(self, entry: QueueEntry, outcomes: dict[str, Outcome]) -> None:
+        """Forget the recipients delivered so far, durably, before trying the next group."""
+        delivered = [r for r, o in outcomes.items() if o.state == "delivered"]
+        for rcpt in delivered:
+            self.note(entry, rcpt, "delivered", outcomes[rcpt].detail, outcomes[rcpt].remote_mta,
+                      seam=outcomes[rcpt].seam)
+            del outcomes[rcpt]
+        entry.recipients = [r for r in entry.recipients if r not in delivered]
+        await self._boundary.in_thread(self.host.spool.save_state, entry)
+
+    def accept(self, entry: QueueEntry, message: bytes, local: dict[str, str]) -> Stage:
         """What the SMTP server does with a message before it answers 250, as a stage
-        for the group committer: local recipients get it in their Maildir at once (that
-        fsynced copy is the durable one); the rest, and any local delivery that failed,
-        go to the spool. The stage's result is (local outcomes, spool entry or None)."""
+        for the group committer: recipients routed ``Local`` (``local``: recipient ->
+        mailbox) get it in their Maildir at once, that fsynced copy being the durable
+        one; the rest, any local delivery that failed, and every local recipient when a
+        student's ``deliver`` is in place (it runs later, through the boundary) go to
+        the spool. The stage's result is (local outcomes, spool entry or None)."""
+        direct = {} if self.host.part("deliver")[1] else local
 
         def stage() -> tuple[tuple[dict[str, Outcome], QueueEntry | None], Staged]:
-            local = [r for r in entry.recipients if self.host.is_local(domain_of(r))]
-            outcomes, staged = self._stage_local(entry, local, message)
-            rest = [r for r in entry.recipients if outcomes.get(r, _FAILED).state != "delivered"]
-            queued = QueueEntry(entry.queue_id, entry.mail_from, rest, entry.arrived) if rest else None
-            if queued is not None:
+            outcomes, staged = self._stage_local(entry, direct, message)
+            rest = [r for r in entry.recipients if r not in outcomes or outcomes[r].state != "delivered"]
+            queued = None
+            if rest:
+                queued = QueueEntry(entry.queue_id, entry.mail_from, rest, entry.arrived,
+                                    local={r: local[r] for r in rest if r in local})
                 staged.extend(self.host.spool.stage(queued, message))
             return (outcomes, queued), staged
 
@@ -144,24 +196,30 @@ class DeliveryQueue:
     def note(self, entry: QueueEntry, rcpt: str, kind: str, detail: str, remote: str = "", **extra) -> None:
         """Tell the trace what became of one recipient: delivered, deferred or failed."""
         verb = {"delivered": "delivered", "deferred": "deferred", "failed": "could not deliver"}[kind]
+        if not extra.get("seam"):
+            extra.pop("seam", None)
         self.host.context.tracer.note(
             "mta", kind, f"{self.host.name} {verb} {entry.queue_id} to <{rcpt}>: {detail}", server=self.host.name,
             queue_id=entry.queue_id, recipient=rcpt, detail=detail, remote=remote, **extra,
         )
 
-    def _stage_local(self, entry: QueueEntry, rcpts: list[str], message: bytes) -> tuple[dict[str, Outcome], Staged]:
+    # -- local delivery ----------------------------------------------------------------
+    @staticmethod
+    def _stamped(entry: QueueEntry, address: str, message: bytes) -> bytes:
+        # RFC 5321 §4.4: the final delivery stamps the envelope sender as Return-Path.
+        return f"Return-Path: <{entry.mail_from}>\r\nDelivered-To: {address}\r\n".encode() + message
+
+    def _stage_local(self, entry: QueueEntry, local: dict[str, str], message: bytes) -> tuple[dict[str, Outcome], Staged]:
         """Write the message for each local recipient's Maildir (runs in the committer)."""
         outcomes: dict[str, Outcome] = {}
         staged = Staged()
-        for rcpt in rcpts:
-            account = self.host.mailbox_for(rcpt)
+        for rcpt, mailbox in local.items():
+            account = self.host.mailbox_for(mailbox)
             if account is None:
                 outcomes[rcpt] = _failed(f"550 5.1.1 <{rcpt}>: user unknown (mailbox removed while queued)")
                 continue
-            # RFC 5321 §4.4: the final delivery stamps the envelope sender as Return-Path.
-            stamped = f"Return-Path: <{entry.mail_from}>\r\nDelivered-To: {account.address}\r\n".encode() + message
             try:
-                name, written = maildir.stage(account.maildir, stamped)
+                name, written = maildir.stage(account.maildir, self._stamped(entry, account.address, message))
             except OSError as error:
                 outcomes[rcpt] = _deferred(f"451 4.3.0 cannot write to the Maildir of {account.address}: {error}")
                 continue
@@ -169,30 +227,53 @@ class DeliveryQueue:
             outcomes[rcpt] = _delivered(f"maildir {account.maildir}/new/{name}")
         return outcomes, staged
 
-    async def _deliver_local(self, entry: QueueEntry, rcpts: list[str], message: bytes) -> dict[str, Outcome]:
+    async def _deliver_local(self, entry: QueueEntry, local: dict[str, str], message: bytes) -> dict[str, Outcome]:
+        impl, student = self.host.part("deliver")
+        if student:
+            return {rcpt: await self._student_deliver(impl, entry, rcpt, mailbox, message)
+                    for rcpt, mailbox in local.items()}
         committer = self.host.context.committer
         try:
-            return await asyncio.wrap_future(committer.submit(lambda: self._stage_local(entry, rcpts, message)))
+            return await asyncio.wrap_future(committer.submit(lambda: self._stage_local(entry, local, message)))
         except OSError as error:
-            return {r: _deferred(f"451 4.3.0 could not make the Maildir copy durable: {error}") for r in rcpts}
+            return {r: _deferred(f"451 4.3.0 could not make the Maildir copy durable: {error}") for r in local}
 
+    async def _student_deliver(self, impl, entry: QueueEntry, rcpt: str, mailbox: str, message: bytes) -> Outcome:
+        account = self.host.mailbox_for(mailbox)
+        if account is None:
+            return _failed(f"550 5.1.1 <{rcpt}>: user unknown (mailbox removed while queued)")
+        stamped = self._stamped(entry, account.address, message)
+        try:
+            name = await self._boundary.acall("deliver", self.host.name, impl, account.maildir, stamped, student=True,
+                                              check=contracts.delivered_file(account.maildir, stamped))
+        except SeamError as error:
+            return _deferred(f"451 4.3.0 your deliver failed ({error.one_line()}); the message stays queued",
+                             seam="deliver")
+        maildir.notify(account.maildir)  # readers (IMAP IDLE) hear of it as with labkit's own
+        return _delivered(f"maildir {account.maildir}/new/{name}", seam="deliver")
+
+    # -- relaying ----------------------------------------------------------------------
     async def _relay(self, entry: QueueEntry, domain: str, rcpts: list[str], message: bytes) -> dict[str, Outcome]:
         host, context = self.host, self.host.context
         context.tracer.note("dns", "lookup", f"{host.name} asks DNS: which hosts receive mail for {domain}?",
                             client=host.name, domain=domain)
+        impl, student = host.part("resolve_mx")
+        seam = "resolve_mx" if student else ""
         try:
-            hops = await self._in_thread(context.seams.resolve_mx, domain, context.resolver())
+            hops = await self._boundary.acall("resolve_mx", host.name, impl, domain, context.resolver(),
+                                              student=student, check=contracts.next_hops, passes=(MXError,))
         except NullMXError as error:  # RFC 7505 §4.2
-            return {r: _failed(f"556 5.1.10 {error}") for r in rcpts}
+            return {r: _failed(f"556 5.1.10 {error}", seam=seam) for r in rcpts}
         except PermanentMXError as error:
-            return {r: _failed(f"550 5.1.2 {error}") for r in rcpts}
+            return {r: _failed(f"550 5.1.2 {error}", seam=seam) for r in rcpts}
         except TemporaryMXError as error:
-            return {r: _deferred(f"451 4.4.3 {error}") for r in rcpts}
-        except Exception as error:  # a student's resolver that crashes: keep the mail, retry
-            return {r: _deferred(f"451 4.4.3 resolve_mx({domain!r}) raised {error!r}") for r in rcpts}
+            return {r: _deferred(f"451 4.4.3 {error}", seam=seam) for r in rcpts}
+        except SeamError as error:  # a student's resolver that failed: keep the mail, retry
+            return {r: _deferred(f"451 4.4.3 resolve_mx({domain!r}) failed: {error.one_line()}", seam=seam)
+                    for r in rcpts}
         context.tracer.note("dns", "mx", f"mail for {domain} goes to: " + ", ".join(
             f"{h.preference} {h.host} [{', '.join(h.addresses)}]" for h in hops), client=host.name, domain=domain,
-            hops=[h.host for h in hops])
+            hops=[h.host for h in hops], **({"seam": seam} if seam else {}))
         hops = self._without_myself(hops)
         if not hops:
             return {r: _failed(f"554 5.4.6 mail for {domain} loops back to myself ({host.name})") for r in rcpts}
@@ -200,30 +281,47 @@ class DeliveryQueue:
         for hop in hops:
             for address in hop.addresses:
                 try:
-                    result = await self._in_thread(self._send, address, entry, rcpts, message)
-                except SMTPPermanentError as error:
-                    if error.stage == "greeting":  # a 5xx greeting: try the next MX
-                        last = f"{error}"
-                        continue
-                    return {r: _failed(str(error), hop.host) for r in rcpts}
-                except (SMTPError, OSError) as error:
-                    last = f"451 4.4.1 {hop.host} [{address}]: {error}"
-                    continue
-                except Exception as error:  # a student's send_mail that crashes
-                    last = f"451 4.3.0 send_mail to {hop.host} [{address}] raised {error!r}"
-                    continue
-                return self._outcomes(result, rcpts, hop.host)
+                    return await self._send(address, hop.host, entry, rcpts, message)
+                except _NextAddress as reason:
+                    last = str(reason)
         return {r: _deferred(last) for r in rcpts}
 
-    def _send(self, address: str, entry: QueueEntry, rcpts: list[str], message: bytes):
-        host = self.host
-        with host.context.addresses.connect(address, 25, timeout=10, source=host.address) as sock:
-            return host.context.seams.send_mail(
-                sock, helo=host.name, mail_from=entry.mail_from, rcpt_to=rcpts, message=message
-            )
+    async def _send(self, address: str, mx: str, entry: QueueEntry, rcpts: list[str], message: bytes
+                    ) -> dict[str, Outcome]:
+        """One SMTP transaction with one address of an MX. A student's client is
+        checked against what the receiving world host really accepted."""
+        host, context = self.host, self.host.context
+        impl, student = host.part("send_mail")
+        seam = "send_mail" if student else ""
+        try:
+            endpoint = context.addresses.resolve(address, 25)
+            sock = await self._boundary.in_thread(functools.partial(
+                context.addresses.connect, address, 25, timeout=10, source=host.address, seam=seam))
+        except OSError as error:
+            raise _NextAddress(f"451 4.4.1 {mx} [{address}]: {error}") from None
+        client = sock.getsockname()
+        result: SendResult | None = None
+        error: Exception | None = None
+        try:
+            result = await self._boundary.acall(
+                "send_mail", host.name, impl, sock, helo=host.name, mail_from=entry.mail_from, rcpt_to=rcpts,
+                message=message, student=student, check=contracts.send_result(rcpts), passes=(SMTPError,))
+        except (SMTPError, SeamError) as failure:
+            error = failure
+        finally:
+            _close(sock)
+        if student and context.receipts.covers(endpoint.host, endpoint.port):
+            seen = await self._boundary.in_thread(context.receipts.wait, client)
+            return self._reconcile(result, error, rcpts, seen, mx)
+        if error is None:
+            assert result is not None
+            return self._outcomes(result, rcpts, mx)
+        if isinstance(error, SMTPPermanentError) and error.stage != "greeting":  # a 5xx greeting: next MX
+            return {r: _failed(str(error), mx, seam) for r in rcpts}
+        raise _NextAddress(f"451 4.4.1 {mx} [{address}]: {error}")
 
     @staticmethod
-    def _outcomes(result, rcpts: list[str], remote: str) -> dict[str, Outcome]:
+    def _outcomes(result: SendResult, rcpts: list[str], remote: str, seam: str = "") -> dict[str, Outcome]:
         outcomes: dict[str, Outcome] = {}
         data = result.data_reply
         for rcpt in rcpts:
@@ -231,13 +329,38 @@ class DeliveryQueue:
             if reply is None and rcpt in result.accepted:
                 reply = data
             if reply is None:
-                outcomes[rcpt] = _deferred(f"451 4.4.0 {remote} gave no reply for <{rcpt}>", remote)
+                outcomes[rcpt] = _deferred(f"451 4.4.0 {remote} gave no reply for <{rcpt}>", remote, seam)
             elif 200 <= reply.code < 300:
-                outcomes[rcpt] = _delivered(f"{remote} said {reply.code} {reply.text}", remote)
+                outcomes[rcpt] = _delivered(f"{remote} said {reply.code} {reply.text}", remote, seam)
             elif 400 <= reply.code < 500:
-                outcomes[rcpt] = _deferred(f"{reply.code} {reply.text}", remote)
+                outcomes[rcpt] = _deferred(f"{reply.code} {reply.text}", remote, seam)
             else:
-                outcomes[rcpt] = _failed(f"{reply.code} {reply.text}", remote)
+                outcomes[rcpt] = _failed(f"{reply.code} {reply.text}", remote, seam)
+        return outcomes
+
+    def _reconcile(self, result: SendResult | None, error: Exception | None, rcpts: list[str],
+                   seen: dict[str, str], mx: str) -> dict[str, Outcome]:
+        """A student's client's claims against what ``mx`` accepted (``seen``)."""
+        claimed = self._outcomes(result, rcpts, mx, "send_mail") if result is not None else {}
+        if error is not None and not seen:
+            if isinstance(error, SMTPPermanentError) and error.stage != "greeting":
+                return {r: _failed(str(error), mx, "send_mail") for r in rcpts}
+            raise _NextAddress(f"451 4.4.1 {mx}: {error}")
+        outcomes: dict[str, Outcome] = {}
+        for rcpt in rcpts:
+            queue_id = seen.get(rcpt.lower())
+            said = claimed.get(rcpt)
+            if queue_id:
+                note = "" if said is not None and said.state == "delivered" else (
+                    f" (though your send_mail said: {said.detail if said else error})")
+                outcomes[rcpt] = _delivered(f"{mx} accepted it: 250 queued as {queue_id}{note}", mx, "send_mail")
+            elif said is not None and said.state == "delivered":
+                outcomes[rcpt] = _deferred(f"451 4.3.0 your send_mail reported '{said.detail}' for <{rcpt}>, but {mx} "
+                                           "never accepted it; the message stays queued", mx, "send_mail")
+            elif said is not None:
+                outcomes[rcpt] = said
+            else:
+                outcomes[rcpt] = _deferred(f"451 4.3.0 {mx}: {error}", mx, "send_mail")
         return outcomes
 
     def _without_myself(self, hops):
@@ -252,13 +375,14 @@ class DeliveryQueue:
     async def _settle(self, entry: QueueEntry, outcomes: dict[str, Outcome], message: bytes) -> None:
         host = self.host
         now = time.time()
-        expired = now - entry.arrived >= host.mta.max_queue_time
-        failures: list[Failure] = []
+        deferred = [r for r, o in outcomes.items() if o.state == "deferred"]
+        delay = await self._next_retry(entry, now) if deferred else None
+        failures = [Failure(**f) for f in entry.failed]  # earlier failures whose bounce is still owed
         still: list[str] = []
         for rcpt, outcome in outcomes.items():
             if outcome.state == "delivered":
-                self.note(entry, rcpt, "delivered", outcome.detail, outcome.remote_mta)
-            elif outcome.state == "deferred" and not expired:
+                self.note(entry, rcpt, "delivered", outcome.detail, outcome.remote_mta, seam=outcome.seam)
+            elif outcome.state == "deferred" and delay is not None:
                 still.append(rcpt)
                 entry.last_error[rcpt] = outcome.detail
             else:
@@ -266,29 +390,58 @@ class DeliveryQueue:
                 if outcome.state == "deferred":
                     detail = f"{detail} (gave up: queued for longer than {host.mta.max_queue_time:g}s)"
                 failures.append(Failure(rcpt, detail, outcome.remote_mta))
-                self.note(entry, rcpt, "failed", detail, outcome.remote_mta)
-        if still:
+                self.note(entry, rcpt, "failed", detail, outcome.remote_mta, seam=outcome.seam)
+        owed = bool(failures) and not await self._bounce(entry, failures, message)
+        entry.failed = [asdict(f) for f in failures] if owed else []
+        if still or owed:
             entry.recipients = still
             entry.attempts += 1
-            schedule = host.mta.retry_schedule
-            delay = schedule[min(entry.attempts - 1, len(schedule) - 1)]
+            delay = delay if delay is not None else host.mta.retry_schedule[0]
             entry.next_attempt = now + delay
-            await self._in_thread(host.spool.save_state, entry)
+            await self._boundary.in_thread(host.spool.save_state, entry)
             for rcpt in still:
                 self.note(entry, rcpt, "deferred", f"{entry.last_error[rcpt]}; retry in {delay:g}s",
-                           outcomes[rcpt].remote_mta, retry_in=delay)
+                          outcomes[rcpt].remote_mta, retry_in=delay, seam=outcomes[rcpt].seam)
             self.enqueue(entry, at=entry.next_attempt)
         else:
             host.spool.remove(entry.queue_id)  # two unlinks: cheap enough for the loop
-        if failures:
-            await self._bounce(entry, failures, message)
 
-    async def _bounce(self, entry: QueueEntry, failures: list[Failure], message: bytes) -> None:
+    async def _next_retry(self, entry: QueueEntry, now: float) -> float | None:
+        """Seconds until the next attempt, or None to give up (the ``next_retry`` seam;
+        if a student's fails, the message stays queued for the schedule's first delay)."""
+        host = self.host
+        impl, student = host.part("next_retry")
+        try:
+            return await self._boundary.acall(
+                "next_retry", host.name, impl, entry.attempts + 1, now - entry.arrived, student=student,
+                check=contracts.retry_delay, schedule=host.mta.retry_schedule, max_queue_time=host.mta.max_queue_time)
+        except SeamError:
+            return host.mta.retry_schedule[0]
+
+    async def _bounce(self, entry: QueueEntry, failures: list[Failure], message: bytes) -> bool:
+        """Send the DSN; False if a student's ``make_bounce`` failed (it is owed, then)."""
         host = self.host
         if not entry.mail_from:  # RFC 5321 §4.5.5: never bounce a bounce
             host.context.tracer.note("mta", "discarded", f"{host.name} discarded undeliverable bounce {entry.queue_id}",
                                      server=host.name, queue_id=entry.queue_id)
-            return
-        dsn = make_bounce(reporting_mta=host.name, queue_id=entry.queue_id, sender=entry.mail_from,
-                          failures=failures, original=message, arrived=entry.arrived)
+            return True
+        impl, student = host.part("make_bounce")
+        try:
+            dsn = await self._boundary.acall(
+                "make_bounce", host.name, impl, student=student, check=contracts.bounce_message(entry.mail_from),
+                reporting_mta=host.name, queue_id=entry.queue_id, sender=entry.mail_from, failures=failures,
+                original=message, arrived=entry.arrived)
+        except SeamError:
+            return False
         await host.inject(dsn, mail_from="", recipients=[entry.mail_from])
+        return True
+
+
+def _close(sock: socket.socket) -> None:
+    """Close a client socket, waking a thread still blocked on it (a student's client
+    past its deadline): shutdown interrupts a blocked recv, close alone does not."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

@@ -13,8 +13,9 @@ from ..accounts import Account, Accounts
 from ..commit import SPARES
 from ..config import BEHAVIOURS, HostConfig, MTAConfig
 from ..context import LabContext
+from ..boundary import SeamError
 from ..net import SERVICE_PORTS, Endpoint
-from ..session import serve_session
+from ..session import SessionPart, SessionServer, serve_session
 from .delivery import DeliveryQueue
 from .server import serve_smtp
 from .spool import QueueEntry, Spool
@@ -39,8 +40,14 @@ class MailHost:
         self.spool = Spool(state_dir / "spool" / self.name)
         self.queue = DeliveryQueue(self)
         self.services: dict[str, Endpoint] = {}
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[SessionServer] = []
         self._behaviour = config.behaviour
+        self._greylist: set[tuple[str, str, str]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # RFC 5321 §4.5.1: postmaster exists in every domain we receive for.
+        self.mailbox_addresses = frozenset(
+            f"{local}@{domain}" for domain in self.domains
+            for local in [*(a.local_part.lower() for a in self.accounts), "postmaster"])
 
     # -- routing facts ---------------------------------------------------------------
     def is_local(self, domain: str) -> bool:
@@ -57,7 +64,31 @@ class MailHost:
             account = next(iter(self.accounts), None)
         return account
 
+    def part(self, seam: str):
+        """``(implementation, is it a student's?)`` of ``seam`` on this host."""
+        return self.context.seams.part(seam, self.name)
+
+    def call_soon(self, fn, *args) -> None:
+        """Run ``fn(*args)`` on this host's event loop, from any thread."""
+        assert self._loop is not None, "the host has not started"
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
     # -- misbehaviour, for the retry and bounce lessons --------------------------------
+    def greylist_passed(self, peer: str, mail_from: str, recipient: str) -> bool:
+        """RFC 6647: the first try of a (client, sender, recipient) triplet is deferred."""
+        triplet = (peer, mail_from, recipient.lower())
+        if triplet in self._greylist:
+            return True
+        self._greylist.add(triplet)
+        return False
+
     @property
     def behaviour(self) -> str:
         return self._behaviour
@@ -85,6 +116,7 @@ class MailHost:
 
     # -- life cycle ----------------------------------------------------------------------
     async def start(self, ports: dict[str, int] | None = None, services: tuple[str, ...] = SERVICES) -> None:
+        self._loop = asyncio.get_running_loop()
         ports = ports or {}
         for account in self.accounts:
             maildir.create(account.maildir)
@@ -97,18 +129,23 @@ class MailHost:
         self._publish_routes()
         await self.queue.start()
 
-    async def _serve(self, service: str, port: int) -> asyncio.AbstractServer:
+    async def _serve(self, service: str, port: int) -> SessionServer:
         if service in ("smtp", "submission"):
             return await serve_smtp(self, service, port=port)
-        seams = self.context.seams
-        factory = (lambda peer: seams.pop3_session(peer, self.accounts, hostname=self.name)) if service == "pop3" else (
-            lambda peer: seams.imap_session(peer, self.accounts, hostname=self.name))
-        return await serve_session(factory, protocol=service, server_name=self.name, tracer=self.context.tracer,
+        seam = f"{service}_session"
+
+        def choose():
+            impl, student = self.part(seam)
+            return (lambda peer: impl(peer, self.accounts, hostname=self.name)), student
+
+        part = SessionPart(seam, self.name, choose, _READING_FAILED[service](self.name), self.context.boundary,
+                           self.context.name_for)
+        return await serve_session(part, protocol=service, server_name=self.name, tracer=self.context.tracer,
                                    addresses=self.context.addresses, port=port)
 
     async def stop(self) -> None:
         for server in self._servers:
-            server.close()
+            server.close()  # and every live connection, hung sessions too
         for address in self.addresses:
             for service in self.services:
                 self.context.addresses.remove(address, SERVICE_PORTS[service])
@@ -134,3 +171,16 @@ class MailHost:
             + ", ".join(f"<{r}>" for r in entry.recipients),
             server=self.name, queue_id=entry.queue_id, mail_from=entry.mail_from, recipients=entry.recipients,
         )
+
+
+# What a careful server says when its session broke (then it closes the connection).
+_READING_FAILED = {
+    # RFC 2449 §8.1.2: SYS/TEMP, a problem on the server's side that may go away
+    "pop3": lambda host: lambda error: (
+        f"-ERR [SYS/TEMP] {host}: internal error in the POP3 session ({error.one_line()})\r\n").encode(
+            "ascii", "replace"),
+    # RFC 5530 §3: SERVERBUG, the server encountered a bug in itself
+    "imap": lambda host: lambda error: (
+        f"* BYE [SERVERBUG] {host}: internal error in the IMAP session ({error.one_line()})\r\n").encode(
+            "ascii", "replace"),
+}

@@ -11,6 +11,7 @@ import email.utils
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from ..boundary import fenced
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class HopInfo:
     timestamp: float
 
 
+@fenced("received_header")
 def received_header(hop: HopInfo) -> str:
     """The ``Received:`` header field for ``hop``, folded, without a final CRLF.
 

@@ -1,48 +1,34 @@
-"""The MTA's SMTP front end: aiosmtpd's protocol with the lab's policy hooks.
+"""The MTA's SMTP front ends: aiosmtpd (the default) or a sans-IO ``smtp_session``.
 
-aiosmtpd speaks SMTP; :class:`Policy` decides (aiosmtpd "handler" hooks that return
-reply strings): who may relay, which recipients exist, loop detection, the Received
-stamp, and queueing before the 250. :class:`TracedSMTP` turns every line into a trace
-event and can misbehave on demand (tarpit) for the retry lessons.
+Either way the policy is :class:`labkit.mta.core.MTA`'s. For aiosmtpd, :class:`Hooks`
+are its "handler" hooks, translating aiosmtpd's session and envelope into a
+:class:`~labkit.mta.core.Transaction`; :class:`TracedSMTP` turns every line into a
+trace event and can misbehave on demand (tarpit, drop) for the retry lessons.
 
-Two roles per mail host (RFC 6409): ``smtp`` (port 25: mail *for* this host's domains,
-never relayed for strangers) and ``submission`` (port 587: this host's users, after
-AUTH, or clients in its trusted networks, may send anywhere).
+The listener picks the front end per connection, so ``world.use(smtp_session=...)``
+takes effect for the next client. Two roles per mail host (RFC 6409): ``smtp`` (port
+25: mail *for* this host's domains) and ``submission`` (port 587: this host's users,
+after AUTH, or clients in its trusted networks, may send anywhere).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from ..boundary import SeamError
+from ..session import SessionPart, SessionServer, session_handler
 from ..smtp import replies
 from ..trace import LineTracer, new_session_id
-from .received import HopInfo, count_received
-from .spool import QueueEntry
+from .core import MTA, Transaction
 
 if TYPE_CHECKING:
     from .host import MailHost
 
-MAX_RECIPIENTS = 100  # RFC 5321 §4.5.3.1.8: at least 100 must be accepted
-
-# aiosmtpd 1.4 itself sets the deprecated Session.login_data on every AUTH and warns
-# about it; the warning is about aiosmtpd's own code, so keep it out of students' view.
-logging.getLogger("mail.log").addFilter(lambda record: "login_data is deprecated" not in record.getMessage())
-
-
-def crlf(data: bytes) -> bytes:
-    """Normalise line endings to CRLF (RFC 5322 §2.1: bare CR or LF are not allowed)."""
-    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-
-
-def domain_of(address: str) -> str:
-    return address.rpartition("@")[2].lower().rstrip(".")
-
+log = logging.getLogger(__name__)
 
 # aiosmtpd's own replies that the lab words differently: RFC 5321 §4.2.3 wants 501
 # for a syntax error in a command's argument, such as an unparsable address.
@@ -50,30 +36,47 @@ _REWORDED = {"553 5.1.3 Error: malformed address": replies.BAD_ADDRESS_SYNTAX}
 
 
 class TracedSMTP(SMTP):
-    """aiosmtpd's SMTP with every line traced, and an optional delay per reply."""
+    """aiosmtpd's SMTP with every line traced, receipts kept, and an optional delay."""
 
-    def __init__(self, handler: "Policy", **kwargs) -> None:
+    def __init__(self, handler: "Hooks", **kwargs) -> None:
         super().__init__(handler, **kwargs)
-        self.policy = handler
+        self.hooks = handler
         self.lines: LineTracer | None = None
+        self.client: tuple = ("", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        host = self.policy.host
-        peer = host.context.addresses.peer_address(transport.get_extra_info("peername"))
-        self.lines = LineTracer(
-            host.context.tracer, "smtp", host.context.name_for(peer), host.name, new_session_id("smtp")
-        )
+        context = self.hooks.mta.host.context
+        self.client = transport.get_extra_info("peername") or ("", 0)
+        self.hooks.served.transports.add(transport)
+        context.receipts.opened(self.client)
+        peer = context.addresses.peer_address(self.client)
+        self.lines = LineTracer(context.tracer, "smtp", context.name_for(peer), self.hooks.mta.hostname,
+                                new_session_id("smtp"), seam=context.addresses.peer_seam(self.client))
+
+    def connection_lost(self, error: Exception | None) -> None:
+        transport = self.transport
+        super().connection_lost(error)
+        self.hooks.served.transports.discard(transport)
+        self.hooks.mta.host.context.receipts.closed(self.client)
 
     def data_received(self, data: bytes) -> None:
         if self.lines:
             self.lines.feed("C", data)
         super().data_received(data)
 
+    async def smtp_AUTH(self, arg: str) -> None:
+        # aiosmtpd answers "538 encryption required" on a service without AUTH; say what
+        # is true here, as the sans-IO session does (Postfix: "authentication not enabled").
+        if self.hooks.mta.role != "submission" and self.session is not None and self.session.host_name:
+            await self.push(replies.AUTH_DISABLED)
+            return
+        await super().smtp_AUTH(arg)
+
     async def push(self, status: str | bytes) -> None:
         if isinstance(status, str):
             status = _REWORDED.get(status, status)
-        delay = self.policy.host.tarpit_delay
+        delay = self.hooks.mta.host.tarpit_delay
         if delay:
             await asyncio.sleep(delay)
         if self.lines:
@@ -81,149 +84,118 @@ class TracedSMTP(SMTP):
         await super().push(status)
 
 
-class Policy:
-    """aiosmtpd handler hooks for one service (``smtp`` or ``submission``) of a host."""
+class Hooks:
+    """aiosmtpd handler hooks for one service of a host: each step asks the MTA core."""
 
-    def __init__(self, host: "MailHost", role: str) -> None:
-        self.host = host
-        self.role = role
-        self._greylist: set[tuple[str, str, str]] = set()
+    def __init__(self, mta: MTA, served: SessionServer) -> None:
+        self.mta, self.served = mta, served
 
-    # -- who is the client? ------------------------------------------------------------
-    def _peer(self, session: Session) -> str:
-        return self.host.context.addresses.peer_address(session.peer)
+    def _txn(self, session: Session) -> Transaction:
+        txn = getattr(session, "labkit_txn", None)
+        if txn is None:
+            txn = session.labkit_txn = self.mta.transaction(session.peer)
+        txn.login = session.auth_data if session.authenticated and isinstance(session.auth_data, str) else ""
+        return txn
 
-    def _trusted(self, session: Session) -> bool:
-        try:
-            address = ipaddress.ip_address(session.peer[0])
-        except (TypeError, ValueError, IndexError):
-            return False
-        return any(address in net for net in self.host.trusted_networks)
+    async def handle_HELO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str):
+        txn = self._txn(session)
+        txn.reset()
+        txn.helo, txn.extended = hostname, False
+        session.host_name = hostname
+        return f"250 {self.mta.hostname}"
 
-    def may_relay(self, session: Session) -> bool:
-        return self.role == "submission" and bool(session.authenticated or self._trusted(session))
-
-    # -- hooks ---------------------------------------------------------------------------
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]):
+        txn = self._txn(session)
+        txn.reset()
+        txn.helo, txn.extended = hostname, True
         session.host_name = hostname
         # RFC 2034: we use enhanced status codes in our replies; say so.
         return responses[:-1] + ["250-ENHANCEDSTATUSCODES", responses[-1]]
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]):
         # aiosmtpd takes an empty mail_from for "no MAIL yet", so the null
-        # reverse-path of a bounce (RFC 5321 §4.5.5) stays "<>" until DATA.
-        if address != "<>" and "@" not in address:
-            return replies.BAD_SENDER_SYNTAX.format(address)
-        if self.role == "submission" and not self.may_relay(session):
-            return replies.AUTH_REQUIRED
-        if session.authenticated and session.auth_data:
-            login = session.auth_data
-            account = self.host.accounts.find(login)
-            if account is None or account.address.lower() != address.lower():
-                return replies.SENDER_NOT_OWNED.format(address, login)
-        envelope.mail_from = address
-        envelope.mail_options.extend(options)
-        return replies.SENDER_OK
+        # reverse-path of a bounce (RFC 5321 §4.5.5) stays "<>" in its envelope.
+        reply = self.mta.mail(self._txn(session), "" if address == "<>" else address, options)
+        if reply.startswith("2"):
+            envelope.mail_from = address
+            envelope.mail_options.extend(options)
+        return reply
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]):
-        if "@" not in address or not address.rpartition("@")[0] or not domain_of(address):
-            return replies.BAD_RECIPIENT_SYNTAX.format(address)
-        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
-            return replies.TOO_MANY_RECIPIENTS.format(MAX_RECIPIENTS)
-        behaviour = self.host.behaviour
-        if behaviour == "refuse":
-            return replies.REFUSED.format(address)
-        if behaviour == "greylist":
-            triplet = (self._peer(session), envelope.mail_from or "", address.lower())
-            if triplet not in self._greylist:  # RFC 6647: first try of a triplet is deferred
-                self._greylist.add(triplet)
-                return replies.GREYLISTED.format(address)
-        if self.host.is_local(domain_of(address)):
-            if self.host.mailbox_for(address) is None:
-                return replies.UNKNOWN_USER.format(address)
-        elif not self.may_relay(session):
-            return replies.RELAY_DENIED.format(address)
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(options)
-        return replies.RECIPIENT_OK
+        reply = await self.mta.arcpt(self._txn(session), address)
+        if reply.startswith("2"):
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(options)
+        return reply
+
+    async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope):
+        self._txn(session).reset()
+        return replies.OK
+
+    async def handle_VRFY(self, server: SMTP, session: Session, envelope: Envelope, address: str):
+        return self.mta.vrfy(address)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope):
-        host = self.host
+        host = self.mta.host
         if host.behaviour == "drop":  # the worst case for a client: no reply at all
             server.transport.close()
             return replies.SHUTTING_DOWN.format(host.name)
         content = envelope.original_content or b""
-        message = crlf(content if isinstance(content, bytes) else content.encode("utf-8", "surrogateescape"))
-        hops = count_received(message)
-        if hops >= host.mta.max_received:
-            return replies.TOO_MANY_HOPS.format(hops, host.mta.max_received)
-        queue_id = host.spool.new_queue_id()
-        peer = self._peer(session)
-        protocol = ("UTF8SMTP" if envelope.smtp_utf8 else "ESMTP" if session.extended_smtp else "SMTP") + (
-            "A" if session.authenticated else ""
-        )
-        hop = HopInfo(
-            helo=session.host_name or "unknown",
-            peer_address=peer,
-            peer_name=host.context.names.get(peer, ""),
-            by=host.name,
-            protocol=protocol,
-            queue_id=queue_id,
-            recipients=tuple(envelope.rcpt_tos),
-            timestamp=time.time(),
-        )
-        try:
-            stamp = host.context.seams.received_header(hop)
-        except Exception as error:  # a student's seam that crashes must not lose mail silently
-            return replies.SPOOL_FAILED.format(f"received_header failed: {error!r}")
-        mail_from = "" if envelope.mail_from == "<>" else envelope.mail_from or ""
-        entry = QueueEntry(queue_id, mail_from, list(envelope.rcpt_tos))
-        stamped = stamp.encode("utf-8") + b"\r\n" + message
-        try:
-            # Local recipients: into their Maildirs now; the rest: the spool. Either
-            # way the message is on disk (fsynced) before we say 250.
-            outcomes, queued = await asyncio.wrap_future(
-                host.context.committer.submit(host.queue.accept(entry, stamped)))
-        except OSError as error:
-            return replies.SPOOL_FAILED.format(error.strerror or error)
-        for rcpt, outcome in outcomes.items():
-            if outcome.state == "delivered":
-                host.queue.note(entry, rcpt, "delivered", outcome.detail)
-        if queued is not None:
-            host.note_queued(queued)
-            host.queue.enqueue(queued, message=stamped)
-        return replies.QUEUED.format(queue_id)
+        message = content if isinstance(content, bytes) else content.encode("utf-8", "surrogateescape")
+        return await self.mta.adata(self._txn(session), message)
 
-    # -- AUTH (submission only) ---------------------------------------------------------
     def authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
-        login = auth_data.login.decode("utf-8", "replace")
-        password = auth_data.password.decode("utf-8", "replace")
-        account = self.host.accounts.authenticate(login, password)
-        if account is None:
+        address = self.mta.authenticate(auth_data.login.decode("utf-8", "replace"),
+                                        auth_data.password.decode("utf-8", "replace"))
+        if address is None:
             return AuthResult(success=False, handled=False)
-        return AuthResult(success=True, auth_data=account.address)
+        return AuthResult(success=True, auth_data=address)
 
 
-async def serve_smtp(host: "MailHost", role: str, bind: str = "127.0.0.1", port: int = 0) -> asyncio.Server:
+def _session_failed(host: str):
+    def reply(error: SeamError) -> bytes:
+        return (replies.SESSION_FAILED.format(host, error.one_line()) + "\r\n").encode("ascii", "replace")
+
+    return reply
+
+
+async def serve_smtp(host: "MailHost", role: str, bind: str = "127.0.0.1", port: int = 0) -> SessionServer:
     """Start one SMTP service of ``host``; ``role`` is ``smtp`` or ``submission``."""
-    policy = Policy(host, role)
+    mta = MTA(host, role)
+    served = SessionServer()
+    hooks = Hooks(mta, served)
+    context = host.context
     submission = role == "submission"
     loop = asyncio.get_running_loop()
 
-    def factory() -> TracedSMTP:
+    def choose():
+        impl, student = host.part("smtp_session")
+        return (lambda peer: impl(peer, mta, hostname=host.name)), student
+
+    part = SessionPart("smtp_session", host.name, choose, _session_failed(host.name), context.boundary,
+                       context.name_for, on_open=context.receipts.opened, on_close=context.receipts.closed)
+    handle = session_handler(part, protocol="smtp", server_name=host.name, tracer=context.tracer,
+                             addresses=context.addresses, served=served)
+
+    def factory() -> asyncio.Protocol:
+        if host.part("smtp_session")[0] is not None:  # a sans-IO session serves this client
+            return asyncio.StreamReaderProtocol(asyncio.StreamReader(), handle)
         return TracedSMTP(
-            policy,
+            hooks,
             hostname=host.name,
             ident="ESMTP labkit",
             data_size_limit=host.mta.max_message_size,
             enable_SMTPUTF8=True,  # RFC 6531
             decode_data=False,  # keep bytes: 8BITMIME
             auth_require_tls=not submission,  # the lab has no TLS; AUTH only on submission
-            authenticator=policy.authenticate if submission else None,
+            authenticator=hooks.authenticate if submission else None,
             timeout=300,  # RFC 5321 §4.5.3.2.7: server timeout at least 5 minutes
             loop=loop,
         )
 
-    return await loop.create_server(factory, bind, port)
+    served.server = await loop.create_server(factory, bind, port)
+    sockname = served.server.sockets[0].getsockname()
+    context.receipts.endpoints.add((sockname[0], sockname[1]))
+    return served

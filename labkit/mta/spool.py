@@ -32,6 +32,8 @@ class QueueEntry:
     attempts: int = 0
     next_attempt: float = 0.0
     last_error: dict[str, str] = field(default_factory=dict)  # recipient -> last reply/reason
+    local: dict[str, str] = field(default_factory=dict)  # recipient -> mailbox, when routed Local
+    failed: list[dict] = field(default_factory=list)  # failures whose bounce could not be made yet
 
 
 def _scramble(x: int) -> int:
@@ -68,7 +70,8 @@ class Spool:
 
     def stage(self, entry: QueueEntry, message: bytes) -> Staged:
         """Write a new message under a temporary name (see :mod:`labkit.commit`)."""
-        header = json.dumps({"mail_from": entry.mail_from, "recipients": entry.recipients, "arrived": entry.arrived})
+        header = json.dumps({"mail_from": entry.mail_from, "recipients": entry.recipients, "arrived": entry.arrived,
+                             "local": entry.local})
         directory = os.fspath(self.directory)
         tmp = write_new(directory, f".{entry.queue_id}.tmp", header.encode() + b"\n" + message)
         return Staged([(tmp, os.path.join(directory, entry.queue_id))])
@@ -108,7 +111,8 @@ class Spool:
             else:
                 with open(path, "rb") as f:
                     header = json.loads(f.readline())
-                entries.append(QueueEntry(name, header["mail_from"], header["recipients"], header["arrived"]))
+                entries.append(QueueEntry(name, header["mail_from"], header["recipients"], header["arrived"],
+                                          local=header.get("local", {})))
         return sorted(entries, key=lambda e: e.arrived)
 
     def __len__(self) -> int:

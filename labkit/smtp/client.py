@@ -20,6 +20,7 @@ import enum
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from ..boundary import fenced
 
 # -- reply codes (RFC 5321 §4.2.2-§4.2.3) ---------------------------------------------
 SERVICE_READY = 220
@@ -100,6 +101,7 @@ class MalformedReply(ValueError):
     """The server sent something that is not an SMTP reply line (RFC 5321 §4.2)."""
 
 
+@fenced("send_mail")
 class ReplyParser:
     """Turns the server's byte stream into :class:`Reply` objects, however it is split.
 
@@ -269,6 +271,7 @@ class State(enum.Enum):
     DONE = "done"
 
 
+@fenced("send_mail")
 class ClientTransaction:
     """One SMTP transaction, lock-step (no PIPELINING), from greeting to QUIT.
 

@@ -1,0 +1,278 @@
+"""The MTA's policy, for any SMTP front end: aiosmtpd (the default) or a sans-IO session.
+
+An SMTP server session parses the dialogue (:mod:`labkit.smtp.server`, or aiosmtpd);
+:class:`MTA` decides what each step means for this host: who may send, where each
+recipient's mail goes (the ``route`` seam), the Received stamp (``received_header``),
+and queueing the message durably before the 250. Both front ends call the same methods,
+so both give the same replies for the same dialogue.
+
+Methods come in two flavours: plain (``rcpt``, ``data``: for a session running in a
+worker thread, as every sans-IO session does) and ``a``-prefixed coroutines (for
+aiosmtpd's handler hooks on the event loop). A student's ``route`` or
+``received_header`` always runs through :mod:`labkit.boundary`; a failure there is
+answered ``451 4.3.0`` and nothing is queued, so the client keeps the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .. import contracts
+from ..boundary import SeamError
+from ..session import PeerInfo
+from ..smtp import replies
+from .received import HopInfo, count_received
+from .routing import Local, Refuse, Relay, Route, RouteRequest
+from .spool import QueueEntry
+
+if TYPE_CHECKING:
+    from .host import MailHost
+
+MAX_RECIPIENTS = 100  # RFC 5321 §4.5.3.1.8: at least 100 must be accepted
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower().rstrip(".")
+
+
+def crlf(data: bytes) -> bytes:
+    """Normalise line endings to CRLF (RFC 5322 §2.1: bare CR or LF are not allowed)."""
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+
+def has_control(address: str) -> bool:
+    """Control characters (NUL, CR, LF, DEL, …) are never part of an address
+    (RFC 5321 §4.1.2: atoms and quoted strings are printable characters)."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in address)
+
+
+@dataclass
+class Transaction:
+    """One client's session state as the policy sees it (RFC 5321 §3.3: a mail
+    transaction is MAIL, one or more RCPT, DATA; :meth:`reset` starts a new one)."""
+
+    peer: str  # the client's address as traces name it (virtual in the lab: 1.2.3.4)
+    client: tuple[str, int] = ("", 0)  # the client's socket address, as this server sees it
+    helo: str = ""
+    extended: bool = False  # EHLO rather than HELO
+    login: str = ""  # the account address after AUTH, "" before
+    trusted: bool = False  # the client is in the host's trusted networks
+    mail_from: str | None = None  # None: no MAIL yet; "": the null reverse-path <> (a bounce)
+    smtp_utf8: bool = False
+    recipients: list[str] = field(default_factory=list)
+    local: dict[str, str] = field(default_factory=dict)  # recipient -> mailbox, for route Local
+
+    def reset(self) -> None:
+        """RSET, a new HELO/EHLO, or the end of DATA (RFC 5321 §4.1.1.5)."""
+        self.mail_from, self.smtp_utf8 = None, False
+        self.recipients, self.local = [], {}
+
+
+@dataclass
+class _Begun:
+    """A message between the end of DATA and its 250: checked, not yet durable."""
+
+    hop: HopInfo
+    entry: QueueEntry
+    message: bytes
+    local: dict[str, str]  # recipient -> mailbox
+    stamped: bytes = b""
+
+
+class MTA:
+    """One service (``smtp``: port 25, or ``submission``: port 587) of one host."""
+
+    def __init__(self, host: "MailHost", role: str) -> None:
+        self.host, self.role = host, role
+        self.hostname = host.name
+        self.boundary = host.context.boundary
+
+    # -- the client ----------------------------------------------------------------
+    def transaction(self, client: "PeerInfo | tuple") -> Transaction:
+        """A fresh Transaction for a connected client: its PeerInfo, or its socket
+        address (ip, port)."""
+        if isinstance(client, PeerInfo):
+            client = client.socket_address
+        peer = self.host.context.addresses.peer_address(client)
+        return Transaction(peer, (client[0], client[1]), trusted=self._trusted(client[0]))
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.host.trusted_networks)
+
+    def may_relay(self, txn: Transaction) -> bool:
+        return self.role == "submission" and bool(txn.login or txn.trusted)
+
+    # -- what the server offers ------------------------------------------------------
+    def greeting(self) -> str:
+        return f"220 {self.hostname} ESMTP labkit"
+
+    def extensions(self) -> list[str]:
+        """EHLO keywords after the greeting line (RFC 5321 §4.1.1.1)."""
+        found = [f"SIZE {self.host.mta.max_message_size}", "8BITMIME", "SMTPUTF8"]
+        if self.role == "submission":
+            found.append("AUTH LOGIN PLAIN")  # RFC 4954; the lab has no TLS, so no STARTTLS
+        return found + ["ENHANCEDSTATUSCODES", "HELP"]  # RFC 2034
+
+    def authenticate(self, login: str, password: str) -> str | None:
+        """The account address if the password is right (submission only)."""
+        if self.role != "submission":
+            return None
+        account = self.host.accounts.authenticate(login, password)
+        return account.address if account else None
+
+    def vrfy(self, address: str) -> str:
+        """RFC 5321 §3.5.3: a server may decline to say; most do, so users stay private."""
+        if has_control(address):
+            return replies.BAD_ADDRESS_CONTROL.format(address.encode("unicode_escape").decode())
+        return replies.CANNOT_VRFY
+
+    # -- MAIL ----------------------------------------------------------------------
+    def mail(self, txn: Transaction, address: str, params: list[str]) -> str:
+        """The sender (``""`` for the null reverse-path ``<>``); sets ``txn.mail_from``."""
+        if has_control(address):
+            return replies.BAD_SENDER_CONTROL.format(address.encode("unicode_escape").decode())
+        if address and "@" not in address:
+            return replies.BAD_SENDER_SYNTAX.format(address)
+        if self.role == "submission" and not self.may_relay(txn):
+            return replies.AUTH_REQUIRED
+        if txn.login and address.lower() != txn.login.lower():
+            return replies.SENDER_NOT_OWNED.format(address, txn.login)
+        txn.mail_from = address
+        txn.smtp_utf8 = "SMTPUTF8" in (p.upper() for p in params)
+        return replies.SENDER_OK
+
+    # -- RCPT ----------------------------------------------------------------------
+    def rcpt(self, txn: Transaction, address: str) -> str:
+        """One recipient, from a worker thread; adds it to ``txn`` when accepted."""
+        request = self._rcpt_request(txn, address)
+        if isinstance(request, str):
+            return request
+        impl, student = self.host.part("route")
+        try:
+            decision = self.boundary.call("route", self.hostname, impl, request, student=student,
+                                          check=contracts.route(self._is_mailbox))
+        except SeamError as error:
+            return replies.LOCAL_ERROR.format(f"route failed ({error.failure})")
+        return self._rcpt_apply(txn, address, decision)
+
+    async def arcpt(self, txn: Transaction, address: str) -> str:
+        """:meth:`rcpt` for the event loop: labkit's own route is pure and quick, so it
+        runs right here; a student's runs in a worker thread."""
+        if self.host.part("route")[1]:
+            return await self.boundary.in_thread(self.rcpt, txn, address)
+        return self.rcpt(txn, address)
+
+    def _is_mailbox(self, address: str) -> bool:
+        return self.host.mailbox_for(address) is not None
+
+    def _rcpt_request(self, txn: Transaction, address: str) -> RouteRequest | str:
+        """The checks before routing; a reply string if one fails."""
+        if has_control(address):
+            return replies.BAD_RECIPIENT_CONTROL.format(address.encode("unicode_escape").decode())
+        if "@" not in address or not address.rpartition("@")[0] or not domain_of(address):
+            return replies.BAD_RECIPIENT_SYNTAX.format(address)
+        if len(txn.recipients) >= MAX_RECIPIENTS:
+            return replies.TOO_MANY_RECIPIENTS.format(MAX_RECIPIENTS)
+        behaviour = self.host.behaviour
+        if behaviour == "refuse":
+            return replies.REFUSED.format(address)
+        if behaviour == "greylist" and not self.host.greylist_passed(txn.peer, txn.mail_from or "", address):
+            return replies.GREYLISTED.format(address)
+        return RouteRequest(address, domain_of(address), self.host.domains, self.host.mailbox_addresses,
+                            self.role, txn.login, txn.trusted)
+
+    def _rcpt_apply(self, txn: Transaction, address: str, decision: Route) -> str:
+        if isinstance(decision, Refuse):
+            return decision.reply
+        if isinstance(decision, Local):
+            txn.local[address] = decision.mailbox
+        txn.recipients.append(address)
+        assert isinstance(decision, (Local, Relay))
+        return replies.RECIPIENT_OK
+
+    # -- DATA ----------------------------------------------------------------------
+    def data(self, txn: Transaction, message: bytes) -> str:
+        """The message after DATA (dot-unstuffed), from a worker thread: stamped,
+        durable, then ``250 … queued as ID``. Resets the transaction either way."""
+        try:
+            prepared = self._prepare(txn, message)
+            return prepared if isinstance(prepared, str) else self._finish(txn, *prepared)
+        finally:
+            txn.reset()
+
+    async def adata(self, txn: Transaction, message: bytes) -> str:
+        """:meth:`data` for the event loop; the loop never blocks on the disk (the
+        committer thread writes) nor on a student's ``received_header``."""
+        if self.host.part("received_header")[1]:
+            return await self.boundary.in_thread(self.data, txn, message)
+        try:
+            prepared = self._prepare(txn, message)
+            if isinstance(prepared, str):
+                return prepared
+            await asyncio.wait([asyncio.wrap_future(prepared[1])])
+            return self._finish(txn, *prepared)
+        finally:
+            txn.reset()
+
+    def _prepare(self, txn: Transaction, message: bytes) -> tuple[_Begun, Future] | str:
+        """Check, stamp (the ``received_header`` seam) and hand to the committer."""
+        begun = self._begin(txn, message)
+        if isinstance(begun, str):
+            return begun
+        impl, student = self.host.part("received_header")
+        try:
+            stamp = self.boundary.call("received_header", self.hostname, impl, begun.hop, student=student,
+                                       check=contracts.received_field)
+        except SeamError as error:
+            return replies.LOCAL_ERROR.format(f"received_header failed ({error.failure})")
+        return begun, self._commit(begun, stamp)
+
+    def _begin(self, txn: Transaction, message: bytes) -> _Begun | str:
+        if not txn.recipients:
+            return replies.NEED_RCPT
+        message = crlf(message)
+        hops = count_received(message)
+        if hops >= self.host.mta.max_received:
+            return replies.TOO_MANY_HOPS.format(hops, self.host.mta.max_received)
+        if len(message) > self.host.mta.max_message_size:
+            return replies.MESSAGE_TOO_BIG.format(self.host.mta.max_message_size)
+        queue_id = self.host.spool.new_queue_id()
+        protocol = ("UTF8SMTP" if txn.smtp_utf8 else "ESMTP" if txn.extended else "SMTP") + ("A" if txn.login else "")
+        hop = HopInfo(helo=txn.helo or "unknown", peer_address=txn.peer,
+                      peer_name=self.host.context.names.get(txn.peer, ""), by=self.hostname, protocol=protocol,
+                      queue_id=queue_id, recipients=tuple(txn.recipients), timestamp=time.time())
+        entry = QueueEntry(queue_id, txn.mail_from or "", list(txn.recipients))
+        return _Begun(hop, entry, message, dict(txn.local))
+
+    def _commit(self, begun: _Begun, stamp: str) -> Future:
+        """Hand the stamped message to the group committer (Maildir or spool)."""
+        stamped = stamp.encode("utf-8") + b"\r\n" + begun.message
+        stage = self.host.queue.accept(begun.entry, stamped, begun.local)
+        begun.stamped = stamped
+        return self.host.context.committer.submit(stage)
+
+    def _finish(self, txn: Transaction, begun: _Begun, future: Future) -> str:
+        try:
+            outcomes, queued = future.result()
+        except OSError as error:
+            return replies.SPOOL_FAILED.format(error.strerror or error)
+        host = self.host
+        for rcpt, outcome in outcomes.items():
+            if outcome.state == "delivered":
+                host.queue.note(begun.entry, rcpt, "delivered", outcome.detail)
+        if queued is not None:
+            host.note_queued(queued)
+            host.call_soon(host.queue.enqueue, queued, 0.0, begun.stamped)
+        host.context.receipts.accepted(txn.client, begun.entry.recipients, begun.entry.queue_id)
+        return replies.QUEUED.format(begun.entry.queue_id)
+
+

@@ -1,0 +1,398 @@
+"""A sans-IO SMTP server session (RFC 5321 §4.1, §4.3.2; RFC 4954 AUTH).
+
+Bytes in, bytes out, like the POP3 and IMAP sessions: :class:`SMTPServerSession` is
+fed what the client sent and returns the replies; it never touches a socket. It parses
+the dialogue and keeps its state machine; every decision about mail (may this client
+send? does this recipient exist? queue it) is the MTA core's
+(:class:`labkit.mta.core.MTA`), so it answers exactly as the aiosmtpd front end does.
+It is the ``smtp_session`` seam's reference::
+
+    world.use(host="smtp.brilliant.com", smtp_session=SMTPServerSession)
+
+The state machine (RFC 5321 §3.3, §4.1.4)::
+
+    greeted --HELO/EHLO--> ready --MAIL--> mail --RCPT--> rcpt --DATA--> data
+       ^                     ^                              |  (RCPT)       |
+       |                     +------- RSET, or the "." ends DATA ----------+
+
+Decisions worth knowing (each a classic SMTP server bug):
+
+- Commands end at LF (a bare LF is tolerated there, as aiosmtpd and Postfix do), but
+  message lines end only at CRLF, and only CRLF "." CRLF ends DATA (RFC 5321 §4.1.1.4).
+  So ``\\n.\\n`` inside a message is just text: no second message can be smuggled.
+- Lines that start with "." lose that dot (RFC 5321 §4.5.2, dot-unstuffing).
+- Limits (RFC 5321 §4.5.3.1): a command line of 512 octets, a text line of 1000 (with
+  CRLF), the message size the MTA sets. An over-long line is answered 500, a too-big
+  message 552, once it has been read to its end (§4.2.5: reply after the data).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from ..boundary import fenced
+from ..session import BaseSession, PeerInfo
+from . import replies
+
+if TYPE_CHECKING:
+    from ..mta.core import MTA
+
+CRLF = b"\r\n"
+MAX_COMMAND_LINE = 512  # octets, with CRLF (RFC 5321 §4.5.3.1.4)
+MAX_TEXT_LINE = 1000  # octets, with CRLF (RFC 5321 §4.5.3.1.6)
+EXTENSION_ALLOWANCE = 26 + 10  # SIZE= and SMTPUTF8 lengthen MAIL (RFC 1870 §3, RFC 6531 §3.4)
+
+# Replies of the dialogue itself (the policy's replies are in labkit.smtp.replies).
+CLOSING = "221 2.0.0 {host} closing connection"
+EHLO_FIRST = "{host} Hello {name}"
+HELO_OK = "250 {host}"
+OK = "250 2.0.0 OK"
+GO_AHEAD = "354 End data with <CR><LF>.<CR><LF>"
+HELP = "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP (see RFC 5321)"
+AUTH_CHALLENGE = "334 {}"
+AUTH_OK = replies.AUTH_OK
+AUTH_FAILED = "535 5.7.8 Authentication credentials invalid"
+AUTH_ABORTED = "501 5.7.0 Authentication aborted by the client"
+AUTH_BAD_BASE64 = "501 5.5.2 Cannot decode base64 (RFC 4954 §4)"
+AUTH_UNKNOWN = "504 5.5.4 Unrecognized authentication type: use PLAIN or LOGIN"
+AUTH_ALREADY = "503 5.5.1 Already authenticated"
+AUTH_IN_TRANSACTION = "503 5.5.1 AUTH is not allowed during a mail transaction (RFC 4954 §4)"
+AUTH_DISABLED = replies.AUTH_DISABLED
+UNKNOWN = '500 5.5.2 Error: command "{}" not recognized'
+EMPTY = "500 5.5.2 Error: bad syntax: empty command line"
+COMMAND_TOO_LONG = f"500 5.5.2 Command line too long (at most {MAX_COMMAND_LINE} octets, RFC 5321 4.5.3.1.4)"
+TEXT_TOO_LONG = f"500 5.5.2 Line too long (at most {MAX_TEXT_LINE} octets, RFC 5321 4.5.3.1.6)"
+TOO_MUCH_DATA = "552 5.3.4 Too much mail data (limit {} octets)"
+SIZE_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size ({} octets)"
+NEED_HELO = "503 5.5.1 Error: send HELO or EHLO first"
+NESTED_MAIL = "503 5.5.1 Error: nested MAIL command (RSET first)"
+NEED_MAIL = "503 5.5.1 Error: need MAIL command"
+NEED_RCPT = replies.NEED_RCPT
+SYNTAX = "501 5.5.4 Syntax: {}"
+UNKNOWN_PARAMETER = "555 5.5.4 {} parameter not recognized or not implemented: {}"
+EXPN_DISABLED = "502 5.5.1 EXPN not implemented"
+
+
+class State(enum.Enum):
+    GREETED = "greeted"  # waiting for HELO or EHLO
+    READY = "ready"  # a client that said hello; no transaction
+    MAIL = "mail"  # MAIL accepted: RCPT next
+    RCPT = "rcpt"  # a recipient accepted: more RCPT, or DATA
+    DATA = "data"  # reading the message
+
+
+@dataclass(frozen=True)
+class Command:
+    handler: str  # method name
+    syntax: str  # for 501 replies
+
+
+COMMANDS = {
+    "HELO": Command("_helo", "HELO hostname"),
+    "EHLO": Command("_ehlo", "EHLO hostname"),
+    "MAIL": Command("_mail", "MAIL FROM:<address> [parameters]"),
+    "RCPT": Command("_rcpt", "RCPT TO:<address> [parameters]"),
+    "DATA": Command("_data", "DATA"),
+    "RSET": Command("_rset", "RSET"),
+    "NOOP": Command("_noop", "NOOP [text]"),
+    "QUIT": Command("_quit", "QUIT"),
+    "VRFY": Command("_vrfy", "VRFY <address>"),
+    "HELP": Command("_help", "HELP [command]"),
+    "EXPN": Command("_expn", "EXPN list"),
+    "AUTH": Command("_auth", "AUTH mechanism [initial-response]"),
+}
+
+# RFC 5321 §4.1.2: "FROM:" / "TO:", the path in angle brackets, then parameters.
+_PATH = re.compile(r"(?i)(FROM|TO):\s*<([^<>]*)>(?:\s+(.*))?")
+
+
+class SyntaxProblem(Exception):
+    """A command's arguments do not parse: answered 501."""
+
+
+@fenced("smtp_session")
+class SMTPServerSession(BaseSession):
+    """One SMTP connection, server side; ``mta`` decides, this class parses."""
+
+    timeout = 300.0  # RFC 5321 §4.5.3.2.7: at least 5 minutes
+
+    def __init__(self, peer: PeerInfo, mta: "MTA", *, hostname: str) -> None:
+        self.peer, self.mta, self.hostname = peer, mta, hostname
+        self.closed = False
+        self.state = State.GREETED
+        self.txn = mta.transaction(peer)
+        self._buffer = b""
+        self._too_long = False  # inside an over-long line: answer 500 when it ends
+        self._message: list[bytes] = []
+        self._size = 0
+        self._data_problem = ""  # a reply owed once DATA ends (line too long, too big)
+        self._auth_step: Callable[[str], str] | None = None  # inside AUTH: what the next line is
+
+    # -- the Session interface -----------------------------------------------------
+    def start(self) -> bytes:
+        return self._reply(self.mta.greeting())
+
+    def receive(self, data: bytes) -> bytes:
+        self._buffer += data
+        out: list[bytes] = []
+        while not self.closed:
+            if self.state is State.DATA:
+                line = self._take_line(b"\r\n", MAX_TEXT_LINE)
+                if line is None:
+                    break
+                reply = self._data_line(line)
+            else:
+                line = self._take_line(b"\n", MAX_TEXT_LINE)  # the exact command limit: in _line
+                if line is None:
+                    break
+                reply = self._line(line)
+            if reply:
+                out.append(self._reply(reply))
+        return b"".join(out)
+
+    def timed_out(self) -> bytes:
+        self.closed = True
+        return self._reply(f"421 4.4.2 {self.hostname} Error: timeout exceeded")
+
+    # -- lines -----------------------------------------------------------------------
+    def _take_line(self, end: bytes, limit: int) -> bytes | None:
+        """The next whole line (with its ending), or None until one has arrived. An
+        over-long line is dropped as it arrives (bounded memory) and comes back as b""."""
+        at = self._buffer.find(end)
+        if at < 0:
+            if len(self._buffer) > limit:  # keep a CR that may start the CRLF
+                self._too_long, self._buffer = True, self._buffer[-1:] if end == CRLF else b""
+            return None
+        line, self._buffer = self._buffer[: at + len(end)], self._buffer[at + len(end):]
+        if self._too_long or len(line) > limit:
+            self._too_long = False
+            return b""
+        return line
+
+    def _line(self, raw: bytes) -> str:
+        """One command line, or an AUTH response."""
+        if raw == b"":
+            return COMMAND_TOO_LONG
+        text = raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
+        if self._auth_step is not None:
+            step, self._auth_step = self._auth_step, None
+            return step(text.strip())
+        name, _, argument = text.strip().partition(" ")
+        if not name:
+            return EMPTY
+        command = COMMANDS.get(name.upper())
+        if command is None:
+            return UNKNOWN.format(name.upper())
+        if len(raw.rstrip(b"\r\n")) > MAX_COMMAND_LINE + (EXTENSION_ALLOWANCE if self.txn.extended else 0):
+            return COMMAND_TOO_LONG
+        try:
+            return getattr(self, command.handler)(argument.strip())
+        except SyntaxProblem:
+            return SYNTAX.format(command.syntax)
+
+    @staticmethod
+    def _reply(text: str) -> bytes:
+        return text.encode("utf-8", "surrogateescape") + CRLF
+
+    # -- hello -------------------------------------------------------------------------
+    def _helo(self, name: str) -> str:
+        if not name:
+            raise SyntaxProblem
+        self._hello(name, extended=False)
+        return HELO_OK.format(host=self.hostname)
+
+    def _ehlo(self, name: str) -> str:
+        if not name:
+            raise SyntaxProblem
+        self._hello(name, extended=True)
+        lines = [EHLO_FIRST.format(host=self.hostname, name=name), *self.mta.extensions()]
+        # RFC 5321 §4.2.1: "250-" on every line but the last, which has "250 "
+        return "\r\n".join(f"250{'-' if i < len(lines) - 1 else ' '}{line}" for i, line in enumerate(lines))
+
+    def _hello(self, name: str, *, extended: bool) -> None:
+        """RFC 5321 §4.1.4: HELO/EHLO may come again; it resets the transaction."""
+        self.txn.reset()
+        self.txn.helo, self.txn.extended = name, extended
+        self.state = State.READY
+
+    # -- the transaction -------------------------------------------------------------
+    def _mail(self, argument: str) -> str:
+        if self.state is State.GREETED:
+            return NEED_HELO
+        address, params = self._path("FROM", argument)
+        if self.state is not State.READY:
+            return NESTED_MAIL
+        problem = self._mail_parameters(params)
+        if problem:
+            return problem
+        reply = self.mta.mail(self.txn, address, params)
+        if reply.startswith("2"):
+            self.state = State.MAIL
+        return reply
+
+    def _mail_parameters(self, params: list[str]) -> str:
+        """SIZE, BODY and SMTPUTF8 are the ones we offer (RFC 1870, 6152, 6531)."""
+        for param in params:
+            keyword, _, value = param.upper().partition("=")
+            if keyword == "SIZE":
+                if not value.isdigit():
+                    raise SyntaxProblem
+                if int(value) > self.mta.host.mta.max_message_size:
+                    return SIZE_TOO_BIG.format(self.mta.host.mta.max_message_size)
+            elif keyword == "BODY":
+                if value not in ("7BIT", "8BITMIME"):
+                    raise SyntaxProblem
+            elif keyword != "SMTPUTF8" or value:
+                return UNKNOWN_PARAMETER.format("MAIL FROM", param)
+        return ""
+
+    def _rcpt(self, argument: str) -> str:
+        if self.state is State.GREETED:
+            return NEED_HELO
+        if self.state not in (State.MAIL, State.RCPT):
+            return NEED_MAIL
+        address, params = self._path("TO", argument)
+        if params:
+            return UNKNOWN_PARAMETER.format("RCPT TO", " ".join(params))
+        reply = self.mta.rcpt(self.txn, address)
+        if reply.startswith("2"):
+            self.state = State.RCPT
+        return reply
+
+    def _path(self, keyword: str, argument: str) -> tuple[str, list[str]]:
+        """``FROM:<address> params`` -> (address, params); parameters only after EHLO."""
+        match = _PATH.fullmatch(argument)
+        if match is None or match.group(1).upper() != keyword:
+            raise SyntaxProblem
+        params = (match.group(3) or "").split()
+        if params and not self.txn.extended:
+            raise SyntaxProblem
+        if not match.group(2) and keyword == "TO":
+            raise SyntaxProblem
+        return match.group(2), params
+
+    def _data(self, argument: str) -> str:
+        if self.state is State.GREETED:
+            return NEED_HELO
+        if self.state is not State.RCPT:
+            return NEED_RCPT
+        if argument:
+            raise SyntaxProblem
+        self.state, self._message, self._size, self._data_problem = State.DATA, [], 0, ""
+        return GO_AHEAD
+
+    def _data_line(self, line: bytes) -> str:
+        """One line of the message; the lone "." ends it (RFC 5321 §4.1.1.4)."""
+        if line == b".\r\n":
+            self.state = State.READY
+            message, self._message = b"".join(self._message), []
+            if self._data_problem:
+                self.txn.reset()
+                return self._data_problem
+            return self.mta.data(self.txn, message)
+        if line == b"":
+            self._data_problem = self._data_problem or TEXT_TOO_LONG
+            return ""
+        self._size += len(line)
+        limit = self.mta.host.mta.max_message_size
+        if self._size > limit:
+            self._data_problem, self._message = self._data_problem or TOO_MUCH_DATA.format(limit), []
+        elif not self._data_problem:
+            self._message.append(line[1:] if line.startswith(b".") else line)  # RFC 5321 §4.5.2
+        return ""
+
+    def _rset(self, argument: str) -> str:
+        if argument:
+            raise SyntaxProblem
+        self.txn.reset()
+        if self.state is not State.GREETED:
+            self.state = State.READY
+        return OK
+
+    # -- the rest ----------------------------------------------------------------------
+    def _noop(self, argument: str) -> str:
+        return OK
+
+    def _quit(self, argument: str) -> str:
+        if argument:
+            raise SyntaxProblem
+        self.closed = True
+        return CLOSING.format(host=self.hostname)
+
+    def _vrfy(self, argument: str) -> str:
+        if not argument:
+            raise SyntaxProblem
+        return self.mta.vrfy(argument.strip("<>"))
+
+    def _help(self, argument: str) -> str:
+        return HELP
+
+    def _expn(self, argument: str) -> str:
+        return EXPN_DISABLED
+
+    # -- AUTH (RFC 4954), on the submission service ---------------------------------------
+    def _auth(self, argument: str) -> str:
+        if self.state is State.GREETED:
+            return NEED_HELO
+        if self.mta.role != "submission":
+            return AUTH_DISABLED
+        if self.txn.login:
+            return AUTH_ALREADY
+        if self.state is not State.READY:
+            return AUTH_IN_TRANSACTION
+        mechanism, _, initial = argument.partition(" ")
+        mechanism = mechanism.upper()
+        if not mechanism or len(initial.split()) > 1:
+            raise SyntaxProblem
+        if mechanism == "PLAIN":
+            if initial:
+                return self._plain(initial)
+            self._auth_step = self._plain
+            return AUTH_CHALLENGE.format("")
+        if mechanism == "LOGIN":  # draft-murchison-sasl-login: user name, then password
+            self._auth_step = self._login_user
+            return AUTH_CHALLENGE.format(base64.b64encode(b"Username:").decode())
+        return AUTH_UNKNOWN
+
+    def _plain(self, response: str) -> str:
+        """RFC 4616: authzid NUL authcid NUL password, in base64."""
+        decoded = self._decode(response)
+        if not isinstance(decoded, bytes):
+            return decoded
+        parts = decoded.split(b"\0")
+        if len(parts) != 3:
+            return AUTH_FAILED
+        return self._logged_in(parts[1], parts[2])
+
+    def _login_user(self, response: str) -> str:
+        user = self._decode(response)
+        if not isinstance(user, bytes):
+            return user
+        self._auth_step = lambda answer: self._login_password(user, answer)
+        return AUTH_CHALLENGE.format(base64.b64encode(b"Password:").decode())
+
+    def _login_password(self, user: bytes, response: str) -> str:
+        password = self._decode(response)
+        return password if not isinstance(password, bytes) else self._logged_in(user, password)
+
+    @staticmethod
+    def _decode(response: str) -> bytes | str:
+        """A client's base64 answer, or the reply if it cancelled ("*") or garbled it."""
+        if response == "*":
+            return AUTH_ABORTED
+        try:
+            return base64.b64decode(response, validate=True)
+        except (binascii.Error, ValueError):
+            return AUTH_BAD_BASE64
+
+    def _logged_in(self, user: bytes, password: bytes) -> str:
+        address = self.mta.authenticate(user.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
+        if address is None:
+            return AUTH_FAILED
+        self.txn.login = address
+        return AUTH_OK
