@@ -175,7 +175,8 @@ class SeamError(Exception):
     def __init__(self, seam: str, host: str, failure: str, detail: str, traceback_text: str = "") -> None:
         self.seam, self.host, self.failure, self.detail = seam, host, failure, detail
         self.traceback = traceback_text
-        super().__init__(f"your {seam} on {host} {_FAILURES[failure]}: {detail}")
+        where = f" on {host}" if host else ""
+        super().__init__(f"your {seam}{where} {_FAILURES[failure]}: {detail}")
 
     def one_line(self, limit: int = 200) -> str:
         """``failure: detail`` on one line, for a protocol reply."""

@@ -33,6 +33,16 @@ class Endpoint:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+def close_socket(sock: socket.socket) -> None:
+    """Close a socket, waking any thread still blocked on it (a student's client past
+    its deadline): shutdown interrupts a blocked recv, close alone does not."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
 class NoRoute(ConnectionRefusedError):
     """Nothing in the lab world listens on that (virtual) address and port."""
 

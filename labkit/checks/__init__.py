@@ -1,5 +1,23 @@
-"""Real-session probes shared by notebooks, grading and tests (see :mod:`.result`)."""
+"""Real-session probes shared by notebooks, grading and tests: one module per seam.
+
+    from labkit import checks
+    print(checks.send_mail.run(my_send_mail))       # a Report, one row per rule
+    checks.send_mail.check(my_send_mail, ["helo-fallback"])   # CheckFailed if it fails
+
+Each module has ``RULES`` (name, title, RFC section), ``run(impl, only=None)`` and
+``check(impl, only=None)``. A failed row says the step, what was expected, what came
+back, the transcript around it and the RFC rule (:mod:`.result`).
+"""
+
+import importlib
 
 from .result import CheckFailed, Report, Result
 
-__all__ = ["CheckFailed", "Report", "Result"]
+SEAM_CHECKS = ("send_mail",)
+__all__ = ["CheckFailed", "Report", "Result", *SEAM_CHECKS]
+
+
+def __getattr__(name: str):
+    if name in SEAM_CHECKS:  # imported on first use: a check module may start a world
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import socket
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING
 from .. import contracts, maildir
 from ..boundary import SeamError
 from ..commit import Stage, Staged
+from ..net import close_socket
 from ..dns.mx import MXError, NullMXError, PermanentMXError, TemporaryMXError
 from ..smtp.client import SendResult, SMTPError, SMTPPermanentError
 from .bounce import Failure
@@ -309,7 +309,7 @@ class DeliveryQueue:
         except (SMTPError, SeamError) as failure:
             error = failure
         finally:
-            _close(sock)
+            close_socket(sock)
         if student and context.receipts.covers(endpoint.host, endpoint.port):
             seen = await self._boundary.in_thread(context.receipts.wait, client)
             return self._reconcile(result, error, rcpts, seen, mx)
@@ -436,12 +436,3 @@ class DeliveryQueue:
         await host.inject(dsn, mail_from="", recipients=[entry.mail_from])
         return True
 
-
-def _close(sock: socket.socket) -> None:
-    """Close a client socket, waking a thread still blocked on it (a student's client
-    past its deadline): shutdown interrupts a blocked recv, close alone does not."""
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()

@@ -1,0 +1,147 @@
+"""How a check runs a student's part and turns what happened into :class:`Result` rows.
+
+A check module (one per seam) is a list of :class:`Rule` s. Each rule is a small
+function that sets up a real situation (a scripted peer on a loopback port, the lab DNS,
+a running world), calls the student's implementation through :class:`Probe` (the same
+fault boundary the world uses: its own thread, a deadline, the reference fence, the
+contract), and either returns normally (the rule holds) or raises :class:`Broken` with
+the step, what was expected and what came back. The harness adds the rule's title, its
+RFC section, the transcript and any hint, so every rule reads the same to a student::
+
+    report = run_rules("send_mail", RULES, my_send_mail)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from ..boundary import DEFAULT_DEADLINE, Boundary, SeamError
+from ..seams import SEAMS, check_implementation
+from ..trace import Tracer
+from .result import Line, Report, Result
+
+
+class Broken(Exception):
+    """A rule does not hold: where, what was expected, what came back."""
+
+    def __init__(self, step: str, expected: str, got: str, *, hint: str = "",
+                 transcript: list[Line] | None = None) -> None:
+        super().__init__(f"{step}: expected {expected}, got {got}")
+        self.step, self.expected, self.got, self.hint = step, expected, got, hint
+        self.transcript = transcript
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule of a seam's behaviour."""
+
+    name: str  # a short id, for notebooks and grading: "helo-fallback"
+    title: str  # what it checks, in a student's words: "EHLO refused (500): falls back to HELO"
+    rfc: str  # "RFC 5321 §3.2"
+    check: Callable[["Probe"], None]
+    points: float = 1.0
+
+
+class Probe:
+    """A student's part as a rule sees it: ``probe(...)`` calls it the world's way.
+
+    ``transcript`` collects the lines of the current rule (peers and worlds append to
+    it); a call that fails in the boundary (raised, wrong type, deadline, fenced) is a
+    :class:`Broken` with the student's traceback."""
+
+    def __init__(self, seam: str, impl: Any, *, deadline: float = DEFAULT_DEADLINE) -> None:
+        self.seam, self.impl = seam, impl
+        self.spec = SEAMS[seam]
+        self.tracer = Tracer()
+        self.boundary = Boundary(self.tracer, deadline=deadline)
+        self.transcript: list[Line] = []
+        self._cleanups = contextlib.ExitStack()
+
+    def __call__(self, *args: Any, check: Callable[[Any], Any] | None = None, step: str = "", **kwargs: Any) -> Any:
+        """Call the implementation; exceptions of the seam's contract pass through."""
+        try:
+            return self.boundary.call(self.seam, "", self.impl, *args, student=True, check=check,
+                                      passes=self.spec.passing(), **kwargs)
+        except SeamError as error:
+            got = error.detail + (f"\n{error.traceback.rstrip()}" if error.traceback else "")
+            raise Broken(step or f"calling your {self.seam}", _EXPECTED[error.failure], got,
+                         hint=_HINTS[error.failure].format(seam=self.seam, deadline=self.boundary.deadline)) from None
+
+    def note(self, direction: str, line: str) -> None:
+        self.transcript.append((direction, line))
+
+    def later(self, cleanup: Callable[[], Any]) -> None:
+        """Run ``cleanup`` when the rule ends (stop a peer, a world)."""
+        self._cleanups.callback(cleanup)
+
+    def enter(self, manager: Any) -> Any:
+        return self._cleanups.enter_context(manager)
+
+    @contextlib.contextmanager
+    def rule(self) -> Iterator[None]:
+        self.transcript = []
+        with self._cleanups:
+            yield
+        self._cleanups = contextlib.ExitStack()
+
+    def close(self) -> None:
+        self.boundary.shutdown()
+
+
+_EXPECTED = {
+    "raised": "no exception (or one of the seam's own errors)",
+    "contract": "a value the seam's contract allows",
+    "deadline": "an answer within the deadline",
+    "fenced": "your own code",
+}
+_HINTS = {
+    "raised": "the traceback shows where your {seam} failed",
+    "contract": "see labkit.lab for what {seam} returns",
+    "deadline": "your {seam} took longer than {deadline:g}s: a blocking wait without a timeout, or a loop "
+                "that never ends?",
+    "fenced": "this part is yours to write: labkit's own {seam} earns no points",
+}
+
+
+def run_rules(seam: str, rules: Iterable[Rule], impl: Any, *, only: Iterable[str] | None = None,
+              deadline: float = DEFAULT_DEADLINE, title: str = "") -> Report:
+    """Check ``impl`` for ``seam`` against ``rules`` (or the ``only`` ones named)."""
+    rules = list(rules)
+    wanted = list(only) if only is not None else [r.name for r in rules]
+    unknown = set(wanted) - {r.name for r in rules}
+    if unknown:
+        raise KeyError(f"no rules {sorted(unknown)} for {seam}; rules: {', '.join(r.name for r in rules)}")
+    report = Report(title or f"{seam} checks")
+    try:
+        check_implementation(SEAMS[seam], impl)
+    except TypeError as error:
+        for rule in rules:
+            if rule.name in wanted:
+                report.add(Result(rule.title, "fail", step=f"plugging in your {seam}", expected=SEAMS[seam].call,
+                                  got=str(error), rfc=rule.rfc, points=rule.points))
+        return report
+    probe = Probe(seam, impl, deadline=deadline)
+    try:
+        for rule in rules:
+            if rule.name in wanted:
+                report.add(_one(probe, rule))
+    finally:
+        probe.close()
+    return report
+
+
+def _one(probe: Probe, rule: Rule) -> Result:
+    try:
+        with probe.rule():
+            rule.check(probe)
+    except Broken as broken:
+        transcript = broken.transcript if broken.transcript is not None else probe.transcript
+        return Result(rule.title, "fail", step=broken.step, expected=broken.expected, got=broken.got,
+                      rfc=rule.rfc, hint=broken.hint, transcript=transcript[-40:], points=rule.points)
+    except Exception as error:  # the check itself could not run: say so, do not crash the notebook
+        return Result(rule.title, "fail", step="running the check", expected="the check to run",
+                      got=f"{type(error).__name__}: {error}", rfc=rule.rfc, transcript=probe.transcript[-40:],
+                      points=rule.points)
+    return Result(rule.title, "pass", rfc=rule.rfc, points=rule.points)

@@ -1,0 +1,161 @@
+"""Scripted peers for the checks: real servers on loopback ports that misbehave on cue.
+
+:class:`SMTPPeer` is an SMTP server for one client connection. Its replies come from a
+script (command -> reply, or a function of the command line), so a check can play an
+old server that knows no EHLO, one that refuses a recipient, one that hangs up after
+RCPT, or one whose replies arrive in pieces. It records the dialogue, and the DATA
+bytes exactly as they came over the wire (still dot-stuffed), for the check to judge.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Callable, Union
+
+from .result import Line
+
+Reply = Union[str, None, Callable[[str], "str | None"]]
+"""A reply line (several lines joined by CRLF for a multi-line reply), ``None`` to hang
+up without a word, or a function of the client's command line giving either."""
+
+IO_TIMEOUT = 10.0  # seconds any wait of a peer may last: every loop here is bounded
+MAX_LINE = 8192
+MAX_DATA = 4 * 1024 * 1024
+
+
+def _verb(line: str) -> str:
+    """The command word: ``MAIL FROM:<x>`` -> ``MAIL``."""
+    return line.split(" ", 1)[0].split(":", 1)[0].upper()
+
+
+class SMTPPeer:
+    """One scripted SMTP server connection on 127.0.0.1 (use it as a context manager)."""
+
+    DEFAULT = {
+        "EHLO": "250-peer.example Hello\r\n250-8BITMIME\r\n250-SIZE 10000000\r\n250 ENHANCEDSTATUSCODES",
+        "HELO": "250 peer.example",
+        "MAIL": "250 2.1.0 Sender OK",
+        "RCPT": "250 2.1.5 Recipient OK",
+        "DATA": "354 End data with <CR><LF>.<CR><LF>",
+        ".": "250 2.0.0 OK queued as PEER1",
+        "RSET": "250 2.0.0 OK",
+        "NOOP": "250 2.0.0 OK",
+        "QUIT": "221 2.0.0 Bye",
+    }
+
+    def __init__(self, script: dict[str, Reply] | None = None, *, greeting: str | None = "220 peer.example ESMTP ready",
+                 split: bool = False, note: Callable[[str, str], None] | None = None) -> None:
+        self.replies: dict[str, Reply] = {**self.DEFAULT, **(script or {})}
+        self.greeting = greeting
+        self.split = split  # send every reply in two pieces, a moment apart
+        self._note = note
+        self.transcript: list[Line] = []
+        self.commands: list[str] = []
+        self.data: list[bytes] = []  # each DATA's bytes as received, up to and with the final ".\r\n"
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(IO_TIMEOUT)
+        self.port = self._server.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, name="labkit-check-peer", daemon=True)
+        self._done = threading.Event()
+
+    def __enter__(self) -> "SMTPPeer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def connect(self, timeout: float = IO_TIMEOUT) -> socket.socket:
+        """A client socket connected to this peer (what send_mail is given)."""
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+
+    def wait(self, timeout: float = IO_TIMEOUT) -> bool:
+        """Wait until the peer's connection is over; False if it still runs."""
+        return self._done.wait(timeout)
+
+    def close(self) -> None:
+        self._server.close()
+        self._thread.join(timeout=IO_TIMEOUT)
+
+    @property
+    def quit_sent(self) -> bool:
+        return bool(self.commands) and self.commands[-1] == "QUIT"
+
+    # -- the server side ---------------------------------------------------------------
+    def _log(self, direction: str, line: str) -> None:
+        self.transcript.append((direction, line))
+        if self._note:
+            self._note(direction, line)
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self._server.accept()
+        except OSError:
+            self._done.set()
+            return
+        with conn:
+            conn.settimeout(IO_TIMEOUT)
+            try:
+                self._dialogue(conn)
+            except (OSError, UnicodeError):
+                pass
+        self._log("*", "connection closed")
+        self._done.set()
+
+    def _send(self, conn: socket.socket, reply: str) -> None:
+        for line in reply.split("\r\n"):
+            self._log("S", line)
+        data = reply.encode() + b"\r\n"
+        if self.split and len(data) > 2:
+            conn.sendall(data[:2])
+            time.sleep(0.02)  # long enough that the client's first recv sees half a reply
+            data = data[2:]
+        conn.sendall(data)
+
+    def _dialogue(self, conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
+        if self.greeting is None:  # a server that says nothing at all
+            self._log("*", "(the server says nothing)")
+            reader.readline(MAX_LINE)
+            return
+        self._send(conn, self.greeting)
+        while True:
+            raw = reader.readline(MAX_LINE)
+            if not raw:
+                return
+            line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
+            self._log("C", line)
+            verb = _verb(line)
+            self.commands.append(verb)
+            reply = self._reply(verb, line)
+            if verb == "DATA" and reply is not None and reply.startswith("354"):
+                self._send(conn, reply)
+                self.data.append(self._read_data(reader))
+                reply = self._reply(".", ".")
+            if reply is None:
+                self._log("*", "(the server hangs up)")
+                return
+            self._send(conn, reply)
+            if verb == "QUIT":
+                return
+
+    def _reply(self, key: str, line: str) -> str | None:
+        reply = self.replies.get(key, f'500 5.5.2 command "{key}" not recognized')
+        return reply(line) if callable(reply) else reply
+
+    def _read_data(self, reader) -> bytes:
+        """Everything up to and with CRLF "." CRLF, as sent (a bare LF is not a line end)."""
+        data = b""
+        while not (data == b".\r\n" or data.endswith(b"\r\n.\r\n")):
+            chunk = reader.readline(MAX_LINE)
+            if not chunk or len(data) > MAX_DATA:
+                raise ConnectionError("the client stopped in the middle of DATA")
+            data += chunk
+        shown = data.decode("utf-8", "replace").split("\r\n")[:-1]
+        for text in shown[:30]:
+            self._log("C", text)
+        if len(shown) > 30:
+            self._log("C", f"... ({len(shown) - 30} more lines)")
+        return data

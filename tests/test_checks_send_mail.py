@@ -1,0 +1,58 @@
+"""The send_mail checks catch each classic mistake, with its message."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from labkit import checks
+from labkit.smtp.send import send_mail as labkits_own
+from mistakes.send_mail import MISTAKES, good
+
+TITLES = {rule.name: rule.title for rule in checks.send_mail.RULES}
+
+
+def test_a_right_client_passes_every_rule():
+    report = checks.send_mail.run(good, deadline=2)
+    assert report.passed, str(report)
+    assert len(report) == len(checks.send_mail.RULES)
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_each_mistake_is_caught_with_its_message(mistake):
+    impl, rule, word = MISTAKES[mistake]
+    report = checks.send_mail.run(impl, only=[rule], deadline=1.0)
+    result = report.result(TITLES[rule])
+    assert result.status == "fail", f"{mistake}: {rule} passed"
+    assert word in result.text(), result.text()
+    assert result.rfc.startswith("RFC 5321")
+
+
+def test_labkits_own_client_earns_nothing():
+    report = checks.send_mail.run(labkits_own, only=["delivers", "helo-fallback"])
+    assert [r.status for r in report] == ["fail", "fail"]
+    assert "yours to write" in report.results[0].text()
+
+
+@pytest.mark.parametrize("impl, says", [
+    (lambda sock, **kw: None, "got None"),
+    (lambda sock, **kw: 1 / 0, "ZeroDivisionError"),
+    (lambda sock, **kw: time.sleep(30), "longer than 0.5s"),
+])
+def test_broken_clients_fail_every_rule_with_the_boundarys_message(impl, says):
+    report = checks.send_mail.run(impl, only=["delivers", "per-recipient"], deadline=0.5)
+    assert not report.passed and all(says in r.text() for r in report), str(report)
+
+
+def test_a_client_with_the_wrong_signature_fails_at_plugging_in():
+    report = checks.send_mail.run(lambda sock: None, only=["delivers"])
+    assert "must be callable as send_mail(sock, *, helo" in report.results[0].got
+
+
+def test_a_failure_shows_the_transcript_around_it():
+    impl, rule, _ = MISTAKES["no HELO fallback"]
+    result = checks.send_mail.run(impl, only=[rule], deadline=1.0).results[0]
+    assert ("C", "EHLO smtp.awesome.com") in result.transcript
+    assert ("S", '500 5.5.2 command "EHLO" not recognized') in result.transcript
+    assert "RFC 5321 §3.2" in result.text()
