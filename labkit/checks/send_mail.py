@@ -172,37 +172,37 @@ def line_endings(probe: Probe) -> None:
                      hint="a bare LF is not a line end in SMTP: convert the message's line endings first")
 
 
+def _failure(probe: Probe, peer: SMTPPeer, error_class: type[SMTPError], step: str, *, hint: str = "",
+             timeout: float = TIMEOUT) -> SMTPError:
+    """Run the transaction, expecting it to raise ``error_class``; returns the error."""
+    try:
+        outcome: Any = _send(probe, peer, [BETTY], timeout=timeout)
+    except SMTPError as error:
+        outcome = error
+    if isinstance(outcome, error_class):
+        return outcome
+    got = f"{type(outcome).__name__}: {outcome}" if isinstance(outcome, SMTPError) else repr(outcome)
+    raise Broken(step, f"{error_class.__name__} (4xx: try again later; 5xx: give up, RFC 5321 §4.2.1)", got,
+                 hint=hint)
+
+
 def sender_refused(probe: Probe) -> None:
     with SMTPPeer({"MAIL": "553 5.7.1 <albert@awesome.com>: sender rejected"}, note=probe.note) as peer:
-        try:
-            result = _send(probe, peer, [BETTY])
-        except SMTPPermanentError as error:
-            if getattr(error.reply, "code", None) != 553:
-                raise Broken("the SMTPPermanentError", "its reply: the server's 553", repr(error.reply)) from None
-            _expect_quit(peer)
-            return
-        except SMTPTransientError as error:
-            raise Broken("send_mail(...)", "SMTPPermanentError: 5xx is permanent (RFC 5321 §4.2.1)",
-                         f"SMTPTransientError: {error}") from None
-    raise Broken("send_mail(...)", "SMTPPermanentError for the refused sender", repr(result),
-                 hint="a refused MAIL ends the transaction: raise SMTPPermanentError(problem, stage='MAIL', reply=…)")
+        error = _failure(probe, peer, SMTPPermanentError, "553 to MAIL FROM", hint="a refused MAIL ends the "
+                         "transaction: raise SMTPPermanentError(problem, stage='MAIL', reply=the reply)")
+    if getattr(error.reply, "code", None) != 553:
+        raise Broken("the SMTPPermanentError", "its reply: the server's 553", repr(error.reply))
+    _expect_quit(peer)
 
 
 def greeting_refused(probe: Probe) -> None:
     for greeting, error_class in (("554 5.3.2 no service here", SMTPPermanentError),
                                   ("421 4.3.2 too busy, try later", SMTPTransientError)):
         with SMTPPeer(greeting=greeting, note=probe.note) as peer:
-            try:
-                result = _send(probe, peer, [BETTY])
-            except SMTPError as error:
-                if not isinstance(error, error_class):
-                    raise Broken(f"greeting {greeting[:3]}", error_class.__name__,
-                                 f"{type(error).__name__}: {error}", hint="4xx: try later; 5xx: give up") from None
-                if any(c in ("MAIL", "RCPT", "DATA") for c in peer.commands):
-                    raise Broken(f"after greeting {greeting[:3]}", "no mail transaction", _commands(peer))
-                continue
-            raise Broken(f"greeting {greeting[:3]}", error_class.__name__, repr(result),
-                         hint="only 220 invites the client in (RFC 5321 §3.1)")
+            _failure(probe, peer, error_class, f"greeting {greeting[:3]}",
+                     hint="only 220 invites the client in (RFC 5321 §3.1)")
+        if any(c in ("MAIL", "RCPT", "DATA") for c in peer.commands):
+            raise Broken(f"after greeting {greeting[:3]}", "no mail transaction", _commands(peer))
 
 
 def data_refused(probe: Probe) -> None:
@@ -232,27 +232,13 @@ def split_replies(probe: Probe) -> None:
 
 def connection_lost(probe: Probe) -> None:
     with SMTPPeer({"RCPT": None}, note=probe.note) as peer:  # hangs up at RCPT
-        try:
-            result = _send(probe, peer, [BETTY])
-        except SMTPTransientError:
-            return
-        except SMTPError as error:
-            raise Broken("the server hung up", "SMTPTransientError (try again later)",
-                         f"{type(error).__name__}: {error}") from None
-    raise Broken("the server hung up", "SMTPTransientError (try again later)", repr(result),
+        _failure(probe, peer, SMTPTransientError, "the server hung up",
                  hint="recv() returning b'' means the server closed the connection")
 
 
 def server_silent(probe: Probe) -> None:
     with SMTPPeer(greeting=None, note=probe.note) as peer:
-        try:
-            result = _send(probe, peer, [BETTY], timeout=0.5)
-        except SMTPTransientError:
-            return
-        except SMTPError as error:
-            raise Broken("a server that never greets", "SMTPTransientError after the timeout",
-                         f"{type(error).__name__}: {error}") from None
-    raise Broken("a server that never greets", "SMTPTransientError after the timeout", repr(result),
+        _failure(probe, peer, SMTPTransientError, "a server that never greets", timeout=0.5,
                  hint="sock.settimeout(timeout): a recv that times out raises TimeoutError")
 
 
