@@ -39,6 +39,13 @@ class TraceEvent:
 
 Subscriber = Callable[[TraceEvent], None]
 
+
+def delivered_to(recipient: str) -> Callable[[TraceEvent], bool]:
+    """A predicate: a message for ``recipient`` was stored in its Maildir."""
+    recipient = recipient.lower()
+    return lambda e: (e.kind == "delivered" and e.data.get("recipient", "").lower() == recipient
+                      and e.data.get("detail", "").startswith("maildir"))
+
 _session_ids = itertools.count(1)
 
 

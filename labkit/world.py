@@ -35,7 +35,7 @@ from .mta.host import SERVICES, MailHost
 from .seams import Seams
 from .smtp.client import SendResult
 from .state import STATE_FILE
-from .trace import TraceEvent, Tracer
+from .trace import TraceEvent, Tracer, delivered_to
 
 try:  # POSIX; elsewhere a world's state dir is not locked
     import fcntl
@@ -47,12 +47,6 @@ STATE_DIR_VARIABLE = "LABKIT_STATE_DIR"
 
 class WorldBusy(RuntimeError):
     """Another world already runs in this state directory."""
-
-
-def _delivered_to(recipient: str) -> Callable[[TraceEvent], bool]:
-    recipient = recipient.lower()
-    return lambda e: (e.kind == "delivered" and e.data.get("recipient", "").lower() == recipient
-                      and e.data.get("detail", "").startswith("maildir"))
 
 
 class AsyncWorld:
@@ -272,7 +266,7 @@ class AsyncWorld:
     async def wait_for_delivery(self, recipient: str, timeout: float = 10.0, since: float | None = None,
                                 count: int = 1) -> TraceEvent:
         """Wait until ``count`` messages for ``recipient`` were delivered to its Maildir."""
-        return await self.wait_for(_delivered_to(recipient), timeout, since, count)
+        return await self.wait_for(delivered_to(recipient), timeout, since, count)
 
 
 class World:
@@ -355,7 +349,7 @@ class World:
         self, recipient: str, timeout: float = 10.0, since: float | None = None, count: int = 1
     ) -> TraceEvent:
         """Block until ``count`` messages for ``recipient`` were delivered to its Maildir."""
-        return self.tracer.wait_for(_delivered_to(recipient), timeout, since=since, count=count)
+        return self.tracer.wait_for(delivered_to(recipient), timeout, since=since, count=count)
 
 
 def _same_as_async(name: str) -> Callable[..., Any]:

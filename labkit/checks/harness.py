@@ -132,6 +132,56 @@ def run_rules(seam: str, rules: Iterable[Rule], impl: Any, *, only: Iterable[str
     return report
 
 
+def in_world(probe: Probe, world: Any, predicate: Callable[[Any], bool], *, step: str, expected: str,
+             hint: str = "", since: float = 0.0) -> Any:
+    """Wait for an event of ``world``'s trace matching ``predicate``; a seam-error of
+    the student's part ends the wait at once, as a :class:`Broken` with its traceback.
+    If nothing comes, the last deferral or failure in the trace is what came back."""
+
+    def failed(event: Any) -> bool:
+        return event.kind == "seam-error" and event.data.get("seam") == probe.seam
+
+    try:
+        event = world.wait_for(lambda e: predicate(e) or failed(e), timeout=probe.boundary.deadline + 5, since=since)
+    except TimeoutError:
+        problems = [e.line for e in world.tracer.events() if e.kind in ("deferred", "failed", "seam-error")]
+        raise Broken(step, expected, problems[-1] if problems else "nothing happened", hint=hint) from None
+    if failed(event):
+        traceback = event.data.get("traceback", "")
+        raise Broken(step, expected, event.line + (f"\n{traceback.rstrip()}" if traceback else ""),
+                     hint=_HINTS.get(event.data.get("failure", ""), "").format(
+                         seam=probe.seam, deadline=probe.boundary.deadline) or hint)
+    return event
+
+
+def watch_world(probe: Probe, world: Any, show: Callable[[Any], bool]) -> None:
+    """Copy the world's trace events that ``show`` picks into the rule's transcript."""
+
+    def note(event: Any) -> None:
+        if show(event):
+            line = event.line if event.direction == "*" else f"{event.client} -> {event.server}: {event.line}"
+            probe.note(event.direction, line)
+
+    probe.later(world.tracer.subscribe(note))
+
+
+def entry_points(seam: str, rules: list[Rule]) -> tuple[Callable[..., Report], Callable[..., Report]]:
+    """A check module's ``run`` and ``check`` for ``seam``::
+
+        run, check = entry_points("send_mail", RULES)
+    """
+
+    def run(impl: Any, only: Iterable[str] | None = None, *, deadline: float = DEFAULT_DEADLINE) -> Report:
+        return run_rules(seam, rules, impl, only=only, deadline=deadline, title=seam)
+
+    def check(impl: Any, only: Iterable[str] | None = None, *, deadline: float = DEFAULT_DEADLINE) -> Report:
+        return run(impl, only, deadline=deadline).raise_for_failures()
+
+    run.__doc__ = f"Every rule (or the ``only`` ones named) for a ``{seam}`` implementation: a Report."
+    check.__doc__ = f"Like ``run``, then raise CheckFailed (an AssertionError) if a rule of ``{seam}`` failed."
+    return run, check
+
+
 def _one(probe: Probe, rule: Rule) -> Result:
     try:
         with probe.rule():

@@ -12,14 +12,14 @@ rule is about, or the lab world itself for the last rule. ::
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import Any
 
 from .. import contracts
 from ..net import close_socket
+from ..trace import delivered_to
 from ..smtp.client import SendResult, SMTPError, SMTPPermanentError, SMTPTransientError
-from .harness import Broken, Probe, Rule, run_rules
+from .harness import Broken, Probe, Rule, entry_points, in_world, watch_world
 from .peers import SMTPPeer
-from .result import Report
 
 ALBERT, BETTY, CAROL, DAVE = "albert@awesome.com", "betty@brilliant.com", "carol@careful.com", "dave@brilliant.com"
 HELO = "smtp.awesome.com"
@@ -246,20 +246,12 @@ def in_the_world(probe: Probe) -> None:
     from ..world import World
 
     world = probe.enter(World(deadline=probe.boundary.deadline))
-
-    def show(event) -> None:  # the relay's dialogue, as smtp.brilliant.com saw it
-        if event.kind in ("seam-error", "deferred") or (event.protocol == "smtp" and event.server == "smtp.brilliant.com"):
-            probe.note(event.direction, f"{event.client} -> {event.server}: {event.line}")
-
-    probe.later(world.tracer.subscribe(show))
+    watch_world(probe, world, lambda e: e.kind in ("seam-error", "deferred") or (
+        e.protocol == "smtp" and e.server == "smtp.brilliant.com"))  # the relay, as smtp.brilliant.com saw it
     world.use(send_mail=probe.impl)
     world.send(ALBERT, [BETTY], MESSAGE)
-    try:
-        world.wait_for_delivery(BETTY, timeout=probe.boundary.deadline + 5)
-    except TimeoutError:
-        problems = [e.line for e in world.tracer.events() if e.kind in ("seam-error", "deferred")]
-        raise Broken("Albert -> smtp.awesome.com -> (your send_mail) -> smtp.brilliant.com", "Betty has the mail",
-                     problems[-1] if problems else "nothing arrived", hint="the transcript shows your client's dialogue") from None
+    in_world(probe, world, delivered_to(BETTY), step="Albert -> smtp.awesome.com -> (your send_mail) -> smtp.brilliant.com", expected="Betty has the mail",
+             hint="the transcript shows your client's dialogue as smtp.brilliant.com saw it")
 
 
 RULES: list[Rule] = [
@@ -284,11 +276,4 @@ RULES: list[Rule] = [
 ]
 
 
-def run(impl: Any, only: Iterable[str] | None = None, *, deadline: float = 5.0) -> Report:
-    """Every rule (or the ``only`` ones) for a ``send_mail`` implementation."""
-    return run_rules("send_mail", RULES, impl, only=only, deadline=deadline, title="send_mail")
-
-
-def check(impl: Any, only: Iterable[str] | None = None, *, deadline: float = 5.0) -> Report:
-    """:func:`run`, then raise :class:`~labkit.checks.CheckFailed` if a rule failed."""
-    return run(impl, only, deadline=deadline).raise_for_failures()
+run, check = entry_points("send_mail", RULES)

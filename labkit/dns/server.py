@@ -6,6 +6,7 @@ datagrams and length-framed TCP messages. It serves BIND zone files loaded with
 dnspython (:mod:`labkit.dns.zones`) and answers like a minimal authoritative server:
 
 - answers from its zones carry AA; RD is copied, RA is never set (it does not recurse);
+- records go out in zone-file order (rrset-order fixed): shuffling is the client's job;
 - NXDOMAIN and NODATA carry the zone's SOA in the authority section (RFC 2308);
 - a CNAME is followed while the target is in its zones (RFC 1034 §4.3.2);
 - names outside its zones are REFUSED; other opcodes NOTIMP; garbage FORMERR;
@@ -133,7 +134,10 @@ class DNSServer:
             self._trace(client, session, "*", f"(no answer: fault {fault!r} injected)", transport, kind="dropped")
             return None
         response = self._respond(query, servfail=fault == "servfail")
-        reply = response.to_wire(max_size=_size_limit(query, max_udp), prefer_truncation=True)
+        # Records go out in zone-file order (BIND's rrset-order fixed), not shuffled as
+        # dnspython would: spreading load over equal MX preferences is the sender's
+        # job (RFC 5321 §5.1), and a fixed order lets a lab see whether it is done.
+        reply = response.to_wire(max_size=_size_limit(query, max_udp), prefer_truncation=True, want_shuffle=False)
         self._trace_response(client, session, reply, transport)
         return reply
 
