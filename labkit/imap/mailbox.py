@@ -22,8 +22,8 @@ class SelectedMailbox:
 
     @classmethod
     def open(cls, store: MailStore, name: str, *, readonly: bool) -> "SelectedMailbox":
-        """SELECT/EXAMINE ``name``."""
-        return cls(store.folder(name), readonly=readonly)
+        """SELECT/EXAMINE ``name``: a read-write session claims the \\Recent messages."""
+        return cls(store.folder(name, claim_recent=not readonly), readonly=readonly)
 
     def __init__(self, folder: Folder, *, readonly: bool) -> None:
         self.folder, self.readonly = folder, readonly
