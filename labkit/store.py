@@ -337,6 +337,8 @@ class _Keywords:
             index, _, name = line.partition(" ")
             if index.isdigit() and int(index) < len(KEYWORD_LETTERS) and is_keyword(name):
                 names.setdefault(int(index), name)
+        if not self._names.items() <= names.items():
+            self._flags.clear()  # not just grown: a new table (the folder was made anew)
         self._set(names)
         self._raw = raw
 
@@ -626,6 +628,7 @@ class _FolderState:
                 if entry.size is None and known is not None and known.size is not None:
                     entry.size = known.size
         self.uidlist, self._uidlist_raw, self._valid = uidlist, raw, False
+        self.keywords.reload()  # changed too, perhaps: the folder may even be a new one
         return uidlist
 
     def save(self) -> None:

@@ -176,6 +176,19 @@ def test_keywords_limited_to_26_letters(store: MailStore) -> None:
     assert [m.flags for m in inbox.refresh() if m.uid == uid] == [{"\\Flagged", "k3"}]
 
 
+def test_keyword_table_starts_anew_with_a_recreated_folder(store: MailStore) -> None:
+    work = store.create("Work")
+    work.append(MESSAGE)
+    work.refresh()
+    work.set_flags(1, ["$old"])
+    store.delete("Work")
+    work = store.create("Work")  # same path, same process: nothing of the old table may stay
+    uid = work.append(MESSAGE)
+    work.refresh()
+    assert work.keywords == () and work.set_flags(uid, ["$new"]).flags == {"$new"}
+    assert (store.root / ".Work" / "labkit-keywords").read_text() == "0 $new\n"
+
+
 def test_flag_changes_apply_to_the_disk_not_a_stale_view(store: MailStore) -> None:
     deliver_n(store, 1)
     first, second = store.folder("INBOX"), store.folder("INBOX")
