@@ -446,7 +446,11 @@ class Cursor:
             if canonical is None:
                 raise ParseError(f"unknown system flag {flag}")
             return canonical
-        return self.atom("a flag")
+        keyword = self.atom("a flag")
+        bad = next((c for c in keyword if c in "%*\\"), None)
+        if bad is not None:  # RFC 3501 §9: flag-keyword = atom
+            raise ParseError(f"keyword {keyword} contains {bad!r}, which an atom cannot")
+        return keyword
 
     def flag_list(self) -> list[str]:
         return self.paren_list(self.flag)

@@ -166,8 +166,8 @@ class _SearchParser:
             return lambda c: (flag in c.info.flags) == wanted
         if name in ("KEYWORD", "UNKEYWORD"):
             cursor.sp()
-            keyword, wanted = cursor.flag(), name == "KEYWORD"
-            return lambda c: (keyword in c.info.flags) == wanted
+            keyword, wanted = cursor.flag().lower(), name == "KEYWORD"  # keywords: any case
+            return lambda c: any(flag.lower() == keyword for flag in c.info.flags) == wanted
         if name == "RECENT":
             return lambda c: c.message.recent
         if name == "OLD":

