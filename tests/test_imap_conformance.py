@@ -97,3 +97,17 @@ def test_recent_belongs_to_the_first_read_write_session(server: Server) -> None:
     assert first.untagged_responses["EXISTS"][-1] == b"4" and first.untagged_responses["RECENT"][-1] == b"3"
     for client in (looker, asker, first, second):
         client.logout()
+
+
+def test_search_from_matches_the_envelope_address(server: Server) -> None:
+    client = server.imaplib()
+    for sender in (b"<user-from (comment)@ (comment) domain.org>", b"user-from@domain.org (Real From)",
+                   b"=?utf-8?q?J=C3=BCrgen?= <user-from@domain.org>", b"other@domain.org"):
+        ok(client.append("INBOX", None, None, b"From: " + sender + b"\r\nSubject: s\r\n\r\nbody\r\n"))
+    client.select("INBOX")
+    assert ok(client.search(None, "FROM", "user-from@domain.org")) == [b"4 5 6"]
+    assert ok(client.search(None, "FROM", '"Real From <user-from@"')) == [b"5"]
+    client.literal = "Jürgen <user".encode()  # sent as a literal after the command
+    assert ok(client.search("UTF-8", "FROM")) == [b"6"]
+    assert ok(client.search(None, "TO", "betty@brilliant.com")) == [b"1"]
+    client.logout()

@@ -21,6 +21,7 @@ from typing import Callable
 from labkit.store import MessageInfo
 
 from . import mime
+from .address import parse_address_list
 from .fetch import MessageData
 from .parser import Cursor, ParseError, SeqRange, resolve_sequence_set
 
@@ -46,15 +47,33 @@ class Candidate:
         return self.message.info
 
     @cached_property
-    def _headers(self) -> dict[str, list[str]]:
-        """Decoded header values by lower-case field name."""
+    def _fields(self) -> dict[str, list[str]]:
+        """Unfolded header values by lower-case field name."""
         out: dict[str, list[str]] = {}
         for name, raw in mime.header_fields(self.message.header):
-            out.setdefault(name, []).append(decode_words(mime.unfold(raw)))
+            out.setdefault(name, []).append(mime.unfold(raw))
         return out
+
+    @cached_property
+    def _headers(self) -> dict[str, list[str]]:
+        """Decoded header values by lower-case field name."""
+        return {name: [decode_words(value) for value in values] for name, values in self._fields.items()}
 
     def header(self, name: str) -> list[str]:
         return self._headers.get(name.lower(), [])
+
+    def addresses(self, name: str) -> list[str]:
+        """An address field as written (decoded), and each of its addresses as the
+        envelope has it, ``Name <mailbox@host>``: RFC 3501 §6.4.4 searches FROM, TO, CC
+        and BCC in the envelope, where comments and spaces around ``@`` are gone."""
+        out = list(self.header(name))
+        for value in self._fields.get(name, []):
+            for address in parse_address_list(value):
+                if address.mailbox is None or address.host is None:  # group start or end
+                    continue
+                spec = f"<{address.mailbox}@{address.host}>" if address.host else f"<{address.mailbox}>"
+                out.append(f"{decode_words(address.name)} {spec}" if address.name else spec)
+        return out
 
     @cached_property
     def header_text(self) -> str:
@@ -133,7 +152,7 @@ _DATE_TESTS: dict[str, Callable[[datetime.date, datetime.date], bool]] = {
 _FLAG_KEYS = {
     "ANSWERED": "\\Answered", "DELETED": "\\Deleted", "DRAFT": "\\Draft", "FLAGGED": "\\Flagged", "SEEN": "\\Seen",
 }
-_ADDRESS_KEYS = ("FROM", "TO", "CC", "BCC", "SUBJECT")
+_ADDRESS_KEYS = ("FROM", "TO", "CC", "BCC")
 
 
 class _SearchParser:
@@ -175,7 +194,10 @@ class _SearchParser:
         if name == "NEW":
             return lambda c: c.message.recent and "\\Seen" not in c.info.flags
         if name in _ADDRESS_KEYS:
-            return self._header_key(name.lower(), self.text())
+            field, needle = name.lower(), self.text()
+            return lambda c: any(needle in value.casefold() for value in c.addresses(field))
+        if name == "SUBJECT":
+            return self._header_key("subject", self.text())
         if name == "HEADER":
             cursor.sp()
             field = cursor.text_astring("a header field name", "ascii")

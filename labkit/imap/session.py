@@ -585,7 +585,7 @@ class IMAPSession:
         message = cursor.literal()
         cursor.end()
         folder = self._folder(name, trycreate=True)
-        uid = folder.append(message, set(flags) - {RECENT}, date)
+        uid = folder.append(message, [f for f in flags if f != RECENT], date)
         return R.APPENDED.format(uidvalidity=folder.uidvalidity, uid=uid)
 
     def _do_idle(self, cursor: Cursor) -> None:
@@ -728,13 +728,14 @@ class IMAPSession:
                 flags.append(cursor.flag())
         cursor.end()
         mailbox = self._writable()
-        change = set(flags) - {RECENT}  # \Recent cannot be stored (RFC 3501 §2.3.2)
+        wanted = [f for f in dict.fromkeys(flags) if f != RECENT]  # \Recent cannot be stored (RFC 3501 §2.3.2)
+        change = set(wanted)
         sign, silent = match.group(1), bool(match.group(2))
         folder = mailbox.folder
-        apply: Callable[[int], MessageInfo] = {
-            "+": lambda u: folder.change_flags(u, add=change),
-            "-": lambda u: folder.change_flags(u, remove=change),
-            "": lambda u: folder.set_flags(u, change),
+        apply: Callable[[int], MessageInfo] = {  # keywords get their letters in the order given
+            "+": lambda u: folder.change_flags(u, add=wanted),
+            "-": lambda u: folder.change_flags(u, remove=wanted),
+            "": lambda u: folder.set_flags(u, wanted),
         }[sign]
         changed: list[int] = []
 
