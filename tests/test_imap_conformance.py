@@ -111,3 +111,15 @@ def test_search_from_matches_the_envelope_address(server: Server) -> None:
     assert ok(client.search("UTF-8", "FROM")) == [b"6"]
     assert ok(client.search(None, "TO", "betty@brilliant.com")) == [b"1"]
     client.logout()
+
+
+def test_mailbox_names_that_are_not_modified_utf7_get_no(server: Server) -> None:
+    client = server.imaplib()
+    odd = "!#$&'+,-.0123456789:;<=>?@^_`|[}"  # atom-specials aside, every character an atom may have
+    typ, data = client._simple_command("SELECT", odd)
+    assert typ == "NO" and data[0].startswith(b"[CANNOT] bad modified UTF-7")  # understood: NO, not BAD
+    assert client._simple_command("CREATE", "a&b")[0] == "NO"
+    ok(client._simple_command("LIST", '""', odd + "%*"))
+    assert "LIST" not in client.untagged_responses  # a pattern no name can match
+    assert ok(client.list()) == [b'(\\HasNoChildren) "/" INBOX']
+    client.logout()

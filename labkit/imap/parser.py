@@ -243,6 +243,11 @@ class ParseError(ValueError):
     """The command does not follow the RFC 3501 §9 grammar; the message says how."""
 
 
+class BadMailboxName(ValueError):
+    """A well-formed astring that is no mailbox name (not modified UTF-7, RFC 3501
+    §5.1.3): the command is understood but cannot work, so ``NO``, not ``BAD``."""
+
+
 T = TypeVar("T")
 SeqRange = tuple[int | None, int | None]
 """One range of a sequence set; None stands for ``*`` (RFC 3501 §9 seq-number)."""
@@ -422,7 +427,7 @@ class Cursor:
         try:
             return decode_mailbox(raw)
         except ValueError as e:
-            raise ParseError(str(e)) from None
+            raise BadMailboxName(str(e)) from None
 
     def paren_list(self, item: Callable[[], T], *, allow_empty: bool = True) -> list[T]:
         """``"(" [item *(SP item)] ")"``."""

@@ -52,7 +52,17 @@ from labkit.store import (
 from . import replies as R
 from .fetch import FetchItem, MessageData, parse_fetch_items, render
 from .mailbox import RECENT, SelectedMailbox
-from .parser import MAX_APPEND_LITERAL, MAX_LITERAL, Command, CommandReader, Continue, Cursor, ParseError, Refused
+from .parser import (
+    MAX_APPEND_LITERAL,
+    MAX_LITERAL,
+    BadMailboxName,
+    Command,
+    CommandReader,
+    Continue,
+    Cursor,
+    ParseError,
+    Refused,
+)
 from .search import BadCharset, Candidate, parse_search
 from .wire import CRLF, astring, encode_mailbox, flag_list
 
@@ -149,6 +159,14 @@ def decode_sasl_plain(response: str) -> tuple[str, str, str]:
     decoded = base64.b64decode(b"" if response == "=" else response.encode("ascii"), validate=True).decode("utf-8")
     authzid, authcid, password = decoded.split("\0")
     return authzid, authcid, password
+
+
+def _or_none(read: Callable[[], str]) -> str | None:
+    """A mailbox name or LIST pattern, or None when it is not modified UTF-7."""
+    try:
+        return read()
+    except BadMailboxName:
+        return None
 
 
 def pattern_regex(pattern: str) -> re.Pattern[str]:
@@ -295,7 +313,7 @@ class IMAPSession:
             status, text = "BAD", R.BAD_SYNTAX.format(command=label, problem=e)
         except Failed as e:
             status, text = "NO", str(e)
-        except BadFolderName as e:
+        except (BadFolderName, BadMailboxName) as e:
             status, text = "NO", R.NO_CANNOT.format(reason=e)
         except NoSuchFolder as e:
             status, text = "NO", R.NO_MAILBOX.format(reason=e)
@@ -517,10 +535,12 @@ class IMAPSession:
         folders (or not subscribed) appear as ``\\Noselect`` when none of their
         descendants matches the pattern themselves."""
         cursor.sp()
-        reference = cursor.mailbox()
+        reference = _or_none(cursor.mailbox)
         cursor.sp()
-        pattern = cursor.list_mailbox()
+        pattern = _or_none(cursor.list_mailbox)
         cursor.end()
+        if reference is None or pattern is None:  # not modified UTF-7: no name can match
+            return R.DONE.format(command=command)
         if not pattern:  # the hierarchy delimiter and root (RFC 3501 §6.3.8)
             self._untagged.append(f'* {command} (\\Noselect) "{DELIMITER}" ""'.encode())
             return R.DONE.format(command=command)
