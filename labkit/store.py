@@ -997,9 +997,19 @@ class Folder:
 
     def copy_to(self, uids: Iterable[int], target: "Folder") -> list[int]:
         """Copy messages (bytes, flags, internal date) to ``target``; returns the new
-        UIDs in the order given (RFC 4315 COPYUID)."""
+        UIDs in the order given (RFC 4315 COPYUID). All or none: if one of them is gone
+        (:class:`NoSuchMessage`), the copies made already are removed again."""
         infos = [self.get(uid) for uid in uids]
-        return [target.append(self.read_raw(i.uid), i.flags, i.internaldate) for i in infos]
+        copied: list[int] = []
+        try:
+            for info in infos:
+                copied.append(target.append(self.read_raw(info.uid), info.flags, info.internaldate))
+        except NoSuchMessage:
+            if copied:
+                target.refresh()
+                target.expunge(copied)
+            raise
+        return copied
 
     # -- internals
 

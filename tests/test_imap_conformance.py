@@ -8,8 +8,9 @@ import imaplib
 import os
 
 import pytest
-
 from test_imap import Server, accounts, maildir, ok, server  # noqa: F401 (fixtures)
+
+import labkit
 
 SYSTEM = b"\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded"
 
@@ -123,3 +124,27 @@ def test_mailbox_names_that_are_not_modified_utf7_get_no(server: Server) -> None
     assert "LIST" not in client.untagged_responses  # a pattern no name can match
     assert ok(client.list()) == [b'(\\HasNoChildren) "/" INBOX']
     client.logout()
+
+
+def test_move_id_and_namespace(server: Server) -> None:
+    client = server.imapclient()
+    assert {b"MOVE", b"ID", b"NAMESPACE"} <= set(client.capabilities())
+    assert client.id_({"name": "labkit-test"}) == ((b"name", b"labkit", b"version", labkit.__version__.encode()),)
+    namespace = client.namespace()
+    assert (namespace.personal, namespace.other, namespace.shared) == ((("", "/"),), None, None)
+    client.create_folder("Archive")
+    client.select_folder("INBOX")
+    client.move([1, 3], "Archive")  # UID MOVE
+    assert client.search() == [2]  # imapclient speaks UIDs
+    client.select_folder("Archive")
+    assert [data[b"ENVELOPE"].subject for data in client.fetch(client.search(), ["ENVELOPE"]).values()] == [b"first", b"report"]
+    client.logout()
+    raw = server.imaplib()
+    raw.select("INBOX")
+    typ, data = raw._simple_command("MOVE", "1", "INBOX")  # to itself: a new UID
+    assert typ == "OK" and raw.untagged_responses["OK"][-1].startswith(b"[COPYUID ")
+    assert raw.untagged_responses["EXPUNGE"] == [b"1"] and raw.untagged_responses["EXISTS"][-1] == b"1"
+    assert ok(raw.uid("SEARCH", None, "ALL")) == [b"4"]
+    with pytest.raises(imaplib.IMAP4.error, match="ID: expected a space"):  # a field needs its value
+        raw._simple_command("ID", '("name")')
+    raw.logout()

@@ -226,6 +226,15 @@ def test_uidlist_without_recent_field_is_read(store: MailStore) -> None:
     assert [m.uid for m in again.messages()] == [1, 2] and again.recent == set()
 
 
+def test_copy_is_all_or_nothing(store: MailStore) -> None:
+    deliver_n(store, 3)
+    inbox, work = store.folder("INBOX"), store.create("Work")
+    store.folder("INBOX").expunge([3])  # another session, while inbox still shows it
+    with pytest.raises(NoSuchMessage):
+        inbox.copy_to([1, 2, 3], work)
+    assert work.refresh() == [] and work.uidnext == 3  # the two copies are gone again
+
+
 def test_folders_create_rename_delete(store: MailStore) -> None:
     store.create("Work/Projects/2024")
     store.create("Sent/")

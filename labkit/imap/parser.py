@@ -380,6 +380,10 @@ class Cursor:
             return self.quoted()
         raise ParseError(f"expected a quoted string or a literal {self._where()}")
 
+    def nstring(self) -> bytes | None:
+        """NIL or a string."""
+        return None if self.take_word("NIL") else self.string()
+
     def astring(self, what: str = "a string") -> bytes:
         """An atom (``]`` allowed), a quoted string or a literal."""
         if self.at_literal() or self.at('"'):

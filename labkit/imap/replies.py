@@ -1,7 +1,10 @@
 """IMAP server responses, as named constants (RFC 3501 §7; response codes in brackets:
 RFC 3501 §7.1, RFC 5530, RFC 4315 UIDPLUS). ``{}`` fields are filled in by the session."""
 
-CAPABILITIES = "IMAP4rev1 LITERAL+ SASL-IR IDLE UIDPLUS UNSELECT CHILDREN AUTH=PLAIN"
+from labkit import __version__
+
+CAPABILITIES = "IMAP4rev1 LITERAL+ SASL-IR IDLE UIDPLUS UNSELECT CHILDREN MOVE ID NAMESPACE AUTH=PLAIN"
+ID_FIELDS = (("name", "labkit"), ("version", __version__))  # RFC 2971 §3.3 field names
 
 GREETING = "* OK [CAPABILITY {caps}] {host} labkit IMAP4rev1 server ready"
 BYE_LOGOUT = "* BYE {host} IMAP4rev1 server logging out"
@@ -16,7 +19,7 @@ DONE = "{command} completed"
 LOGGED_IN = "[CAPABILITY {caps}] Logged in as {user}"
 SELECTED = "[{mode}] {command} completed, now in the selected state"
 APPENDED = "[APPENDUID {uidvalidity} {uid}] APPEND completed"
-COPIED = "[COPYUID {uidvalidity} {source} {target}] COPY completed"
+COPYUID = "[COPYUID {uidvalidity} {source} {target}]"
 IDLE_DONE = "IDLE terminated"
 
 # BAD: the command could not be understood

@@ -1,5 +1,5 @@
 """A sans-IO IMAP4rev1 server session (RFC 3501, with LITERAL+, IDLE, UIDPLUS, UNSELECT,
-CHILDREN, SASL-IR and AUTH=PLAIN).
+CHILDREN, SASL-IR, AUTH=PLAIN, MOVE, ID and NAMESPACE).
 
 Bytes in, bytes out: :class:`IMAPSession` implements :class:`labkit.session.Session` and
 never touches a socket; :func:`labkit.session.serve_session` serves it::
@@ -129,8 +129,11 @@ COMMANDS: dict[str, Spec] = {
     "FETCH": Spec("_do_fetch", SELECTED, Sync.NO_EXPUNGE),
     "STORE": Spec("_do_store", SELECTED, Sync.NO_EXPUNGE),
     "COPY": Spec("_do_copy", SELECTED),
+    "MOVE": Spec("_do_move", SELECTED),
+    "ID": Spec("_do_id", ANY),
+    "NAMESPACE": Spec("_do_namespace", AUTH),
 }
-UID_COMMANDS = ("FETCH", "STORE", "SEARCH", "COPY", "EXPUNGE")
+UID_COMMANDS = ("FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE")
 """``UID <command>``: the same handlers with ``uid=True``; they may send EXPUNGE."""
 
 
@@ -283,7 +286,7 @@ class IMAPSession:
                 cursor.sp()
                 name = cursor.atom("a UID command").upper()
                 if name not in UID_COMMANDS:
-                    raise ParseError(f"UID {name} is not a UID command (FETCH, STORE, SEARCH, COPY, EXPUNGE)")
+                    raise ParseError(f"UID {name} is not a UID command ({', '.join(UID_COMMANDS)})")
         except ParseError as e:
             return self._line(f"{tag} BAD {e}")
         spec = COMMANDS.get(name)
@@ -784,12 +787,55 @@ class IMAPSession:
         cursor.sp()
         uids = self._messages(cursor, uid)
         name = self._mailbox_arg(cursor)
-        target = self._folder(name, trycreate=True)
-        mailbox = self._selected
+        code = self._copy(uids, self._folder(name, trycreate=True))
+        return f"{code} COPY completed" if code else R.DONE.format(command="COPY")
+
+    def _do_move(self, cursor: Cursor, uid: bool = False) -> str:
+        """MOVE set mailbox (RFC 6851): a COPY, then the originals are expunged; the
+        COPYUID comes untagged, before the EXPUNGEs (§4.3). Nothing is expunged unless
+        every message was copied."""
+        cursor.sp()
+        uids = self._messages(cursor, uid)
+        name = self._mailbox_arg(cursor)
+        mailbox = self._writable()
+        code = self._copy(uids, self._folder(name, trycreate=True))
+        if code:
+            self._untagged.append(f"* OK {code} Moved".encode())
+        mailbox.folder.expunge(uids)
+        self._untagged += mailbox.remove(uids)
+        return R.DONE.format(command="UID MOVE" if uid else "MOVE")
+
+    def _copy(self, uids: list[int], target: Folder) -> str:
+        """Copy messages to ``target`` (all or none); the COPYUID code, "" if none."""
         try:
-            copied = mailbox.folder.copy_to(uids, target)
-        except NoSuchMessage:
+            copied = self._selected.folder.copy_to(uids, target)
+        except NoSuchMessage:  # RFC 2180 §4.4.1: a COPY of an expunged message fails whole
             raise Failed(R.NO_EXPUNGE_ISSUED) from None
         if not copied:
-            return R.DONE.format(command="COPY")
-        return R.COPIED.format(uidvalidity=target.uidvalidity, source=uid_set(uids), target=uid_set(copied))
+            return ""
+        return R.COPYUID.format(uidvalidity=target.uidvalidity, source=uid_set(uids), target=uid_set(copied))
+
+    # -- any state: who we are, where mailboxes are ---------------------------------
+
+    def _do_id(self, cursor: Cursor) -> str:
+        """ID (RFC 2971): the client may say who it is; we say who we are."""
+        cursor.sp()
+        if not cursor.take_word("NIL"):
+            cursor.paren_list(lambda: self._id_pair(cursor))
+        cursor.end()
+        fields = " ".join(f'"{name}" "{value}"' for name, value in R.ID_FIELDS)
+        self._untagged.append(f"* ID ({fields})".encode())
+        return R.DONE.format(command="ID")
+
+    @staticmethod
+    def _id_pair(cursor: Cursor) -> tuple[bytes, bytes | None]:
+        """``string SP nstring`` (RFC 2971 §4); what the client says is not kept."""
+        field = cursor.string()
+        cursor.sp()
+        return field, cursor.nstring()
+
+    def _do_namespace(self, cursor: Cursor) -> str:
+        """NAMESPACE (RFC 2342): one personal namespace, no prefix; no others."""
+        cursor.end()
+        self._untagged.append(f'* NAMESPACE (("" "{DELIMITER}")) NIL NIL'.encode())
+        return R.DONE.format(command="NAMESPACE")
