@@ -148,3 +148,23 @@ def test_move_id_and_namespace(server: Server) -> None:
     with pytest.raises(imaplib.IMAP4.error, match="ID: expected a space"):  # a field needs its value
         raw._simple_command("ID", '("name")')
     raw.logout()
+
+
+def test_fetch_and_store_of_a_message_expunged_elsewhere_answer_ok(server: Server) -> None:
+    mine, other = server.imaplib(), server.imaplib()
+    mine.select("INBOX")
+    other.select("INBOX")
+    ok(other.store("2", "+FLAGS", "(\\Deleted)"))
+    ok(other.expunge())
+    told(mine)
+    typ, data = mine._simple_command("FETCH", "1:3", "(UID FLAGS RFC822.SIZE ENVELOPE BODY.PEEK[])")
+    assert typ == "OK" and data[0].startswith(b"[EXPUNGEISSUED] FETCH completed")  # not NO: RFC 2180 4.1.1
+    gone = next(line for line in told(mine) if isinstance(line, bytes) and line.startswith(b"2 "))
+    assert gone == b"2 (UID 2 FLAGS (\\Recent) RFC822.SIZE 0 ENVELOPE (" + b" ".join([b"NIL"] * 10) + b") BODY[] NIL)"
+    typ, data = mine._simple_command("STORE", "1:3", "+FLAGS", "(\\Flagged)")
+    assert typ == "OK" and data[0].startswith(b"[EXPUNGEISSUED] STORE completed")
+    assert [line[:2] for line in told(mine)] == [b"1 ", b"3 "]  # 2 was not changed: no FETCH for it
+    assert "EXPUNGE" not in mine.untagged_responses  # not during FETCH or STORE (RFC 3501 7.4.1)
+    ok(mine.noop())
+    assert mine.untagged_responses["EXPUNGE"] == [b"2"]
+    mine.logout(), other.logout()

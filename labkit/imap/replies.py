@@ -21,6 +21,7 @@ SELECTED = "[{mode}] {command} completed, now in the selected state"
 APPENDED = "[APPENDUID {uidvalidity} {uid}] APPEND completed"
 COPYUID = "[COPYUID {uidvalidity} {source} {target}]"
 IDLE_DONE = "IDLE terminated"
+OK_EXPUNGE_ISSUED = "[EXPUNGEISSUED] {command} completed; some messages were expunged by another session: {what}"
 
 # BAD: the command could not be understood
 BAD_SYNTAX = "{command}: {problem}"

@@ -157,6 +157,12 @@ def stored(sign: str, flags: frozenset[str], change: set[str]) -> frozenset[str]
     return flags | change if sign == "+" else flags - change if sign == "-" else frozenset(change)
 
 
+def completed(command: str, gone: bool, what: str) -> str:
+    """The OK text of FETCH or STORE; ``gone``: some messages were expunged by another
+    session, which the client will hear of later (OK [EXPUNGEISSUED], RFC 5530)."""
+    return R.OK_EXPUNGE_ISSUED.format(command=command, what=what) if gone else R.DONE.format(command=command)
+
+
 def decode_sasl_plain(response: str) -> tuple[str, str, str]:
     """RFC 4616: base64 of ``authzid NUL authcid NUL password`` ("=" is empty, RFC 4959)."""
     decoded = base64.b64decode(b"" if response == "=" else response.encode("ascii"), validate=True).decode("utf-8")
@@ -705,33 +711,29 @@ class IMAPSession:
         mark_seen = not mailbox.readonly and any(item.sets_seen for item in items)
         with_flags = items + [FetchItem("FLAGS")] if not any(item.name == "FLAGS" for item in items) else items
 
-        def respond(u: int) -> bytes:
-            message = self._message(u)
-            chosen = items
-            if mark_seen and SEEN not in mailbox.infos[u].flags:
-                message.info = mailbox.folder.change_flags(u, add=[SEEN])
-                mailbox.update(message.info)
-                chosen = with_flags
-            flags = mailbox.flags(u)
-            return b"* %d FETCH (%s)" % (mailbox.msn(u), b" ".join(render(item, message, flags) for item in chosen))
-
-        if self._for_each(uids, respond):
-            raise Failed(R.NO_EXPUNGE_ISSUED)
-        return R.DONE.format(command="UID FETCH" if uid else "FETCH")
-
-    def _for_each(self, uids: list[int], respond: Callable[[int], bytes | None]) -> bool:
-        """Answer for each message; messages expunged meanwhile are skipped. Returns
-        whether there were any."""
         gone = False
         for u in uids:
-            try:
-                line = respond(u)
-            except NoSuchMessage:
-                gone = True
-                continue
-            if line is not None:
-                self._untagged.append(line)
-        return gone
+            message = self._message(u)
+            chosen = with_flags if mark_seen and self._mark_seen(message) else items
+            flags = mailbox.flags(u)
+            items_text = b" ".join(render(item, message, flags) for item in chosen)
+            self._untagged.append(b"* %d FETCH (%s)" % (mailbox.msn(u), items_text))
+            gone |= message.gone
+        # RFC 3501 §7.4.1: no EXPUNGE now, so a message expunged elsewhere keeps its number
+        # and what is still known of it; the rest is NIL (RFC 2180 §4.1.1), as in Dovecot.
+        return completed("UID FETCH" if uid else "FETCH", gone, "their contents are NIL")
+
+    def _mark_seen(self, message: MessageData) -> bool:
+        """Set \\Seen (a FETCH of a body section); whether the flags changed."""
+        mailbox = self._selected
+        if SEEN in message.info.flags:
+            return False
+        try:
+            message.info = mailbox.folder.change_flags(message.info.uid, add=[SEEN])
+        except NoSuchMessage:  # expunged meanwhile: nothing to mark
+            return False
+        mailbox.update(message.info)
+        return True
 
     def _do_store(self, cursor: Cursor, uid: bool = False) -> str:
         """STORE set [+|-]FLAGS[.SILENT] flags (RFC 3501 §6.4.6)."""
@@ -761,21 +763,21 @@ class IMAPSession:
             "": lambda u: folder.set_flags(u, wanted),
         }[sign]
         changed: list[int] = []
-
-        def store(u: int) -> None:
+        gone = False
+        for u in uids:
             expected = stored(sign, mailbox.infos[u].flags, change)
-            info = apply(u)  # the flags on disk now, with other sessions' changes too
+            try:
+                info = apply(u)  # the flags on disk now, with other sessions' changes too
+            except NoSuchMessage:  # expunged by another session; we may not say so yet
+                gone = True
+                continue
             # .SILENT: the client takes its own change as done; anything else is news for the sync
             mailbox.update(info if not silent or info.flags == expected else info.with_flags(expected))
             changed.append(u)
-
-        gone = self._for_each(uids, store)
         self._untagged += mailbox.keyword_news()  # before a FETCH shows a new keyword
         if not silent:
             self._untagged += [self._flags_fetch(u, with_uid=uid) for u in changed]
-        if gone:
-            raise Failed(R.NO_EXPUNGE_ISSUED)
-        return R.DONE.format(command="UID STORE" if uid else "STORE")
+        return completed("UID STORE" if uid else "STORE", gone, "their flags stay as they were")
 
     def _flags_fetch(self, u: int, *, with_uid: bool) -> bytes:
         mailbox = self._selected
