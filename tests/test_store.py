@@ -200,7 +200,7 @@ def test_flag_changes_apply_to_the_disk_not_a_stale_view(store: MailStore) -> No
     assert first.refresh()[0].flags == {"\\Answered"}
 
 
-def test_recent_claimed_by_one_session_and_durably(store: MailStore) -> None:
+def test_recent_claimed_by_one_session_and_saved_with_the_uid_list(store: MailStore) -> None:
     deliver_n(store, 2)
     assert store.folder("INBOX").recent == {1, 2}  # looking claims nothing
     claimer, late = store.folder("INBOX", claim_recent=True), store.folder("INBOX", claim_recent=True)
@@ -213,6 +213,18 @@ def test_recent_claimed_by_one_session_and_durably(store: MailStore) -> None:
     out = subprocess.run([sys.executable, "-c", code, str(store.root)], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == "[]", out.stderr
     assert (store.root / "labkit-uidlist").read_text().split("\n")[0].endswith(f" {uid + 2} {uid + 2}")
+
+
+def test_a_claim_not_yet_saved_outlives_another_process_writing_the_uid_list(store: MailStore) -> None:
+    deliver_n(store, 2)
+    store.folder("INBOX")  # gives the UIDs (and saves them)
+    assert store.folder("INBOX", claim_recent=True).recent == {1, 2}  # a claim, in memory only
+    code = "import sys; from labkit.store import MailStore; MailStore(sys.argv[1]).folder('INBOX').append(b'x')"
+    subprocess.run([sys.executable, "-c", code, str(store.root)], check=True, timeout=30)
+    inbox = store.folder("INBOX")
+    assert inbox.recent == {3}  # 1 and 2 stay claimed here
+    inbox.append(b"y")
+    assert (store.root / "labkit-uidlist").read_text().split("\n")[0].endswith(" 5 3")  # saved with the next write
 
 
 def test_uidlist_without_recent_field_is_read(store: MailStore) -> None:
