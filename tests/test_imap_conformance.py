@@ -168,3 +168,25 @@ def test_fetch_and_store_of_a_message_expunged_elsewhere_answer_ok(server: Serve
     ok(mine.noop())
     assert mine.untagged_responses["EXPUNGE"] == [b"2"]
     mine.logout(), other.logout()
+
+
+def test_deeply_nested_search_is_answered(server: Server) -> None:
+    client = server.imaplib()
+    client.select("INBOX")
+    ok(client.store("2", "+FLAGS", "(\\Seen)"))
+    deep = {
+        "NOT " * 5000 + "SEEN": b"2",  # an even number of NOTs
+        "NOT " * 4999 + "SEEN": b"1 3",
+        "(" * 5000 + "SEEN" + ")" * 5000: b"2",
+        "OR " * 3000 + "SEEN" + " DELETED" * 3000: b"2",  # OR OR OR ... a b c d
+        "OR DELETED " * 3000 + "SEEN": b"2",  # OR a OR b OR c ...
+        "(NOT (" * 2000 + "UNSEEN" + "))" * 2000: b"1 3",
+    }
+    for keys, found in deep.items():
+        typ, data = client._simple_command("SEARCH", keys)
+        assert typ == "OK" and client.untagged_responses.pop("SEARCH") == [found], keys[:40]
+    alternating = "OR SEEN NOT " * 60 + "ALL"  # OR and NOT alternate: 120 levels
+    with pytest.raises(imaplib.IMAP4.error, match="nested too deeply: at most 100 levels"):
+        client._simple_command("SEARCH", alternating)
+    assert ok(client.search(None, "OR SEEN NOT " * 49 + "ALL")) == [b"2"]  # 98 levels: answered
+    client.logout()
