@@ -190,3 +190,13 @@ def test_deeply_nested_search_is_answered(server: Server) -> None:
         client._simple_command("SEARCH", alternating)
     assert ok(client.search(None, "OR SEEN NOT " * 49 + "ALL")) == [b"2"]  # 98 levels: answered
     client.logout()
+
+
+def test_repeated_fetch_items_are_answered_once(server: Server) -> None:
+    client = server.imaplib()
+    client.select("INBOX")
+    typ, data = client._simple_command("FETCH", "1", "(" + "FLAGS " * 10_000 + "UID)")
+    assert typ == "OK" and told(client) == [b"1 (FLAGS (\\Recent) UID 1)"]
+    data = ok(client.fetch("2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY[HEADER.FIELDS (SUBJECT)] FLAGS)"))
+    assert len(data) == 2 and data[0][0].startswith(b"2 (BODY[HEADER.FIELDS (SUBJECT)] {") and data[1] == b" FLAGS (\\Seen \\Recent))"
+    client.logout()

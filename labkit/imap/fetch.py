@@ -71,11 +71,27 @@ class FetchItem:
 def parse_fetch_items(cursor: Cursor) -> list[FetchItem]:
     """A macro (ALL, FAST, FULL), one fetch-att, or a parenthesised list of them."""
     if cursor.at("("):
-        return cursor.paren_list(lambda: _fetch_att(cursor), allow_empty=False)
+        return _once(cursor.paren_list(lambda: _fetch_att(cursor), allow_empty=False))
     start_name = _att_name(cursor)
     if start_name in MACROS:
         return [FetchItem(name) for name in MACROS[start_name]]
     return [_fetch_att(cursor, start_name)]
+
+
+def _once(items: list[FetchItem]) -> list[FetchItem]:
+    """Each item once, where it was first asked for (``FLAGS FLAGS`` gets one FLAGS, as
+    in Dovecot); ``BODY[x]`` and ``BODY.PEEK[x]`` are one item, which sets \\Seen if
+    either does."""
+    first: dict[tuple[str, Section | None, tuple[int, int] | None], int] = {}
+    out: list[FetchItem] = []
+    for item in items:
+        key = (item.name, item.section, item.partial)
+        if key not in first:
+            first[key] = len(out)
+            out.append(item)
+        elif not item.peek:
+            out[first[key]] = item
+    return out
 
 
 def _att_name(cursor: Cursor) -> str:
