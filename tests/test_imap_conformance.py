@@ -15,15 +15,21 @@ import labkit
 SYSTEM = b"\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded"
 
 
+def two_selected(server: Server) -> tuple[imaplib.IMAP4, imaplib.IMAP4]:
+    """Two sessions with INBOX selected; the first claims the \\Recent messages."""
+    first, second = server.imaplib(), server.imaplib()
+    first.select("INBOX")
+    second.select("INBOX")
+    return first, second
+
+
 def told(client: imaplib.IMAP4, name: str = "FETCH") -> list[bytes]:
     """The untagged responses ``name`` the client has had since last asked."""
     return client.untagged_responses.pop(name, [])
 
 
 def test_keywords_are_kept_announced_and_searchable(server: Server) -> None:
-    one, two = server.imaplib(), server.imaplib()
-    one.select("INBOX")  # claims the messages: \Recent here, not in two
-    two.select("INBOX")
+    one, two = two_selected(server)  # one has the \Recent messages, two none
     assert two.untagged_responses["FLAGS"] == [b"(" + SYSTEM + b")"]
     assert two.untagged_responses["OK"][0].startswith(b"[PERMANENTFLAGS (" + SYSTEM + b" \\*)]")
     assert ok(one.store("2", "+FLAGS", "($hello $world)")) == [b"2 (FLAGS (\\Recent $hello $world))"]
@@ -59,9 +65,7 @@ def test_a_full_keyword_table_answers_no_limit(server: Server) -> None:
 
 
 def test_two_sessions_changing_one_message_keep_both_changes(server: Server) -> None:
-    one, two = server.imaplib(), server.imaplib()
-    one.select("INBOX")
-    two.select("INBOX")
+    one, two = two_selected(server)
     ok(one.store("1", "FLAGS", "(\\Seen)"))
     ok(two.noop())
     told(two)
@@ -151,9 +155,7 @@ def test_move_id_and_namespace(server: Server) -> None:
 
 
 def test_fetch_and_store_of_a_message_expunged_elsewhere_answer_ok(server: Server) -> None:
-    mine, other = server.imaplib(), server.imaplib()
-    mine.select("INBOX")
-    other.select("INBOX")
+    mine, other = two_selected(server)
     ok(other.store("2", "+FLAGS", "(\\Deleted)"))
     ok(other.expunge())
     told(mine)
