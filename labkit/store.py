@@ -263,19 +263,20 @@ def split_name(filename: str) -> tuple[str, str]:
     return key, (info[2:] if sep and info.startswith("2,") else "")
 
 
+_ATOM_SPECIALS = frozenset('(){ %*"\\]')
+
+
 def is_keyword(flag: str) -> bool:
     """Whether ``flag`` can be stored as a keyword: an RFC 3501 §9 atom, not ``\\...``."""
     return bool(flag) and all(0x20 < ord(c) < 0x7F and c not in _ATOM_SPECIALS for c in flag)
-
-
-_ATOM_SPECIALS = frozenset('(){ %*"\\]')
 
 
 class _Keywords:
     """A folder's keywords and their info letters ``a``-``z`` (``labkit-keywords``).
 
     Only grows: a letter, once given, keeps its keyword, and the table is written
-    durably before any file name carries the letter. Use it under the folder lock."""
+    durably before any file name carries the letter. Change it under the folder lock;
+    its dicts are replaced, never changed, so :attr:`names` may be read without."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -287,7 +288,8 @@ class _Keywords:
     @property
     def names(self) -> tuple[str, ...]:
         """The keywords, in the order they were first used."""
-        return tuple(self._names[i] for i in sorted(self._names))
+        names = self._names
+        return tuple(names[i] for i in sorted(names))
 
     def flags(self, letters: str) -> frozenset[str]:
         """The IMAP flags of a file's info letters; a keyword letter not in the table
@@ -352,39 +354,36 @@ class _Keywords:
 
     def _indexes(self, keywords: list[str], *, create: bool, strict: bool) -> list[int]:
         found: list[int] = []
-        added: dict[str, int] = {}  # lower-case keyword -> its new index
-        try:
-            for keyword in keywords:
-                index = self._index.get(keyword.lower(), added.get(keyword.lower()))
-                if index is None and create:
-                    index = self._free(keyword, strict)
-                    if index is not None:
-                        added[keyword.lower()], self._names[index] = index, keyword
+        names = dict(self._names)  # the table with the new keywords, published once saved
+        index_of = dict(self._index)
+        for keyword in keywords:
+            index = index_of.get(keyword.lower())
+            if index is None and create:
+                index = self._free(names, keyword, strict)
                 if index is not None:
-                    found.append(index)
-            if added:
-                data = "".join(f"{i} {name}\n" for i, name in sorted(self._names.items())).encode("utf-8")
-                write_durably(Path(self.path), data)  # before any file name carries a new letter
-                self._raw = data
-        except BaseException:
-            for index in added.values():
-                del self._names[index]
-            raise
-        self._set(self._names)
+                    names[index], index_of[keyword.lower()] = keyword, index
+            if index is not None:
+                found.append(index)
+        if names != self._names:
+            data = "".join(f"{i} {name}\n" for i, name in sorted(names.items())).encode("utf-8")
+            write_durably(Path(self.path), data)  # before any file name carries a new letter
+            self._set(names)
+            self._raw = data
         return found
 
-    def _free(self, keyword: str, strict: bool) -> int | None:
-        free = next((i for i in range(len(KEYWORD_LETTERS)) if i not in self._names), None)
+    @staticmethod
+    def _free(names: dict[int, str], keyword: str, strict: bool) -> int | None:
+        free = next((i for i in range(len(KEYWORD_LETTERS)) if i not in names), None)
         if free is None and strict:
             raise TooManyKeywords(f"no room for keyword {keyword}: this folder has {len(KEYWORD_LETTERS)}"
                                   " keywords already, the most Maildir names can carry (a-z)")
         return free
 
     def _set(self, names: dict[int, str]) -> None:
-        self._names = names
-        self._index = {}
+        index_of: dict[str, int] = {}
         for index in sorted(names):
-            self._index.setdefault(names[index].lower(), index)
+            index_of.setdefault(names[index].lower(), index)
+        self._names, self._index = names, index_of
 
 
 def crlf(data: bytes) -> bytes:

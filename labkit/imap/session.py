@@ -37,11 +37,11 @@ from labkit.maildir import watch
 from labkit.session import PeerInfo
 from labkit.store import (
     INBOX,
-    MessageInfo,
     BadFolderName,
     Folder,
     FolderExists,
     MailStore,
+    MessageInfo,
     NoSuchFolder,
     NoSuchMessage,
     StoreError,
@@ -374,6 +374,23 @@ class IMAPSession:
         cursor.end()
         return R.DONE.format(command="NOOP")
 
+    def _do_id(self, cursor: Cursor) -> str:
+        """ID (RFC 2971): the client may say who it is; we say who we are."""
+        cursor.sp()
+        if not cursor.take_word("NIL"):
+            cursor.paren_list(lambda: self._id_pair(cursor))
+        cursor.end()
+        fields = " ".join(f'"{name}" "{value}"' for name, value in R.ID_FIELDS)
+        self._untagged.append(f"* ID ({fields})".encode())
+        return R.DONE.format(command="ID")
+
+    @staticmethod
+    def _id_pair(cursor: Cursor) -> tuple[bytes, bytes | None]:
+        """``string SP nstring`` (RFC 2971 §4); what the client says is not kept."""
+        field = cursor.string()
+        cursor.sp()
+        return field, cursor.nstring()
+
     def _do_logout(self, cursor: Cursor) -> str:
         cursor.end()
         self._untagged.append(R.BYE_LOGOUT.format(host=self.hostname).encode())
@@ -497,6 +514,12 @@ class IMAPSession:
         name = cursor.mailbox()
         cursor.end()
         return name
+
+    def _do_namespace(self, cursor: Cursor) -> str:
+        """NAMESPACE (RFC 2342): one personal namespace, no prefix; no others."""
+        cursor.end()
+        self._untagged.append(f'* NAMESPACE (("" "{DELIMITER}")) NIL NIL'.encode())
+        return R.DONE.format(command="NAMESPACE")
 
     def _do_create(self, cursor: Cursor) -> str:
         name = self._mailbox_arg(cursor)
@@ -816,28 +839,3 @@ class IMAPSession:
         if not copied:
             return ""
         return R.COPYUID.format(uidvalidity=target.uidvalidity, source=uid_set(uids), target=uid_set(copied))
-
-    # -- any state: who we are, where mailboxes are ---------------------------------
-
-    def _do_id(self, cursor: Cursor) -> str:
-        """ID (RFC 2971): the client may say who it is; we say who we are."""
-        cursor.sp()
-        if not cursor.take_word("NIL"):
-            cursor.paren_list(lambda: self._id_pair(cursor))
-        cursor.end()
-        fields = " ".join(f'"{name}" "{value}"' for name, value in R.ID_FIELDS)
-        self._untagged.append(f"* ID ({fields})".encode())
-        return R.DONE.format(command="ID")
-
-    @staticmethod
-    def _id_pair(cursor: Cursor) -> tuple[bytes, bytes | None]:
-        """``string SP nstring`` (RFC 2971 §4); what the client says is not kept."""
-        field = cursor.string()
-        cursor.sp()
-        return field, cursor.nstring()
-
-    def _do_namespace(self, cursor: Cursor) -> str:
-        """NAMESPACE (RFC 2342): one personal namespace, no prefix; no others."""
-        cursor.end()
-        self._untagged.append(f'* NAMESPACE (("" "{DELIMITER}")) NIL NIL'.encode())
-        return R.DONE.format(command="NAMESPACE")
