@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import imaplib
 import os
+import socket
 
 import pytest
 from test_imap import Server, accounts, maildir, ok, server  # noqa: F401 (fixtures)
@@ -202,3 +203,26 @@ def test_repeated_fetch_items_are_answered_once(server: Server) -> None:
     data = ok(client.fetch("2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY[HEADER.FIELDS (SUBJECT)] FLAGS)"))
     assert len(data) == 2 and data[0][0].startswith(b"2 (BODY[HEADER.FIELDS (SUBJECT)] {") and data[1] == b" FLAGS (\\Seen \\Recent))"
     client.logout()
+
+
+def test_a_keyword_set_elsewhere_is_announced_before_a_fetch_shows_it(server: Server) -> None:
+    one = server.imaplib()
+    one.select("INBOX")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock, sock.makefile("rb") as f:
+
+        def command(line: bytes) -> list[bytes]:
+            sock.sendall(line + b"\r\n")
+            lines = [f.readline()]
+            while not lines[-1].startswith(line.split(b" ")[0] + b" "):
+                lines.append(f.readline())
+            return lines
+
+        f.readline()
+        command(b"a LOGIN betty pw")
+        command(b"b SELECT INBOX")
+        ok(one.store("1", "+FLAGS", "($new)"))
+        lines = command(b"c FETCH 1 (BODY[TEXT])")  # sets \Seen: the flags come from the disk, $new too
+        flags = next(i for i, line in enumerate(lines) if line.startswith(b"* FLAGS "))
+        fetch = next(i for i, line in enumerate(lines) if line.startswith(b"* 1 FETCH "))
+        assert flags < fetch and b"$new" in lines[flags] and lines[fetch + 2] == b" FLAGS (\\Seen $new))\r\n"
+    one.logout()

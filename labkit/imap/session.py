@@ -756,6 +756,7 @@ class IMAPSession:
         except NoSuchMessage:  # expunged meanwhile: nothing to mark
             return False
         mailbox.update(message.info)
+        self._untagged += mailbox.keyword_news()  # the flags on disk may have a keyword new to us
         return True
 
     def _do_store(self, cursor: Cursor, uid: bool = False) -> str:
