@@ -22,6 +22,7 @@ from labkit.store import (
     NoSuchFolder,
     NoSuchMessage,
     StoreError,
+    TooManyKeywords,
 )
 
 MESSAGE = b"From: albert@awesome.com\r\nSubject: hi\r\n\r\nHello Betty\r\n"
@@ -146,6 +147,106 @@ def test_copy_to_returns_new_uids_in_order(store: MailStore) -> None:
     assert copied[0].flags == {"\\Flagged"}
 
 
+def test_keywords_kept_as_letters_with_a_durable_table(store: MailStore) -> None:
+    (key,) = deliver_n(store, 1)
+    inbox = store.folder("INBOX")
+    os.rename(store.root / "cur" / f"{key}:2,", store.root / "cur" / f"{key}:2,z")  # a letter nobody knows
+    inbox.refresh()
+    info = inbox.set_flags(1, ["\\Seen", "$Hello", "NIL", "$hello"])  # keywords compare case-insensitively
+    assert info.flags == {"\\Seen", "$Hello", "NIL"}
+    assert os.listdir(store.root / "cur") == [f"{key}:2,Sabz"]
+    assert (store.root / "labkit-keywords").read_text() == "0 $Hello\n1 NIL\n"  # Dovecot's dovecot-keywords format
+    assert inbox.change_flags(1, add=["$world"], remove=["nil", "$unknown"]).flags == {"\\Seen", "$Hello", "$world"}
+    assert inbox.keywords == ("$Hello", "NIL", "$world")
+    code = ("import sys; from labkit.store import MailStore; f = MailStore(sys.argv[1]).folder('INBOX');"
+            "print(sorted(f.messages()[0].flags)); f.change_flags(1, add=['$Later'])")
+    out = subprocess.run([sys.executable, "-c", code, str(store.root)], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "['$Hello', '$world', '\\\\Seen']", out.stderr
+    assert inbox.refresh()[0].flags == {"\\Seen", "$Hello", "$world", "$Later"}  # a letter new to this process
+
+
+def test_keywords_limited_to_26_letters(store: MailStore) -> None:
+    deliver_n(store, 1)
+    inbox = store.folder("INBOX")
+    inbox.set_flags(1, [f"k{n}" for n in range(26)])
+    with pytest.raises(TooManyKeywords, match="no room for keyword extra"):
+        inbox.change_flags(1, add=["\\Seen", "extra"])
+    assert len(inbox.refresh()[0].flags) == 26  # nothing changed
+    uid = inbox.append(MESSAGE, ["\\Flagged", "k3", "extra"])  # APPEND: flags SHOULD be kept, so this one is left out
+    assert [m.flags for m in inbox.refresh() if m.uid == uid] == [{"\\Flagged", "k3"}]
+
+
+def test_keyword_table_starts_anew_with_a_recreated_folder(store: MailStore) -> None:
+    work = store.create("Work")
+    work.append(MESSAGE)
+    work.refresh()
+    work.set_flags(1, ["$old"])
+    store.delete("Work")
+    work = store.create("Work")  # same path, same process: nothing of the old table may stay
+    uid = work.append(MESSAGE)
+    work.refresh()
+    assert work.keywords == () and work.set_flags(uid, ["$new"]).flags == {"$new"}
+    assert (store.root / ".Work" / "labkit-keywords").read_text() == "0 $new\n"
+
+
+def test_flag_changes_apply_to_the_disk_not_a_stale_view(store: MailStore) -> None:
+    deliver_n(store, 1)
+    first, second = store.folder("INBOX"), store.folder("INBOX")
+    first.set_flags(1, ["\\Seen"])
+    second.refresh()
+    first.change_flags(1, add=["\\Answered"])
+    assert second.get(1).flags == {"\\Seen"}  # second has not looked again
+    assert second.change_flags(1, remove=["\\Seen"]).flags == {"\\Answered"}  # first's change is kept
+    assert first.refresh()[0].flags == {"\\Answered"}
+
+
+def test_recent_claimed_by_one_session_and_saved_with_the_uid_list(store: MailStore) -> None:
+    deliver_n(store, 2)
+    assert store.folder("INBOX").recent == {1, 2}  # looking claims nothing
+    claimer, late = store.folder("INBOX", claim_recent=True), store.folder("INBOX", claim_recent=True)
+    assert (claimer.recent, late.recent) == ({1, 2}, set())
+    uid = claimer.append(MESSAGE)
+    deliver_n(store, 1)
+    assert late.refresh() and late.recent == {uid, uid + 1}  # the first to see them
+    assert claimer.refresh() and claimer.recent == {1, 2}
+    code = "import sys; from labkit.store import MailStore; print(sorted(MailStore(sys.argv[1]).folder('INBOX').recent))"
+    out = subprocess.run([sys.executable, "-c", code, str(store.root)], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "[]", out.stderr
+    assert (store.root / "labkit-uidlist").read_text().split("\n")[0].endswith(f" {uid + 2} {uid + 2}")
+
+
+def test_a_claim_not_yet_saved_outlives_another_process_writing_the_uid_list(store: MailStore) -> None:
+    deliver_n(store, 2)
+    store.folder("INBOX")  # gives the UIDs (and saves them)
+    assert store.folder("INBOX", claim_recent=True).recent == {1, 2}  # a claim, in memory only
+    code = "import sys; from labkit.store import MailStore; MailStore(sys.argv[1]).folder('INBOX').append(b'x')"
+    subprocess.run([sys.executable, "-c", code, str(store.root)], check=True, timeout=30)
+    inbox = store.folder("INBOX")
+    assert inbox.recent == {3}  # 1 and 2 stay claimed here
+    inbox.append(b"y")
+    assert (store.root / "labkit-uidlist").read_text().split("\n")[0].endswith(" 5 3")  # saved with the next write
+
+
+def test_uidlist_without_recent_field_is_read(store: MailStore) -> None:
+    deliver_n(store, 2)
+    store.folder("INBOX")
+    uidlist = store.root / "labkit-uidlist"
+    lines = uidlist.read_text().split("\n")
+    uidlist.write_text("\n".join([" ".join(lines[0].split()[:2])] + lines[1:]))  # as labkit wrote it before
+    labkit.store._states.clear()  # as after a restart
+    again = store.folder("INBOX", claim_recent=True)
+    assert [m.uid for m in again.messages()] == [1, 2] and again.recent == set()
+
+
+def test_copy_is_all_or_nothing(store: MailStore) -> None:
+    deliver_n(store, 3)
+    inbox, work = store.folder("INBOX"), store.create("Work")
+    store.folder("INBOX").expunge([3])  # another session, while inbox still shows it
+    with pytest.raises(NoSuchMessage):
+        inbox.copy_to([1, 2, 3], work)
+    assert work.refresh() == [] and work.uidnext == 3  # the two copies are gone again
+
+
 def test_folders_create_rename_delete(store: MailStore) -> None:
     store.create("Work/Projects/2024")
     store.create("Sent/")
@@ -267,13 +368,13 @@ def uids_and_flags(messages: list[MessageInfo]) -> list[tuple[int, set[str]]]:
 
 def test_outside_changes_seen_by_a_warm_cache(store: MailStore) -> None:
     keys = deliver_n(store, 3)
-    pop, imap = store.folder("INBOX"), store.folder("INBOX")  # two sessions, one cache
+    pop, imap = store.folder("INBOX"), store.folder("INBOX", claim_recent=True)  # two sessions, one cache
     cur = store.root / "cur"
     os.rename(cur / f"{keys[0]}:2,", cur / f"{keys[0]}:2,S")  # mutt marks it read
     os.unlink(cur / f"{keys[1]}:2,")  # mutt deletes it
     deliver_n(store, 1)  # the MTA delivers
     assert uids_and_flags(imap.refresh()) == [(1, {"\\Seen"}), (3, set()), (4, set())]
-    assert (pop.recent, imap.recent) == ({1, 2, 3}, {4})  # \Recent: for the session that moved them
+    assert (pop.recent, imap.recent) == ({1, 2, 3}, {1, 3, 4})  # \Recent: pop only looked; imap claimed them
     assert [m.uid for m in pop.messages()] == [1, 2, 3]  # a snapshot until its owner refreshes
     assert uids_and_flags(store.folder("INBOX").messages()) == uids_and_flags(imap.messages())
     assert store.folder("INBOX").recent == set()

@@ -14,12 +14,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
-from labkit.store import MessageInfo
+from labkit.store import MessageInfo, NoSuchMessage
 
 from . import mime
 from .parser import Cursor, ParseError
 from .structure import body_structure, envelope
-from .wire import flag_list, format_date_time, string
+from .wire import NIL, flag_list, format_date_time, string
 
 MACROS = {
     "ALL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"),
@@ -71,11 +71,27 @@ class FetchItem:
 def parse_fetch_items(cursor: Cursor) -> list[FetchItem]:
     """A macro (ALL, FAST, FULL), one fetch-att, or a parenthesised list of them."""
     if cursor.at("("):
-        return cursor.paren_list(lambda: _fetch_att(cursor), allow_empty=False)
+        return _once(cursor.paren_list(lambda: _fetch_att(cursor), allow_empty=False))
     start_name = _att_name(cursor)
     if start_name in MACROS:
         return [FetchItem(name) for name in MACROS[start_name]]
     return [_fetch_att(cursor, start_name)]
+
+
+def _once(items: list[FetchItem]) -> list[FetchItem]:
+    """Each item once, where it was first asked for (``FLAGS FLAGS`` gets one FLAGS, as
+    in Dovecot); ``BODY[x]`` and ``BODY.PEEK[x]`` are one item, which sets \\Seen if
+    either does."""
+    first: dict[tuple[str, Section | None, tuple[int, int] | None], int] = {}
+    out: list[FetchItem] = []
+    for item in items:
+        key = (item.name, item.section, item.partial)
+        if key not in first:
+            first[key] = len(out)
+            out.append(item)
+        elif not item.peek:
+            out[first[key]] = item
+    return out
 
 
 def _att_name(cursor: Cursor) -> str:
@@ -162,6 +178,7 @@ class MessageData:
         """``origin`` (the folder's path) keeps cache entries of different mailboxes apart:
         Maildir names are unique on one host, but files are copied between hosts."""
         self.info, self._read, self.recent, self.origin = info, read, recent, origin
+        self.gone = False  # an item needed the file, and another session had expunged it
         self._data: bytes | None = None
         self._part: mime.Part | None = None
 
@@ -230,34 +247,61 @@ def _header_text(header: bytes, section: Section) -> bytes:
 # -- rendering -----------------------------------------------------------------
 
 
+# What an item is when the message was expunged by another session meanwhile (RFC 2180
+# §4.1.1 lets a server answer so; these are Dovecot's): empty, NIL or a blank structure.
+_BLANK_BODY = b'("text" "plain" NIL NIL NIL "7bit" 0 0'
+GONE_VALUES = {
+    "RFC822.SIZE": b"0",
+    "ENVELOPE": b"(" + b" ".join([b"NIL"] * 10) + b")",
+    "BODY": _BLANK_BODY + b")",
+    "BODYSTRUCTURE": _BLANK_BODY + b" NIL NIL NIL NIL)",
+}
+
+
 def render(item: FetchItem, message: MessageData, flags: frozenset[str]) -> bytes:
-    """``NAME value`` for one item (``flags`` are those to report, \\Recent included)."""
+    """``NAME value`` for one item (``flags`` are those to report, \\Recent included).
+    If the message has been expunged by another session, what needs its file is
+    :data:`GONE_VALUES` (or NIL) and ``message.gone`` is set."""
+    try:
+        value = _value(item, message, flags)
+    except NoSuchMessage:
+        message.gone = True
+        value = NIL if item.section is not None else GONE_VALUES.get(item.name, NIL)
+    return _label(item) + b" " + value
+
+
+def _label(item: FetchItem) -> bytes:
+    if item.section is None:
+        return item.name.encode()
+    label = f"BODY[{item.section}]" + (f"<{item.partial[0]}>" if item.partial is not None else "")
+    return label.encode("ascii", "replace")
+
+
+def _value(item: FetchItem, message: MessageData, flags: frozenset[str]) -> bytes:
     info = message.info
     name = item.name
     if item.section is not None:
         data = message.section(item.section)
-        label = f"BODY[{item.section}]"
         if item.partial is not None:
             origin, length = item.partial
             data = data[origin : origin + length]
-            label += f"<{origin}>"
-        return label.encode("ascii", "replace") + b" " + string(data)
+        return string(data)
     if name == "FLAGS":
-        return b"FLAGS " + flag_list(flags)
+        return flag_list(flags)
     if name == "UID":
-        return b"UID %d" % info.uid
+        return b"%d" % info.uid
     if name == "INTERNALDATE":
-        return b"INTERNALDATE " + format_date_time(info.internaldate)
+        return format_date_time(info.internaldate)
     if name == "RFC822.SIZE":
-        return b"RFC822.SIZE %d" % info.size
+        return b"%d" % info.size
     if name == "ENVELOPE":
-        return b"ENVELOPE " + message.envelope()
+        return message.envelope()
     if name in ("BODYSTRUCTURE", "BODY"):
-        return name.encode() + b" " + message.body_structure(name == "BODYSTRUCTURE")
+        return message.body_structure(name == "BODYSTRUCTURE")
     if name == "RFC822":
-        return b"RFC822 " + string(message.data)
+        return string(message.data)
     if name == "RFC822.HEADER":
-        return b"RFC822.HEADER " + string(message.header)
+        return string(message.header)
     if name == "RFC822.TEXT":
-        return b"RFC822.TEXT " + string(message.text)
+        return string(message.text)
     raise ValueError(f"unknown fetch item {name}")

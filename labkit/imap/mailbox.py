@@ -9,12 +9,13 @@ with an untagged FETCH.
 
 from __future__ import annotations
 
-from labkit.store import Folder, MailStore, MessageInfo
+from labkit.store import FLAG_LETTERS, Folder, MailStore, MessageInfo
 
 from .parser import ParseError, SeqRange, resolve_sequence_set
 from .wire import flag_list
 
 RECENT = "\\Recent"
+STORED_FLAGS = frozenset(FLAG_LETTERS)  # flags the store has letters for, besides keywords
 
 
 class SelectedMailbox:
@@ -22,8 +23,8 @@ class SelectedMailbox:
 
     @classmethod
     def open(cls, store: MailStore, name: str, *, readonly: bool) -> "SelectedMailbox":
-        """SELECT/EXAMINE ``name``."""
-        return cls(store.folder(name), readonly=readonly)
+        """SELECT/EXAMINE ``name``: a read-write session claims the \\Recent messages."""
+        return cls(store.folder(name, claim_recent=not readonly), readonly=readonly)
 
     def __init__(self, folder: Folder, *, readonly: bool) -> None:
         self.folder, self.readonly = folder, readonly
@@ -34,6 +35,7 @@ class SelectedMailbox:
         self.recent: set[int] = set(folder.recent)
         self._msns: dict[int, int] | None = None
         self._vanished = False  # expunged elsewhere, not yet told
+        self.keywords: tuple[str, ...] = ()  # the keywords the client was told of (FLAGS)
 
     @property
     def name(self) -> str:
@@ -57,6 +59,22 @@ class SelectedMailbox:
         """Record flags this session changed (they were reported already)."""
         if info.uid in self.infos:
             self.infos[info.uid] = info
+
+    def flag_responses(self) -> list[bytes]:
+        """FLAGS and PERMANENTFLAGS (RFC 3501 §7.2.6, §7.1): the stored flags, this
+        mailbox's keywords and, while a new keyword still gets a letter, ``\\*``."""
+        self.keywords = self.folder.keywords
+        defined = flag_list(STORED_FLAGS.union(self.keywords))
+        if self.readonly:
+            permanent = b"()"
+        else:
+            permanent = defined[:-1] + b" \\*)" if self.folder.keyword_room() else defined
+        return [b"* FLAGS " + defined, b"* OK [PERMANENTFLAGS " + permanent + b"] Flags that are kept"]
+
+    def keyword_news(self) -> list[bytes]:
+        """FLAGS again when the mailbox has keywords the client has not been told of: it
+        must hear of a keyword before seeing one in a FETCH (RFC 3501 §7.2.6)."""
+        return self.flag_responses() if self.folder.keywords != self.keywords else []
 
     def first_unseen(self) -> int | None:
         return next((i for i, uid in enumerate(self.uids, 1) if "\\Seen" not in self.infos[uid].flags), None)
@@ -99,6 +117,7 @@ class SelectedMailbox:
         out: list[bytes] = []
         if expunge:
             out += self.remove([uid for uid in self.uids if uid not in current])
+        out += self.keyword_news()
         for uid in self.uids:
             info = current.get(uid)
             if info is not None and info.flags != self.infos[uid].flags:

@@ -243,6 +243,11 @@ class ParseError(ValueError):
     """The command does not follow the RFC 3501 §9 grammar; the message says how."""
 
 
+class BadMailboxName(ValueError):
+    """A well-formed astring that is no mailbox name (not modified UTF-7, RFC 3501
+    §5.1.3): the command is understood but cannot work, so ``NO``, not ``BAD``."""
+
+
 T = TypeVar("T")
 SeqRange = tuple[int | None, int | None]
 """One range of a sequence set; None stands for ``*`` (RFC 3501 §9 seq-number)."""
@@ -375,6 +380,10 @@ class Cursor:
             return self.quoted()
         raise ParseError(f"expected a quoted string or a literal {self._where()}")
 
+    def nstring(self) -> bytes | None:
+        """NIL or a string."""
+        return None if self.take_word("NIL") else self.string()
+
     def astring(self, what: str = "a string") -> bytes:
         """An atom (``]`` allowed), a quoted string or a literal."""
         if self.at_literal() or self.at('"'):
@@ -422,7 +431,7 @@ class Cursor:
         try:
             return decode_mailbox(raw)
         except ValueError as e:
-            raise ParseError(str(e)) from None
+            raise BadMailboxName(str(e)) from None
 
     def paren_list(self, item: Callable[[], T], *, allow_empty: bool = True) -> list[T]:
         """``"(" [item *(SP item)] ")"``."""
@@ -446,7 +455,11 @@ class Cursor:
             if canonical is None:
                 raise ParseError(f"unknown system flag {flag}")
             return canonical
-        return self.atom("a flag")
+        keyword = self.atom("a flag")
+        bad = next((c for c in keyword if c in "%*\\"), None)
+        if bad is not None:  # RFC 3501 §9: flag-keyword = atom
+            raise ParseError(f"keyword {keyword} contains {bad!r}, which an atom cannot")
+        return keyword
 
     def flag_list(self) -> list[str]:
         return self.paren_list(self.flag)

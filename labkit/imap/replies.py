@@ -1,7 +1,10 @@
 """IMAP server responses, as named constants (RFC 3501 §7; response codes in brackets:
 RFC 3501 §7.1, RFC 5530, RFC 4315 UIDPLUS). ``{}`` fields are filled in by the session."""
 
-CAPABILITIES = "IMAP4rev1 LITERAL+ SASL-IR IDLE UIDPLUS UNSELECT CHILDREN AUTH=PLAIN"
+from labkit import __version__
+
+CAPABILITIES = "IMAP4rev1 LITERAL+ SASL-IR IDLE UIDPLUS UNSELECT CHILDREN MOVE ID NAMESPACE AUTH=PLAIN"
+ID_FIELDS = (("name", "labkit"), ("version", __version__))  # RFC 2971 §3.3 field names
 
 GREETING = "* OK [CAPABILITY {caps}] {host} labkit IMAP4rev1 server ready"
 BYE_LOGOUT = "* BYE {host} IMAP4rev1 server logging out"
@@ -16,8 +19,9 @@ DONE = "{command} completed"
 LOGGED_IN = "[CAPABILITY {caps}] Logged in as {user}"
 SELECTED = "[{mode}] {command} completed, now in the selected state"
 APPENDED = "[APPENDUID {uidvalidity} {uid}] APPEND completed"
-COPIED = "[COPYUID {uidvalidity} {source} {target}] COPY completed"
+COPYUID = "[COPYUID {uidvalidity} {source} {target}]"
 IDLE_DONE = "IDLE terminated"
+OK_EXPUNGE_ISSUED = "[EXPUNGEISSUED] {command} completed; some messages were expunged by another session: {what}"
 
 # BAD: the command could not be understood
 BAD_SYNTAX = "{command}: {problem}"
@@ -38,6 +42,7 @@ NO_MAILBOX = "[NONEXISTENT] {reason}"
 NO_TRYCREATE = "[TRYCREATE] {reason}: CREATE it first"
 NO_EXISTS = "[ALREADYEXISTS] {reason}"
 NO_CANNOT = "[CANNOT] {reason}"
+NO_LIMIT = "[LIMIT] {reason}"
 NO_IN_USE = "[INUSE] Mailbox {name} is selected: CLOSE it first"
 NO_READ_ONLY = "[READ-ONLY] Mailbox {name} was opened with EXAMINE: it is read-only"
 NO_EXPUNGE_ISSUED = "[EXPUNGEISSUED] Some of the requested messages were expunged by another session"

@@ -14,13 +14,14 @@ import datetime
 import email.header
 import email.utils
 import quopri
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable
 
 from labkit.store import MessageInfo
 
 from . import mime
+from .address import parse_address_list
 from .fetch import MessageData
 from .parser import Cursor, ParseError, SeqRange, resolve_sequence_set
 
@@ -46,15 +47,33 @@ class Candidate:
         return self.message.info
 
     @cached_property
-    def _headers(self) -> dict[str, list[str]]:
-        """Decoded header values by lower-case field name."""
+    def _fields(self) -> dict[str, list[str]]:
+        """Unfolded header values by lower-case field name."""
         out: dict[str, list[str]] = {}
         for name, raw in mime.header_fields(self.message.header):
-            out.setdefault(name, []).append(decode_words(mime.unfold(raw)))
+            out.setdefault(name, []).append(mime.unfold(raw))
         return out
+
+    @cached_property
+    def _headers(self) -> dict[str, list[str]]:
+        """Decoded header values by lower-case field name."""
+        return {name: [decode_words(value) for value in values] for name, values in self._fields.items()}
 
     def header(self, name: str) -> list[str]:
         return self._headers.get(name.lower(), [])
+
+    def addresses(self, name: str) -> list[str]:
+        """An address field as written (decoded), and each of its addresses as the
+        envelope has it, ``Name <mailbox@host>``: RFC 3501 §6.4.4 searches FROM, TO, CC
+        and BCC in the envelope, where comments and spaces around ``@`` are gone."""
+        out = list(self.header(name))
+        for value in self._fields.get(name, []):
+            for address in parse_address_list(value):
+                if address.mailbox is None or address.host is None:  # group start or end
+                    continue
+                spec = f"<{address.mailbox}@{address.host}>" if address.host else f"<{address.mailbox}>"
+                out.append(f"{decode_words(address.name)} {spec}" if address.name else spec)
+        return out
 
     @cached_property
     def header_text(self) -> str:
@@ -133,7 +152,62 @@ _DATE_TESTS: dict[str, Callable[[datetime.date, datetime.date], bool]] = {
 _FLAG_KEYS = {
     "ANSWERED": "\\Answered", "DELETED": "\\Deleted", "DRAFT": "\\Draft", "FLAGGED": "\\Flagged", "SEEN": "\\Seen",
 }
-_ADDRESS_KEYS = ("FROM", "TO", "CC", "BCC", "SUBJECT")
+_ADDRESS_KEYS = ("FROM", "TO", "CC", "BCC")
+
+
+MAX_SEARCH_DEPTH = 100
+"""The deepest SEARCH after folding (see :class:`_Node`): deeper is refused with BAD."""
+
+
+@dataclass
+class _Open:
+    """A ``(``, ``NOT`` or ``OR`` whose operands are being read."""
+
+    kind: str  # "list", "NOT" or "OR"
+    operands: list[_Node] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Node:
+    """A parsed search key: a simple ``test``, or an "and", "or" or "not" of others.
+    Built folded, as the meaning allows: ``NOT NOT x`` is ``x``, an OR of an OR is one
+    OR, a list in a list one list, a list of one key that key. So ``depth`` grows only
+    where the kind changes, and chains of NOT, OR or parentheses of any length (Dovecot
+    answers 5,000) compile to a shallow predicate."""
+
+    kind: str
+    children: tuple[_Node, ...] = ()
+    test: Predicate | None = None
+    depth: int = 0
+
+    @classmethod
+    def negation(cls, node: _Node) -> _Node:
+        return node.children[0] if node.kind == "not" else cls._nested("not", (node,))
+
+    @classmethod
+    def combined(cls, kind: str, nodes: list[_Node]) -> _Node:
+        children = tuple(child for node in nodes for child in (node.children if node.kind == kind else (node,)))
+        return children[0] if len(children) == 1 else cls._nested(kind, children)
+
+    @classmethod
+    def _nested(cls, kind: str, children: tuple[_Node, ...]) -> _Node:
+        depth = 1 + max(child.depth for child in children)
+        if depth > MAX_SEARCH_DEPTH:
+            raise ParseError(f"search keys nested too deeply: at most {MAX_SEARCH_DEPTH} levels where NOT, OR"
+                             " and parentheses alternate (runs of one of them count once)")
+        return cls(kind, children, depth=depth)
+
+    def compile(self) -> Predicate:
+        """The predicate (recursion as deep as :attr:`depth`, so bounded)."""
+        if self.test is not None:
+            return self.test
+        parts = [child.compile() for child in self.children]
+        if self.kind == "not":
+            inner = parts[0]
+            return lambda c: not inner(c)
+        if self.kind == "or":
+            return lambda c: any(part(c) for part in parts)
+        return lambda c: all(part(c) for part in parts)
 
 
 class _SearchParser:
@@ -145,16 +219,51 @@ class _SearchParser:
         return self.cursor.text_astring("a search string", self.charset).casefold()
 
     def keys(self) -> Predicate:
-        """``search-key *(SP search-key)``: all must match."""
-        keys = [self.key()]
-        while self.cursor.take(" "):
-            keys.append(self.key())
-        return _all(keys)
+        """``search-key *(SP search-key)``, all of which must match, where a key may be
+        ``( keys )``, ``NOT key`` or ``OR key key``. Read with a stack of open ones, not
+        by recursion, so nesting is bounded by the line alone; nesting of one kind folds
+        (:class:`_Node`), and what remains may be :data:`MAX_SEARCH_DEPTH` deep."""
+        cursor = self.cursor
+        stack = [_Open("list")]  # the keys SEARCH was given: a list without parentheses
+        while True:
+            node = self._operand(stack)
+            while True:  # a key is complete: it is an operand of the innermost open one
+                top = stack[-1]
+                top.operands.append(node)
+                if top.kind == "NOT":
+                    node = _Node.negation(node)
+                elif top.kind == "OR":
+                    if len(top.operands) == 1:
+                        cursor.sp()
+                        break  # the second operand follows
+                    node = _Node.combined("or", top.operands)
+                elif cursor.take(" "):
+                    break  # the list goes on
+                elif len(stack) > 1:
+                    cursor.expect(")", "')' to close '(', or a space")
+                    node = _Node.combined("and", top.operands)
+                else:
+                    return _Node.combined("and", top.operands).compile()
+                stack.pop()
+
+    def _operand(self, stack: list[_Open]) -> _Node:
+        """Opens each ``(``, ``NOT`` and ``OR`` up to the next simple key; reads that key."""
+        cursor = self.cursor
+        while True:
+            if cursor.take("("):
+                stack.append(_Open("list"))
+            elif cursor.take_word("NOT"):
+                stack.append(_Open("NOT"))
+                cursor.sp()
+            elif cursor.take_word("OR"):
+                stack.append(_Open("OR"))
+                cursor.sp()
+            else:
+                return _Node("leaf", test=self.key())
 
     def key(self) -> Predicate:
+        """A search key other than ``(...)``, ``NOT`` and ``OR``."""
         cursor = self.cursor
-        if cursor.at("("):
-            return _all(cursor.paren_list(self.key, allow_empty=False))
         if cursor.at_digit() or cursor.at("*"):
             ranges = cursor.sequence_set()
             return lambda c: _in_set(ranges, c.msn, c.last_msn)
@@ -166,8 +275,8 @@ class _SearchParser:
             return lambda c: (flag in c.info.flags) == wanted
         if name in ("KEYWORD", "UNKEYWORD"):
             cursor.sp()
-            keyword, wanted = cursor.flag(), name == "KEYWORD"
-            return lambda c: (keyword in c.info.flags) == wanted
+            keyword, wanted = cursor.flag().lower(), name == "KEYWORD"  # keywords: any case
+            return lambda c: any(flag.lower() == keyword for flag in c.info.flags) == wanted
         if name == "RECENT":
             return lambda c: c.message.recent
         if name == "OLD":
@@ -175,7 +284,10 @@ class _SearchParser:
         if name == "NEW":
             return lambda c: c.message.recent and "\\Seen" not in c.info.flags
         if name in _ADDRESS_KEYS:
-            return self._header_key(name.lower(), self.text())
+            field, needle = name.lower(), self.text()
+            return lambda c: any(needle in value.casefold() for value in c.addresses(field))
+        if name == "SUBJECT":
+            return self._header_key("subject", self.text())
         if name == "HEADER":
             cursor.sp()
             field = cursor.text_astring("a header field name", "ascii")
@@ -194,16 +306,6 @@ class _SearchParser:
             cursor.sp()
             ranges = cursor.sequence_set()
             return lambda c: _in_set(ranges, c.info.uid, c.last_uid)
-        if name == "NOT":
-            cursor.sp()
-            inner = self.key()
-            return lambda c: not inner(c)
-        if name == "OR":
-            cursor.sp()
-            left = self.key()
-            cursor.sp()
-            right = self.key()
-            return lambda c: left(c) or right(c)
         return self._date_key(name)
 
     def _header_key(self, field: str, needle: str) -> Predicate:
@@ -219,12 +321,6 @@ class _SearchParser:
         if sent:
             return lambda c: (d := _sent_date(c)) is not None and test(d, ref)
         return lambda c: test(_internal_date(c), ref)
-
-
-def _all(keys: list[Predicate]) -> Predicate:
-    if len(keys) == 1:
-        return keys[0]
-    return lambda c: all(key(c) for key in keys)
 
 
 def parse_search(cursor: Cursor) -> Predicate:

@@ -1,5 +1,5 @@
 """A sans-IO IMAP4rev1 server session (RFC 3501, with LITERAL+, IDLE, UIDPLUS, UNSELECT,
-CHILDREN, SASL-IR and AUTH=PLAIN).
+CHILDREN, SASL-IR, AUTH=PLAIN, MOVE, ID and NAMESPACE).
 
 Bytes in, bytes out: :class:`IMAPSession` implements :class:`labkit.session.Session` and
 never touches a socket; :func:`labkit.session.serve_session` serves it::
@@ -16,8 +16,10 @@ Decisions:
   §7.4.1 allows it: never during FETCH, STORE or SEARCH (their UID forms may).
 - During IDLE the session is woken by :func:`labkit.maildir.watch` on the selected
   folder's Maildir, so new mail shows up at once, without polling (RFC 2177).
-- Flags are those the Maildir file name can carry (``:2,S``): the five system flags and
-  ``$Forwarded``; other keywords are not kept (PERMANENTFLAGS says so).
+- Flags and keywords are kept in the Maildir file name (see :mod:`labkit.store`), so
+  PERMANENTFLAGS has ``\\*`` while the mailbox has room for new keywords (26). STORE
+  applies +FLAGS/-FLAGS to the flags on disk, not to this session's copy, so sessions
+  changing the same message keep each other's changes.
 """
 
 from __future__ import annotations
@@ -35,29 +37,39 @@ from labkit.boundary import fenced
 from labkit.maildir import watch
 from labkit.session import PeerInfo
 from labkit.store import (
-    FLAG_LETTERS,
     INBOX,
     BadFolderName,
     Folder,
     FolderExists,
     MailStore,
+    MessageInfo,
     NoSuchFolder,
     NoSuchMessage,
     StoreError,
+    TooManyKeywords,
     normalize_folder_name,
 )
 
 from . import replies as R
 from .fetch import FetchItem, MessageData, parse_fetch_items, render
 from .mailbox import RECENT, SelectedMailbox
-from .parser import MAX_APPEND_LITERAL, MAX_LITERAL, Command, CommandReader, Continue, Cursor, ParseError, Refused
+from .parser import (
+    MAX_APPEND_LITERAL,
+    MAX_LITERAL,
+    BadMailboxName,
+    Command,
+    CommandReader,
+    Continue,
+    Cursor,
+    ParseError,
+    Refused,
+)
 from .search import BadCharset, Candidate, parse_search
 from .wire import CRLF, astring, encode_mailbox, flag_list
 
 MAX_AUTH_FAILURES = 3
 SEEN, DELETED = "\\Seen", "\\Deleted"
 DELIMITER = "/"
-FLAGS = frozenset(FLAG_LETTERS)  # what a Maildir file name can carry
 STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
 _STORE_ITEM = re.compile(r"([+-]?)FLAGS(\.SILENT)?")
 
@@ -118,8 +130,11 @@ COMMANDS: dict[str, Spec] = {
     "FETCH": Spec("_do_fetch", SELECTED, Sync.NO_EXPUNGE),
     "STORE": Spec("_do_store", SELECTED, Sync.NO_EXPUNGE),
     "COPY": Spec("_do_copy", SELECTED),
+    "MOVE": Spec("_do_move", SELECTED),
+    "ID": Spec("_do_id", ANY),
+    "NAMESPACE": Spec("_do_namespace", AUTH),
 }
-UID_COMMANDS = ("FETCH", "STORE", "SEARCH", "COPY", "EXPUNGE")
+UID_COMMANDS = ("FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE")
 """``UID <command>``: the same handlers with ``uid=True``; they may send EXPUNGE."""
 
 
@@ -138,11 +153,30 @@ def uid_set(numbers: list[int]) -> str:
     return ",".join(str(a) if a == b else f"{a}:{b}" for a, b in runs)
 
 
+def stored(sign: str, flags: frozenset[str], change: set[str]) -> frozenset[str]:
+    """``flags`` after ``STORE`` with ``+FLAGS`` (sign ``+``), ``-FLAGS`` or ``FLAGS``."""
+    return flags | change if sign == "+" else flags - change if sign == "-" else frozenset(change)
+
+
+def completed(command: str, gone: bool, what: str) -> str:
+    """The OK text of FETCH or STORE; ``gone``: some messages were expunged by another
+    session, which the client will hear of later (OK [EXPUNGEISSUED], RFC 5530)."""
+    return R.OK_EXPUNGE_ISSUED.format(command=command, what=what) if gone else R.DONE.format(command=command)
+
+
 def decode_sasl_plain(response: str) -> tuple[str, str, str]:
     """RFC 4616: base64 of ``authzid NUL authcid NUL password`` ("=" is empty, RFC 4959)."""
     decoded = base64.b64decode(b"" if response == "=" else response.encode("ascii"), validate=True).decode("utf-8")
     authzid, authcid, password = decoded.split("\0")
     return authzid, authcid, password
+
+
+def _or_none(read: Callable[[], str]) -> str | None:
+    """A mailbox name or LIST pattern, or None when it is not modified UTF-7."""
+    try:
+        return read()
+    except BadMailboxName:
+        return None
 
 
 def pattern_regex(pattern: str) -> re.Pattern[str]:
@@ -260,7 +294,7 @@ class IMAPSession:
                 cursor.sp()
                 name = cursor.atom("a UID command").upper()
                 if name not in UID_COMMANDS:
-                    raise ParseError(f"UID {name} is not a UID command (FETCH, STORE, SEARCH, COPY, EXPUNGE)")
+                    raise ParseError(f"UID {name} is not a UID command ({', '.join(UID_COMMANDS)})")
         except ParseError as e:
             return self._line(f"{tag} BAD {e}")
         spec = COMMANDS.get(name)
@@ -290,12 +324,14 @@ class IMAPSession:
             status, text = "BAD", R.BAD_SYNTAX.format(command=label, problem=e)
         except Failed as e:
             status, text = "NO", str(e)
-        except BadFolderName as e:
+        except (BadFolderName, BadMailboxName) as e:
             status, text = "NO", R.NO_CANNOT.format(reason=e)
         except NoSuchFolder as e:
             status, text = "NO", R.NO_MAILBOX.format(reason=e)
         except FolderExists as e:
             status, text = "NO", R.NO_EXISTS.format(reason=e)
+        except TooManyKeywords as e:
+            status, text = "NO", R.NO_LIMIT.format(reason=e)
         except (StoreError, OSError) as e:
             status, text = "NO", R.NO_STORE.format(reason=e)
         except Exception as e:  # a bug must not cost the client its connection
@@ -339,6 +375,23 @@ class IMAPSession:
         """Nothing to do but report news (done by :meth:`_run`)."""
         cursor.end()
         return R.DONE.format(command="NOOP")
+
+    def _do_id(self, cursor: Cursor) -> str:
+        """ID (RFC 2971): the client may say who it is; we say who we are."""
+        cursor.sp()
+        if not cursor.take_word("NIL"):
+            cursor.paren_list(lambda: self._id_pair(cursor))
+        cursor.end()
+        fields = " ".join(f'"{name}" "{value}"' for name, value in R.ID_FIELDS)
+        self._untagged.append(f"* ID ({fields})".encode())
+        return R.DONE.format(command="ID")
+
+    @staticmethod
+    def _id_pair(cursor: Cursor) -> tuple[bytes, bytes | None]:
+        """``string SP nstring`` (RFC 2971 §4); what the client says is not kept."""
+        field = cursor.string()
+        cursor.sp()
+        return field, cursor.nstring()
 
     def _do_logout(self, cursor: Cursor) -> str:
         cursor.end()
@@ -420,10 +473,8 @@ class IMAPSession:
         mailbox = SelectedMailbox.open(self._mail, name, readonly=readonly)
         self.mailbox, self.state = mailbox, State.SELECTED
         self._rewatch()
-        permanent = b"()" if readonly else flag_list(FLAGS)
+        self._untagged += mailbox.flag_responses()
         self._untagged += [
-            b"* FLAGS " + flag_list(FLAGS),
-            b"* OK [PERMANENTFLAGS " + permanent + b"] Flags that are kept",
             b"* %d EXISTS" % mailbox.exists,
             b"* %d RECENT" % len(mailbox.recent),
         ]
@@ -465,6 +516,12 @@ class IMAPSession:
         name = cursor.mailbox()
         cursor.end()
         return name
+
+    def _do_namespace(self, cursor: Cursor) -> str:
+        """NAMESPACE (RFC 2342): one personal namespace, no prefix; no others."""
+        cursor.end()
+        self._untagged.append(f'* NAMESPACE (("" "{DELIMITER}")) NIL NIL'.encode())
+        return R.DONE.format(command="NAMESPACE")
 
     def _do_create(self, cursor: Cursor) -> str:
         name = self._mailbox_arg(cursor)
@@ -512,10 +569,12 @@ class IMAPSession:
         folders (or not subscribed) appear as ``\\Noselect`` when none of their
         descendants matches the pattern themselves."""
         cursor.sp()
-        reference = cursor.mailbox()
+        reference = _or_none(cursor.mailbox)
         cursor.sp()
-        pattern = cursor.list_mailbox()
+        pattern = _or_none(cursor.list_mailbox)
         cursor.end()
+        if reference is None or pattern is None:  # not modified UTF-7: no name can match
+            return R.DONE.format(command=command)
         if not pattern:  # the hierarchy delimiter and root (RFC 3501 §6.3.8)
             self._untagged.append(f'* {command} (\\Noselect) "{DELIMITER}" ""'.encode())
             return R.DONE.format(command=command)
@@ -580,7 +639,7 @@ class IMAPSession:
         message = cursor.literal()
         cursor.end()
         folder = self._folder(name, trycreate=True)
-        uid = folder.append(message, set(flags) - {RECENT}, date)
+        uid = folder.append(message, [f for f in flags if f != RECENT], date)
         return R.APPENDED.format(uidvalidity=folder.uidvalidity, uid=uid)
 
     def _do_idle(self, cursor: Cursor) -> None:
@@ -677,33 +736,30 @@ class IMAPSession:
         mark_seen = not mailbox.readonly and any(item.sets_seen for item in items)
         with_flags = items + [FetchItem("FLAGS")] if not any(item.name == "FLAGS" for item in items) else items
 
-        def respond(u: int) -> bytes:
-            message = self._message(u)
-            chosen = items
-            if mark_seen and SEEN not in mailbox.infos[u].flags:
-                message.info = mailbox.folder.set_flags(u, mailbox.folder.get(u).flags | {SEEN})
-                mailbox.update(message.info)
-                chosen = with_flags
-            flags = mailbox.flags(u)
-            return b"* %d FETCH (%s)" % (mailbox.msn(u), b" ".join(render(item, message, flags) for item in chosen))
-
-        self._for_each(uids, respond)
-        return R.DONE.format(command="UID FETCH" if uid else "FETCH")
-
-    def _for_each(self, uids: list[int], respond: Callable[[int], bytes | None]) -> None:
-        """Answer for each message; messages expunged meanwhile are skipped and the
-        command ends ``NO [EXPUNGEISSUED]`` (RFC 5530)."""
         gone = False
         for u in uids:
-            try:
-                line = respond(u)
-            except NoSuchMessage:
-                gone = True
-                continue
-            if line is not None:
-                self._untagged.append(line)
-        if gone:
-            raise Failed(R.NO_EXPUNGE_ISSUED)
+            message = self._message(u)
+            chosen = with_flags if mark_seen and self._mark_seen(message) else items
+            flags = mailbox.flags(u)
+            items_text = b" ".join(render(item, message, flags) for item in chosen)
+            self._untagged.append(b"* %d FETCH (%s)" % (mailbox.msn(u), items_text))
+            gone |= message.gone
+        # RFC 3501 §7.4.1: no EXPUNGE now, so a message expunged elsewhere keeps its number
+        # and what is still known of it; the rest is NIL (RFC 2180 §4.1.1), as in Dovecot.
+        return completed("UID FETCH" if uid else "FETCH", gone, "their contents are NIL")
+
+    def _mark_seen(self, message: MessageData) -> bool:
+        """Set \\Seen (a FETCH of a body section); whether the flags changed."""
+        mailbox = self._selected
+        if SEEN in message.info.flags:
+            return False
+        try:
+            message.info = mailbox.folder.change_flags(message.info.uid, add=[SEEN])
+        except NoSuchMessage:  # expunged meanwhile: nothing to mark
+            return False
+        mailbox.update(message.info)
+        self._untagged += mailbox.keyword_news()  # the flags on disk may have a keyword new to us
+        return True
 
     def _do_store(self, cursor: Cursor, uid: bool = False) -> str:
         """STORE set [+|-]FLAGS[.SILENT] flags (RFC 3501 §6.4.6)."""
@@ -723,32 +779,66 @@ class IMAPSession:
                 flags.append(cursor.flag())
         cursor.end()
         mailbox = self._writable()
-        change = set(flags) - {RECENT}  # \Recent cannot be stored (RFC 3501 §2.3.2)
+        wanted = [f for f in dict.fromkeys(flags) if f != RECENT]  # \Recent cannot be stored (RFC 3501 §2.3.2)
+        change = set(wanted)
         sign, silent = match.group(1), bool(match.group(2))
+        folder = mailbox.folder
+        apply: Callable[[int], MessageInfo] = {  # keywords get their letters in the order given
+            "+": lambda u: folder.change_flags(u, add=wanted),
+            "-": lambda u: folder.change_flags(u, remove=wanted),
+            "": lambda u: folder.set_flags(u, wanted),
+        }[sign]
+        changed: list[int] = []
+        gone = False
+        for u in uids:
+            expected = stored(sign, mailbox.infos[u].flags, change)
+            try:
+                info = apply(u)  # the flags on disk now, with other sessions' changes too
+            except NoSuchMessage:  # expunged by another session; we may not say so yet
+                gone = True
+                continue
+            # .SILENT: the client takes its own change as done; anything else is news for the sync
+            mailbox.update(info if not silent or info.flags == expected else info.with_flags(expected))
+            changed.append(u)
+        self._untagged += mailbox.keyword_news()  # before a FETCH shows a new keyword
+        if not silent:
+            self._untagged += [self._flags_fetch(u, with_uid=uid) for u in changed]
+        return completed("UID STORE" if uid else "STORE", gone, "their flags stay as they were")
 
-        def respond(u: int) -> bytes | None:
-            current = mailbox.folder.get(u).flags
-            wanted = current | change if sign == "+" else current - change if sign == "-" else frozenset(change)
-            mailbox.update(mailbox.folder.set_flags(u, wanted) if wanted != current else mailbox.folder.get(u))
-            if silent:
-                return None
-            uid_item = b"UID %d " % u if uid else b""
-            return b"* %d FETCH (%sFLAGS %s)" % (mailbox.msn(u), uid_item, flag_list(mailbox.flags(u)))
-
-        self._for_each(uids, respond)
-        return R.DONE.format(command="UID STORE" if uid else "STORE")
+    def _flags_fetch(self, u: int, *, with_uid: bool) -> bytes:
+        mailbox = self._selected
+        uid_item = b"UID %d " % u if with_uid else b""
+        return b"* %d FETCH (%sFLAGS %s)" % (mailbox.msn(u), uid_item, flag_list(mailbox.flags(u)))
 
     def _do_copy(self, cursor: Cursor, uid: bool = False) -> str:
         """COPY set mailbox (RFC 3501 §6.4.7) with COPYUID (RFC 4315)."""
         cursor.sp()
         uids = self._messages(cursor, uid)
         name = self._mailbox_arg(cursor)
-        target = self._folder(name, trycreate=True)
-        mailbox = self._selected
+        code = self._copy(uids, self._folder(name, trycreate=True))
+        return f"{code} COPY completed" if code else R.DONE.format(command="COPY")
+
+    def _do_move(self, cursor: Cursor, uid: bool = False) -> str:
+        """MOVE set mailbox (RFC 6851): a COPY, then the originals are expunged; the
+        COPYUID comes untagged, before the EXPUNGEs (§4.3). Nothing is expunged unless
+        every message was copied."""
+        cursor.sp()
+        uids = self._messages(cursor, uid)
+        name = self._mailbox_arg(cursor)
+        mailbox = self._writable()
+        code = self._copy(uids, self._folder(name, trycreate=True))
+        if code:
+            self._untagged.append(f"* OK {code} Moved".encode())
+        mailbox.folder.expunge(uids)
+        self._untagged += mailbox.remove(uids)
+        return R.DONE.format(command="UID MOVE" if uid else "MOVE")
+
+    def _copy(self, uids: list[int], target: Folder) -> str:
+        """Copy messages to ``target`` (all or none); the COPYUID code, "" if none."""
         try:
-            copied = mailbox.folder.copy_to(uids, target)
-        except NoSuchMessage:
+            copied = self._selected.folder.copy_to(uids, target)
+        except NoSuchMessage:  # RFC 2180 §4.4.1: a COPY of an expunged message fails whole
             raise Failed(R.NO_EXPUNGE_ISSUED) from None
         if not copied:
-            return R.DONE.format(command="COPY")
-        return R.COPIED.format(uidvalidity=target.uidvalidity, source=uid_set(uids), target=uid_set(copied))
+            return ""
+        return R.COPYUID.format(uidvalidity=target.uidvalidity, source=uid_set(uids), target=uid_set(copied))
