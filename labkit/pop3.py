@@ -400,7 +400,7 @@ class POP3Session:
             for n in sorted(self._retrieved - self._deleted):
                 info = self._messages[n - 1]
                 try:
-                    self._folder.set_flags(info.uid, info.flags | {SEEN})
+                    self._folder.change_flags(info.uid, add=[SEEN])  # not a stale snapshot: keep others' changes
                 except StoreError:
                     pass  # expunged meanwhile by an IMAP client: nothing to mark
             self._folder.expunge(doomed)
