@@ -65,7 +65,8 @@ def run_muttrc(args: argparse.Namespace) -> int:
     from .state import load_world_info
 
     try:
-        print(muttrc(load_world_info(args.state_dir), args.address, maildir=args.maildir), end="")
+        print(muttrc(load_world_info(args.state_dir), args.address, maildir=args.maildir, sendmail=args.sendmail),
+              end="")
     except (FileNotFoundError, KeyError) as error:
         print(f"labkit: {error.args[0]}", file=sys.stderr)
         return 1
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("address")
     m.add_argument("--state-dir", help="the running world's state dir (default: $LABKIT_STATE_DIR or ~/.labkit/world)")
     m.add_argument("--maildir", action="store_true", help="read the Maildir directly instead of IMAP")
+    m.add_argument("--sendmail", metavar="PROGRAM", help="send with this program (yours) instead of labkit-sendmail; "
+                   "it finds the world through $LABKIT_STATE_DIR")
     args, rest = parser.parse_known_args(argv)
     if args.command == "demo":
         from .demo import main as demo_main

@@ -9,15 +9,19 @@ import sys
 from urllib.parse import quote
 
 
-def sendmail_command(state_dir: str) -> str:
-    """The sendmail command line mutt should run to submit into this world."""
-    program = shutil.which("labkit-sendmail")
-    base = shlex.quote(program) if program else f"{shlex.quote(sys.executable)} -m labkit.sendmail"
+def sendmail_command(state_dir: str, program: str | None = None) -> str:
+    """The sendmail command line mutt should run to submit into this world: labkit's
+    own, or ``program`` (a student's), told where the world is by $LABKIT_STATE_DIR."""
+    if program is not None:
+        return f"env LABKIT_STATE_DIR={shlex.quote(state_dir)} {shlex.quote(program)}"
+    labkits = shutil.which("labkit-sendmail")
+    base = shlex.quote(labkits) if labkits else f"{shlex.quote(sys.executable)} -m labkit.sendmail"
     return f"{base} --state-dir {shlex.quote(state_dir)}"
 
 
-def muttrc(info: dict, address: str, *, maildir: bool = False) -> str:
-    """The muttrc text for ``address`` in the world described by ``info`` (world.json)."""
+def muttrc(info: dict, address: str, *, maildir: bool = False, sendmail: str | None = None) -> str:
+    """The muttrc text for ``address`` in the world described by ``info`` (world.json);
+    ``sendmail``: the submission program to use instead of labkit-sendmail."""
     box = info["mailboxes"].get(address.lower())
     if box is None:
         raise KeyError(f"no mailbox {address!r} in this world; mailboxes: {', '.join(info['mailboxes'])}")
@@ -26,7 +30,7 @@ def muttrc(info: dict, address: str, *, maildir: bool = False) -> str:
         "# run: mutt -F THIS_FILE",
         f'set from="{address}"',
         "set use_from=yes",
-        f'set sendmail="{sendmail_command(info["state_dir"])}"',
+        f'set sendmail="{sendmail_command(info["state_dir"], sendmail)}"',
         'set record=""',
         "set charset=utf-8",
         "set send_charset=utf-8",

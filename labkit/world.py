@@ -229,6 +229,14 @@ class AsyncWorld:
         files = [p for sub in ("new", "cur") for p in (maildir / sub).iterdir()]
         return [p.read_bytes() for p in sorted(files, key=lambda p: (p.stat().st_mtime, p.name))]
 
+    def muttrc(self, address: str, *, maildir: bool = False) -> str:
+        """A muttrc for a world user; it sends with the ``sendmail`` seam (labkit-sendmail
+        unless a student's program is plugged in: ``world.use(sendmail="./my-sendmail")``)."""
+        from .muttrc import muttrc
+
+        program, student = self.seams.part("sendmail")
+        return muttrc(self.info(), address, maildir=maildir, sendmail=str(program) if student else None)
+
     def reader(self, address: str, protocol: str = "imap"):
         """A logged-in IMAP (or POP3) reader for a world user: ``list()``, ``show(n)``."""
         from .reader import IMAPReader, POP3Reader
@@ -362,5 +370,5 @@ def _same_as_async(name: str) -> Callable[..., Any]:
     return method
 
 
-for _name in ("info", "host", "mailbox", "use", "resolver", "connect", "messages", "reader"):
+for _name in ("info", "host", "mailbox", "use", "resolver", "connect", "messages", "reader", "muttrc"):
     setattr(World, _name, _same_as_async(_name))
