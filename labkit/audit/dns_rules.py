@@ -154,16 +154,15 @@ def check_dns(target: Target, lookups: Lookups) -> tuple[list[Result], list[Mail
 def _implicit_mx(domain: str, lookups: Lookups, mark: int, hosts: list[MailHost]) -> Result:
     """No MX: mail goes to the domain's own address (RFC 5321 §5.1), if it has one."""
     addresses = _addresses(domain, lookups)
-    rfc = "RFC 5321 §5.1"
+    common = dict(step=f"{domain} IN MX", expected="MX records naming the mail hosts", rfc="RFC 5321 §5.1",
+                  transcript=lookups.since(mark))
     if not addresses:
-        return Result(RULE_MX, "fail", step=f"{domain} IN MX", expected="MX records naming the mail hosts",
-                      got=f"no MX records, and {domain} has no A/AAAA record either: mail cannot be delivered",
-                      rfc=rfc, transcript=lookups.since(mark), hint=f"add an MX record: {domain}. IN MX 10 mail.{domain}.")
+        return Result(RULE_MX, "fail", **common, hint=f"add an MX record: {domain}. IN MX 10 mail.{domain}.",
+                      got=f"no MX records, and {domain} has no A/AAAA record either: mail cannot be delivered")
     hosts.append(MailHost(domain, 0, addresses))
-    return Result(RULE_MX, "warn", step=f"{domain} IN MX", expected="MX records naming the mail hosts",
-                  got=f"no MX records: senders fall back to {domain}'s own address ({', '.join(addresses)}), "
-                  "the implicit MX", rfc=rfc, transcript=lookups.since(mark),
-                  hint=f"publish an MX record, even for one host: {domain}. IN MX 10 mail.{domain}.")
+    return Result(RULE_MX, "warn", **common, hint=f"publish an MX record, even for one host: {domain}. IN MX 10 "
+                  f"mail.{domain}.", got=f"no MX records: senders fall back to {domain}'s own address "
+                  f"({', '.join(addresses)}), the implicit MX")
 
 
 def _addresses(name: str, lookups: Lookups) -> tuple[str, ...]:
