@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import socket
+import sys
 import time
 
 import pytest
@@ -254,3 +255,83 @@ def test_batch_row_that_crashes(lab):
                        progress=Progress(1, io.StringIO()))
     assert graded[0]["status"] == "crashed" and "bad dns column" in graded[0]["reason"]
 
+
+
+def test_colour_and_progress_bar_on_a_terminal(lab, tmp_path):
+    from conftest import run_in_pty
+
+    base = [sys.executable, "-m", "labkit.cli", "check", "--world", "--state-dir", str(lab.state_dir)]
+    status, screen = run_in_pty(base + ["nomail.com"])
+    assert status == 1 and b"\x1b[1;31m[FAIL]\x1b[0m MX records name the mail hosts" in screen
+    (tmp_path / "students.csv").write_text(STUDENTS)
+    status, screen = run_in_pty(base + ["--batch", str(tmp_path / "students.csv"), "--output",
+                                        str(tmp_path / "grades.csv")])
+    assert status == 0 and b"\r[" + b"#" * 30 + b"] 3/3 " in screen  # a bar, redrawn in place
+    assert len((tmp_path / "grades.csv").read_text().splitlines()) == 4
+
+
+def test_a_dns_server_that_does_not_answer_is_bounded(lab):
+    started = time.monotonic()
+    with lab.dns.fault("brilliant.com", "timeout"):
+        report = check(target(lab, "brilliant.com", timeout=0.5))
+    assert time.monotonic() - started < 3
+    row = report.result("MX records name the mail hosts")
+    assert row.status == "fail" and row.got == "no answer within 0.5s"
+    assert report.result("SPF record (information)").status == "skip"
+    assert report.result("a mail host to check").status == "fail"
+
+
+@pytest.fixture
+def plain_dns():
+    """A bare UDP name server on loopback answering from a fixed record set, its AA and
+    RA bits as the test sets them: a lame server, or a recursive resolver."""
+    import threading
+
+    import dns.flags
+    import dns.message
+    import dns.rdatatype
+    import dns.rrset
+
+    records = {"MX": "10 mx.lame.test."}  # and no address: the check dials nothing
+    flags = {"aa": False, "ra": False}
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    stopping = threading.Event()
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                wire, peer = sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            query = dns.message.from_wire(wire)
+            response = dns.message.make_response(query)
+            question = query.question[0]
+            rdtype = dns.rdatatype.to_text(question.rdtype)
+            if rdtype in records:
+                response.answer.append(dns.rrset.from_text(question.name, 300, "IN", rdtype, records[rdtype]))
+            response.flags &= ~(dns.flags.AA | dns.flags.RA)
+            response.flags |= (dns.flags.AA if flags["aa"] else 0) | (dns.flags.RA if flags["ra"] else 0)
+            sock.sendto(response.to_wire(), peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield Endpoint("127.0.0.1", sock.getsockname()[1]), flags
+    stopping.set()
+    thread.join(timeout=5)
+    sock.close()
+
+
+def test_authority_of_the_answers(plain_dns):
+    endpoint, flags = plain_dns
+    lame = check(Target("lame.test", dns=endpoint, direct=False, timeout=0.5)).result(
+        "the DNS answers are authoritative")
+    assert lame.status == "fail" and "without AA and without RA" in lame.got and lame.rfc == "RFC 1035 §4.1.1"
+    flags["ra"] = True
+    resolver = check(Target("lame.test", dns=endpoint, direct=False, timeout=0.5)).result(
+        "the DNS answers are authoritative")
+    assert resolver.status == "skip" and "recursive resolver" in resolver.got
+    flags["aa"] = True
+    assert check(Target("lame.test", dns=endpoint, direct=False, timeout=0.5)).result(
+        "the DNS answers are authoritative").status == "pass"

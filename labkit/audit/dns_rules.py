@@ -146,8 +146,12 @@ def check_dns(target: Target, lookups: Lookups) -> tuple[list[Result], list[Mail
             rows.append(Result(RULE_MX, "pass", info=info))
         rows += _mx_hosts([r for r in records if r.exchange != dns.name.root], lookups, hosts)
     rows.append(_authority(mx, target, lookups.transcript[mark:]))
-    rows.append(_txt_info(lookups, RULE_SPF, domain, "v=spf1", "RFC 7208 §4.5"))
-    rows.append(_txt_info(lookups, RULE_DMARC, f"_dmarc.{domain}", "v=DMARC1", "RFC 7489 §6.6.3"))
+    for rule, name, prefix, rfc in ((RULE_SPF, domain, "v=spf1", "RFC 7208 §4.5"),
+                                    (RULE_DMARC, f"_dmarc.{domain}", "v=DMARC1", "RFC 7489 §6.6.3")):
+        if mx.outcome == "error":  # the server did not answer: do not wait for it twice more
+            rows.append(Result(rule, "skip", got="not asked: DNS did not answer the MX question", points=0))
+        else:
+            rows.append(_txt_info(lookups, rule, name, prefix, rfc))
     return rows, hosts
 
 
