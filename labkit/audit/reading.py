@@ -86,6 +86,14 @@ class TracedPOP3(poplib.POP3):
         return line
 
 
+def ok(answer: tuple[str, list]) -> list:
+    """imaplib returns NO answers instead of raising: make them errors like BAD ones."""
+    typ, data = answer
+    if typ != "OK":
+        raise imaplib.IMAP4.error(f"{typ} {_text(data[0]) if data and isinstance(data[0], bytes) else data}")
+    return data
+
+
 def _problem(error: BaseException) -> str:
     if isinstance(error, TimeoutError):
         return "no reply in time (timed out)"
@@ -115,13 +123,13 @@ def imap_find(host: MailHost, target: Target, message_id: str) -> tuple[Result, 
         step = "LOGIN"
         client.login(target.login_name, target.password or "")
         step = "SELECT INBOX"
-        client.select("INBOX")
+        ok(client.select("INBOX"))
         step = f"SEARCH HEADER Message-ID {message_id}"
         imap = client
 
         def look() -> bytes | None:
             imap.noop()  # RFC 3501 §6.1.2: lets the server report new mail
-            numbers = imap.search(None, "HEADER", "Message-ID", f'"{message_id}"')[1][0].split()
+            numbers = ok(imap.search(None, "HEADER", "Message-ID", f'"{message_id}"'))[0].split()
             return numbers[-1] if numbers else None
 
         number = poll(time.monotonic() + target.wait, look)
@@ -131,7 +139,7 @@ def imap_find(host: MailHost, target: Target, message_id: str) -> tuple[Result, 
                           hint="the MTA took it: does it deliver where the IMAP server reads (mail_location)? "
                           "the MTA's log says where it went"), None
         step = "FETCH"
-        data = client.fetch(number.decode(), "(BODY.PEEK[HEADER])")[1]
+        data = ok(client.fetch(number.decode(), "(BODY.PEEK[HEADER])"))
         header = next((item[1] for item in data if isinstance(item, tuple)), b"")
         return Result(RULE_IMAP_FOUND, "pass", info=f"message {number.decode()} in INBOX"), header
     except (ConnectFailed, *Failure) as error:
