@@ -335,3 +335,12 @@ def test_authority_of_the_answers(plain_dns):
     flags["aa"] = True
     assert check(Target("lame.test", dns=endpoint, direct=False, timeout=0.5)).result(
         "the DNS answers are authoritative").status == "pass"
+
+
+def test_a_wrong_password_fails_at_login_and_is_never_shown(lab):
+    report = check(target(lab, "brilliant.com", user=BETTY[0], password="not-bettys-secret"))
+    row = report.result("IMAP: the test message is in INBOX")
+    assert row.status == "fail" and row.step == "LOGIN" and "--password" in row.hint
+    assert any(d == "C" and line.endswith("LOGIN betty@brilliant.com ********") for d, line in row.transcript)
+    assert report.result("submission (587): AUTH with the user's password").got.startswith("535")
+    assert "not-bettys-secret" not in report.dumps()

@@ -71,7 +71,6 @@ class TracedPOP3(poplib.POP3):
     def __init__(self, connector: Connector, host: MailHost, transcript: list[Line]) -> None:
         self._connector, self._mail_host, self._transcript = connector, host, transcript
         super().__init__(host.name, POP3_PORT, timeout=connector.timeout)
-        self._transcript.append(("S", _text(self.welcome)))
 
     def _create_socket(self, timeout: float | None) -> socket.socket:
         return self._connector.connect(self._mail_host.name, self._mail_host.addresses, POP3_PORT, self._transcript)
