@@ -37,6 +37,7 @@ class SMTPProbe:
         self.sock, self.timeout, self.transcript = sock, timeout, transcript
         self.parser = ReplyParser(on_line=lambda line: transcript.append(("S", line)))
         self.extensions: dict[str, str] = {}
+        self.broken = False  # a wait failed: nothing more is asked, not even QUIT
         self._ready: list[Reply] = []
 
     # -- IO ---------------------------------------------------------------------------
@@ -71,6 +72,7 @@ class SMTPProbe:
         return self.reply()
 
     def _broken(self, problem: str) -> ProbeError:
+        self.broken = True
         self.transcript.append(("*", problem))
         return ProbeError(problem)
 
@@ -103,9 +105,10 @@ class SMTPProbe:
         return mail, rcpt
 
     def quit(self) -> None:
-        """QUIT, then close; a server that is gone by now changes nothing."""
+        """QUIT, then close; a server that is gone (or broke the session) changes nothing."""
         try:
-            self.command("QUIT")
+            if not self.broken:
+                self.command("QUIT")
         except ProbeError:
             pass
         finally:
