@@ -344,3 +344,13 @@ def test_a_wrong_password_fails_at_login_and_is_never_shown(lab):
     assert any(d == "C" and line.endswith("LOGIN betty@brilliant.com ********") for d, line in row.transcript)
     assert report.result("submission (587): AUTH with the user's password").got.startswith("535")
     assert "not-bettys-secret" not in report.dumps()
+
+
+def test_host_names_where_imap_pop3_and_submission_are(lab):
+    """brilliant.com's zone has imap CNAME smtp.brilliant.com: --host follows it."""
+    report = check(target(lab, "brilliant.com", user=BETTY[0], password=BETTY[1], host="imap.brilliant.com"))
+    assert report.passed, str(report)
+    assert report.result("IMAP: the test message is in INBOX").status == "pass"
+    nowhere = check(target(lab, "brilliant.com", user=BETTY[0], password=BETTY[1], host="pop.brilliant.com"))
+    row = nowhere.result("IMAP: the test message is in INBOX")
+    assert row.status == "fail" and "nothing listens on pop.brilliant.com" in row.got

@@ -157,7 +157,7 @@ def check_dns(target: Target, lookups: Lookups) -> tuple[list[Result], list[Mail
 
 def _implicit_mx(domain: str, lookups: Lookups, mark: int, hosts: list[MailHost]) -> Result:
     """No MX: mail goes to the domain's own address (RFC 5321 §5.1), if it has one."""
-    addresses = _addresses(domain, lookups)
+    addresses = addresses_of(domain, lookups)
     common = dict(step=f"{domain} IN MX", expected="MX records naming the mail hosts", rfc="RFC 5321 §5.1",
                   transcript=lookups.since(mark))
     if not addresses:
@@ -169,7 +169,8 @@ def _implicit_mx(domain: str, lookups: Lookups, mark: int, hosts: list[MailHost]
                   f"({', '.join(addresses)}), the implicit MX")
 
 
-def _addresses(name: str, lookups: Lookups) -> tuple[str, ...]:
+def addresses_of(name: str, lookups: Lookups) -> tuple[str, ...]:
+    """A then AAAA addresses of ``name`` (after CNAMEs); empty if it has none."""
     found: list[str] = []
     for rdtype in ("A", "AAAA"):
         answer = lookups.ask(name, rdtype)
@@ -191,7 +192,7 @@ def _mx_hosts(records: list, lookups: Lookups, hosts: list[MailHost]) -> list[Re
         cname = lookups.ask(name, "CNAME")
         if cname.records:
             aliases.append(f"{name} is a CNAME for {cname.records[0].target.to_text(omit_final_dot=True)}")
-        addresses = _addresses(name, lookups)
+        addresses = addresses_of(name, lookups)
         if addresses:
             hosts.append(MailHost(name, record.preference, addresses))
         else:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from ..checks.result import Report
 from . import reading, submission
-from .dns_rules import Lookups, MailHost, check_dns, resolver_for
+from .dns_rules import Lookups, MailHost, addresses_of, check_dns, resolver_for
 from .rows import not_checked, skipped
-from .smtp_rules import RULE_MESSAGE, Greeted, check_mx, deliver, rules_for, test_message
+from .smtp_rules import RULE_MESSAGE, Greeted, check_mx, deliver, rules_for, make_test_message
 from .target import Target
 
 RULE_NO_HOST = "a mail host to check"
@@ -32,7 +32,7 @@ def check(target: Target) -> Report:
         report.extend(rows)
         if hello is not None:
             greeted.append(hello)
-    message, message_id = test_message(target)
+    message, message_id = make_test_message(target)
     if target.expired():
         report.add(not_checked(RULE_MESSAGE, TIME_LIMIT))
         receiver = None
@@ -64,8 +64,7 @@ def _mailbox_host(target: Target, hosts: list[MailHost], greeted: list[Greeted],
         known = next((h for h in hosts if h.name == name), None)
         if known is not None:
             return known
-        addresses = tuple(a for t in ("A", "AAAA") for a in (r.address for r in lookups.ask(name, t).records))
-        return MailHost(name, 0, addresses or (name,))
+        return MailHost(name, 0, addresses_of(name, lookups) or (name,))
     if receiver is not None:
         return receiver.host
     if greeted:

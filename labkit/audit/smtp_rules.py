@@ -164,7 +164,7 @@ class _MXSession:
 
 
 # -- the test message ---------------------------------------------------------------------
-def test_message(target: Target) -> tuple[bytes, str]:
+def make_test_message(target: Target) -> tuple[bytes, str]:
     """A small message with a unique Message-ID (RFC 5322 §3.6.4), and that id."""
     message_id = f"<labkit-check.{uuid.uuid4().hex}@labkit-check.invalid>"
     date = email.utils.format_datetime(datetime.now(timezone.utc))
