@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 
+from .audit import cli as check_cli
 from .config import ConfigError
 from .render import TerminalRenderer
 from .state import default_state_dir
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labkit", description="A lab kit that teaches how e-mail works.")
     sub = parser.add_subparsers(dest="command", required=True)
     _world_parser(sub)
+    check_cli.add_parser(sub)
     sub.add_parser("demo", help="replay the lecture: Albert writes to Betty", add_help=False)
     m = sub.add_parser("muttrc", help="print a muttrc for a user of the running world",
                        description="Print a muttrc that reads ADDRESS's mail over IMAP (or its Maildir) and "
@@ -95,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "muttrc":
         return run_muttrc(args)
+    if args.command == "check":
+        return check_cli.run(args)
     try:
         return asyncio.run(run_world(args))
     except (ConfigError, WorldBusy) as error:

@@ -37,6 +37,7 @@ class Result:
     hint: str = ""  # the common mistake this looks like, and what to do
     transcript: list[Line] = field(default_factory=list)
     points: float = 1.0  # weight in the score
+    info: str = ""  # what was found, shown even on a pass: "EHLO extensions: PIPELINING SIZE …"
 
     @property
     def passed(self) -> bool:
@@ -45,7 +46,8 @@ class Result:
     def text(self) -> str:
         """The row as plain text: one line when it passed, the whole story when not."""
         mark = {"pass": "PASS", "fail": "FAIL", "warn": "WARN", "skip": "SKIP"}[self.status]
-        head = f"[{mark}] {self.rule}" + (f"  ({self.rfc})" if self.rfc and self.status != "pass" else "")
+        head = f"[{mark}] {self.rule}" + (f": {self.info}" if self.info else "")
+        head += f"  ({self.rfc})" if self.rfc and self.status != "pass" else ""
         if self.status == "pass":
             return head
         lines = [head]
@@ -118,8 +120,9 @@ class Report:
         colours = {"pass": "#1a7f37", "fail": "#cf222e", "warn": "#9a6700", "skip": "#6e7781"}
         for r in self.results:
             detail = "" if r.status == "pass" else f"<pre style='margin:2px 0 6px 1.5em'>{html.escape(r.text())}</pre>"
+            info = f": {html.escape(r.info)}" if r.info and r.status == "pass" else ""
             rows.append(f"<div><b style='color:{colours[r.status]}'>{r.status.upper()}</b> {html.escape(r.rule)}"
-                        f"{detail}</div>")
+                        f"{info}{detail}</div>")
         return f"<div><b>{html.escape(self.summary())}</b>{''.join(rows)}</div>"
 
     def to_json(self) -> dict:

@@ -9,7 +9,9 @@ Host names come back in lower case and without the trailing dot.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import dns.exception
 import dns.name
@@ -86,8 +88,7 @@ def resolve_mx(domain: str, resolver: dns.resolver.Resolver) -> list[NextHop]:
     except dns.exception.DNSException as exc:
         raise _lookup_error(shown, f"{shown} MX", exc) from exc
     assert answer.rrset is not None  # dnspython raises NoAnswer otherwise
-    records = list(answer.rrset)
-    if len(records) == 1 and records[0].preference == 0 and records[0].exchange == dns.name.root:
+    if is_null_mx(answer.rrset):
         raise NullMXError(shown, f"{shown} does not accept mail: it publishes a null MX (RFC 7505)")
     hops: list[NextHop] = []
     temporary: list[MXError] = []
@@ -109,6 +110,12 @@ def resolve_mx(domain: str, resolver: dns.resolver.Resolver) -> list[NextHop]:
             shown, f"no MX host of {shown} has an address yet (RFC 5321 §5.1), try again later: {temporary[0]}"
         )
     raise PermanentMXError(shown, f"no MX host of {shown} has an address (RFC 5321 §5.1: MX records unusable)")
+
+
+def is_null_mx(records: Iterable[Any]) -> bool:
+    """A single ``MX 0 .``: the domain accepts no mail (RFC 7505 §3)."""
+    records = list(records)
+    return len(records) == 1 and records[0].preference == 0 and records[0].exchange == dns.name.root
 
 
 def _implicit_mx(name: dns.name.Name, shown: str, resolver: dns.resolver.Resolver) -> NextHop:

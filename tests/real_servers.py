@@ -1,0 +1,250 @@
+"""A real Postfix and Dovecot for tests: loopback high ports, a temporary configuration.
+
+Postfix's master must start as root (it drops to the ``postfix`` user), so these skip
+elsewhere, and where the packages are missing (apt: postfix, dovecot-imapd,
+dovecot-pop3d; `.ci/run` installs them). Everything lives in one directory under
+/tmp that the unprivileged daemons can enter; :meth:`Servers.close` stops both and
+removes it.
+
+Postfix serves the virtual domain ``student.test``: ``sam@student.test`` (Maildir,
+written by Postfix's virtual(8) agent as ``nobody``), ``postmaster`` an alias of sam.
+Its master.cf runs several smtpd listeners, one good and each other deliberately
+misconfigured with ``-o`` overrides, so every misconfiguration is one port away and
+no reload is needed. Dovecot reads the same Maildirs over IMAP and POP3 and answers
+Postfix's SASL questions for the submission port.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+DOMAIN = "student.test"
+USER, PASSWORD = f"sam@{DOMAIN}", "sam-password"
+SMTPD_VARIANTS = {
+    "good": "",
+    "open relay": "-o mynetworks=127.0.0.0/8",  # the checker's address is "ours"
+    "catch-all": "-o virtual_alias_maps=texthash:{conf}/valias-catchall",
+    "no postmaster": "-o virtual_alias_maps=",
+}
+START_TIMEOUT = 20.0
+
+
+def _binary(name: str, *places: str) -> str | None:
+    return shutil.which(name) or next((p for p in places if os.access(p, os.X_OK)), None)
+
+
+def require_servers() -> tuple[str, str]:
+    """The postfix and dovecot commands, or skip saying what is missing."""
+    postfix = _binary("postfix", "/usr/sbin/postfix")
+    dovecot = _binary("dovecot", "/usr/sbin/dovecot")
+    if postfix is None:
+        pytest.skip("postfix is not installed (apt: postfix; .ci/run installs it)")
+    if dovecot is None or not all(os.access(f"/usr/lib/dovecot/{p}", os.X_OK) for p in ("imap", "pop3")):
+        pytest.skip("dovecot IMAP/POP3 is not installed (apt: dovecot-imapd dovecot-pop3d; .ci/run installs them)")
+    if os.geteuid() != 0:
+        pytest.skip("Postfix's master starts only as root (CI runs as root)")
+    return postfix, dovecot
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (held open together, so they differ)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def wait_listening(port: int, proc: subprocess.Popen, what: str, log: Path) -> None:
+    """Poll until ``port`` greets (bounded); fail with the log if not."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:  # a whole greeting, so no half-served connection is left behind
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                if sock.recv(512):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start listening on {port}:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def stop(proc: subprocess.Popen | None, group: int | None = None) -> None:
+    """SIGTERM a process group we started (the Popen child's own session, or
+    ``group``), then wait for the child; SIGKILL the group if that is not enough."""
+    if proc is None or proc.poll() is not None:
+        return
+    for sig, patience in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(group or proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=patience)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class Servers:
+    def __init__(self) -> None:
+        self.postfix_cmd, self.dovecot_cmd = require_servers()
+        ports = free_ports(len(SMTPD_VARIANTS) + 4)
+        self.smtp = dict(zip(SMTPD_VARIANTS, ports))
+        # nowhere: the relayhost, where nothing listens, so mail for elsewhere stays queued
+        self.submission, self.imap, self.pop3, self.nowhere = ports[len(SMTPD_VARIANTS):]
+        self.root = Path(tempfile.mkdtemp(prefix="labkit-postfix-", dir="/tmp"))
+        self.root.chmod(0o755)  # the daemons run as postfix, dovecot and nobody
+        self.postfix: subprocess.Popen | None = None
+        self.dovecot: subprocess.Popen | None = None
+        try:
+            self._configure()
+            self.start_postfix()
+            self.start_dovecot()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- configuration ------------------------------------------------------------------
+    def _configure(self) -> None:
+        root, conf = self.root, self.root / "postfix"
+        nobody, postfix = pwd.getpwnam("nobody"), pwd.getpwnam("postfix")
+        for sub in ("postfix", "queue", "data", "mail", "dovecot/run", "dovecot/state"):
+            (root / sub).mkdir(parents=True)
+        os.chown(root / "data", postfix.pw_uid, postfix.pw_gid)
+        os.chown(root / "mail", nobody.pw_uid, nobody.pw_gid)
+        auth_socket = root / "dovecot/run/auth-postfix"
+        (conf / "main.cf").write_text(f"""compatibility_level = 3.6
+queue_directory = {root}/queue
+data_directory = {root}/data
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file = /dev/stdout
+myhostname = mx.{DOMAIN}
+mydomain = {DOMAIN}
+mydestination =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 192.0.2.1/32
+alias_maps =
+alias_database =
+virtual_mailbox_domains = {DOMAIN}
+virtual_mailbox_base = {root}/mail
+virtual_mailbox_maps = texthash:{conf}/vmailbox
+virtual_alias_maps = texthash:{conf}/valias
+virtual_uid_maps = static:{nobody.pw_uid}
+virtual_gid_maps = static:{nobody.pw_gid}
+default_transport = smtp
+relay_transport = smtp
+relayhost = [127.0.0.1]:{self.nowhere}
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = {auth_socket}
+""")
+        (conf / "vmailbox").write_text(f"{USER} {DOMAIN}/sam/\n")
+        (conf / "valias").write_text(f"postmaster@{DOMAIN} {USER}\n")
+        (conf / "valias-catchall").write_text(f"postmaster@{DOMAIN} {USER}\n@{DOMAIN} {USER}\n")
+        listeners = [f"127.0.0.1:{self.smtp[name]} inet n - n - - smtpd {extra.format(conf=conf)}"
+                     for name, extra in SMTPD_VARIANTS.items()]
+        listeners.append(f"127.0.0.1:{self.submission} inet n - n - - smtpd -o smtpd_sasl_auth_enable=yes "
+                         "-o smtpd_relay_restrictions=permit_sasl_authenticated,reject")
+        services = """postlog unix-dgram n - n - 1 postlogd
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+rewrite unix - - n - - trivial-rewrite
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+verify unix - - n - 1 verify
+proxymap unix - - n - - proxymap
+showq unix n - n - - showq
+error unix - - n - - error
+smtp unix - - n - - smtp
+retry unix - - n - - error
+discard unix - - n - - discard
+virtual unix - n n - - virtual
+anvil unix - - n - 1 anvil
+scache unix - - n - 1 scache
+"""
+        (conf / "master.cf").write_text("\n".join(listeners) + "\n" + services)
+        dove = root / "dovecot"
+        logins = "".join(  # a listener on our port, and none for the TLS port
+            f"service {p}-login {{\n  inet_listener {p} {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n"
+            f"  inet_listener {p}s {{\n    port = 0\n  }}\n}}\n"
+            for p, port in (("imap", self.imap), ("pop3", self.pop3)))
+        (dove / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}:{nobody.pw_uid}:{nobody.pw_gid}::{root}/mail::\n")
+        (dove / "dovecot.conf").write_text(f"""base_dir = {dove}/run
+state_dir = {dove}/state
+log_path = {dove}/dovecot.log
+protocols = imap pop3
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+first_valid_uid = 1
+mail_location = maildir:{root}/mail/%d/%n
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {dove}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = {dove}/users
+}}
+{logins}service auth {{
+  unix_listener auth-postfix {{
+    mode = 0666
+  }}
+}}
+# No growing delay after failed logins from one address (the checker fails on purpose):
+# the auth process finds no penalty socket and goes on without it.
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    path = anvil-auth-penalty-off
+  }}
+}}
+""")
+
+    # -- life cycle ---------------------------------------------------------------------
+    def start_postfix(self) -> None:
+        log = self.root / "postfix.log"
+        self.postfix = subprocess.Popen([self.postfix_cmd, "-c", str(self.root / "postfix"), "start-fg"],
+                                        stdout=log.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
+        wait_listening(self.smtp["good"], self.postfix, "Postfix", log)
+
+    def start_dovecot(self) -> None:
+        log = self.root / "dovecot" / "dovecot.log"
+        out = self.root / "dovecot" / "stdout.log"
+        self.dovecot = subprocess.Popen([self.dovecot_cmd, "-F", "-c", str(self.root / "dovecot/dovecot.conf")],
+                                        stdout=out.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
+        wait_listening(self.imap, self.dovecot, "Dovecot", log if log.exists() else out)
+
+    def stop_dovecot(self) -> None:
+        stop(self.dovecot)
+        self.dovecot = None
+
+    def close(self) -> None:
+        # Postfix's master makes its own session: signal it by its pid file; it stops its children.
+        master = self.root / "queue/pid/master.pid"
+        if self.postfix is not None and master.exists():
+            stop(self.postfix, int(master.read_text().split()[0]))
+        stop(self.postfix)  # and postfix-script, which waits for it
+        self.postfix = None
+        self.stop_dovecot()
+        shutil.rmtree(self.root, ignore_errors=True)
