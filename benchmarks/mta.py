@@ -1,4 +1,5 @@
-"""MTA benchmarks: end-to-end latency, world start-up, accept rate against a bare Sink.
+"""MTA benchmarks: end-to-end latency, world start-up, accept rate against a bare Sink,
+and the sans-IO SMTP session (the smtp_session seam) beside the aiosmtpd front end.
 
 Run with ``make bench`` (or ``python -m benchmarks``). Every figure is measured in the
 same run as its baseline, and printed with the ratio and the target.
@@ -76,6 +77,19 @@ async def main():
     print(server.sockets[0].getsockname()[1], flush=True)
     await asyncio.Event().wait()
 asyncio.run(main())
+"""
+
+
+# The same world with smtp.brilliant.com's front end swapped for the sans-IO session
+# (the smtp_session seam's reference): same MTA core, same disk work.
+SANS_IO_WORLD = r"""
+import sys, threading
+from labkit.smtp.server import SMTPServerSession
+from labkit.world import World
+world = World(state_dir=sys.argv[1]).start()
+world.use(host="smtp.brilliant.com", smtp_session=SMTPServerSession)
+print(world.host("brilliant.com").services["smtp"].port, flush=True)
+threading.Event().wait()
 """
 
 
@@ -164,10 +178,13 @@ def accept_rates(total: int = 2000) -> list[dict]:
     sink = subprocess.Popen([sys.executable, "-c", SINK_SERVER], stdout=subprocess.PIPE, text=True)
     durable = subprocess.Popen([sys.executable, "-c", SINK_SERVER, str(scratch("durable-sink-"))],
                                stdout=subprocess.PIPE, text=True)
+    sans_io = subprocess.Popen([sys.executable, "-c", SANS_IO_WORLD, str(scratch("sans-io-"))],
+                               stdout=subprocess.PIPE, text=True)
     try:
         info = json.loads(world.stdout.readline())
         mta_port = info["hosts"]["smtp.brilliant.com"]["services"]["smtp"]["port"]
         sink_port, durable_port = int(sink.stdout.readline()), int(durable.stdout.readline())
+        sans_io_port = int(sans_io.stdout.readline())
         rows = []
         for connections in (1, 10):
             for client, measure in (("asyncio client", accept_rate), ("smtp-source", smtp_source_rate)):
@@ -176,11 +193,13 @@ def accept_rates(total: int = 2000) -> list[dict]:
                     continue
                 mta = measure(mta_port, connections, total, "betty@brilliant.com")
                 floor = measure(durable_port, connections, total, "betty@brilliant.com")
+                session = measure(sans_io_port, connections, total, "betty@brilliant.com")
                 rows.append({"client": client, "connections": connections, "sink_msg_s": base, "mta_msg_s": mta,
-                             "durable_sink_msg_s": floor, "ratio": mta / base, "ratio_durable": mta / floor})
+                             "durable_sink_msg_s": floor, "ratio": mta / base, "ratio_durable": mta / floor,
+                             "sans_io_msg_s": session, "ratio_sans_io": session / mta})
         return rows
     finally:
-        for proc in (world, sink, durable):
+        for proc in (world, sink, durable, sans_io):
             proc.terminate()
             proc.wait(20)
 
@@ -225,7 +244,8 @@ def _report() -> None:
         print(f"accept rate, {row['client']:14} x{row['connections']:<2}  MTA {row['mta_msg_s']:6.0f} msg/s"
               f"  bare Sink {row['sink_msg_s']:6.0f}  ratio {row['ratio']:.2f}"
               f" (target >= 0.7: {'OK' if row['ratio'] >= 0.7 else 'MISSED'})"
-              f"  durable Sink {row['durable_sink_msg_s']:6.0f}  ratio {row['ratio_durable']:.2f}")
+              f"  durable Sink {row['durable_sink_msg_s']:6.0f}  ratio {row['ratio_durable']:.2f}"
+              f"  sans-IO session {row['sans_io_msg_s']:6.0f} ({row['ratio_sans_io']:.2f} x aiosmtpd's)")
     d = disk_costs()
     print(f"disk: create a file {d['create_ms']:.3f} ms, fsync {d['fsync_ms']:.3f} ms,"
           f" one durable Maildir write {d['durable_write_ms']:.2f} ms (what a Sink never pays)")
