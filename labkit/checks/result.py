@@ -115,6 +115,8 @@ class Report:
     def __str__(self) -> str:
         return "\n".join([self.summary(), *(r.text() for r in self.results)])
 
+    __repr__ = __str__  # a notebook cell that ends with a check shows the rows, not a dataclass
+
     def _repr_html_(self) -> str:  # Jupyter shows this
         rows = []
         colours = {"pass": "#1a7f37", "fail": "#cf222e", "warn": "#9a6700", "skip": "#6e7781"}
@@ -147,3 +149,9 @@ class CheckFailed(AssertionError):
         self.report = report
         failed = [r.text() for r in report.failures]
         super().__init__("\n".join([report.summary(), *failed]))
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython (a notebook cell) shows instead of a Python traceback: the
+        broken rules in protocol terms, not the check's own frames."""
+        lines = str(self).splitlines()
+        return [f"CheckFailed: {lines[0]}", *lines[1:]]
