@@ -258,8 +258,8 @@ def follow(world, recipient: str, *, since: float = 0.0, timeout: float = 10.0) 
     arrived = delivered_to(recipient)
 
     def ended(e: TraceEvent) -> bool:
-        return arrived(e) or e.kind in ("seam-error", "failed") or (
-            e.kind == "deferred" and e.data.get("recipient", "").lower() == recipient.lower())
+        return arrived(e) or e.kind == "seam-error" or (
+            e.kind in ("deferred", "failed") and e.data.get("recipient", "").lower() == recipient.lower())
 
     try:
         event = world.wait_for(ended, timeout=timeout, since=since)
