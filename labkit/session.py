@@ -314,7 +314,9 @@ async def _end(connection: _Connection, boundary: Boundary, part: SessionPart,
     try:
         if callable(unwatch):
             await boundary.acall(part.seam, part.host, unwatch, student=student, note=False)
-        await connection.step("connection_lost")
+        # connection_lost() returns None (see Session): no bytes check, unlike the other steps
+        await boundary.acall(part.seam, part.host, _step, connection.session, "connection_lost",
+                             student=student, note=False)
     except SeamError:
         pass
     except asyncio.CancelledError:  # the world is stopping: let it

@@ -307,6 +307,29 @@ def test_a_session_without_the_base_class_and_optional_methods_works(world):
     assert client.getwelcome() == b"+OK bare" and client.quit() == b"+OK bye"
 
 
+def test_the_end_of_a_students_session_is_no_error(world):
+    class Quits(Session):  # connection_lost() returns None, as Session says
+        def __init__(self, peer, mta, *, hostname):
+            self.mta = mta
+
+        def start(self):
+            return (self.mta.greeting() + "\r\n").encode()
+
+        def receive(self, data):
+            self.closed = True
+            return b"221 2.0.0 bye\r\n"
+
+    world.use(host="smtp.brilliant.com", smtp_session=Quits)
+    with socket.create_connection(("127.0.0.1", world.host("brilliant.com").services["smtp"].port), timeout=5) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(b"QUIT\r\n")
+        assert reader.readline().startswith(b"221")
+        client = sock.getsockname()
+    world.context.receipts.wait(client, timeout=5)  # until the server has finished with the connection
+    assert [e.line for e in world.tracer.events() if e.kind == "seam-error"] == []
+
+
 @pytest.mark.parametrize("receive, says", [
     (lambda self, data: "+OK a str", "must return bytes, got str"),
     (lambda self, data: None, "got None"),

@@ -13,7 +13,7 @@ import importlib
 
 from .result import CheckFailed, Report, Result
 
-SEAM_CHECKS = ("send_mail", "resolve_mx", "story")
+SEAM_CHECKS = ("send_mail", "resolve_mx", "smtp_session", "story")
 __all__ = ["CheckFailed", "Report", "Result", *SEAM_CHECKS]
 
 

@@ -14,6 +14,7 @@ RFC section, the transcript and any hint, so every rule reads the same to a stud
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -49,11 +50,13 @@ class Probe:
 
     ``transcript`` collects the lines of the current rule (peers and worlds append to
     it); a call that fails in the boundary (raised, wrong type, deadline, fenced) is a
-    :class:`Broken` with the student's traceback."""
+    :class:`Broken` with the student's traceback. ``part`` is what a world is given
+    (:func:`student_world`): the implementation, always run as the student's."""
 
     def __init__(self, seam: str, impl: Any, *, deadline: float = DEFAULT_DEADLINE) -> None:
         self.seam, self.impl = seam, impl
         self.spec = SEAMS[seam]
+        self.part = impl if self.spec.kind == "program" else _as_students(impl)
         self.tracer = Tracer()
         self.boundary = Boundary(self.tracer, deadline=deadline)
         self.transcript: list[Line] = []
@@ -65,9 +68,16 @@ class Probe:
             return self.boundary.call(self.seam, "", self.impl, *args, student=True, check=check,
                                       passes=self.spec.passing(), **kwargs)
         except SeamError as error:
-            got = error.detail + (f"\n{error.traceback.rstrip()}" if error.traceback else "")
-            raise Broken(step or f"calling your {self.seam}", _EXPECTED[error.failure], got,
-                         hint=_HINTS[error.failure].format(seam=self.seam, deadline=self.boundary.deadline)) from None
+            raise self.failure(step or f"calling your {self.seam}", error.failure, error.detail,
+                               error.traceback) from None
+
+    def failure(self, step: str, failure: str, got: str, traceback_text: str = "", *, expected: str = "",
+                hint: str = "") -> Broken:
+        """The student's part failed in a boundary (``failure``: raised, contract,
+        deadline or fenced): a :class:`Broken` with its traceback and that failure's hint."""
+        got += f"\n{traceback_text.rstrip()}" if traceback_text else ""
+        return Broken(step, expected or _EXPECTED[failure], got,
+                      hint=_HINTS.get(failure, "").format(seam=self.seam, deadline=self.boundary.deadline) or hint)
 
     def note(self, direction: str, line: str) -> None:
         self.transcript.append((direction, line))
@@ -88,6 +98,16 @@ class Probe:
 
     def close(self) -> None:
         self.boundary.shutdown()
+
+
+def _as_students(impl: Any) -> Any:
+    """``impl`` as a world must see it: always the student's, so the reference fence is
+    up even when ``impl`` *is* labkit's own answer (which a world would run unfenced)."""
+
+    def part(*args: Any, **kwargs: Any) -> Any:
+        return impl(*args, **kwargs)
+
+    return functools.update_wrapper(part, impl, updated=())
 
 
 _EXPECTED = {
@@ -132,26 +152,47 @@ def run_rules(seam: str, rules: Iterable[Rule], impl: Any, *, only: Iterable[str
     return report
 
 
+def student_world(probe: Probe, host: str | None = None) -> Any:
+    """A lab world for this rule (stopped when it ends) that runs the student's part,
+    on every host or on ``host`` only, with the probe's deadline."""
+    from ..world import World
+
+    world = probe.enter(World(deadline=probe.boundary.deadline))
+    world.use(host=host, **{probe.seam: probe.part})
+    return world
+
+
+def _seam_failed(probe: Probe, event: Any) -> bool:
+    return event.kind == "seam-error" and event.data.get("seam") == probe.seam
+
+
+def _seam_broken(probe: Probe, event: Any, step: str, expected: str = "", hint: str = "") -> Broken:
+    return probe.failure(step, event.data.get("failure", ""), event.line, event.data.get("traceback", ""),
+                         expected=expected, hint=hint)
+
+
 def in_world(probe: Probe, world: Any, predicate: Callable[[Any], bool], *, step: str, expected: str,
              hint: str = "", since: float = 0.0) -> Any:
     """Wait for an event of ``world``'s trace matching ``predicate``; a seam-error of
     the student's part ends the wait at once, as a :class:`Broken` with its traceback.
     If nothing comes, the last deferral or failure in the trace is what came back."""
-
-    def failed(event: Any) -> bool:
-        return event.kind == "seam-error" and event.data.get("seam") == probe.seam
-
     try:
-        event = world.wait_for(lambda e: predicate(e) or failed(e), timeout=probe.boundary.deadline + 5, since=since)
+        event = world.wait_for(lambda e: predicate(e) or _seam_failed(probe, e),
+                               timeout=probe.boundary.deadline + 5, since=since)
     except TimeoutError:
         problems = [e.line for e in world.tracer.events() if e.kind in ("deferred", "failed", "seam-error")]
         raise Broken(step, expected, problems[-1] if problems else "nothing happened", hint=hint) from None
-    if failed(event):
-        traceback = event.data.get("traceback", "")
-        raise Broken(step, expected, event.line + (f"\n{traceback.rstrip()}" if traceback else ""),
-                     hint=_HINTS.get(event.data.get("failure", ""), "").format(
-                         seam=probe.seam, deadline=probe.boundary.deadline) or hint)
+    if _seam_failed(probe, event):
+        raise _seam_broken(probe, event, step, expected, hint)
     return event
+
+
+def seam_failed(probe: Probe, world: Any, step: str, expected: str = "") -> None:
+    """Raise :class:`Broken` (with the traceback) if the student's part has failed in
+    ``world`` so far: for a rule that sees the failure as the world's error reply."""
+    for event in world.tracer.events():
+        if _seam_failed(probe, event):
+            raise _seam_broken(probe, event, step, expected)
 
 
 def watch_world(probe: Probe, world: Any, show: Callable[[Any], bool]) -> None:

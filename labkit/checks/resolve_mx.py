@@ -20,7 +20,7 @@ from .. import contracts
 from ..dns.mx import MXError, NextHop, NullMXError, PermanentMXError, TemporaryMXError, lab_resolver
 from ..dns.server import DNSServer, serve_in_background
 from ..trace import Tracer, delivered_to
-from .harness import Broken, Probe, Rule, entry_points, in_world, watch_world
+from .harness import Broken, Probe, Rule, entry_points, in_world, student_world, watch_world
 
 ZONES = Path(__file__).parent / "zones"
 SHUFFLE_TRIES = 40  # a fixed order survives 40 tries with probability 2**-39
@@ -182,11 +182,8 @@ def dns_timeout(probe: Probe) -> None:
 
 
 def in_the_world(probe: Probe) -> None:
-    from ..world import World
-
-    world = probe.enter(World(deadline=probe.boundary.deadline))
+    world = student_world(probe)
     watch_world(probe, world, lambda e: e.kind in ("seam-error", "seam-call", "failed", "delivered"))
-    world.use(resolve_mx=probe.impl)
     world.send("albert@awesome.com", ["carol@careful.com", "x@nomail.com", "x@typo.brilliant.com"],
                b"Subject: where does mail go?\r\n\r\nhi\r\n")
     in_world(probe, world, delivered_to("carol@careful.com"), step="mail to carol@careful.com",
