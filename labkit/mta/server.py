@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import TYPE_CHECKING
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 # aiosmtpd's own replies that the lab words differently: RFC 5321 §4.2.3 wants 501
 # for a syntax error in a command's argument, such as an unparsable address.
 _REWORDED = {"553 5.1.3 Error: malformed address": replies.BAD_ADDRESS_SYNTAX}
+_PATH = re.compile(r"(?i)\s*(FROM|TO)\s*:\s*<")
 
 
 class TracedSMTP(SMTP):
@@ -64,6 +66,31 @@ class TracedSMTP(SMTP):
         if self.lines:
             self.lines.feed("C", data)
         super().data_received(data)
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if await self._bracketed(arg, "FROM"):
+            await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if await self._bracketed(arg, "TO"):
+            await super().smtp_RCPT(arg)
+
+    async def _bracketed(self, arg: str | None, keyword: str) -> bool:
+        """RFC 5321 §4.1.2: the path is in angle brackets (``MAIL FROM:<a@b>``);
+        aiosmtpd, like Postfix by default, would take a bare address too. The lab is
+        strict, as its sans-IO session is. Sequence errors still come first."""
+        if self.session is None or not self.session.host_name or arg is None or _PATH.match(arg):
+            return True
+        if keyword == "TO" and not (self.envelope and self.envelope.mail_from):
+            return True  # aiosmtpd answers 503 for RCPT before MAIL
+        if keyword == "FROM" and self.envelope and self.envelope.mail_from:
+            return True  # ... and 503 for a nested MAIL
+        head = arg.split(":", 1)[0].strip().upper()
+        if head != keyword:
+            return True  # aiosmtpd's own 501 syntax reply
+        await self.push(f"501 5.5.4 Syntax: {'MAIL FROM' if keyword == 'FROM' else 'RCPT TO'}:<address>"
+                        " (RFC 5321 4.1.2: the address goes in angle brackets)")
+        return False
 
     async def smtp_AUTH(self, arg: str) -> None:
         # aiosmtpd answers "538 encryption required" on a service without AUTH; say what
