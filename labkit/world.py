@@ -61,9 +61,11 @@ class AsyncWorld:
         seams: Seams | None = None,
         tracer: Tracer | None = None,
         deadline: float = DEFAULT_DEADLINE,
+        seed: str | None = None,
     ) -> None:
         """``deadline``: seconds a student's part may take per call before the world
-        gives up on it (the message stays queued, the client gets a 4xx)."""
+        gives up on it (the message stays queued, the client gets a 4xx). ``seed``:
+        the same queue ids in every run (a lab graded by running it again)."""
         self.config = config if isinstance(config, WorldConfig) else load_config(config)
         self._own_state_dir = state_dir is None
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="labkit-world-"))
@@ -72,7 +74,7 @@ class AsyncWorld:
         self.context.names.update({a: h.name for h in self.config.hosts for a in h.addresses})
         self.dns = DNSServer.from_directory(self.config.zones_dir, name="ns.lab", tracer=self.context.tracer)
         self.hosts: dict[str, MailHost] = {
-            h.name: MailHost(h, self.config.mta, self.context, self.state_dir) for h in self.config.hosts
+            h.name: MailHost(h, self.config.mta, self.context, self.state_dir, seed) for h in self.config.hosts
         }
         self._lock_fd: int | None = None
         self._previous_state_variable: str | None = None

@@ -45,19 +45,23 @@ def _hops(message: bytes) -> int:
     return len(email.message_from_bytes(message).get_all("Received") or [])
 
 
-# answer name -> (question, where to find it, the value in this run)
-QUESTIONS: dict[str, tuple[str, str, Callable[[list[TraceEvent], bytes], Any]]] = {
+COPY = "copy it from your own output above, not from the lecture's slides"
+
+# answer name -> (question, where to find it, a hint, the value in this run)
+QUESTIONS: dict[str, tuple[str, str, str, Callable[[list[TraceEvent], bytes], Any]]] = {
     "awesome_queue_id": ("the queue ID smtp.awesome.com gave Albert's message",
-                         "the '250 2.0.0 OK queued as …' reply to Albert's client",
+                         "the '250 2.0.0 OK queued as …' reply to Albert's client", COPY,
                          lambda ev, msg: _queued_by(ev, "smtp.awesome.com")),
     "brilliant_queue_id": ("the queue ID smtp.brilliant.com gave it",
                            "the '250 … queued as …' reply in the relay's dialogue (smtp.awesome.com -> "
-                           "smtp.brilliant.com)", lambda ev, msg: _queued_by(ev, "smtp.brilliant.com")),
+                           "smtp.brilliant.com)", COPY, lambda ev, msg: _queued_by(ev, "smtp.brilliant.com")),
     "mx_host": ("the mail exchanger smtp.awesome.com relayed to", "the DNS answer for brilliant.com. IN MX",
+                "the name after the preference in the MX record, without the final dot",
                 lambda ev, msg: _relay_mx(ev)),
     "mx_address": ("that mail exchanger's address", "the DNS answer for its A record",
-                   lambda ev, msg: _address_of(ev, _relay_mx(ev))),
+                   "the A record of the MX host, not of ns.lab", lambda ev, msg: _address_of(ev, _relay_mx(ev))),
     "hops": ("the number of Received header fields in Betty's copy (one per hop)", "Betty's copy, from the top",
+             "count the lines that start with 'Received:' (folded lines go with the one above)",
              lambda ev, msg: _hops(msg)),
 }
 
@@ -68,7 +72,7 @@ def run(events: list[TraceEvent], betty_copy: bytes, **answers: Any) -> Report:
     for name, answer in answers.items():
         if name not in QUESTIONS:
             raise KeyError(f"no question {name!r}; the questions: {', '.join(QUESTIONS)}")
-        question, where, value = QUESTIONS[name]
+        question, where, hint, value = QUESTIONS[name]
         right = value(list(events), betty_copy)
         if answer is None or answer == ...:
             report.add(Result(question, "fail", step=name, expected=f"your answer (look at {where})",
@@ -77,8 +81,7 @@ def run(events: list[TraceEvent], betty_copy: bytes, **answers: Any) -> Report:
             report.add(Result(question, "pass"))
         else:
             report.add(Result(question, "fail", step=name, expected=f"this run's value (see {where})",
-                              got=repr(answer), hint="every run has its own queue IDs: copy from your own output, "
-                              "not the lecture's slides"))
+                              got=repr(answer), hint=hint))
     return report
 
 

@@ -24,7 +24,8 @@ SERVICES = ("smtp", "submission", "pop3", "imap")
 
 
 class MailHost:
-    def __init__(self, config: HostConfig, mta: MTAConfig, context: LabContext, state_dir: Path) -> None:
+    def __init__(self, config: HostConfig, mta: MTAConfig, context: LabContext, state_dir: Path,
+                 seed: str | None = None) -> None:
         self.config, self.mta, self.context = config, mta, context
         self.name = config.name
         self.addresses = config.addresses
@@ -37,7 +38,7 @@ class MailHost:
                 for user, password in config.users.items()
             ]
         )
-        self.spool = Spool(state_dir / "spool" / self.name)
+        self.spool = Spool(state_dir / "spool" / self.name, seed=f"{seed}/{self.name}" if seed else None)
         self.queue = DeliveryQueue(self)
         self.services: dict[str, Endpoint] = {}
         self._servers: list[SessionServer] = []

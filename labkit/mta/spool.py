@@ -9,6 +9,7 @@ small ``ID.state`` file, rewritten atomically after each attempt. A restart read
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -48,10 +49,12 @@ def _scramble(x: int) -> int:
 class Spool:
     """The queue directory of one mail host."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, seed: str | None = None) -> None:
+        """``seed``: start the queue ids from it, so every run gives the same ids (a
+        notebook graded by running it again sees the ids its student saw)."""
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._counter = secrets.randbits(32)
+        self._counter = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4]) if seed else secrets.randbits(32)
         self._lock = threading.Lock()
         # Only a message from an earlier run can hold an id this run's counter reaches.
         self._earlier = {name for name in os.listdir(self.directory) if not name.startswith(".")}

@@ -1,0 +1,61 @@
+"""Lab 0's answers, judged against the run's own trace; a seeded world repeats its IDs."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import lecture_config
+from labkit import checks
+from labkit.world import World
+
+BETTY = "betty@brilliant.com"
+
+
+def story(seed: str | None = "lab 0"):
+    with World(lecture_config(), seed=seed) as world:
+        world.send("albert@awesome.com", [BETTY], b"Subject: Dinner\r\n\r\nHey\r\n", source="1.2.3.100")
+        world.wait_for_delivery(BETTY)
+        world.wait_for(lambda e: e.kind == "delivered" and e.server == "smtp.awesome.com")  # the relay's own note
+        return world.tracer.events(), world.messages(BETTY)[0]
+
+
+@pytest.fixture(scope="module")
+def run():
+    return story()
+
+
+def queue_ids(events) -> list[str]:
+    return [e.data["queue_id"] for e in events if e.kind in ("queued", "delivered") and e.data.get("queue_id")]
+
+
+def test_right_answers_pass(run):
+    events, copy = run
+    awesome = next(e.data["queue_id"] for e in events if e.kind == "queued" and e.server == "smtp.awesome.com")
+    brilliant = next(e.data["queue_id"] for e in events if e.kind == "delivered" and e.server == "smtp.brilliant.com")
+    report = checks.story.run(events, copy, awesome_queue_id=awesome, brilliant_queue_id=brilliant.lower(),
+                              mx_host="smtp.brilliant.com", mx_address="1.2.3.5", hops=2)
+    assert report.passed and len(report) == 5, str(report)
+
+
+@pytest.mark.parametrize("answers, says", [
+    ({"brilliant_queue_id": "FFDC3387"}, "copy it from your own output"),
+    ({"awesome_queue_id": None}, "no answer yet"),
+    ({"mx_host": "ns.lab"}, "brilliant.com. IN MX"),
+    ({"mx_address": "1.2.3.53"}, "not of ns.lab"),
+    ({"hops": 1}, "Betty's copy"),
+])
+def test_wrong_answers_fail_without_giving_the_answer(run, answers, says):
+    events, copy = run
+    result = checks.story.run(events, copy, **answers).results[0]
+    assert result.status == "fail" and says in result.text()
+    assert not any(qid in result.text() for qid in queue_ids(events))
+
+
+def test_an_unknown_question_is_a_clear_error(run):
+    with pytest.raises(KeyError, match="no question 'queue'"):
+        checks.story.run(*run, queue="x")
+
+
+def test_a_seeded_world_gives_the_same_queue_ids_every_run(run):
+    assert queue_ids(story()[0]) == queue_ids(run[0])
+    assert queue_ids(story(seed=None)[0]) != queue_ids(run[0])
