@@ -206,7 +206,7 @@ def watch_world(probe: Probe, world: Any, show: Callable[[Any], bool]) -> None:
     probe.later(world.tracer.subscribe(note))
 
 
-def entry_points(seam: str, rules: list[Rule]) -> tuple[Callable[..., Report], Callable[..., Report]]:
+def entry_points(seam: str, rules: list[Rule]) -> tuple[Callable[..., Report], Callable[..., None]]:
     """A check module's ``run`` and ``check`` for ``seam``::
 
         run, check = entry_points("send_mail", RULES)
@@ -215,11 +215,12 @@ def entry_points(seam: str, rules: list[Rule]) -> tuple[Callable[..., Report], C
     def run(impl: Any, only: Iterable[str] | None = None, *, deadline: float = DEFAULT_DEADLINE) -> Report:
         return run_rules(seam, rules, impl, only=only, deadline=deadline, title=seam)
 
-    def check(impl: Any, only: Iterable[str] | None = None, *, deadline: float = DEFAULT_DEADLINE) -> Report:
-        return run(impl, only, deadline=deadline).raise_for_failures()
+    def check(impl: Any, only: Iterable[str] | None = None, *, deadline: float = DEFAULT_DEADLINE) -> None:
+        run(impl, only, deadline=deadline).assert_passed()
 
     run.__doc__ = f"Every rule (or the ``only`` ones named) for a ``{seam}`` implementation: a Report."
-    check.__doc__ = f"Like ``run``, then raise CheckFailed (an AssertionError) if a rule of ``{seam}`` failed."
+    check.__doc__ = (f"For a test cell: ``run``, then raise CheckFailed (an AssertionError) if a rule of ``{seam}`` "
+                     "failed, else show the rows.")
     return run, check
 
 

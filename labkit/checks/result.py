@@ -7,7 +7,7 @@ sysadmin) can act on it without reading the check's code::
 
     report = checks.send_mail.run(my_send_mail)
     print(report)                 # one line per rule, failures in full
-    report.raise_for_failures()   # in a notebook test cell: CheckFailed if any rule failed
+    report.assert_passed()        # in a notebook test cell: CheckFailed if any rule failed
 """
 
 from __future__ import annotations
@@ -140,6 +140,26 @@ class Report:
         if not self.passed:
             raise CheckFailed(self)
         return self
+
+    def assert_passed(self) -> None:
+        """For a test cell: raise :class:`CheckFailed` if a rule failed, else show the
+        rows. Returns nothing, so the cell has no result value (nbgrader would read
+        a test cell's result as partial credit)."""
+        self.raise_for_failures()
+        _show(self)
+
+
+def _show(report: "Report") -> None:
+    """Display in a notebook (HTML), print elsewhere."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        get_ipython = None  # type: ignore[assignment]
+    if get_ipython is not None and get_ipython() is not None:
+        display(report)
+    else:
+        print(report)
 
 
 class CheckFailed(AssertionError):

@@ -85,6 +85,7 @@ def run(events: list[TraceEvent], betty_copy: bytes, **answers: Any) -> Report:
     return report
 
 
-def check(events: list[TraceEvent], betty_copy: bytes, **answers: Any) -> Report:
-    """:func:`run`, then raise :class:`~labkit.checks.CheckFailed` if an answer is wrong."""
-    return run(events, betty_copy, **answers).raise_for_failures()
+def check(events: list[TraceEvent], betty_copy: bytes, **answers: Any) -> None:
+    """For a test cell: :func:`run`, then raise :class:`~labkit.checks.CheckFailed` if
+    an answer is wrong, else show the rows."""
+    run(events, betty_copy, **answers).assert_passed()
