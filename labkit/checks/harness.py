@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..boundary import DEFAULT_DEADLINE, Boundary, SeamError
 from ..seams import SEAMS, check_implementation
-from ..trace import Tracer
+from ..trace import TraceEvent, Tracer
 from .result import Line, Report, Result
+
+if TYPE_CHECKING:
+    from ..world import World
+
+# Notes of a world's trace that tell a rule's story (besides the protocol lines).
+STORY = ("seam-error", "deferred", "failed", "delivered")
 
 
 class Broken(Exception):
@@ -65,9 +71,77 @@ class Probe:
             return self.boundary.call(self.seam, "", self.impl, *args, student=True, check=check,
                                       passes=self.spec.passing(), **kwargs)
         except SeamError as error:
-            got = error.detail + (f"\n{error.traceback.rstrip()}" if error.traceback else "")
-            raise Broken(step or f"calling your {self.seam}", _EXPECTED[error.failure], got,
-                         hint=_HINTS[error.failure].format(seam=self.seam, deadline=self.boundary.deadline)) from None
+            raise self.broken(error.failure, error.detail, error.traceback, step) from None
+
+    def broken(self, failure: str, detail: str, traceback_text: str = "", step: str = "") -> Broken:
+        """The :class:`Broken` for a failure of the student's part (raised, contract,
+        deadline, fenced), in the boundary's words, with the student's traceback."""
+        got = detail + (f"\n{traceback_text.rstrip()}" if traceback_text else "")
+        return Broken(step or f"calling your {self.seam}", _EXPECTED[failure], got,
+                      hint=_HINTS[failure].format(seam=self.seam, deadline=self.boundary.deadline))
+
+    # -- in a running world ------------------------------------------------------------
+    def world(self, *, host: str | None = None, servers: Iterable[str] = (), plug: bool = True) -> "World":
+        """A lab world for this rule (stopped when the rule ends), the student's part
+        plugged in (on ``host`` only, if given). The transcript gets the protocol lines
+        of ``servers``, the lines the student's part spoke, and the notes in STORY."""
+        from ..world import World
+
+        world = self.enter(World(deadline=self.boundary.deadline))
+        shown = set(servers)
+
+        def show(event: TraceEvent) -> None:
+            if event.kind in STORY or event.seam == self.seam or (event.kind == "line" and event.server in shown):
+                self.note(event.direction, f"{event.client} -> {event.server}: {event.line}")
+
+        self.later(world.tracer.subscribe(show))
+        if plug:
+            world.use(host=host, **{self.seam: self.impl})
+        return world
+
+    def _failed_in(self, event: TraceEvent) -> bool:
+        return event.kind == "seam-error" and event.data.get("seam") == self.seam
+
+    def raise_world_failure(self, world: "World", step: str) -> None:
+        """Raise the :class:`Broken` for the first failure of the student's part the
+        world traced (its seam-error event), if there was one."""
+        for event in world.tracer.events():
+            if self._failed_in(event):
+                data = event.data
+                raise self.broken(data["failure"], data["detail"], data.get("traceback", ""), step)
+
+    @contextlib.contextmanager
+    def watching(self, world: "World", step: str, expected: str) -> Iterator[None]:
+        """Run a client's part of a rule against the world. If the student's part
+        failed there, that failure is the verdict (it explains whatever the client saw);
+        otherwise any error of the client's is a :class:`Broken` at ``step``."""
+        try:
+            yield
+        except Exception as error:
+            self.raise_world_failure(world, step)
+            if isinstance(error, Broken):
+                raise
+            raise Broken(step, expected, f"{type(error).__name__}: {error}") from None
+        self.raise_world_failure(world, step)
+
+    def wait(self, world: "World", predicate: Callable[[TraceEvent], bool], *, step: str, expected: str,
+             timeout: float | None = None, since: float | None = None) -> TraceEvent:
+        """Wait for a trace event; a failure of the student's part ends the wait at once
+        (as a :class:`Broken`), and so does the timeout (saying what last went wrong)."""
+        timeout = self.boundary.deadline + 5 if timeout is None else timeout
+        try:
+            event = world.wait_for(lambda e: predicate(e) or self._failed_in(e), timeout, since=since)
+        except TimeoutError:
+            problems = [e.line for e in world.tracer.events() if e.kind in ("deferred", "failed")]
+            raise Broken(step, expected, problems[-1] if problems else f"nothing within {timeout:g}s") from None
+        self.raise_world_failure(world, step)
+        return event
+
+    def delivered(self, world: "World", recipient: str, *, step: str, since: float | None = None) -> TraceEvent:
+        """:meth:`wait` until a message for ``recipient`` is in its Maildir."""
+        from ..world import _delivered_to
+
+        return self.wait(world, _delivered_to(recipient), step=step, expected=f"{recipient} has the mail", since=since)
 
     def note(self, direction: str, line: str) -> None:
         self.transcript.append((direction, line))

@@ -243,23 +243,9 @@ def server_silent(probe: Probe) -> None:
 
 
 def in_the_world(probe: Probe) -> None:
-    from ..world import World
-
-    world = probe.enter(World(deadline=probe.boundary.deadline))
-
-    def show(event) -> None:  # the relay's dialogue, as smtp.brilliant.com saw it
-        if event.kind in ("seam-error", "deferred") or (event.protocol == "smtp" and event.server == "smtp.brilliant.com"):
-            probe.note(event.direction, f"{event.client} -> {event.server}: {event.line}")
-
-    probe.later(world.tracer.subscribe(show))
-    world.use(send_mail=probe.impl)
+    world = probe.world(servers=["smtp.brilliant.com"])  # the relay's dialogue, as smtp.brilliant.com saw it
     world.send(ALBERT, [BETTY], MESSAGE)
-    try:
-        world.wait_for_delivery(BETTY, timeout=probe.boundary.deadline + 5)
-    except TimeoutError:
-        problems = [e.line for e in world.tracer.events() if e.kind in ("seam-error", "deferred")]
-        raise Broken("Albert -> smtp.awesome.com -> (your send_mail) -> smtp.brilliant.com", "Betty has the mail",
-                     problems[-1] if problems else "nothing arrived", hint="the transcript shows your client's dialogue") from None
+    probe.delivered(world, BETTY, step="Albert -> smtp.awesome.com -> (your send_mail) -> smtp.brilliant.com")
 
 
 RULES: list[Rule] = [
