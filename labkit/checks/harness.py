@@ -92,7 +92,8 @@ class Probe:
 
         def show(event: TraceEvent) -> None:
             if event.kind in STORY or event.seam == self.seam or (event.kind == "line" and event.server in shown):
-                self.note(event.direction, f"{event.client} -> {event.server}: {event.line}")
+                where = f"{event.client} -> {event.server}: " if event.kind == "line" else ""
+                self.note(event.direction, where + event.line)
 
         self.later(world.tracer.subscribe(show))
         if plug:
