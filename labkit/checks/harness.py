@@ -207,6 +207,22 @@ def run_rules(seam: str, rules: Iterable[Rule], impl: Any, *, only: Iterable[str
     return report
 
 
+def entry_points(seam: str, rules: list[Rule]) -> tuple[Callable[..., Report], Callable[..., Report]]:
+    """A check module's ``run(impl, only=None, *, deadline=5.0)`` and ``check(...)``."""
+
+    def run(impl: Any, only: Iterable[str] | None = None, *, deadline: float = DEFAULT_DEADLINE) -> Report:
+        return run_rules(seam, rules, impl, only=only, deadline=deadline, title=seam)
+
+    def check(impl: Any, only: Iterable[str] | None = None, *, deadline: float = DEFAULT_DEADLINE) -> Report:
+        return run(impl, only, deadline=deadline).raise_for_failures()
+
+    run.__doc__ = f"Every rule (or the ``only`` ones) for a ``{seam}`` implementation: a Report."
+    check.__doc__ = ":func:`run`, then raise :class:`~labkit.checks.CheckFailed` if a rule failed."
+    for fn in (run, check):
+        fn.__module__, fn.__qualname__ = f"labkit.checks.{seam}", fn.__name__
+    return run, check
+
+
 def _one(probe: Probe, rule: Rule) -> Result:
     try:
         with probe.rule():

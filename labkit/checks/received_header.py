@@ -17,12 +17,11 @@ import email.utils
 import functools
 import re
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any
 
 from .. import contracts
 from ..mta.received import HopInfo
-from .harness import Broken, Probe, Rule, run_rules
-from .result import Report
+from .harness import Broken, Probe, Rule, entry_points
 
 ALBERT, BETTY, DAVE = "albert@awesome.com", "betty@brilliant.com", "dave@brilliant.com"
 HOST = "smtp.brilliant.com"
@@ -217,11 +216,4 @@ RULES: list[Rule] = [
 ]
 
 
-def run(impl: Any, only: Iterable[str] | None = None, *, deadline: float = 5.0) -> Report:
-    """Every rule (or the ``only`` ones) for a ``received_header`` implementation."""
-    return run_rules("received_header", RULES, impl, only=only, deadline=deadline, title="received_header")
-
-
-def check(impl: Any, only: Iterable[str] | None = None, *, deadline: float = 5.0) -> Report:
-    """:func:`run`, then raise :class:`~labkit.checks.CheckFailed` if a rule failed."""
-    return run(impl, only, deadline=deadline).raise_for_failures()
+run, check = entry_points("received_header", RULES)

@@ -12,14 +12,13 @@ rule is about, or the lab world itself for the last rule. ::
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import Any
 
 from .. import contracts
 from ..net import close_socket
 from ..smtp.client import SendResult, SMTPError, SMTPPermanentError, SMTPTransientError
-from .harness import Broken, Probe, Rule, run_rules
+from .harness import Broken, Probe, Rule, entry_points
 from .peers import SMTPPeer
-from .result import Report
 
 ALBERT, BETTY, CAROL, DAVE = "albert@awesome.com", "betty@brilliant.com", "carol@careful.com", "dave@brilliant.com"
 HELO = "smtp.awesome.com"
@@ -270,11 +269,4 @@ RULES: list[Rule] = [
 ]
 
 
-def run(impl: Any, only: Iterable[str] | None = None, *, deadline: float = 5.0) -> Report:
-    """Every rule (or the ``only`` ones) for a ``send_mail`` implementation."""
-    return run_rules("send_mail", RULES, impl, only=only, deadline=deadline, title="send_mail")
-
-
-def check(impl: Any, only: Iterable[str] | None = None, *, deadline: float = 5.0) -> Report:
-    """:func:`run`, then raise :class:`~labkit.checks.CheckFailed` if a rule failed."""
-    return run(impl, only, deadline=deadline).raise_for_failures()
+run, check = entry_points("send_mail", RULES)
