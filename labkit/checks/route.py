@@ -53,8 +53,8 @@ def _local(probe: Probe, asked: RouteRequest, user: str, hint: str = "") -> None
 def _refused(probe: Probe, asked: RouteRequest, codes: tuple[str, ...], hint: str) -> None:
     decision = _route(probe, asked)
     if not isinstance(decision, Refuse) or decision.reply[:3] not in codes:
-        raise Broken(_about(asked), f"Refuse('{codes[0]} ...')" + (f" (or {', '.join(codes[1:])})" if codes[1:] else ""),
-                     repr(decision), hint=hint)
+        others = f" (or {', '.join(codes[1:])})" if codes[1:] else ""
+        raise Broken(_about(asked), f"Refuse('{codes[0]} ...'){others}", repr(decision), hint=hint)
 
 
 # -- the rules ---------------------------------------------------------------------------

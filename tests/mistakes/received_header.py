@@ -12,8 +12,8 @@ from email.utils import formatdate
 
 
 def make(*, no_tcp_info=False, no_brackets=False, name_for_helo=False, always_esmtp=False, for_everyone=False,
-         ctime_date=False, gmt_zone=False, zone_unknown=False, no_semicolon=False, dated_now=False, one_line=False, lf_folding=False,
-         textwrap_fold=False):
+         ctime_date=False, gmt_zone=False, zone_unknown=False, no_semicolon=False, dated_now=False, one_line=False,
+         lf_folding=False, textwrap_fold=False):
     def received_header(hop):
         address = hop.peer_address if no_brackets else f"[{hop.peer_address}]"
         seen_as = f"{hop.peer_name} {address}" if hop.peer_name else address
