@@ -112,7 +112,7 @@ class Probe:
                 raise self.broken(data["failure"], data["detail"], data.get("traceback", ""), step)
 
     @contextlib.contextmanager
-    def watching(self, world: "World", step: str, expected: str) -> Iterator[None]:
+    def watching(self, world: "World", step: str, expected: str, hint: str = "") -> Iterator[None]:
         """Run a client's part of a rule against the world. If the student's part
         failed there, that failure is the verdict (it explains whatever the client saw);
         otherwise any error of the client's is a :class:`Broken` at ``step``."""
@@ -122,7 +122,7 @@ class Probe:
             self.raise_world_failure(world, step)
             if isinstance(error, Broken):
                 raise
-            raise Broken(step, expected, f"{type(error).__name__}: {error}") from None
+            raise Broken(step, expected, f"{type(error).__name__}: {error}", hint=hint) from None
         self.raise_world_failure(world, step)
 
     def wait(self, world: "World", predicate: Callable[[TraceEvent], bool], *, step: str, expected: str,
@@ -147,9 +147,9 @@ class Probe:
     def note(self, direction: str, line: str) -> None:
         self.transcript.append((direction, line))
 
-    def later(self, cleanup: Callable[[], Any]) -> None:
-        """Run ``cleanup`` when the rule ends (stop a peer, a world)."""
-        self._cleanups.callback(cleanup)
+    def later(self, cleanup: Callable[..., Any], *args: Any) -> None:
+        """Run ``cleanup(*args)`` when the rule ends (stop a peer, a world)."""
+        self._cleanups.callback(cleanup, *args)
 
     def enter(self, manager: Any) -> Any:
         return self._cleanups.enter_context(manager)
