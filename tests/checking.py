@@ -30,3 +30,8 @@ def fails_with(checks: ModuleType, impl: Any, rules: list[str], says: str, *, de
     report = checks.run(impl, only=rules, deadline=deadline)
     assert len(report) == len(rules) and not any(r.passed for r in report), str(report)
     assert all(says in r.text() for r in report), str(report)
+
+
+def with_receive(session_class: type, receive: Any) -> type:
+    """``session_class`` with another ``receive`` (a broken one)."""
+    return type("Broken", (session_class,), {"receive": receive})

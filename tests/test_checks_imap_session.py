@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from checking import caught, fails_with, passes_every_rule
+from checking import caught, fails_with, passes_every_rule, with_receive
 from labkit import checks
 from labkit.imap.session import IMAPSession as LabkitsOwn
 from mistakes.imap_session import MISTAKES, good
@@ -22,7 +22,7 @@ def test_each_mistake_is_caught_with_its_message(mistake):
 
 
 def broken(receive):
-    return type("Broken", (good,), {"receive": receive})
+    return with_receive(good, receive)
 
 
 @pytest.mark.parametrize("impl, says", [

@@ -9,33 +9,26 @@ from __future__ import annotations
 
 import re
 
-from labkit.lab import MailStore, Session
+from labkit.lab import MailStore
+
+from .lines import LineSession
 
 ARGUMENT = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')  # a quoted string or an atom
 
 
 def make(*, no_capability=False, any_password=False, keeps_quotes=False, no_exists=False, char_literal=False,
          no_bye=False, stays_open=False, no_for_unknown=False, crashes_on_tag_only=False, fixed_tag=False,
-         one_command_per_receive=False):
-    class IMAP(Session):
+         no_buffer=False):
+    class IMAP(LineSession):
+        one_command_per_receive = no_buffer
+
         def __init__(self, peer, accounts, *, hostname):
             self.accounts, self.hostname = accounts, hostname
-            self.pending = b""
             self.store = None  # once logged in
             self.folder = None  # once selected
 
         def start(self):
             return f"* OK {self.hostname} IMAP4rev1 ready\r\n".encode()
-
-        def receive(self, data):
-            if one_command_per_receive:
-                return self.command(data.decode("utf-8", "replace").strip())
-            self.pending += data
-            replies = b""
-            while b"\r\n" in self.pending and not self.closed:
-                line, self.pending = self.pending.split(b"\r\n", 1)
-                replies += self.command(line.decode("utf-8", "replace"))
-            return replies
 
         def command(self, line):
             tag, _, rest = line.partition(" ")
@@ -112,5 +105,5 @@ MISTAKES = {
     "NO for an unknown command": (make(no_for_unknown=True), "bad-command", "protocol error"),
     "crashes on a line with only a tag": (make(crashes_on_tag_only=True), "bad-command", "IndexError"),
     "the same tag for every reply": (make(fixed_tag=True), "tags", "own tag"),
-    "one receive() is one command": (make(one_command_per_receive=True), "tags", "buffer"),
+    "one receive() is one command": (make(no_buffer=True), "tags", "buffer"),
 }

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import re
 
-from labkit.lab import MailStore, Session
+from labkit.lab import MailStore
+
+from .lines import LineSession
 
 
 def make(*, imap_greeting=False, any_password=False, char_sizes=False, no_dot_stuffing=False, renumbers=False,
-         quit_keeps=False, deletes_at_dele=False, deletes_on_drop=False, one_command_per_receive=False):
-    class POP3(Session):
+         quit_keeps=False, deletes_at_dele=False, deletes_on_drop=False, no_buffer=False):
+    class POP3(LineSession):
+        one_command_per_receive = no_buffer
+
         def __init__(self, peer, accounts, *, hostname):
             self.accounts, self.hostname = accounts, hostname
-            self.pending = b""
             self.user = None
             self.folder = None  # the INBOX, once logged in
             self.messages = []  # MessageInfo, numbered from 1
@@ -25,16 +28,6 @@ def make(*, imap_greeting=False, any_password=False, char_sizes=False, no_dot_st
 
         def start(self):
             return f"{'* OK' if imap_greeting else '+OK'} {self.hostname} POP3 ready\r\n".encode()
-
-        def receive(self, data):
-            if one_command_per_receive:
-                return self.command(data.decode("utf-8", "replace").strip())
-            self.pending += data
-            replies = b""
-            while b"\r\n" in self.pending and not self.closed:
-                line, self.pending = self.pending.split(b"\r\n", 1)
-                replies += self.command(line.decode("utf-8", "replace"))
-            return replies
 
         def connection_lost(self):
             if deletes_on_drop:
@@ -135,5 +128,5 @@ MISTAKES = {
     "QUIT deletes nothing": (make(quit_keeps=True), "dele-quit", "UPDATE state"),
     "deletes at DELE": (make(deletes_at_dele=True), "drop-keeps", "only QUIT deletes"),
     "deletes when the connection drops": (make(deletes_on_drop=True), "drop-keeps", "only QUIT deletes"),
-    "one receive() is one command": (make(one_command_per_receive=True), "pipelined", "buffer"),
+    "one receive() is one command": (make(no_buffer=True), "pipelined", "buffer"),
 }
