@@ -64,7 +64,7 @@ def _parts(field: str) -> tuple[str, str]:
     return (clauses, date.strip()) if semicolon else (value, "")
 
 
-def _word(field: str, name: str) -> str | None:
+def clause(field: str, name: str) -> str | None:
     """The value of the ``by``/``with``/``id``/``for`` clause (comments left out)."""
     found = _WORD[name].search(_COMMENT.sub(" ", _parts(field)[0]))
     return found.group(1) if found else None
@@ -112,16 +112,16 @@ def by_with_id(probe: Probe) -> None:
     for protocol, queue_id in (("ESMTPA", "9D3C0A11"), ("SMTP", "5E6F7A8B"), ("ESMTP", "4F2A17C9")):
         hop = HopInfo(HOP.helo, HOP.peer_address, HOP.peer_name, HOST, protocol, queue_id, (BETTY,), WHEN)
         field = _stamp(probe, hop)
-        _expect(_about(hop), "by", HOST, _word(field, "by"), field)
-        _expect(_about(hop), "with", protocol, _word(field, "with"), field,
+        _expect(_about(hop), "by", HOST, clause(field, "by"), field)
+        _expect(_about(hop), "with", protocol, clause(field, "with"), field,
                 hint="hop.protocol says how the client spoke: SMTP (HELO), ESMTP (EHLO), ESMTPA (EHLO and AUTH), "
                      "RFC 3848")
-        _expect(_about(hop), "id", queue_id, _word(field, "id"), field)
+        _expect(_about(hop), "id", queue_id, clause(field, "id"), field)
 
 
 def for_one(probe: Probe) -> None:
     field = _stamp(probe, HOP)
-    _expect(_about(HOP), "for", BETTY, _word(field, "for"), field,
+    _expect(_about(HOP), "for", BETTY, clause(field, "for"), field,
             hint=f"with one recipient, end the clauses with 'for <{BETTY}>'")
     several = HopInfo(HOP.helo, HOP.peer_address, HOP.peer_name, HOST, "ESMTP", "77AA0C3E",
                       (BETTY, DAVE, "secret.admirer@brilliant.com"), WHEN)
@@ -172,8 +172,8 @@ def folding(probe: Probe) -> None:
                   (f"{'b' * 64}@{_long('inbox')}",), WHEN)
     field = _stamp(probe, hop)  # the contract: no line over 998, folding only as CRLF + space/tab
     found = _FROM.search(_parts(field)[0])
-    if found is None or found.group(1) != hop.helo or _word(field, "by") != hop.by or \
-            _word(field, "for") != hop.recipients[0]:
+    if found is None or found.group(1) != hop.helo or clause(field, "by") != hop.by or \
+            clause(field, "for") != hop.recipients[0]:
         raise Broken(f"{_about(hop)}: a field of {len(unfolded(field))} characters",
                      "folding only between words: the names unfolded intact", repr(unfolded(field)[:300]) + "...",
                      hint="fold before a space (CRLF + tab): unfolding removes only the CRLF (RFC 5322 §2.2.3)")
