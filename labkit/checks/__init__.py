@@ -13,7 +13,8 @@ import importlib
 
 from .result import CheckFailed, Report, Result
 
-SEAM_CHECKS = ("send_mail", "received_header", "route", "deliver", "next_retry", "make_bounce", "pop3_session", "imap_session", "sendmail")
+SEAM_CHECKS = ("send_mail", "received_header", "route", "deliver", "next_retry", "make_bounce", "pop3_session",
+               "imap_session", "sendmail")
 __all__ = ["CheckFailed", "Report", "Result", *SEAM_CHECKS]
 
 

@@ -9,6 +9,11 @@ the step, what was expected and what came back. The harness adds the rule's titl
 RFC section, the transcript and any hint, so every rule reads the same to a student::
 
     report = run_rules("send_mail", RULES, my_send_mail)
+
+A rule that needs the running system takes a lab world from :meth:`Probe.world`; there
+the world's own boundary runs the student's part, and :meth:`Probe.watching`,
+:meth:`Probe.wait` and :meth:`Probe.delivered` turn a failure it traced (a seam-error
+event) into the same :class:`Broken`, with the student's traceback.
 """
 
 from __future__ import annotations
@@ -126,23 +131,23 @@ class Probe:
         self.raise_world_failure(world, step)
 
     def wait(self, world: "World", predicate: Callable[[TraceEvent], bool], *, step: str, expected: str,
-             timeout: float | None = None, since: float | None = None) -> TraceEvent:
+             timeout: float | None = None) -> TraceEvent:
         """Wait for a trace event; a failure of the student's part ends the wait at once
         (as a :class:`Broken`), and so does the timeout (saying what last went wrong)."""
         timeout = self.boundary.deadline + 5 if timeout is None else timeout
         try:
-            event = world.wait_for(lambda e: predicate(e) or self._failed_in(e), timeout, since=since)
+            event = world.wait_for(lambda e: predicate(e) or self._failed_in(e), timeout)
         except TimeoutError:
             problems = [e.line for e in world.tracer.events() if e.kind in ("deferred", "failed")]
             raise Broken(step, expected, problems[-1] if problems else f"nothing within {timeout:g}s") from None
         self.raise_world_failure(world, step)
         return event
 
-    def delivered(self, world: "World", recipient: str, *, step: str, since: float | None = None) -> TraceEvent:
+    def delivered(self, world: "World", recipient: str, *, step: str) -> TraceEvent:
         """:meth:`wait` until a message for ``recipient`` is in its Maildir."""
         from ..world import _delivered_to
 
-        return self.wait(world, _delivered_to(recipient), step=step, expected=f"{recipient} has the mail", since=since)
+        return self.wait(world, _delivered_to(recipient), step=step, expected=f"{recipient} has the mail")
 
     def note(self, direction: str, line: str) -> None:
         self.transcript.append((direction, line))

@@ -10,8 +10,6 @@ message bounces)? The schedule is a Postfix-like one in seconds, not the lab's. 
 
 from __future__ import annotations
 
-from typing import Any
-
 from .. import contracts
 from .harness import Broken, Probe, Rule, entry_points
 
