@@ -16,7 +16,7 @@ from .harness import Broken, Probe, Rule, entry_points
 from .peers import LineClient
 from .sessions import BETTY, MESSAGES, Served, serve
 
-LOGOUT_CLOSE = 0.5  # seconds for the server to hang up after its LOGOUT reply
+LOGOUT_CLOSE = 1.0  # seconds for the server to hang up after its LOGOUT reply
 
 
 def _served(probe: Probe) -> Served:

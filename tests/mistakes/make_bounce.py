@@ -13,7 +13,7 @@ from email.utils import formatdate, make_msgid
 
 def make(*, no_mime_version=False, unclosed=False, status_as_text=False, no_names=False, no_reporting_mta=False,
          one_block=False, action_bounced=False, reply_code_status=False, no_original=False, from_sender=False,
-         no_auto_submitted=False):
+         to_recipients=False, no_auto_submitted=False):
     def make_bounce(*, reporting_mta, queue_id, sender, failures, original, arrived):
         boundary = f"=_bounce_{queue_id}_{uuid.uuid4().hex}"
         reasons = "\r\n".join(f"  <{f.recipient}>: {f.diagnostic}" for f in failures)
@@ -38,7 +38,7 @@ def make(*, no_mime_version=False, unclosed=False, status_as_text=False, no_name
         if not no_original:
             parts.append(f"Content-Type: text/rfc822-headers\r\n\r\n{headers}")
         top = [f"From: {sender if from_sender else f'MAILER-DAEMON@{reporting_mta}'}",
-               f"To: {sender}",
+               f"To: {', '.join(f.recipient for f in failures) if to_recipients else sender}",
                "Subject: Delivery Status Notification (Failure)",
                f"Date: {formatdate(localtime=True)}",
                f"Message-ID: {make_msgid(domain=reporting_mta)}"]
@@ -68,5 +68,6 @@ MISTAKES = {
     "the reply code as Status": (make(reply_code_status=True), "status", "not the reply code"),
     "leaves out the original": (make(no_original=True), "original", "the original message"),
     "from the sender": (make(from_sender=True), "no-loops", "loop"),
+    "addressed to the failed recipients": (make(to_recipients=True), "report", "not to the sender"),
     "no Auto-Submitted": (make(no_auto_submitted=True), "no-loops", "RFC 3834"),
 }
