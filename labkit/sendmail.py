@@ -240,7 +240,7 @@ def submit(opts: Options, message: bytes) -> int:
         recipients += header_addresses(header_lines, ("to", "cc", "bcc"))
     recipients = list(dict.fromkeys(recipients))
     if not recipients:
-        raise Failure(EX_DATAERR, "no recipients given (name them as arguments, or use -t with To:/Cc:/Bcc:)")
+        raise Failure(EX_USAGE, "no recipients given (name them as arguments, or use -t with To:/Cc:/Bcc:)")
     world = load_world(state_dir_of(opts))
     sender, mailbox = choose_sender(opts, header_lines, world)
     host, port = submission_endpoint(world, mailbox)

@@ -132,7 +132,9 @@ def _step(session: Any, method: str, *args: Any) -> tuple[Any, bool]:
     return out, bool(getattr(session, "closed", False))
 
 
-def _after_step(method: str) -> Callable[[Any], tuple[bytes, bool]]:
+def _after_step(method: str) -> Callable[[Any], tuple[bytes, bool]] | None:
+    if method == "connection_lost":  # it returns None: there is nothing left to send
+        return None
     check = contracts.session_bytes(method)
     return lambda value: (check(value[0]), value[1])
 

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -288,6 +289,20 @@ def test_a_minimal_session_class_just_works(world):
     with pytest.raises(poplib.error_proto, match="not yet"):
         client.user("betty")
     assert client.quit() == b"+OK bye"
+
+
+def test_a_session_that_ends_well_is_no_seam_error(world):
+    ended = threading.Event()
+
+    class Ending(FirstPOP3):
+        def connection_lost(self):  # returns None, as Session.connection_lost does
+            super().connection_lost()
+            ended.set()
+
+    world.use(pop3_session=Ending)
+    pop3(world).quit()
+    assert ended.wait(5)
+    assert [e for e in world.tracer.events() if e.kind == "seam-error"] == []
 
 
 def test_a_session_without_the_base_class_and_optional_methods_works(world):

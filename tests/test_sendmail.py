@@ -18,7 +18,7 @@ import pytest
 from test_smtp_client import USERS, RecordingHandler, aiosmtpd_server, authenticator, loop  # noqa: F401
 
 from labkit.aio import BackgroundLoop
-from labkit.sendmail import EX_CONFIG, EX_DATAERR, EX_NOUSER, EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE
+from labkit.sendmail import EX_CONFIG, EX_NOUSER, EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE
 
 SENDMAIL = [sys.executable, "-m", "labkit.sendmail"]
 MESSAGE = b"From: Albert <albert@awesome.com>\nTo: betty@brilliant.com\nSubject: hi\n\nHello Betty\n"
@@ -172,7 +172,7 @@ def test_as_mutt_and_s_nail_invoke_it(world: World) -> None:
         (["-X"], EX_USAGE, b"option -X not recognized"),
         (["-oQ/tmp", "betty@brilliant.com"], EX_USAGE, b"option -oQ/tmp is not supported"),
         (["-bs"], EX_USAGE, b"option -bs is not supported"),
-        ([], EX_DATAERR, b"no recipients"),
+        ([], EX_USAGE, b"no recipients"),  # as Postfix's sendmail: EX_USAGE
         (["-f", "mallory@evil.com", "betty@brilliant.com"], EX_NOUSER, b"mallory@evil.com (from -f) is not a mailbox"),
     ],
 )

@@ -13,7 +13,8 @@ import importlib
 
 from .result import CheckFailed, Report, Result
 
-SEAM_CHECKS = ("send_mail", "resolve_mx", "smtp_session", "story")
+SEAM_CHECKS = ("send_mail", "resolve_mx", "smtp_session", "received_header", "route", "deliver", "next_retry",
+               "make_bounce", "pop3_session", "imap_session", "sendmail", "story")
 __all__ = ["CheckFailed", "Report", "Result", *SEAM_CHECKS]
 
 

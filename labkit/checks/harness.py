@@ -9,6 +9,11 @@ the step, what was expected and what came back. The harness adds the rule's titl
 RFC section, the transcript and any hint, so every rule reads the same to a student::
 
     report = run_rules("send_mail", RULES, my_send_mail)
+
+A rule that needs the running system takes a lab world from :meth:`Probe.world`; there
+the world's own boundary runs the student's part, and :meth:`Probe.watching`,
+:meth:`Probe.wait` and :meth:`Probe.delivered` turn a failure it traced (a seam-error
+event) into the same :class:`Broken`, with the student's traceback.
 """
 
 from __future__ import annotations
@@ -16,12 +21,18 @@ from __future__ import annotations
 import contextlib
 import functools
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..boundary import DEFAULT_DEADLINE, Boundary, SeamError
 from ..seams import SEAMS, check_implementation
-from ..trace import Tracer
+from ..trace import TraceEvent, Tracer, delivered_to
 from .result import Line, Report, Result
+
+if TYPE_CHECKING:
+    from ..world import World
+
+# Notes of a world's trace that tell a rule's story (besides the protocol lines).
+STORY = ("seam-error", "deferred", "failed", "delivered")
 
 
 class Broken(Exception):
@@ -50,8 +61,8 @@ class Probe:
 
     ``transcript`` collects the lines of the current rule (peers and worlds append to
     it); a call that fails in the boundary (raised, wrong type, deadline, fenced) is a
-    :class:`Broken` with the student's traceback. ``part`` is what a world is given
-    (:func:`student_world`): the implementation, always run as the student's."""
+    :class:`Broken` with the student's traceback. ``part`` is what a world is given:
+    the implementation, always run as the student's."""
 
     def __init__(self, seam: str, impl: Any, *, deadline: float = DEFAULT_DEADLINE) -> None:
         self.seam, self.impl = seam, impl
@@ -68,23 +79,86 @@ class Probe:
             return self.boundary.call(self.seam, "", self.impl, *args, student=True, check=check,
                                       passes=self.spec.passing(), **kwargs)
         except SeamError as error:
-            raise self.failure(step or f"calling your {self.seam}", error.failure, error.detail,
-                               error.traceback) from None
+            raise self.broken(error.failure, error.detail, error.traceback, step) from None
 
-    def failure(self, step: str, failure: str, got: str, traceback_text: str = "", *, expected: str = "",
-                hint: str = "") -> Broken:
-        """The student's part failed in a boundary (``failure``: raised, contract,
-        deadline or fenced): a :class:`Broken` with its traceback and that failure's hint."""
-        got += f"\n{traceback_text.rstrip()}" if traceback_text else ""
-        return Broken(step, expected or _EXPECTED[failure], got,
-                      hint=_HINTS.get(failure, "").format(seam=self.seam, deadline=self.boundary.deadline) or hint)
+    def broken(self, failure: str, detail: str, traceback_text: str = "", step: str = "") -> Broken:
+        """The :class:`Broken` for a failure of the student's part (raised, contract,
+        deadline, fenced), in the boundary's words, with the student's traceback."""
+        got = detail + (f"\n{traceback_text.rstrip()}" if traceback_text else "")
+        return Broken(step or f"calling your {self.seam}", _EXPECTED.get(failure, "your part to work"), got,
+                      hint=_HINTS.get(failure, "").format(seam=self.seam, deadline=self.boundary.deadline))
+
+    # -- in a running world ------------------------------------------------------------
+    def world(self, *, host: str | None = None, servers: Iterable[str] = (), plug: bool = True) -> "World":
+        """A lab world for this rule (stopped when the rule ends), the student's part
+        plugged in (on ``host`` only, if given). The transcript gets the protocol lines
+        of ``servers``, the lines the student's part spoke, and the notes in STORY."""
+        from ..world import World
+
+        world = self.enter(World(deadline=self.boundary.deadline))
+        shown = set(servers)
+
+        def show(event: TraceEvent) -> None:
+            if event.kind in STORY or event.seam == self.seam or (event.kind == "line" and event.server in shown):
+                where = f"{event.client} -> {event.server}: " if event.kind == "line" else ""
+                self.note(event.direction, where + event.line)
+
+        self.later(world.tracer.subscribe(show))
+        if plug:
+            world.use(host=host, **{self.seam: self.part})
+        return world
+
+    def _failed_in(self, event: TraceEvent) -> bool:
+        return event.kind == "seam-error" and event.data.get("seam") == self.seam
+
+    def raise_world_failure(self, world: "World", step: str) -> None:
+        """Raise the :class:`Broken` for the first failure of the student's part the
+        world traced (its seam-error event), if there was one."""
+        for event in world.tracer.events():
+            if self._failed_in(event):
+                data = event.data
+                raise self.broken(data["failure"], data["detail"], data.get("traceback", ""), step)
+
+    @contextlib.contextmanager
+    def watching(self, world: "World", step: str, expected: str, hint: str = "") -> Iterator[None]:
+        """Run a client's part of a rule against the world. If the student's part
+        failed there, that failure is the verdict (it explains whatever the client saw);
+        otherwise any error of the client's is a :class:`Broken` at ``step``."""
+        try:
+            yield
+        except Exception as error:
+            self.raise_world_failure(world, step)
+            if isinstance(error, Broken):
+                raise
+            raise Broken(step, expected, f"{type(error).__name__}: {error}", hint=hint) from None
+        self.raise_world_failure(world, step)
+
+    def wait(self, world: "World", predicate: Callable[[TraceEvent], bool], *, step: str, expected: str,
+             timeout: float | None = None, hint: str = "") -> TraceEvent:
+        """Wait for a trace event; a failure of the student's part ends the wait at once
+        (as a :class:`Broken`), and so does the timeout (saying what last went wrong)."""
+        timeout = self.boundary.deadline + 5 if timeout is None else timeout
+        try:
+            event = world.wait_for(lambda e: predicate(e) or self._failed_in(e), timeout)
+        except TimeoutError:
+            problems = [e.line for e in world.tracer.events() if e.kind in ("deferred", "failed")]
+            raise Broken(step, expected, problems[-1] if problems else f"nothing within {timeout:g}s",
+                         hint=hint) from None
+        self.raise_world_failure(world, step)
+        return event
+
+    def delivered(self, world: "World", recipient: str, *, step: str, expected: str = "",
+                  hint: str = "") -> TraceEvent:
+        """:meth:`wait` until a message for ``recipient`` is in its Maildir."""
+        return self.wait(world, delivered_to(recipient), step=step, expected=expected or f"{recipient} has the mail",
+                         hint=hint)
 
     def note(self, direction: str, line: str) -> None:
         self.transcript.append((direction, line))
 
-    def later(self, cleanup: Callable[[], Any]) -> None:
-        """Run ``cleanup`` when the rule ends (stop a peer, a world)."""
-        self._cleanups.callback(cleanup)
+    def later(self, cleanup: Callable[..., Any], *args: Any) -> None:
+        """Run ``cleanup(*args)`` when the rule ends (stop a peer, a world)."""
+        self._cleanups.callback(cleanup, *args)
 
     def enter(self, manager: Any) -> Any:
         return self._cleanups.enter_context(manager)
@@ -152,65 +226,8 @@ def run_rules(seam: str, rules: Iterable[Rule], impl: Any, *, only: Iterable[str
     return report
 
 
-def student_world(probe: Probe, host: str | None = None) -> Any:
-    """A lab world for this rule (stopped when it ends) that runs the student's part,
-    on every host or on ``host`` only, with the probe's deadline."""
-    from ..world import World
-
-    world = probe.enter(World(deadline=probe.boundary.deadline))
-    world.use(host=host, **{probe.seam: probe.part})
-    return world
-
-
-def _seam_failed(probe: Probe, event: Any) -> bool:
-    return event.kind == "seam-error" and event.data.get("seam") == probe.seam
-
-
-def _seam_broken(probe: Probe, event: Any, step: str, expected: str = "", hint: str = "") -> Broken:
-    return probe.failure(step, event.data.get("failure", ""), event.line, event.data.get("traceback", ""),
-                         expected=expected, hint=hint)
-
-
-def in_world(probe: Probe, world: Any, predicate: Callable[[Any], bool], *, step: str, expected: str,
-             hint: str = "", since: float = 0.0) -> Any:
-    """Wait for an event of ``world``'s trace matching ``predicate``; a seam-error of
-    the student's part ends the wait at once, as a :class:`Broken` with its traceback.
-    If nothing comes, the last deferral or failure in the trace is what came back."""
-    try:
-        event = world.wait_for(lambda e: predicate(e) or _seam_failed(probe, e),
-                               timeout=probe.boundary.deadline + 5, since=since)
-    except TimeoutError:
-        problems = [e.line for e in world.tracer.events() if e.kind in ("deferred", "failed", "seam-error")]
-        raise Broken(step, expected, problems[-1] if problems else "nothing happened", hint=hint) from None
-    if _seam_failed(probe, event):
-        raise _seam_broken(probe, event, step, expected, hint)
-    return event
-
-
-def seam_failed(probe: Probe, world: Any, step: str, expected: str = "") -> None:
-    """Raise :class:`Broken` (with the traceback) if the student's part has failed in
-    ``world`` so far: for a rule that sees the failure as the world's error reply."""
-    for event in world.tracer.events():
-        if _seam_failed(probe, event):
-            raise _seam_broken(probe, event, step, expected)
-
-
-def watch_world(probe: Probe, world: Any, show: Callable[[Any], bool]) -> None:
-    """Copy the world's trace events that ``show`` picks into the rule's transcript."""
-
-    def note(event: Any) -> None:
-        if show(event):
-            line = event.line if event.direction == "*" else f"{event.client} -> {event.server}: {event.line}"
-            probe.note(event.direction, line)
-
-    probe.later(world.tracer.subscribe(note))
-
-
 def entry_points(seam: str, rules: list[Rule]) -> tuple[Callable[..., Report], Callable[..., None]]:
-    """A check module's ``run`` and ``check`` for ``seam``::
-
-        run, check = entry_points("send_mail", RULES)
-    """
+    """A check module's ``run(impl, only=None, *, deadline=5.0)`` and ``check(...)``."""
 
     def run(impl: Any, only: Iterable[str] | None = None, *, deadline: float = DEFAULT_DEADLINE) -> Report:
         return run_rules(seam, rules, impl, only=only, deadline=deadline, title=seam)
@@ -218,9 +235,11 @@ def entry_points(seam: str, rules: list[Rule]) -> tuple[Callable[..., Report], C
     def check(impl: Any, only: Iterable[str] | None = None, *, deadline: float = DEFAULT_DEADLINE) -> None:
         run(impl, only, deadline=deadline).assert_passed()
 
-    run.__doc__ = f"Every rule (or the ``only`` ones named) for a ``{seam}`` implementation: a Report."
+    run.__doc__ = f"Every rule (or the ``only`` ones) for a ``{seam}`` implementation: a Report."
     check.__doc__ = (f"For a test cell: ``run``, then raise CheckFailed (an AssertionError) if a rule of ``{seam}`` "
-                     "failed, else show the rows.")
+                     "failed, else show the rows (and return nothing).")
+    for fn in (run, check):
+        fn.__module__, fn.__qualname__ = f"labkit.checks.{seam}", fn.__name__
     return run, check
 
 

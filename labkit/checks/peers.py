@@ -1,10 +1,14 @@
-"""Scripted peers for the checks: real servers on loopback ports that misbehave on cue.
+"""Scripted peers for the checks: real servers and clients on loopback ports.
 
 :class:`SMTPPeer` is an SMTP server for one client connection. Its replies come from a
 script (command -> reply, or a function of the command line), so a check can play an
 old server that knows no EHLO, one that refuses a recipient, one that hangs up after
 RCPT, or one whose replies arrive in pieces. It records the dialogue, and the DATA
 bytes exactly as they came over the wire (still dot-stuffed), for the check to judge.
+
+:class:`LineClient` is the other side: a plain client connection for what poplib and
+imaplib hide (a command in two pieces, two commands in one packet, the tag of a reply,
+whether the server hangs up).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import threading
 import time
 from typing import Callable, Union
 
+from ..net import close_socket
 from .result import Line
 
 Reply = Union[str, None, Callable[[str], "str | None"]]
@@ -21,6 +26,7 @@ Reply = Union[str, None, Callable[[str], "str | None"]]
 up without a word, or a function of the client's command line giving either."""
 
 IO_TIMEOUT = 10.0  # seconds any wait of a peer may last: every loop here is bounded
+SPLIT_PAUSE = 0.02  # between two pieces of one line: long enough that the other side reads the first alone
 MAX_LINE = 8192
 MAX_DATA = 4 * 1024 * 1024
 
@@ -110,7 +116,7 @@ class SMTPPeer:
         data = reply.encode() + b"\r\n"
         if self.split and len(data) > 2:
             conn.sendall(data[:2])
-            time.sleep(0.02)  # long enough that the client's first recv sees half a reply
+            time.sleep(SPLIT_PAUSE)
             data = data[2:]
         conn.sendall(data)
 
@@ -159,3 +165,50 @@ class SMTPPeer:
         if len(shown) > 30:
             self._log("C", f"... ({len(shown) - 30} more lines)")
         return data
+
+
+class LineClient:
+    """A plain client connection to a line-based server (use it as a context manager)."""
+
+    def __init__(self, host: str, port: int, timeout: float = IO_TIMEOUT) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self._reader = self.sock.makefile("rb")
+
+    def __enter__(self) -> "LineClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, *pieces: bytes) -> None:
+        """Send ``pieces`` one by one, a moment apart (one piece: just send it)."""
+        for i, piece in enumerate(pieces):
+            if i:
+                time.sleep(SPLIT_PAUSE)
+            self.sock.sendall(piece)
+
+    def line(self) -> str:
+        """The next line, without its CRLF; ConnectionError if the server hung up."""
+        raw = self._reader.readline(MAX_LINE)
+        if not raw:
+            raise ConnectionError("the server closed the connection")
+        return raw.rstrip(b"\r\n").decode("utf-8", "replace")
+
+    def until(self, done: Callable[[str], bool], limit: int = 50) -> list[str]:
+        """Lines up to and with the first one ``done`` accepts (at most ``limit``)."""
+        lines = [self.line()]
+        while not done(lines[-1]) and len(lines) < limit:
+            lines.append(self.line())
+        return lines
+
+    def hung_up(self, timeout: float) -> bool:
+        """Whether the server closes the connection within ``timeout`` (sending nothing more)."""
+        self.sock.settimeout(timeout)
+        try:
+            return self._reader.readline(MAX_LINE) == b""
+        except OSError:  # TimeoutError: still open
+            return False
+
+    def close(self) -> None:
+        self._reader.close()
+        close_socket(self.sock)

@@ -19,8 +19,8 @@ from typing import Any
 from .. import contracts
 from ..dns.mx import MXError, NextHop, NullMXError, PermanentMXError, TemporaryMXError, lab_resolver
 from ..dns.server import DNSServer, serve_in_background
-from ..trace import Tracer, delivered_to
-from .harness import Broken, Probe, Rule, entry_points, in_world, student_world, watch_world
+from ..trace import Tracer
+from .harness import Broken, Probe, Rule, entry_points
 
 ZONES = Path(__file__).parent / "zones"
 SHUFFLE_TRIES = 40  # a fixed order survives 40 tries with probability 2**-39
@@ -182,16 +182,15 @@ def dns_timeout(probe: Probe) -> None:
 
 
 def in_the_world(probe: Probe) -> None:
-    world = student_world(probe)
-    watch_world(probe, world, lambda e: e.kind in ("seam-error", "seam-call", "failed", "delivered"))
+    world = probe.world()
     world.send("albert@awesome.com", ["carol@careful.com", "x@nomail.com", "x@typo.brilliant.com"],
                b"Subject: where does mail go?\r\n\r\nhi\r\n")
-    in_world(probe, world, delivered_to("carol@careful.com"), step="mail to carol@careful.com",
-             expected="delivered by the backup MX mx2.careful.com (the primary is down)",
-             hint="try the next host when one cannot be reached")
-    in_world(probe, world, delivered_to("albert@awesome.com"), step="mail to x@nomail.com and x@typo.brilliant.com",
-             expected="a bounce back to Albert", hint="null MX and NXDOMAIN are permanent: raise NullMXError / "
-             "PermanentMXError")
+    probe.delivered(world, "carol@careful.com", step="mail to carol@careful.com",
+                    expected="delivered by the backup MX mx2.careful.com (the primary is down)",
+                    hint="try the next host when one cannot be reached")
+    probe.delivered(world, "albert@awesome.com", step="mail to x@nomail.com and x@typo.brilliant.com",
+                    expected="a bounce back to Albert", hint="null MX and NXDOMAIN are permanent: raise NullMXError "
+                    "/ PermanentMXError")
     report = email.message_from_bytes(world.messages("albert@awesome.com")[-1]).as_string()
     for rcpt in ("x@nomail.com", "x@typo.brilliant.com"):
         if rcpt not in report:

@@ -16,9 +16,8 @@ from typing import Any
 
 from .. import contracts
 from ..net import close_socket
-from ..trace import delivered_to
 from ..smtp.client import SendResult, SMTPError, SMTPPermanentError, SMTPTransientError
-from .harness import Broken, Probe, Rule, entry_points, in_world, student_world, watch_world
+from .harness import Broken, Probe, Rule, entry_points
 from .peers import SMTPPeer
 
 ALBERT, BETTY, CAROL, DAVE = "albert@awesome.com", "betty@brilliant.com", "carol@careful.com", "dave@brilliant.com"
@@ -243,12 +242,9 @@ def server_silent(probe: Probe) -> None:
 
 
 def in_the_world(probe: Probe) -> None:
-    world = student_world(probe)
-    watch_world(probe, world, lambda e: e.kind in ("seam-error", "deferred") or (
-        e.protocol == "smtp" and e.server == "smtp.brilliant.com"))  # the relay, as smtp.brilliant.com saw it
+    world = probe.world(servers=["smtp.brilliant.com"])  # the relay's dialogue, as smtp.brilliant.com saw it
     world.send(ALBERT, [BETTY], MESSAGE)
-    in_world(probe, world, delivered_to(BETTY), step="Albert -> smtp.awesome.com -> (your send_mail) -> smtp.brilliant.com", expected="Betty has the mail",
-             hint="the transcript shows your client's dialogue as smtp.brilliant.com saw it")
+    probe.delivered(world, BETTY, step="Albert -> smtp.awesome.com -> (your send_mail) -> smtp.brilliant.com")
 
 
 RULES: list[Rule] = [

@@ -25,7 +25,7 @@ from ..audit.probe import SMTPProbe
 from ..mta.core import MTA
 from ..smtp.client import MalformedReply, Reply, ReplyParser
 from ..trace import delivered_to
-from .harness import Broken, Probe, Rule, entry_points, in_world, seam_failed, student_world, watch_world
+from .harness import Broken, Probe, Rule, entry_points
 
 HOST = "smtp.brilliant.com"
 BETTY, ALBERT, NOBODY, CAROL = "betty@brilliant.com", "albert@awesome.com", "nobody@brilliant.com", "carol@careful.com"
@@ -81,7 +81,7 @@ class _Wire(SMTPProbe):
 
     def reply(self) -> Reply:
         reply = super().reply()
-        seam_failed(self.probe, self.world, self.step)  # the world's 451: the session broke
+        self.probe.raise_world_failure(self.world, self.step)  # the world's 451: the session broke
         return reply
 
     def command(self, line: str, *, shown: str | None = None, hint: str = "") -> Reply:
@@ -100,7 +100,7 @@ class _Wire(SMTPProbe):
 
     def _broken(self, problem: str) -> Exception:  # what SMTPProbe raises when a wait fails
         super()._broken(problem)
-        seam_failed(self.probe, self.world, self.step)
+        self.probe.raise_world_failure(self.world, self.step)
         if "bare LF" in problem:
             return Broken(self.step, "reply lines ending in CRLF (RFC 5321 §2.3.8)", problem,
                           hint="end every reply line with b'\\r\\n': a '\\n' alone is not a line end in SMTP")
@@ -134,7 +134,7 @@ def _port(world: Any) -> int:
 def _connect(probe: Probe) -> _Wire:
     """A world running the student's session on smtp.brilliant.com, and a connection
     to it, greeted (the greeting has its own rule)."""
-    wire = _Wire(probe, student_world(probe, HOST))
+    wire = _Wire(probe, probe.world(host=HOST, servers=[HOST]))
     wire.reply()
     return wire
 
@@ -222,7 +222,7 @@ def _stamped(world: Any, stored: bytes, step: str) -> None:
 
 # -- the rules ---------------------------------------------------------------------------
 def greeting(probe: Probe) -> None:
-    wire = _Wire(probe, student_world(probe, HOST))
+    wire = _Wire(probe, probe.world(host=HOST, servers=[HOST]))
     reply = wire.reply()
     expected = f"220 {HOST} ...: the greeting names the server (RFC 5321 §4.2)"
     if reply.code != 220:
@@ -417,15 +417,14 @@ def pipelining(probe: Probe) -> None:
 
 
 def smtplib_delivers(probe: Probe) -> None:
-    world = student_world(probe, HOST)
-    watch_world(probe, world, lambda e: e.protocol == "smtp" and e.server == HOST)
+    world = probe.world(host=HOST, servers=[HOST])
     step = f"smtplib.SMTP(...).sendmail({SENDER!r}, [{BETTY!r}], message)"
     try:
         with smtplib.SMTP("127.0.0.1", _port(world), local_hostname=CLIENT,
                           timeout=probe.boundary.deadline + REPLY_GRACE) as client:
             client.sendmail(SENDER, [BETTY], MESSAGE)
     except (smtplib.SMTPException, OSError) as error:
-        seam_failed(probe, world, step)
+        probe.raise_world_failure(world, step)
         got = f"{type(error).__name__}: {error}"
         raise Broken(step, "the message accepted: 250 to the hello, MAIL, RCPT and the data", got,
                      hint="smtplib sends its commands in lower case ('ehlo', 'mail FROM:<…> size=…'): command "
@@ -435,14 +434,12 @@ def smtplib_delivers(probe: Probe) -> None:
 
 
 def relay(probe: Probe) -> None:
-    world = student_world(probe, HOST)
-    watch_world(probe, world, lambda e: e.kind in ("deferred", "failed") or (
-        e.protocol == "smtp" and e.server == HOST))
+    world = probe.world(host=HOST, servers=[HOST])
     world.send(ALBERT, [BETTY], MESSAGE)
     step, expected = f"Albert -> smtp.awesome.com -> (your session on) {HOST}", "Betty has the mail"
     hint = "MAIL may carry parameters after the path: the relay sends MAIL FROM:<…> SIZE=n (RFC 5321 §4.1.1.2, " \
            "RFC 1870); pass them to mta.mail(txn, address, params)"
-    ended = in_world(probe, world, lambda e: delivered_to(BETTY)(e) or (
+    ended = probe.wait(world, lambda e: delivered_to(BETTY)(e) or (
         e.kind in ("deferred", "failed") and e.data.get("recipient", "").lower() == BETTY), step=step,
         expected=expected, hint=hint)
     if ended.kind != "delivered":

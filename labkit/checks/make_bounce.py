@@ -1,0 +1,177 @@
+"""Checks for ``make_bounce``, the delivery status notification back to the sender.
+
+Each rule builds a bounce for two failed recipients (one with an enhanced status code in
+its diagnostic, one without) and reads it with the stdlib ``email`` package, as a mail
+client and a bounce processor would: a multipart/report (RFC 6522) with a human part,
+a message/delivery-status part (RFC 3464) and the original headers. The last rule makes
+smtp.awesome.com bounce a real message through it. ::
+
+    from labkit import checks
+    checks.make_bounce.run(make_bounce)
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import re
+from email.message import EmailMessage
+from typing import Any
+
+from .. import contracts
+from ..mta.bounce import Failure
+from .harness import Broken, Probe, Rule, entry_points
+
+ALBERT, NOBODY, CAROL = "albert@awesome.com", "nobody@typo.brilliant.com", "carol@careful.com"
+HOST = "smtp.awesome.com"
+QUEUE_ID = "4F2A17C9"
+ARRIVED = 1760000000.0
+FAILURES = [Failure(NOBODY, "550 5.1.2 typo.brilliant.com: Host or domain name not found (NXDOMAIN)"),
+            Failure(CAROL, "554 Transaction failed: go away", remote_mta="mx2.careful.com")]
+ORIGINAL = (b"From: Albert <albert@awesome.com>\r\nTo: nobody@typo.brilliant.com, Carol <carol@careful.com>\r\n"
+            b"Subject: Party on Friday\r\nMessage-ID: <party.1@awesome.com>\r\n\r\nBring snacks.\r\n")
+STEP = f"make_bounce(reporting_mta={HOST!r}, sender={ALBERT!r}, failures=[{NOBODY}, {CAROL}], ...)"
+_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def _bounce(probe: Probe) -> Any:
+    """The student's bounce for FAILURES, parsed by the email package."""
+    data = probe(reporting_mta=HOST, queue_id=QUEUE_ID, sender=ALBERT, failures=FAILURES, original=ORIGINAL,
+                 arrived=ARRIVED, check=contracts.bounce_message(ALBERT), step=STEP)
+    return email.message_from_bytes(data, policy=email.policy.default)
+
+
+def _part(bounce: EmailMessage, index: int, what: str, types: tuple[str, ...]) -> EmailMessage:
+    parts = list(bounce.iter_parts())
+    found = parts[index].get_content_type() if index < len(parts) else "nothing"
+    if found not in types:
+        raise Broken(f"part {index + 1} of the multipart/report", f"{what} ({' or '.join(types)})", found,
+                     hint="a DSN's parts, in order: the explanation for people, message/delivery-status, the "
+                          "original message or its headers (RFC 6522 §3, RFC 3464 §2)")
+    return parts[index]
+
+
+def _blocks(bounce: EmailMessage) -> list:
+    """The header blocks of the message/delivery-status part: per message, per recipient."""
+    return _part(bounce, 1, "the status report", ("message/delivery-status",)).get_payload()
+
+
+def _recipient_block(blocks: list, failure: Failure) -> Any:
+    for block in blocks[1:]:
+        kind, _, address = str(block.get("Final-Recipient", "")).partition(";")
+        if kind.strip().lower() == "rfc822" and address.strip().lower() == failure.recipient:
+            return block
+    raise Broken("the message/delivery-status part", f"a block with Final-Recipient: rfc822; {failure.recipient}",
+                 " / ".join(repr(dict(b)) for b in blocks), hint="after the per-message block (Reporting-MTA), one "
+                 "block per recipient, each after a blank line (RFC 3464 §2.1)")
+
+
+def _same(a: str, b: str) -> bool:
+    return " ".join(a.split()).lower() == " ".join(b.split()).lower()
+
+
+# -- the rules ---------------------------------------------------------------------------
+def report(probe: Probe) -> None:
+    bounce = _bounce(probe)
+    defects = [f"{type(d).__name__} in {part.get_content_type()}" for part in bounce.walk() for d in part.defects]
+    if defects:
+        raise Broken("the email package reading your bounce", "no defects", ", ".join(defects),
+                     hint="each part starts with --BOUNDARY, the last one ends with --BOUNDARY-- (RFC 2046 §5.1.1)")
+    if str(bounce.get("MIME-Version", "")).strip() != "1.0":
+        raise Broken("the bounce's header", "MIME-Version: 1.0", repr(bounce.get("MIME-Version")),
+                     hint="without MIME-Version a mail client shows the parts as one text (RFC 2045 §4)")
+    _part(bounce, 0, "the explanation for people", ("text/plain", "multipart/alternative"))
+    _blocks(bounce)
+
+
+def explains(probe: Probe) -> None:
+    text = _part(_bounce(probe), 0, "the explanation for people", ("text/plain", "multipart/alternative"))
+    body = text.get_body(("plain",)) if text.is_multipart() else text
+    content = body.get_content() if body is not None else ""
+    missing = [f.recipient for f in FAILURES if f.recipient not in content.lower()]
+    if missing:
+        raise Broken("the human-readable part", f"each failed recipient named: {', '.join(missing)}",
+                     repr(content[:300]), hint="Albert reads this part: say which addresses failed, and why")
+
+
+def per_recipient(probe: Probe) -> None:
+    blocks = _blocks(_bounce(probe))
+    mta = str(blocks[0].get("Reporting-MTA", "")) if blocks else ""
+    if not _same(mta.replace(" ", ""), f"dns;{HOST}"):
+        raise Broken("the per-message block", f"Reporting-MTA: dns; {HOST}", repr(mta) if mta else "none",
+                     hint="the first block of message/delivery-status names this MTA (RFC 3464 §2.2.2)")
+    for failure in FAILURES:
+        block = _recipient_block(blocks, failure)
+        if str(block.get("Action", "")).strip().lower() != "failed":
+            raise Broken(f"the block for {failure.recipient}", "Action: failed", repr(block.get("Action")),
+                         hint="Action says what became of the recipient: failed, delayed, delivered... (RFC 3464 "
+                              "§2.3.3)")
+        code = str(block.get("Diagnostic-Code", ""))
+        if ";" not in code or not _same(failure.diagnostic, code.partition(";")[2]):
+            raise Broken(f"the block for {failure.recipient}", f"Diagnostic-Code: smtp; {failure.diagnostic}",
+                         repr(code), hint="Diagnostic-Code: the type (smtp), ';', then the reply as the server gave "
+                                          "it (RFC 3464 §2.3.6)")
+
+
+def status(probe: Probe) -> None:
+    blocks = _blocks(_bounce(probe))
+    for failure in FAILURES:
+        found = _STATUS.search(failure.diagnostic)
+        expected = found.group(1) if found else "5.x.y"
+        got = str(_recipient_block(blocks, failure).get("Status", "")).strip()
+        if not (got == expected if found else re.fullmatch(r"5\.\d{1,3}\.\d{1,3}", got)):
+            raise Broken(f"the block for {failure.recipient}", f"Status: {expected}", repr(got),
+                         hint=f"Status is the enhanced code x.y.z (RFC 3463) from the diagnostic "
+                              f"{failure.diagnostic[:40]!r}..., not the reply code; 5.0.0 when there is none "
+                              "(RFC 3464 §2.3.4)")
+
+
+def original(probe: Probe) -> None:
+    part = _part(_bounce(probe), 2, "the original message's header", ("text/rfc822-headers", "message/rfc822"))
+    payload = part.get_payload()
+    returned = payload[0] if isinstance(payload, list) else email.message_from_string(payload)
+    if returned.get("Message-ID") != "<party.1@awesome.com>" or returned.get("Subject") != "Party on Friday":
+        raise Broken("the third part", "the original header: Subject: Party on Friday, Message-ID: "
+                     "<party.1@awesome.com>", repr(str(part)[:300]), hint="Albert's mail client finds which message "
+                     "bounced by the original's Message-ID (RFC 6522 §3)")
+
+
+def no_loops(probe: Probe) -> None:
+    bounce = _bounce(probe)
+    sender = email.utils.parseaddr(str(bounce["From"]))[1].lower()
+    if sender.partition("@")[0] not in ("mailer-daemon", "postmaster"):
+        raise Broken("the bounce's From:", f"MAILER-DAEMON@{HOST}", repr(str(bounce["From"])),
+                     hint="a bounce comes from the mail system, never from the sender: a bounce of a bounce to "
+                          "the sender would loop (RFC 5321 §4.5.5)")
+    auto = str(bounce.get("Auto-Submitted", "")).strip().lower()
+    if auto not in ("auto-replied", "auto-generated"):
+        raise Broken("the bounce's header", "Auto-Submitted: auto-replied", repr(bounce.get("Auto-Submitted")),
+                     hint="vacation programs and other robots must not answer a bounce (RFC 3834 §5)")
+
+
+def in_the_world(probe: Probe) -> None:
+    world = probe.world(host=HOST)
+    world.send(ALBERT, [NOBODY], b"From: Albert <albert@awesome.com>\r\nSubject: Typo\r\n\r\nHi!\r\n")
+    step = f"Albert -> {HOST} -> {NOBODY}: NXDOMAIN, so {HOST} bounces it (your make_bounce) to Albert"
+    probe.delivered(world, ALBERT, step=step)
+    made = any(e.kind == "seam-call" and e.seam == "make_bounce" for e in world.tracer.events())
+    bounce = email.message_from_bytes(world.messages(ALBERT)[0], policy=email.policy.default)
+    if not made or bounce.get_content_type() != "multipart/report":
+        raise Broken(step, "your bounce in Albert's INBOX", f"{bounce.get_content_type()}: {bounce['Subject']}")
+
+
+RULES: list[Rule] = [
+    Rule("report", "a multipart/report the email package reads: explanation, then message/delivery-status",
+         "RFC 6522 §3, RFC 3464 §2", report),
+    Rule("explains", "the first part tells Albert which recipients failed", "RFC 6522 §3", explains),
+    Rule("per-recipient", "Reporting-MTA, and per recipient Final-Recipient, Action: failed, Diagnostic-Code",
+         "RFC 3464 §2.2, §2.3", per_recipient),
+    Rule("status", "Status is the x.y.z code from the diagnostic", "RFC 3464 §2.3.4, RFC 3463", status),
+    Rule("original", "the original message's header comes back", "RFC 6522 §3", original),
+    Rule("no-loops", "From MAILER-DAEMON, Auto-Submitted: auto-replied", "RFC 3834 §5, RFC 5321 §4.5.5", no_loops),
+    Rule("in-the-world", f"{HOST} bounces mail for {NOBODY} to Albert with your make_bounce", "RFC 5321 §6.1",
+         in_the_world),
+]
+
+run, check = entry_points("make_bounce", RULES)

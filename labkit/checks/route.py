@@ -1,0 +1,137 @@
+"""Checks for ``route``, the MTA's decision at RCPT time: deliver here, relay, or refuse.
+
+Each rule asks the student's function about recipients as smtp.brilliant.com would see
+them (its domains brilliant.com and staff.brilliant.com, Betty's mailbox, postmaster),
+from strangers on port 25 and from users on the submission port. The rule that matters
+most is the open-relay one (RFC 5321 §3.6.2): spammers find an open relay in hours.
+The last rule plugs the function into the world and tries to relay through it. ::
+
+    from labkit import checks
+    checks.route.run(route)
+"""
+
+from __future__ import annotations
+
+import smtplib
+from typing import Any
+
+from .. import contracts
+from ..mta.core import domain_of
+from ..mta.routing import Local, Relay, Refuse, RouteRequest
+from .harness import Broken, Probe, Rule, entry_points
+
+ALBERT, BETTY = "albert@awesome.com", "betty@brilliant.com"
+HOST = "smtp.brilliant.com"
+DOMAINS = frozenset({"brilliant.com", "staff.brilliant.com"})
+MAILBOXES = frozenset(f"{user}@{domain}" for domain in DOMAINS for user in ("betty", "postmaster"))
+RELAY_REFUSALS = ("454", "550", "554")  # Postfix: 454 4.7.1 (defer_unauth_destination) or 554 5.7.1
+MESSAGE = b"From: Albert <albert@awesome.com>\r\nTo: Betty <betty@brilliant.com>\r\nSubject: Dinner\r\n\r\nTonight?\r\n"
+
+
+def request(recipient: str, role: str = "smtp", authenticated: str = "", trusted: bool = False) -> RouteRequest:
+    """What smtp.brilliant.com knows at ``RCPT TO:<recipient>``."""
+    return RouteRequest(recipient, domain_of(recipient), DOMAINS, MAILBOXES, role, authenticated, trusted)
+
+
+def _about(asked: RouteRequest) -> str:
+    who = (f"logged in as {asked.authenticated}" if asked.authenticated else
+           "from a trusted network" if asked.trusted else "from a stranger")
+    port = 25 if asked.role == "smtp" else 587
+    return f"route(RCPT TO:<{asked.recipient}> on port {port}, {who})"
+
+
+def _route(probe: Probe, asked: RouteRequest) -> Any:
+    return probe(asked, check=contracts.route(lambda address: address.lower() in MAILBOXES), step=_about(asked))
+
+
+def _local(probe: Probe, asked: RouteRequest, user: str, hint: str = "") -> None:
+    decision = _route(probe, asked)
+    if not isinstance(decision, Local) or decision.mailbox.lower().partition("@")[0] != user:
+        raise Broken(_about(asked), f"Local('{user}@{asked.domain}')", repr(decision), hint=hint)
+
+
+def _refused(probe: Probe, asked: RouteRequest, codes: tuple[str, ...], hint: str) -> None:
+    decision = _route(probe, asked)
+    if not isinstance(decision, Refuse) or decision.reply[:3] not in codes:
+        others = f" (or {', '.join(codes[1:])})" if codes[1:] else ""
+        raise Broken(_about(asked), f"Refuse('{codes[0]} ...'){others}", repr(decision), hint=hint)
+
+
+# -- the rules ---------------------------------------------------------------------------
+def local_user(probe: Probe) -> None:
+    hint = ("mail for this host's own domains is delivered here, whoever sends it; relaying is the question only "
+            "for other domains")
+    _local(probe, request(BETTY), "betty", hint)
+    _local(probe, request("betty@staff.brilliant.com"), "betty", hint)
+    _local(probe, request(BETTY, "submission", authenticated=BETTY), "betty", hint)
+
+
+def case_insensitive(probe: Probe) -> None:
+    hint = "domain names are case-insensitive (RFC 5321 §2.4): compare them in lower case"
+    _local(probe, request("betty@BRILLIANT.COM"), "betty", hint)
+    _local(probe, request("betty@Staff.Brilliant.Com", "submission", authenticated=BETTY), "betty", hint)
+
+
+def postmaster(probe: Probe) -> None:
+    hint = "every domain has a postmaster, and that name is case-insensitive (RFC 5321 §4.5.1)"
+    for address in ("postmaster@brilliant.com", "Postmaster@staff.brilliant.com", "POSTMASTER@brilliant.com"):
+        _local(probe, request(address), "postmaster", hint)
+
+
+def unknown_user(probe: Probe) -> None:
+    hint = ("refuse an unknown user at RCPT with 550 5.1.1 (RFC 5321 §3.3): then the sending server tells its "
+            "user, and no bounce is needed")
+    _refused(probe, request("nobody@brilliant.com"), ("550",), hint)
+    _refused(probe, request("Nobody@staff.brilliant.com", "submission", authenticated=BETTY), ("550",), hint)
+
+
+def no_open_relay(probe: Probe) -> None:
+    hint = ("mail for other domains is relayed only for our own users on the submission port; anyone else gets "
+            "454 4.7.1 Relay access denied, or spammers use this host")
+    for asked in (request("someone@relay-test.invalid"), request("carol@careful.com"),
+                  request("carol@careful.com", "submission"), request("x@brilliant.com.relay-test.invalid")):
+        _refused(probe, asked, RELAY_REFUSALS, hint)
+
+
+def relays_for_users(probe: Probe) -> None:
+    for asked in (request("carol@careful.com", "submission", authenticated=BETTY),
+                  request("Carol@CAREFUL.com", "submission", trusted=True)):
+        decision = _route(probe, asked)
+        if not isinstance(decision, Relay):
+            raise Broken(_about(asked), "Relay()", repr(decision), hint="users who logged in (AUTH), and clients "
+                         "in the host's trusted networks, send their mail out through the submission port")
+
+
+def in_the_world(probe: Probe) -> None:
+    world = probe.world(host=HOST, servers=[HOST])
+    smtp = world.host(HOST).services["smtp"]
+    step = f"a stranger on {HOST} port 25: RCPT TO:<victim@relay-test.invalid>"
+    with probe.watching(world, step, "454 or 550: relaying refused"):
+        with smtplib.SMTP(smtp.host, smtp.port, local_hostname="stranger.example",
+                          timeout=probe.boundary.deadline + 5) as client:
+            client.ehlo()
+            client.mail("spammer@relay-test.invalid")
+            code, text = client.rcpt("victim@relay-test.invalid")
+    if not 400 <= code < 600:
+        raise Broken(step, "454 or 550: relaying refused", f"{code} {text.decode(errors='replace')}",
+                     hint="this host just agreed to relay a stranger's mail: an open relay")
+    world.send(ALBERT, [BETTY], MESSAGE)
+    probe.delivered(world, BETTY, step=f"Albert -> smtp.awesome.com -> {HOST} (your route) -> Betty")
+
+
+RULES: list[Rule] = [
+    Rule("local-user", "a local user's mail goes to their mailbox, whoever sends it", "RFC 5321 §4.1.1.3",
+         local_user),
+    Rule("case-insensitive", "BRILLIANT.COM is brilliant.com", "RFC 5321 §2.4", case_insensitive),
+    Rule("postmaster", "postmaster exists at every local domain, in any case", "RFC 5321 §4.5.1", postmaster),
+    Rule("unknown-user", "an unknown local user is refused at once: 550", "RFC 5321 §3.3", unknown_user),
+    Rule("no-open-relay", "other domains: refused (454/550) for strangers, on port 25 and 587",
+         "RFC 5321 §3.6.2", no_open_relay),
+    Rule("relays-for-users", "relays on submission for logged-in users and trusted networks", "RFC 6409 §4.3",
+         relays_for_users),
+    Rule("in-the-world", f"on {HOST}: a stranger cannot relay, Betty still gets her mail", "RFC 5321 §3.6.2",
+         in_the_world),
+]
+
+
+run, check = entry_points("route", RULES)

@@ -1,0 +1,31 @@
+"""The next_retry checks catch each classic mistake, with its message."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from checking import caught, fails_with, passes_every_rule
+from labkit import checks
+from labkit.mta.retry import next_retry as labkits_own
+from mistakes.next_retry import MISTAKES, good
+
+
+def test_a_right_policy_passes_every_rule():
+    passes_every_rule(checks.next_retry, good)
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_each_mistake_is_caught_with_its_message(mistake):
+    assert caught(checks.next_retry, MISTAKES, mistake).rfc == "RFC 5321 §4.5.4.1"
+
+
+@pytest.mark.parametrize("impl, says", [
+    (lambda attempts, queued_for, *, schedule, max_queue_time: schedule[attempts * 10], "IndexError"),
+    (lambda attempts, queued_for, **kw: "soon", "seconds (a number) or None"),
+    (lambda attempts, queued_for, **kw: time.sleep(30), "longer than 0.5s"),
+    (lambda attempts, queued_for, **kw: labkits_own(attempts, queued_for, **kw), "yours to write"),
+])
+def test_broken_policies_fail_with_the_boundarys_message(impl, says):
+    fails_with(checks.next_retry, impl, ["follows-schedule", "gives-up"], says)
