@@ -46,6 +46,7 @@ def create(maildir: Path) -> Path:
 _HOST = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
 
 
+@fenced("deliver")
 def unique_name() -> str:
     """A Maildir file name unique to this host, process and moment (maildir(5))."""
     now = time.time()

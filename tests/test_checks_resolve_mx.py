@@ -7,16 +7,16 @@ import pytest
 from labkit import checks
 from labkit.dns.mx import resolve_mx as labkits_own
 from labkit.lab import NextHop
-from mistakes.corpus import assert_caught, assert_passes_every_rule
+from checking import caught, passes_every_rule
 from mistakes.resolve_mx import MISTAKES, good
 
 def test_a_right_implementation_passes_every_rule():
-    assert_passes_every_rule(checks.resolve_mx, good)
+    passes_every_rule(checks.resolve_mx, good)
 
 
 @pytest.mark.parametrize("mistake", MISTAKES)
 def test_each_mistake_is_caught_with_its_message(mistake):
-    result = assert_caught(checks.resolve_mx, MISTAKES, mistake, deadline=3)
+    result = caught(checks.resolve_mx, MISTAKES, mistake, deadline=3)
     assert result.rfc.startswith("RFC")
 
 

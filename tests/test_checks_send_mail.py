@@ -8,16 +8,16 @@ import pytest
 
 from labkit import checks
 from labkit.smtp.send import send_mail as labkits_own
-from mistakes.corpus import assert_caught, assert_passes_every_rule
+from checking import caught, passes_every_rule
 from mistakes.send_mail import MISTAKES, good
 
 def test_a_right_implementation_passes_every_rule():
-    assert_passes_every_rule(checks.send_mail, good)
+    passes_every_rule(checks.send_mail, good)
 
 
 @pytest.mark.parametrize("mistake", MISTAKES)
 def test_each_mistake_is_caught_with_its_message(mistake):
-    result = assert_caught(checks.send_mail, MISTAKES, mistake, deadline=1.0)
+    result = caught(checks.send_mail, MISTAKES, mistake, deadline=1.0)
     assert result.rfc.startswith("RFC")
 
 

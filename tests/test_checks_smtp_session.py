@@ -9,17 +9,17 @@ import pytest
 from labkit import checks
 from labkit.lab import Session
 from labkit.smtp.server import SMTPServerSession
-from mistakes.corpus import assert_caught, assert_passes_every_rule
+from checking import caught, passes_every_rule
 from mistakes.smtp_session import MISTAKES, good
 
 
 def test_a_right_implementation_passes_every_rule():
-    assert_passes_every_rule(checks.smtp_session, good)
+    passes_every_rule(checks.smtp_session, good)
 
 
 @pytest.mark.parametrize("mistake", MISTAKES)
 def test_each_mistake_is_caught_with_its_message(mistake):
-    result = assert_caught(checks.smtp_session, MISTAKES, mistake, deadline=1.0)
+    result = caught(checks.smtp_session, MISTAKES, mistake, deadline=1.0)
     assert result.rfc.startswith("RFC 5321")
 
 

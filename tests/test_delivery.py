@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 
-import pytest
 
 from conftest import lecture_config
 from labkit.dns.mx import TemporaryMXError

@@ -22,11 +22,10 @@ import dns.resolver
 import pytest
 
 from conftest import lecture_config
-from labkit import maildir
 from labkit.dns.mx import resolve_mx as labkit_resolve_mx
 from labkit.lab import (Local, NextHop, PermanentMXError, Refuse, Relay, Reply, SendResult, Session,
                         SMTPTransientError)
-from labkit.world import AsyncWorld, World
+from labkit.world import World
 
 HELLO = b"From: albert@awesome.com\r\nSubject: hello\r\n\r\nhello\r\n"
 ALBERT, BETTY, CAROL = "albert@awesome.com", "betty@brilliant.com", "carol@careful.com"

@@ -105,7 +105,7 @@ def multiline_greeting(probe: Probe) -> None:
 
 
 def multiline_ehlo(probe: Probe) -> None:
-    ehlo = "\r\n".join([f"250-peer.example Hello", *(f"250-X-EXTENSION-{i}" for i in range(6)), "250 HELP"])
+    ehlo = "\r\n".join(["250-peer.example Hello", *(f"250-X-EXTENSION-{i}" for i in range(6)), "250 HELP"])
     with SMTPPeer({"EHLO": ehlo}, note=probe.note) as peer:
         result = _result(probe, peer, [BETTY], hint=MULTILINE)
     _expect_code("accepted[betty]", result.accepted.get(BETTY), 250)

@@ -25,6 +25,7 @@ class Failure:
     action: str = "failed"  # failed | delayed
 
     @property
+    @fenced("make_bounce")  # finding the status code is part of the bounce lab
     def status(self) -> str:
         """The enhanced status code (RFC 3463) from the diagnostic, or a generic one."""
         found = _STATUS.search(self.diagnostic)

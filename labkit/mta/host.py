@@ -13,7 +13,6 @@ from ..accounts import Account, Accounts
 from ..commit import SPARES
 from ..config import BEHAVIOURS, HostConfig, MTAConfig
 from ..context import LabContext
-from ..boundary import SeamError
 from ..net import SERVICE_PORTS, Endpoint
 from ..session import SessionPart, SessionServer, serve_session
 from .delivery import DeliveryQueue

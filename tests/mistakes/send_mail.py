@@ -6,7 +6,6 @@ classic mistake, so every wrong client differs from the right one in one place.
 
 from __future__ import annotations
 
-import socket
 
 from labkit.lab import Reply, SendResult, SMTPPermanentError, SMTPTransientError
 
