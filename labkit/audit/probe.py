@@ -1,7 +1,7 @@
 """An SMTP session that asks questions and never sends a message.
 
-:class:`SMTPProbe` speaks lock-step SMTP over labkit's sans-IO pieces
-(:class:`~labkit.smtp.client.ReplyParser`, the command builders, ``auth_steps``):
+:class:`SMTPProbe` speaks lock-step SMTP (:mod:`labkit.smtp.lockstep`) with the client
+core's command builders and ``auth_steps``:
 greeting, EHLO, AUTH, then any number of MAIL/RCPT questions, each ended with RSET
 (RFC 5321 §4.1.1.5) so no transaction ever reaches DATA: an open relay learns nothing
 it could relay. Every wait is bounded by a deadline, not only per ``recv``, so a
@@ -11,70 +11,20 @@ server that drips one byte at a time cannot stall the check.
 from __future__ import annotations
 
 import socket
-import time
 
-from ..smtp.client import (
-    SECRET,
-    MalformedReply,
-    Reply,
-    ReplyParser,
-    auth_steps,
-    mail_command,
-    parse_extensions,
-    rcpt_command,
-)
+from ..smtp.client import SECRET, Reply, auth_steps, mail_command, parse_extensions, rcpt_command
+from ..smtp.lockstep import LockstepClient, SessionBroken
 from .target import Line
 
-RECV_SIZE = 65536
+ProbeError = SessionBroken  # what a probe raises when the session broke
 
 
-class ProbeError(Exception):
-    """The session broke: timeout, hang-up or garbage. The message says which."""
+class SMTPProbe(LockstepClient):
+    """Lock-step questions to one SMTP server: EHLO, AUTH, MAIL/RCPT then RSET."""
 
-
-class SMTPProbe:
     def __init__(self, sock: socket.socket, *, timeout: float, transcript: list[Line]) -> None:
-        self.sock, self.timeout, self.transcript = sock, timeout, transcript
-        self.parser = ReplyParser(on_line=lambda line: transcript.append(("S", line)))
+        super().__init__(sock, timeout=timeout, transcript=transcript)
         self.extensions: dict[str, str] = {}
-        self.broken = False  # a wait failed: nothing more is asked, not even QUIT
-        self._ready: list[Reply] = []
-
-    # -- IO ---------------------------------------------------------------------------
-    def reply(self) -> Reply:
-        """The next reply, within ``timeout`` seconds in all."""
-        deadline = time.monotonic() + self.timeout
-        while not self._ready:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise self._broken(f"no reply within {self.timeout:g}s")
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(RECV_SIZE)
-            except TimeoutError:
-                raise self._broken(f"no reply within {self.timeout:g}s") from None
-            except OSError as error:
-                raise self._broken(f"connection failed: {error.strerror or error}") from error
-            if not data:
-                raise self._broken("the server closed the connection")
-            try:
-                self._ready.extend(self.parser.feed(data))
-            except MalformedReply as error:
-                raise self._broken(str(error)) from error
-        return self._ready.pop(0)
-
-    def command(self, line: str, *, shown: str | None = None) -> Reply:
-        self.transcript.append(("C", shown if shown is not None else line))
-        try:
-            self.sock.sendall(line.encode("utf-8") + b"\r\n")
-        except OSError as error:
-            raise self._broken(f"cannot send: {error.strerror or error}") from error
-        return self.reply()
-
-    def _broken(self, problem: str) -> ProbeError:
-        self.broken = True
-        self.transcript.append(("*", problem))
-        return ProbeError(problem)
 
     # -- SMTP -------------------------------------------------------------------------
     def ehlo(self, name: str) -> Reply:

@@ -21,7 +21,7 @@ import smtplib
 import socket
 from typing import Any
 
-from ..audit.probe import SMTPProbe
+from ..smtp.lockstep import LockstepClient
 from ..mta.core import MTA
 from ..smtp.client import MalformedReply, Reply, ReplyParser
 from ..trace import delivered_to
@@ -60,7 +60,7 @@ def _said(reply: Reply) -> str:
     return str(reply).replace("\r\n", "\n")
 
 
-class _Wire(SMTPProbe):
+class _Wire(LockstepClient):
     """A raw connection to the session under test on smtp.brilliant.com port 25.
 
     A failed wait is a :class:`Broken`; so is the world's 451 for a session that broke
@@ -73,11 +73,6 @@ class _Wire(SMTPProbe):
         self.parser = _CRLFReplies(on_line=self.parser.on_line)
         self.probe, self.world = probe, world
         self.step, self.expected, self.hint = "the greeting", "", ""  # what a failed wait reports
-
-    @property
-    def pending(self) -> int:
-        """Replies that arrived beyond the one read (a reply split in several)."""
-        return len(self._ready)
 
     def reply(self) -> Reply:
         reply = super().reply()
@@ -98,7 +93,7 @@ class _Wire(SMTPProbe):
         except OSError as error:
             raise self._broken(f"cannot send: {error.strerror or error}") from None
 
-    def _broken(self, problem: str) -> Exception:  # what SMTPProbe raises when a wait fails
+    def _broken(self, problem: str) -> Exception:  # what a failed wait raises
         super()._broken(problem)
         self.probe.raise_world_failure(self.world, self.step)
         if "bare LF" in problem:
