@@ -310,8 +310,10 @@ class Boundary:
                 if note:
                     self._note_call(seam, host, inputs(), f"raised {type(error).__name__}: {error}")
                 raise error
-            raise self.failed(seam, host, "raised", f"{type(error).__name__}: {_message(error)}", inputs(),
-                              student_traceback(error))
+            # A part run in another process (the grader's sandbox) brings its own traceback.
+            kind = getattr(error, "remote_type", type(error).__name__)
+            raise self.failed(seam, host, "raised", f"{kind}: {_message(error)}", inputs(),
+                              getattr(error, "remote_traceback", None) or student_traceback(error))
         if outcome.violation:
             raise self.failed(seam, host, "contract", outcome.violation, inputs())
         value = outcome.value

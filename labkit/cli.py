@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     _world_parser(sub)
     check_cli.add_parser(sub)
     sub.add_parser("demo", help="replay the lecture: Albert writes to Betty", add_help=False)
+    sub.add_parser("grade", help="grade every submission of an assignment (TAs)", add_help=False)
+    sub.add_parser("selfcheck", help="run a lab notebook and its visible checks (students)", add_help=False)
     m = sub.add_parser("muttrc", help="print a muttrc for a user of the running world",
                        description="Print a muttrc that reads ADDRESS's mail over IMAP (or its Maildir) and "
                        "sends with labkit-sendmail: labkit muttrc betty@brilliant.com > ~/.muttrc-betty")
@@ -93,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import main as demo_main
 
         return demo_main(rest)
+    if args.command == "grade":
+        from .grade.run import main as grade_main
+
+        return grade_main(rest)
+    if args.command == "selfcheck":
+        from .grade.selfcheck import main as selfcheck_main
+
+        return selfcheck_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "muttrc":

@@ -1,0 +1,149 @@
+"""Writing the verdicts into nbgrader's gradebook, the autograded notebook and the feedback.
+
+Only the coordinator writes here, one submission after the other (nbgrader's sqlite
+gradebook is not promised to survive parallel writers, jupyter/nbgrader#174), so workers
+never touch the course. What lands is what nbgrader's own tools read: each autograded
+cell's ``auto_score`` in ``gradebook.db`` (formgrader, ``nbgrader export``), the run
+notebook in ``autograded/STUDENT/ASSIGNMENT/`` (formgrader shows it for the questions
+graded by hand), and a feedback page in ``feedback/STUDENT/ASSIGNMENT/``, which shows
+each check's rows and transcript but never a test cell's source (hidden tests stay
+hidden, unlike ``nbgrader generate_feedback``, jupyter/nbgrader#1363).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ..checks import Report, Result
+
+RESULT_FILE = ".labkit-result.json"
+
+
+def course_config(course: Path) -> tuple[str, str]:
+    """(the gradebook's URL, the course id), from the course's nbgrader_config.py."""
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = Config()
+    path = course / "nbgrader_config.py"
+    if path.exists():
+        config = PyFileConfigLoader(path.name, str(course)).load_config()
+    directory = config.get("CourseDirectory", {})
+    url = directory.get("db_url", "") or f"sqlite:///{course / 'gradebook.db'}"
+    return url, directory.get("course_id", "") or "default"
+
+
+def source_notebook(course: Path, assignment: str) -> Path:
+    """The authored notebook of ``assignment`` (the course's source directory)."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    source_dir = "source"
+    if (course / "nbgrader_config.py").exists():
+        config = PyFileConfigLoader("nbgrader_config.py", str(course)).load_config()
+        source_dir = config.get("CourseDirectory", {}).get("source_directory", "") or "source"
+    found = sorted((course / source_dir / assignment).glob("*.ipynb"))
+    if not found:
+        raise FileNotFoundError(f"no notebook for assignment {assignment!r} in {course / source_dir / assignment}")
+    return found[0]
+
+
+def ensure_assignment(course: Path, assignment: str) -> None:
+    """The gradebook knows ``assignment`` and its cells once nbgrader has generated it."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    url, course_id = course_config(course)
+    with Gradebook(url, course_id) as gradebook:
+        try:
+            gradebook.find_assignment(assignment)
+            return
+        except MissingEntry:
+            pass
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", assignment, "--force",
+                           "--log-level=WARN"], cwd=course, env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"nbgrader generate_assignment {assignment} failed: {done.stderr[-1000:]}")
+
+
+def known_students(course: Path) -> list[str]:
+    from nbgrader.api import Gradebook
+
+    url, course_id = course_config(course)
+    with Gradebook(url, course_id) as gradebook:
+        return [s.id for s in gradebook.students]
+
+
+def record(course: Path, result: dict) -> None:
+    """Write one submission's verdict: gradebook, autograded notebook, feedback page."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    student, assignment, notebook = result["student"], result["assignment"], result["notebook"]
+    url, course_id = course_config(course)
+    with Gradebook(url, course_id) as gradebook:
+        gradebook.update_or_create_student(student)
+        gradebook.update_or_create_submission(assignment, student)
+        stem = Path(notebook).stem
+        for grade_id, cell in result["cells"].items():
+            try:
+                grade = gradebook.find_grade(grade_id, stem, assignment, student)
+            except MissingEntry:
+                continue
+            grade.auto_score = cell["score"]
+        gradebook.db.commit()
+    folder = course / "autograded" / student / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    if result.get("executed"):
+        (folder / notebook).write_text(result["executed"])
+    saved = {k: v for k, v in result.items() if k != "executed"}
+    (folder / RESULT_FILE).write_text(json.dumps(saved))
+    feedback = course / "feedback" / student / assignment
+    feedback.mkdir(parents=True, exist_ok=True)
+    (feedback / f"{stem}.html").write_text(feedback_page(saved))
+
+
+def earlier(course: Path, student: str, assignment: str) -> dict | None:
+    """The saved verdict of an earlier run, if any."""
+    path = course / "autograded" / student / assignment / RESULT_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _report(data: dict) -> Report:
+    report = Report(data["title"])
+    for row in data["results"]:
+        row = dict(row)
+        row["transcript"] = [tuple(line) for line in row.get("transcript", [])]
+        report.add(Result(**{k: v for k, v in row.items() if k in Result.__dataclass_fields__}))
+    return report
+
+
+def feedback_page(result: dict) -> str:
+    """The student's feedback: each autograded cell, and for each failed check the step,
+    expected, got, transcript and RFC rule. No test cell's source."""
+    parts = [f"<h1>{html.escape(result['assignment'])}: {html.escape(result['student'])}</h1>",
+             f"<p><b>Score: {result['score']:g} / {result['max_score']:g}</b> ({html.escape(result['status'])})</p>"]
+    if result.get("reason"):
+        parts.append(f"<p>{html.escape(result['reason'])}</p>")
+    for grade_id, cell in result["cells"].items():
+        colour = "#1a7f37" if cell["score"] == cell["points"] else "#cf222e"
+        parts.append(f"<h2 style='color:{colour}'>{html.escape(grade_id)}: {cell['score']:g} / {cell['points']:g}</h2>")
+        for data in cell.get("reports", []):
+            parts.append(_report(data)._repr_html_())
+        if not cell.get("reports") and cell.get("why"):
+            parts.append(f"<p>{html.escape(cell['why'])}</p>")
+    style = "body{font-family:sans-serif;max-width:60em;margin:auto} pre{background:#f6f8fa;padding:.5em}"
+    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>" \
+           f"{''.join(parts)}</body></html>"
+
+
+def missing(student: str, assignment: str, notebook: str, max_score: float) -> dict:
+    return {"student": student, "assignment": assignment, "notebook": notebook, "status": "missing",
+            "reason": "no submission", "score": 0.0, "max_score": max_score, "cells": {}, "flags": []}
+

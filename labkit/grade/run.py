@@ -1,0 +1,212 @@
+"""``labkit grade ASSIGNMENT``: grade a whole course's submissions, in parallel.
+
+    labkit grade 1-smtp-by-hand --course grading/ [--workers N] [--student S] [--force]
+                 [--submissions lms-download.zip] [--dask SCHEDULER_ADDRESS]
+
+The coordinator (this module) collects the submissions (:mod:`.collect`), hands each to
+a worker process (:mod:`.worker`: sandboxed, judged from outside) on this machine or on
+a dask.distributed cluster, and writes every verdict itself, one after the other
+(:mod:`.gradebook`): gradebook, autograded notebook, feedback page. Then ``grades.csv``
+(one row per student and assignment: score, max score, status, reason) and a summary:
+the score distribution, the statuses, the submissions flagged for a human look.
+A second run skips what it graded already (the same file), unless ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Callable, Iterable, TextIO
+
+import nbformat
+
+from . import collect, gradebook, sandbox
+
+STATUSES = ("graded", "flagged", "timed out", "crashed", "missing")
+CSV_FIELDS = ["student", "assignment", "score", "max_score", "status", "reason"]
+WORKER_TASKS = 20  # submissions a worker process grades before a fresh one takes over
+
+
+def job_for(submission: collect.Submission, source: dict, course: Path, limits: sandbox.Limits,
+            notebook_name: str) -> dict:
+    return {"student": submission.student, "assignment": submission.assignment, "notebook_name": notebook_name,
+            "notebook": json.loads(submission.notebook.read_text()), "source": source,
+            "course": str(course.resolve()), "limits": limits.to_dict()}
+
+
+def run_job(job: dict) -> dict:
+    """One submission, in this (worker) process: what a pool process or a dask worker
+    runs. The student's code is not here but in the sandboxed kernel the worker starts;
+    a failure of the worker itself still gives the submission a row."""
+    from .worker import grade as grade_one
+
+    try:
+        return grade_one(job)
+    except Exception as error:  # a bug of ours: this submission gets a row saying so
+        return _failed(job, "crashed", f"the grader failed on this submission: {type(error).__name__}: {error}")
+
+
+def _failed(job: dict, status: str, reason: str) -> dict:
+    source = nbformat.reads(json.dumps(job["source"]), as_version=4)
+    cells = {c.metadata["nbgrader"]["grade_id"]: {"points": float(c.metadata["nbgrader"].get("points", 0)),
+                                                  "score": 0.0, "in_notebook": False, "outside": None,
+                                                  "why": reason, "reports": []}
+             for c in source.cells if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
+             and not c.metadata["nbgrader"].get("solution")}
+    return {"student": job["student"], "assignment": job["assignment"], "notebook": job["notebook_name"],
+            "status": status, "reason": reason, "score": 0.0,
+            "max_score": sum(c["points"] for c in cells.values()), "cells": cells, "flags": []}
+
+
+class Progress:
+    """A progress bar on a terminal; a line per submission elsewhere."""
+
+    def __init__(self, total: int, out: TextIO = sys.stderr) -> None:
+        self.total, self.done, self.out = total, 0, out
+        self.tty = hasattr(out, "isatty") and out.isatty()
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, result: dict) -> None:
+        with self._lock:
+            self.done += 1
+            self.counts[result["status"]] = self.counts.get(result["status"], 0) + 1
+            if self.tty:
+                filled = int(30 * self.done / max(self.total, 1))
+                shown = ", ".join(f"{n} {s}" for s, n in self.counts.items())
+                self.out.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total}  {shown}\x1b[K")
+                if self.done == self.total:
+                    self.out.write("\n")
+            else:
+                self.out.write(f"{self.done}/{self.total} {result['student']}: {result['status']} "
+                               f"{result['score']:g}/{result['max_score']:g}\n")
+            self.out.flush()
+
+
+def grade(assignment: str, course: Path, *, workers: int | None = None, student: str | None = None,
+          force: bool = False, submissions_from: Path | None = None, dask: str | None = None,
+          limits: sandbox.Limits | None = None, progress: Callable[[dict], None] | None = None) -> list[dict]:
+    """Grade every submission of ``assignment``; returns the rows (see the module doc)."""
+    course = course.resolve()
+    limits = limits or sandbox.Limits()
+    source_path = gradebook.source_notebook(course, assignment)
+    source = json.loads(source_path.read_text())
+    notebook_name = source_path.name
+    gradebook.ensure_assignment(course, assignment)
+    if submissions_from is not None:
+        collect.import_lms(submissions_from, course, assignment, notebook_name)
+    found = collect.submissions(course, assignment, notebook_name, gradebook.known_students(course), only=student)
+    max_score = sum(float(c.get("metadata", {}).get("nbgrader", {}).get("points", 0)) for c in source["cells"]
+                    if c.get("metadata", {}).get("nbgrader", {}).get("grade") and c["cell_type"] == "code"
+                    and not c["metadata"]["nbgrader"].get("solution"))
+    rows, jobs = [], []
+    for submission in found:
+        if submission.notebook is None:
+            rows.append(gradebook.missing(submission.student, assignment, notebook_name, max_score))
+            continue
+        before = gradebook.earlier(course, submission.student, assignment)
+        if before is not None and not force and before.get("digest") == submission.digest:
+            rows.append(before)
+            continue
+        job = job_for(submission, source, course, limits, notebook_name)
+        job["digest"] = submission.digest
+        jobs.append(job)
+    report = progress or Progress(len(jobs))
+    for result in _run_all(jobs, workers or os.cpu_count() or 1, dask):
+        result["digest"] = next(j["digest"] for j in jobs if j["student"] == result["student"])
+        gradebook.record(course, result)  # here only: the gradebook has one writer
+        result.pop("executed", None)
+        rows.append(result)
+        report(result)
+    rows.sort(key=lambda r: r["student"])
+    write_csv(course / "grades.csv", rows)
+    return rows
+
+
+def _run_all(jobs: list[dict], workers: int, dask: str | None) -> Iterable[dict]:
+    """The results as they come: local worker processes, or tasks on a dask cluster."""
+    if not jobs:
+        return
+    if dask:
+        import distributed
+
+        with distributed.Client(dask) as client:
+            for future in distributed.as_completed(client.map(run_job, jobs, pure=False)):
+                yield future.result()
+        return
+    # Worker processes, reused (their imports cost a second): the isolation that matters
+    # is each submission's own sandboxed kernel. Recycled now and then all the same.
+    with ProcessPoolExecutor(max_workers=workers, max_tasks_per_child=WORKER_TASKS) as pool:
+        futures: list[Future] = [pool.submit(run_job, job) for job in jobs]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """``grades.csv``: this assignment's rows replace its earlier ones, others stay."""
+    assignments = {r["assignment"] for r in rows}
+    kept = []
+    if path.exists():
+        with open(path, newline="") as f:
+            kept = [r for r in csv.DictReader(f) if r.get("assignment") not in assignments]
+    fresh = [{k: (f"{r[k]:g}" if isinstance(r[k], float) else r[k]) for k in CSV_FIELDS} for r in rows]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(sorted(kept + fresh, key=lambda r: (r["assignment"], r["student"])))
+
+
+def summary(rows: list[dict]) -> str:
+    """The score distribution, the statuses, and who needs a human look."""
+    if not rows:
+        return "no submissions"
+    scores = [r["score"] / r["max_score"] * 100 if r["max_score"] else 0.0 for r in rows if r["status"] != "missing"]
+    lines = [f"{len(rows)} students: " + ", ".join(f"{sum(1 for r in rows if r['status'] == s)} {s}"
+                                                 for s in STATUSES if any(r["status"] == s for r in rows))]
+    if scores:
+        lines.append(f"scores: median {statistics.median(scores):.0f}%, min {min(scores):.0f}%, "
+                     f"max {max(scores):.0f}%")
+        for low in range(0, 100, 20):
+            high = 100 if low == 80 else low + 20
+            count = sum(1 for s in scores if low <= s < high or (high == 100 and s == 100))
+            lines.append(f"  {low:3}-{high:<3}% {'#' * count} {count}")
+    attention = [r for r in rows if r["status"] in ("flagged", "timed out", "crashed")]
+    if attention:
+        lines.append("needs a human look:")
+        lines += [f"  {r['student']:16} {r['status']:9} {r['reason'][:150]}" for r in attention]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="labkit grade", description="Grade every submission of an assignment: "
+                                     "sandboxed, judged from outside the student's kernel, in parallel.")
+    parser.add_argument("assignment")
+    parser.add_argument("--course", type=Path, default=Path("grading"), help="the nbgrader course (default: grading)")
+    parser.add_argument("--workers", type=int, help="submissions graded at once (default: the machine's cores)")
+    parser.add_argument("--student", help="grade this student only")
+    parser.add_argument("--force", action="store_true", help="grade again what was graded already")
+    parser.add_argument("--submissions", type=Path, help="an LMS download: a zip or folder of STUDENT_*.ipynb")
+    parser.add_argument("--dask", metavar="ADDRESS", help="run the grading on this dask.distributed scheduler")
+    parser.add_argument("--time-limit", type=float, help="seconds for a whole notebook (default 300)")
+    args = parser.parse_args(argv)
+    limits = sandbox.Limits(notebook_seconds=args.time_limit) if args.time_limit else sandbox.Limits()
+    warning = sandbox.isolation_warning()
+    if warning:
+        print(f"labkit grade: warning: {warning}", file=sys.stderr)
+    try:
+        rows = grade(args.assignment, args.course, workers=args.workers, student=args.student, force=args.force,
+                     submissions_from=args.submissions, dask=args.dask, limits=limits)
+    except (FileNotFoundError, RuntimeError) as error:
+        print(f"labkit grade: {error}", file=sys.stderr)
+        return 2
+    print(summary(rows))
+    print(f"grades: {args.course / 'grades.csv'}; feedback: {args.course / 'feedback'}")
+    return 0
+
