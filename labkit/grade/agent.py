@@ -90,8 +90,8 @@ def decode_bytes(value: Any) -> Any:
 class Audit:
     """Records what a submission must not do, the moment it does it."""
 
-    def __init__(self, log_path: str, course: str) -> None:
-        self.course = os.path.realpath(course) + os.sep if course else ""
+    def __init__(self, log_path: str, protected: list[str]) -> None:
+        self.protected = tuple(os.path.realpath(p) + os.sep for p in protected if p)
         self.fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._write = os.write  # bound now: a student's patch of os cannot hide later events
 
@@ -102,9 +102,9 @@ class Audit:
             pass
 
     def __call__(self, event: str, args: tuple) -> None:
-        if event == "open" and args and isinstance(args[0], (str, bytes)) and self.course:
+        if event == "open" and args and isinstance(args[0], (str, bytes)):
             path = os.fsdecode(args[0])
-            if os.path.realpath(path).startswith(self.course) or "gradebook" in path:
+            if os.path.realpath(path).startswith(self.protected) or "gradebook" in path:
                 self.record("course-files", f"open({path!r})")
         elif event == "sqlite3.connect":
             self.record("sqlite", f"sqlite3.connect({args[0]!r})")
@@ -136,7 +136,10 @@ class Agent:
                 conn, _ = self.server.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(Channel(conn),), daemon=True).start()
+            try:
+                threading.Thread(target=self._serve, args=(Channel(conn),), daemon=True).start()
+            except RuntimeError:  # no thread to be had (the sandbox's process limit): say so by closing
+                conn.close()
 
     def _serve(self, channel: Channel) -> None:
         with channel.sock:
@@ -235,9 +238,10 @@ def _student(seam: str, impl: Callable, args: tuple, kwargs: dict, encode_result
         return {"ok": {"repr": f"<cannot encode: {type(error).__name__}: {error}>"}, "value": outcome.value}
 
 
-def bootstrap(socket_path: str, audit_path: str, course: str) -> None:
-    """Install the audit hook and start the agent in this (the student's) kernel."""
-    audit = Audit(audit_path, course)
+def bootstrap(socket_path: str, audit_path: str, protected: list[str]) -> None:
+    """Install the audit hook and start the agent in this (the student's) kernel;
+    ``protected``: the course's directories (sources with hidden tests, gradebook)."""
+    audit = Audit(audit_path, protected)
     sys.addaudithook(audit)
     try:
         from IPython import get_ipython

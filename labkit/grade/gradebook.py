@@ -52,12 +52,23 @@ def source_notebook(course: Path, assignment: str) -> Path:
     return found[0]
 
 
+def open_gradebook(course: Path):
+    """nbgrader's Gradebook of ``course`` (a context manager). A new gradebook is set up
+    by nbgrader's ``alembic``, which must be on PATH: beside this Python, in a venv."""
+    from nbgrader.api import Gradebook
+
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    url, course_id = course_config(course)
+    return Gradebook(url, course_id)
+
+
 def ensure_assignment(course: Path, assignment: str) -> None:
     """The gradebook knows ``assignment`` and its cells once nbgrader has generated it."""
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import MissingEntry
 
-    url, course_id = course_config(course)
-    with Gradebook(url, course_id) as gradebook:
+    with open_gradebook(course) as gradebook:
         try:
             gradebook.find_assignment(assignment)
             return
@@ -71,20 +82,16 @@ def ensure_assignment(course: Path, assignment: str) -> None:
 
 
 def known_students(course: Path) -> list[str]:
-    from nbgrader.api import Gradebook
-
-    url, course_id = course_config(course)
-    with Gradebook(url, course_id) as gradebook:
+    with open_gradebook(course) as gradebook:
         return [s.id for s in gradebook.students]
 
 
 def record(course: Path, result: dict) -> None:
     """Write one submission's verdict: gradebook, autograded notebook, feedback page."""
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import MissingEntry
 
     student, assignment, notebook = result["student"], result["assignment"], result["notebook"]
-    url, course_id = course_config(course)
-    with Gradebook(url, course_id) as gradebook:
+    with open_gradebook(course) as gradebook:
         gradebook.update_or_create_student(student)
         gradebook.update_or_create_submission(assignment, student)
         stem = Path(notebook).stem

@@ -22,6 +22,7 @@ from ..boundary import check_fence
 from .agent import Channel, decode_bytes, encode
 
 CALL_TIMEOUT = 60.0  # the boundary's deadline is shorter; this only frees a wedged channel
+LOOKUP_TIMEOUT = 10.0  # an expression of a test cell: a name, a list of events
 
 
 class StudentRaised(Exception):
@@ -86,9 +87,9 @@ class AgentClient:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def connect(self) -> Channel:
+    def connect(self, timeout: float = CALL_TIMEOUT) -> Channel:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(CALL_TIMEOUT)
+        sock.settimeout(timeout)
         sock.connect(self.path)
         return Channel(sock)
 
@@ -101,7 +102,7 @@ class AgentClient:
         return self._eval(expr, handle=True)["handle"]
 
     def _eval(self, expr: str, *, handle: bool) -> dict:
-        channel = self.connect()
+        channel = self.connect(LOOKUP_TIMEOUT)
         with channel.sock:
             channel.send({"op": "eval", "expr": expr, "handle": handle})
             answer = channel.receive()

@@ -35,10 +35,10 @@ WORKER_TASKS = 20  # submissions a worker process grades before a fresh one take
 
 
 def job_for(submission: collect.Submission, source: dict, course: Path, limits: sandbox.Limits,
-            notebook_name: str) -> dict:
+            notebook_name: str, protected: list[str]) -> dict:
     return {"student": submission.student, "assignment": submission.assignment, "notebook_name": notebook_name,
             "notebook": json.loads(submission.notebook.read_text()), "source": source,
-            "course": str(course.resolve()), "limits": limits.to_dict()}
+            "course": str(course.resolve()), "protected": protected, "limits": limits.to_dict()}
 
 
 def run_job(job: dict) -> dict:
@@ -99,6 +99,8 @@ def grade(assignment: str, course: Path, *, workers: int | None = None, student:
     source_path = gradebook.source_notebook(course, assignment)
     source = json.loads(source_path.read_text())
     notebook_name = source_path.name
+    # what a submission must not see: the course (gradebook, others' work) and the sources
+    protected = sorted({str(course), str(source_path.parent.parent.resolve())})
     gradebook.ensure_assignment(course, assignment)
     if submissions_from is not None:
         collect.import_lms(submissions_from, course, assignment, notebook_name)
@@ -115,7 +117,7 @@ def grade(assignment: str, course: Path, *, workers: int | None = None, student:
         if before is not None and not force and before.get("digest") == submission.digest:
             rows.append(before)
             continue
-        job = job_for(submission, source, course, limits, notebook_name)
+        job = job_for(submission, source, course, limits, notebook_name, protected)
         job["digest"] = submission.digest
         jobs.append(job)
     report = progress or Progress(len(jobs))
@@ -150,12 +152,13 @@ def _run_all(jobs: list[dict], workers: int, dask: str | None) -> Iterable[dict]
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    """``grades.csv``: this assignment's rows replace its earlier ones, others stay."""
-    assignments = {r["assignment"] for r in rows}
+    """``grades.csv``: a row per student and assignment; these rows replace their
+    earlier ones, the other rows (other students, other assignments) stay."""
+    fresh_keys = {(r["assignment"], r["student"]) for r in rows}
     kept = []
     if path.exists():
         with open(path, newline="") as f:
-            kept = [r for r in csv.DictReader(f) if r.get("assignment") not in assignments]
+            kept = [r for r in csv.DictReader(f) if (r.get("assignment"), r.get("student")) not in fresh_keys]
     fresh = [{k: (f"{r[k]:g}" if isinstance(r[k], float) else r[k]) for k in CSV_FIELDS} for r in rows]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, CSV_FIELDS)
@@ -195,8 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submissions", type=Path, help="an LMS download: a zip or folder of STUDENT_*.ipynb")
     parser.add_argument("--dask", metavar="ADDRESS", help="run the grading on this dask.distributed scheduler")
     parser.add_argument("--time-limit", type=float, help="seconds for a whole notebook (default 300)")
+    parser.add_argument("--cell-time-limit", type=float, help="seconds for one cell (default 60)")
     args = parser.parse_args(argv)
-    limits = sandbox.Limits(notebook_seconds=args.time_limit) if args.time_limit else sandbox.Limits()
+    limits = sandbox.Limits(**{k: v for k, v in (("notebook_seconds", args.time_limit),
+                                                  ("cell_seconds", args.cell_time_limit)) if v})
     warning = sandbox.isolation_warning()
     if warning:
         print(f"labkit grade: warning: {warning}", file=sys.stderr)

@@ -16,8 +16,11 @@ Debian's package of that name):
 - a user namespace: where the grader runs as root, the kernel runs as the unprivileged
   ``nobody`` there, with no capability over the machine.
 
-Without bubblewrap the limits and the process group still hold, and :func:`isolation`
-says what is missing, so the grader can warn.
+Where the grader runs as root, resource limits do not bind (root is exempt from
+RLIMIT_NPROC), so a control group bounds the processes and memory of the whole
+submission instead (:class:`Cgroup`). Without bubblewrap the limits and the process
+group still hold, and :func:`isolation_warning` says what is missing, so the grader can
+warn.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import signal
 import shutil
 import sys
 from dataclasses import asdict, dataclass
@@ -41,7 +45,7 @@ class Limits:
     cell_seconds: float = 60.0  # wall clock for one cell
     cpu_seconds: int = 300
     memory_bytes: int = 3 << 30  # address space (threads' stacks count too)
-    processes: int = 128  # more than the kernel and its worlds' threads need
+    processes: int = 256  # processes and threads: more than the kernel and its worlds need
     file_bytes: int = 64 << 20  # the largest file it may write
     disk_bytes: int = 256 << 20  # its working directory (a tmpfs, with bubblewrap)
     open_files: int = 1024
@@ -52,8 +56,76 @@ class Limits:
 
 
 def isolation() -> dict[str, bool]:
-    """What this machine can isolate: bubblewrap's namespaces, running as another user."""
-    return {"bwrap": shutil.which("bwrap") is not None, "root": os.geteuid() == 0}
+    """What this machine can isolate: bubblewrap's namespaces, running as another user,
+    a control group (root only: resource limits do not bind root, a cgroup does)."""
+    root = os.geteuid() == 0
+    return {"bwrap": shutil.which("bwrap") is not None, "root": root, "cgroup": root and Cgroup.available()}
+
+
+class Cgroup:
+    """A control group for one submission (root only): at most ``processes`` processes
+    and threads (pids), at most ``memory`` bytes in all, whatever it forks; and at the
+    end, a list of everything still in it to kill. cgroup v2, or v1's controllers."""
+
+    ROOT = "/sys/fs/cgroup"
+
+    def __init__(self, name: str, *, processes: int, memory: int) -> None:
+        self.paths: list[str] = []
+        if os.path.exists(f"{self.ROOT}/cgroup.controllers"):  # v2: one tree
+            self._make(f"{self.ROOT}/{name}", {"pids.max": processes, "memory.max": memory})
+        else:  # v1: a tree per controller
+            self._make(f"{self.ROOT}/pids/{name}", {"pids.max": processes})
+            self._make(f"{self.ROOT}/memory/{name}", {"memory.limit_in_bytes": memory})
+
+    @classmethod
+    def available(cls) -> bool:
+        return os.access(f"{cls.ROOT}/cgroup.controllers", os.W_OK) or os.access(f"{cls.ROOT}/pids", os.W_OK)
+
+    def _make(self, path: str, settings: dict[str, int]) -> None:
+        try:
+            os.mkdir(path)
+            for key, value in settings.items():
+                with open(f"{path}/{key}", "w") as f:
+                    f.write(str(value))
+        except OSError:
+            return
+        self.paths.append(path)
+
+    def join(self, pid: int) -> None:
+        for path in self.paths:
+            with open(f"{path}/cgroup.procs", "w") as f:
+                f.write(str(pid))
+
+    def pids(self) -> set[int]:
+        found: set[int] = set()
+        for path in self.paths:
+            try:
+                with open(f"{path}/cgroup.procs") as f:
+                    found |= {int(line) for line in f if line.strip()}
+            except OSError:
+                pass
+        return found
+
+    def remove(self) -> None:
+        """Kill what is left in it, then remove it (bounded: a few rounds)."""
+        import signal
+        import time
+
+        for _ in range(50):
+            left = self.pids()
+            if not left:
+                break
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.02)
+        for path in self.paths:
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
 
 
 def isolation_warning() -> str:
@@ -66,7 +138,7 @@ def isolation_warning() -> str:
 
 
 def kernel_command(argv: list[str], *, limits: Limits, workdir: str, shared: str, hidden: list[str], job: str,
-                   use_bwrap: bool | None = None) -> list[str]:
+                   use_bwrap: bool | None = None, cgroup: "Cgroup | None" = None) -> list[str]:
     """The command that runs ``argv`` (the kernel) sandboxed. ``workdir``: its working
     directory (a tmpfs inside bubblewrap); ``shared``: a directory both sides see (the
     kernel's connection file and sockets); ``hidden``: directories it must not see."""
@@ -75,14 +147,20 @@ def kernel_command(argv: list[str], *, limits: Limits, workdir: str, shared: str
     launcher = [sys.executable, "-m", "labkit.grade.sandbox", "--job", job, "--cpu", str(limits.cpu_seconds),
                 "--memory", str(limits.memory_bytes), "--processes", str(limits.processes),
                 "--file-size", str(limits.file_bytes), "--open-files", str(limits.open_files)]
+    if cgroup is not None:
+        for path in cgroup.paths:
+            launcher += ["--cgroup", path]
     if not use_bwrap:
         return [*launcher, "--chdir", workdir, "--", *argv]
     bwrap = ["bwrap", "--die-with-parent", "--new-session", "--unshare-all"]
     if can["root"]:  # inside, the unprivileged user, without a capability over the machine
         bwrap += ["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY)]
     bwrap += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    for path in hidden:
-        bwrap += ["--tmpfs", path]
+    needed = [os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(__file__)))]
+    for path in hidden:  # a directory the kernel itself runs from cannot be hidden
+        real = os.path.realpath(path)
+        if not any(n == real or n.startswith(real + os.sep) for n in needed):
+            bwrap += ["--tmpfs", path]
     bwrap += ["--bind", shared, shared, "--size", str(limits.disk_bytes), "--tmpfs", workdir, "--chdir", workdir,
               "--setenv", "HOME", workdir, "--setenv", "TMPDIR", "/tmp", "--setenv", MARKER, job,
               # the kernel's parent, as jupyter_client names it, is not its parent in the PID
@@ -97,12 +175,16 @@ def _apply(args: argparse.Namespace) -> None:
         os.setsid()  # its own session and process group: the grader kills them all at once
     except PermissionError:  # already a session leader (jupyter_client starts kernels so)
         pass
+    for path in args.cgroup:  # before anything else: all it starts is counted there
+        with open(f"{path}/cgroup.procs", "w") as f:
+            f.write(str(os.getpid()))
     # RLIMIT_NPROC counts every process of the user: leave room for the grader's own.
     processes = args.processes + _processes_of(os.getuid())
     for limit, value in ((resource.RLIMIT_CPU, args.cpu), (resource.RLIMIT_AS, args.memory),
                          (resource.RLIMIT_NPROC, processes), (resource.RLIMIT_FSIZE, args.file_size),
                          (resource.RLIMIT_NOFILE, args.open_files), (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(limit, (value, value))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over the file limit fails (EFBIG), no kill
     os.environ[MARKER] = args.job
     if args.chdir:
         os.makedirs(args.chdir, exist_ok=True)
@@ -147,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--file-size", type=int, required=True)
     parser.add_argument("--open-files", type=int, required=True)
     parser.add_argument("--chdir")
+    parser.add_argument("--cgroup", action="append", default=[])
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command

@@ -61,14 +61,22 @@ def outside(source: str, agent: AgentClient, *, deadline: float) -> tuple[bool |
         try:
             report = _run(call, agent, deadline)
         except StudentRaised as error:
-            report = Report(call.module)
-            report.add(Result(f"the objects this cell checks ({', '.join(call.args)})", "fail",
-                              step="looking them up in your notebook", expected="they are defined",
-                              got=f"{error.remote_type}: {error}"))
+            report = _broken(call, "looking them up in your notebook", "they are defined",
+                             f"{error.remote_type}: {error}")
+        except (OSError, ConnectionError, ValueError) as error:  # the kernel is gone or wedged
+            report = _broken(call, "reaching your notebook's kernel", "a kernel that answers",
+                             f"{type(error).__name__}: {error} (the kernel died, or hit a limit of the sandbox)")
         if report is None:
             return None, [], f"checks.{call.module} cannot run outside the notebook"
         reports.append(report)
     return all(r.passed for r in reports), reports, ""
+
+
+def _broken(call: CheckCall, step: str, expected: str, got: str) -> Report:
+    report = Report(call.module)
+    report.add(Result(f"the objects this cell checks ({', '.join(call.args)})", "fail", step=step,
+                      expected=expected, got=got))
+    return report
 
 
 def _run(call: CheckCall, agent: AgentClient, deadline: float) -> Report | None:

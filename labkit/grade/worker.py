@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -28,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import nbformat
-from jupyter_client import KernelManager
+from jupyter_client import AsyncKernelManager
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -36,7 +38,7 @@ from . import sandbox, verdict
 from .agent import Channel  # noqa: F401 - the agent module must import cleanly here too
 from .remote import AgentClient
 
-BOOTSTRAP = "import labkit.grade.agent as _labkit_agent; _labkit_agent.bootstrap({sock!r}, {audit!r}, {course!r})"
+BOOTSTRAP = "import labkit.grade.agent as _labkit_agent; _labkit_agent.bootstrap({sock!r}, {audit!r}, {protected!r})"
 AUDIT_FLAGS = {"course-files": "opened the course's files (the hidden tests or the gradebook)",
                "sqlite": "opened a database (the gradebook?)", "network": "connected to another machine"}
 
@@ -90,7 +92,7 @@ def restore(submitted: Any, source: Any) -> tuple[Any, list[str], set[str]]:
     return restored, flags, tampered
 
 
-class SandboxedKernelManager(KernelManager):
+class SandboxedKernelManager(AsyncKernelManager):
     """A kernel started through :func:`labkit.grade.sandbox.kernel_command`."""
 
     wrap: Any = None
@@ -122,6 +124,7 @@ class Run:
     reason: str = ""
     executed: set[str] = field(default_factory=set)  # grade ids of the cells that ran to the end
     stderr: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # for the reason, not flags
 
 
 def in_notebook(cell: Any) -> bool:
@@ -142,35 +145,41 @@ def grade(job: dict) -> dict:
     os.makedirs(shared)
     os.makedirs(workdir)
     agent_path, audit_path = os.path.join(shared, "agent.sock"), os.path.join(shared, "audit.log")
+    protected = [p for p in job.get("protected", [job.get("course", "")]) if p]  # hidden from the kernel
     run = Run()
     cells: dict[str, dict] = {}
+    cgroup = sandbox.Cgroup(f"labkit-grade-{token}", processes=limits.processes, memory=limits.memory_bytes) \
+        if sandbox.isolation()["cgroup"] else None
     km = SandboxedKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(shared, "kernel"),
                                 connection_file=os.path.join(shared, "kernel.json"))
     km.wrap = lambda argv: sandbox.kernel_command(
         [sys.executable, *argv[1:]] if argv and argv[0].endswith("python") else argv, limits=limits,
-        workdir=workdir, shared=shared, hidden=[p for p in (job.get("course"), job.get("scratch")) if p], job=token,
-        use_bwrap=job.get("bwrap"))
-    bootstrap = nbformat.v4.new_code_cell(BOOTSTRAP.format(sock=agent_path, audit=audit_path,
-                                                           course=job.get("course", "")))
+        workdir=workdir, shared=shared, hidden=protected + [p for p in [job.get("scratch")] if p], job=token,
+        use_bwrap=job.get("bwrap"), cgroup=cgroup)
+    bootstrap = nbformat.v4.new_code_cell(BOOTSTRAP.format(sock=agent_path, audit=audit_path, protected=protected))
     client = CappedClient(nbformat.v4.new_notebook(cells=[bootstrap] + list(notebook.cells), metadata=notebook.metadata),
                           km=km, timeout=limits.cell_seconds, kernel_name="python3", allow_errors=True,
                           resources={"metadata": {"path": workdir}})
     client.budget = limits.output_bytes
     judge = Judge(source, AgentClient(agent_path), job.get("deadline", 5.0))
+    kernel_log = open(os.path.join(shared, "kernel.log"), "wb")  # the kernel's own stdout and stderr
     try:
-        with client.setup_kernel(cwd=workdir):
+        with client.setup_kernel(cwd=workdir, stdout=kernel_log, stderr=subprocess.STDOUT):
             _execute(client, run, limits, started, km, judge)
             if run.status != "crashed":
                 cells = judge.finish(client.nb)
     except Exception as error:  # the kernel would not even start
         run.status, run.reason = "crashed", f"the notebook could not run: {type(error).__name__}: {error}"
     finally:
-        _kill(km, token)
+        _kill(km, token, cgroup)
+        kernel_log.close()
     executed = client.nb
     executed.cells = executed.cells[1:]  # without the bootstrap
     if client.flooded:
         flags.append(f"output over {limits.output_bytes // 1024} kB was dropped (a flood)")
-    flags += _audit_flags(audit_path)
+    audit_flags, notes = _audit(audit_path)
+    flags += audit_flags
+    run.notes += notes
     for sus in _solution_flags(executed):
         flags.append(f"the student's code {sus}")
     shutil.rmtree(root, ignore_errors=True)
@@ -182,7 +191,7 @@ def _notebook(data: dict) -> Any:
     return nbformat.reads(json.dumps(data), as_version=4)
 
 
-def _execute(client: CappedClient, run: Run, limits: sandbox.Limits, started: float, km: KernelManager,
+def _execute(client: CappedClient, run: Run, limits: sandbox.Limits, started: float, km: AsyncKernelManager,
              judge: "Judge") -> None:
     deadline = started + limits.notebook_seconds
     solutions = [i for i, c in enumerate(client.nb.cells) if c.cell_type == "code" and nbgrader_meta(c).get("solution")]
@@ -216,9 +225,12 @@ def _execute(client: CappedClient, run: Run, limits: sandbox.Limits, started: fl
             judge.ready()
 
 
-def _interrupt(km: KernelManager) -> None:
+def _interrupt(km: AsyncKernelManager) -> None:
+    """Interrupt the running cell (a message on the control channel: a signal would stop
+    at bubblewrap, which does not pass it on)."""
     try:
-        km.interrupt_kernel()
+        km.kernel_spec.interrupt_mode = "message"
+        run_sync(km.interrupt_kernel)()
     except Exception:
         pass
 
@@ -237,7 +249,7 @@ class Judge:
 
     def ready(self) -> None:
         """The student's code has run: judging may begin."""
-        if not self._thread.is_alive() and not self.outside:
+        if self._thread.ident is None:
             self._thread.start()
 
     def finish(self, executed: Any) -> dict[str, dict]:
@@ -261,12 +273,14 @@ class Judge:
                                                                            deadline=self.deadline)
 
 
-def _kill(km: KernelManager, token: str) -> None:
+def _kill(km: AsyncKernelManager, token: str, cgroup: sandbox.Cgroup | None) -> None:
     """The kernel, its process group, and anything else a submission started."""
     try:
-        km.shutdown_kernel(now=True)
+        run_sync(km.shutdown_kernel)(now=True)
     except Exception:
         pass
+    if cgroup is not None:
+        cgroup.remove()
     for pid in sandbox.strays(token):
         try:
             os.kill(pid, signal.SIGKILL)
@@ -274,13 +288,21 @@ def _kill(km: KernelManager, token: str) -> None:
             pass
 
 
-def _audit_flags(path: str) -> list[str]:
+PROCESS_NOTE = 50  # processes a notebook may start before the TA is told
+
+
+def _audit(path: str) -> tuple[list[str], list[str]]:
+    """What the audit hook saw: (flags for a human, notes for the reason)."""
     try:
         with open(path) as f:
-            kinds = {json.loads(line)["kind"]: json.loads(line)["detail"] for line in f if line.strip()}
+            events = [json.loads(line) for line in f if line.strip()]
     except (OSError, ValueError):
-        return []
-    return [f"{AUDIT_FLAGS[kind]}: {detail}" for kind, detail in kinds.items() if kind in AUDIT_FLAGS]
+        return [], []
+    first = {e["kind"]: e["detail"] for e in reversed(events)}
+    flags = [f"{AUDIT_FLAGS[kind]}: {detail}" for kind, detail in first.items() if kind in AUDIT_FLAGS]
+    started = sum(1 for e in events if e["kind"] == "process")
+    notes = [f"started {started} processes (the sandbox stops them at its limit)"] if started > PROCESS_NOTE else []
+    return flags, notes
 
 
 def _solution_flags(executed: Any) -> list[str]:
@@ -314,17 +336,25 @@ def _result(job: dict, source: Any, executed: Any, run: Run, cells: dict[str, di
         entry["score"] = entry["points"] if passed and grade_id not in tampered else 0.0
         total += entry["score"]
         max_score += entry["points"]
-    for grade_id in disagreements:
-        how = "passed" if cells[grade_id]["in_notebook"] else "failed"
-        flags.append(f"cell {grade_id} {how} in the notebook but not outside it (patched checks?)"
-                     if how == "passed" else f"cell {grade_id} failed in the notebook but passed outside it")
+    patched = [g for g in disagreements if cells[g]["in_notebook"]]
+    if patched:
+        flags.append(f"{', '.join(patched)} passed in the notebook but not outside it (patched checks?)")
+    if len(patched) < len(disagreements):
+        flags.append(f"{', '.join(g for g in disagreements if g not in patched)} failed in the notebook but passed "
+                     "outside it")
+    if any(f.startswith((AUDIT_FLAGS["course-files"], AUDIT_FLAGS["sqlite"])) for f in flags):
+        for entry in cells.values():  # the course's files are off limits: no points at all, a human decides
+            entry["score"] = 0.0
+        total = 0.0
     cheating = [f for f in flags if not f.startswith("output over")]
     status = run.status
     if status == "graded" and cheating:
         status = "flagged"
-    reasons = ([run.reason] if run.reason else []) + flags
+    lost = [grade_id for grade_id, entry in cells.items() if entry["score"] < entry["points"]]
+    reasons = ([run.reason] if run.reason else []) + ([f"failed: {', '.join(lost)}"] if lost else []) + flags
     if run.stderr:
         reasons.append(f"wrote to stderr in {', '.join(run.stderr)}")
+    reasons += run.notes
     return {"student": job["student"], "assignment": job["assignment"], "notebook": job["notebook_name"],
             "status": status, "reason": "; ".join(reasons), "score": total, "max_score": max_score,
             "cells": cells, "flags": flags, "elapsed": round(elapsed, 2),
