@@ -1,6 +1,6 @@
 """``labkit grade ASSIGNMENT``: grade a whole course's submissions, in parallel.
 
-    labkit grade 1-smtp-by-hand --course grading/ [--workers N] [--student S] [--force]
+    labkit grade 1-smtp-by-hand [MORE ASSIGNMENTS] --course grading/ [--workers N] [--student S] [--force]
                  [--submissions lms-download.zip] [--dask SCHEDULER_ADDRESS]
 
 The coordinator (this module) collects the submissions (:mod:`.collect`), hands each to
@@ -90,17 +90,42 @@ class Progress:
             self.out.flush()
 
 
-def grade(assignment: str, course: Path, *, workers: int | None = None, student: str | None = None,
+def grade(assignments: str | list[str], course: Path, *, workers: int | None = None, student: str | None = None,
           force: bool = False, submissions_from: Path | None = None, dask: str | None = None,
           limits: sandbox.Limits | None = None, progress: Callable[[dict], None] | None = None) -> list[dict]:
-    """Grade every submission of ``assignment``; returns the rows (see the module doc)."""
+    """Grade every submission of ``assignments`` (one or several, graded together);
+    returns the rows (see the module doc)."""
+    assignments = [assignments] if isinstance(assignments, str) else list(assignments)
     course = course.resolve()
     limits = limits or sandbox.Limits()
-    source_path = gradebook.source_notebook(course, assignment)
+    sources = {a: gradebook.source_notebook(course, a) for a in assignments}
+    # what a submission must not see: the course (gradebook, others' work) and the sources
+    protected = sorted({str(course), *(str(p.parent.parent.resolve()) for p in sources.values())})
+    with _Pool(workers or os.cpu_count() or 1, dask, protected, limits) as pool:  # kernels warm meanwhile
+        rows, jobs = [], []
+        for assignment, source_path in sources.items():
+            found_rows, found_jobs = _collect(course, assignment, source_path, limits, protected, student, force,
+                                              submissions_from)
+            rows += found_rows
+            jobs += found_jobs
+        report = progress or Progress(len(jobs))
+        digests = {(j["student"], j["assignment"]): j["digest"] for j in jobs}
+        for result in pool.run(jobs):
+            result["digest"] = digests[(result["student"], result["assignment"])]
+            gradebook.record(course, result)  # here only: the gradebook has one writer
+            result.pop("executed", None)
+            rows.append(result)
+            report(result)
+    rows.sort(key=lambda r: (r["assignment"], r["student"]))
+    write_csv(course / "grades.csv", rows)
+    return rows
+
+
+def _collect(course: Path, assignment: str, source_path: Path, limits: sandbox.Limits, protected: list[str],
+             student: str | None, force: bool, submissions_from: Path | None) -> tuple[list[dict], list[dict]]:
+    """The rows already decided (missing, graded before) and the jobs still to do."""
     source = json.loads(source_path.read_text())
     notebook_name = source_path.name
-    # what a submission must not see: the course (gradebook, others' work) and the sources
-    protected = sorted({str(course), str(source_path.parent.parent.resolve())})
     gradebook.ensure_assignment(course, assignment)
     if submissions_from is not None:
         collect.import_lms(submissions_from, course, assignment, notebook_name)
@@ -120,33 +145,46 @@ def grade(assignment: str, course: Path, *, workers: int | None = None, student:
         job = job_for(submission, source, course, limits, notebook_name, protected)
         job["digest"] = submission.digest
         jobs.append(job)
-    report = progress or Progress(len(jobs))
-    for result in _run_all(jobs, workers or os.cpu_count() or 1, dask):
-        result["digest"] = next(j["digest"] for j in jobs if j["student"] == result["student"])
-        gradebook.record(course, result)  # here only: the gradebook has one writer
-        result.pop("executed", None)
-        rows.append(result)
-        report(result)
-    rows.sort(key=lambda r: r["student"])
-    write_csv(course / "grades.csv", rows)
-    return rows
+    return rows, jobs
 
 
-def _run_all(jobs: list[dict], workers: int, dask: str | None) -> Iterable[dict]:
-    """The results as they come: local worker processes, or tasks on a dask cluster."""
-    if not jobs:
-        return
-    if dask:
-        import distributed
+class _Pool:
+    """Where the jobs run: this machine's worker processes (started at once, each warming
+    its first kernel while the coordinator collects), or a dask.distributed cluster."""
 
-        with distributed.Client(dask) as client:
-            for future in distributed.as_completed(client.map(run_job, jobs, pure=False)):
-                yield future.result()
-        return
-    # Worker processes, reused (their imports cost a second): the isolation that matters
-    # is each submission's own sandboxed kernel. Recycled now and then all the same.
-    with ProcessPoolExecutor(max_workers=workers, max_tasks_per_child=WORKER_TASKS) as pool:
-        futures: list[Future] = [pool.submit(run_job, job) for job in jobs]
+    def __init__(self, workers: int, dask: str | None, protected: list[str], limits: sandbox.Limits) -> None:
+        from .worker import warm
+
+        self.dask = dask
+        self.local: ProcessPoolExecutor | None = None
+        if not dask:
+            # Worker processes, reused (their imports cost a second): the isolation that
+            # matters is each submission's own sandboxed kernel. Recycled all the same.
+            self.local = ProcessPoolExecutor(max_workers=workers, max_tasks_per_child=WORKER_TASKS,
+                                             initializer=warm, initargs=(protected, limits.to_dict()))
+            for _ in range(workers):
+                self.local.submit(int)  # start the processes now
+
+    def __enter__(self) -> "_Pool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.local is not None:
+            self.local.shutdown(cancel_futures=True)
+
+    def run(self, jobs: list[dict]) -> Iterable[dict]:
+        """The results as they come."""
+        if not jobs:
+            return
+        if self.dask:
+            import distributed
+
+            with distributed.Client(self.dask) as client:
+                for future in distributed.as_completed(client.map(run_job, jobs, pure=False)):
+                    yield future.result()
+            return
+        assert self.local is not None
+        futures: list[Future] = [self.local.submit(run_job, job) for job in jobs]
         for future in as_completed(futures):
             yield future.result()
 
@@ -190,7 +228,7 @@ def summary(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labkit grade", description="Grade every submission of an assignment: "
                                      "sandboxed, judged from outside the student's kernel, in parallel.")
-    parser.add_argument("assignment")
+    parser.add_argument("assignments", nargs="+", metavar="ASSIGNMENT", help="one or more (graded together)")
     parser.add_argument("--course", type=Path, default=Path("grading"), help="the nbgrader course (default: grading)")
     parser.add_argument("--workers", type=int, help="submissions graded at once (default: the machine's cores)")
     parser.add_argument("--student", help="grade this student only")
@@ -206,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     if warning:
         print(f"labkit grade: warning: {warning}", file=sys.stderr)
     try:
-        rows = grade(args.assignment, args.course, workers=args.workers, student=args.student, force=args.force,
+        rows = grade(args.assignments, args.course, workers=args.workers, student=args.student, force=args.force,
                      submissions_from=args.submissions, dask=args.dask, limits=limits)
     except (FileNotFoundError, RuntimeError) as error:
         print(f"labkit grade: {error}", file=sys.stderr)

@@ -15,6 +15,7 @@ every submission gets a fresh process, locally or on a dask worker.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -139,51 +140,133 @@ def grade(job: dict) -> dict:
     source = _notebook(job["source"])
     submitted = _notebook(job["notebook"])
     notebook, flags, tampered = restore(submitted, source)
-    token = uuid.uuid4().hex[:12]
-    root = tempfile.mkdtemp(prefix=f"labkit-grade-{token}-", dir=job.get("scratch"))
-    shared, workdir = os.path.join(root, "shared"), os.path.join(root, "work")
-    os.makedirs(shared)
-    os.makedirs(workdir)
-    agent_path, audit_path = os.path.join(shared, "agent.sock"), os.path.join(shared, "audit.log")
     protected = [p for p in job.get("protected", [job.get("course", "")]) if p]  # hidden from the kernel
+    key = kernel_key(protected, limits, job.get("bwrap"), job.get("scratch"))
+    kernel = Kernel.take(key)
+    Kernel.warm(key)  # the next submission's kernel starts while this one runs (it mostly waits on sockets)
     run = Run()
     cells: dict[str, dict] = {}
-    cgroup = sandbox.Cgroup(f"labkit-grade-{token}", processes=limits.processes, memory=limits.memory_bytes) \
-        if sandbox.isolation()["cgroup"] else None
-    km = SandboxedKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(shared, "kernel"),
-                                connection_file=os.path.join(shared, "kernel.json"))
-    km.wrap = lambda argv: sandbox.kernel_command(
-        [sys.executable, *argv[1:]] if argv and argv[0].endswith("python") else argv, limits=limits,
-        workdir=workdir, shared=shared, hidden=protected + [p for p in [job.get("scratch")] if p], job=token,
-        use_bwrap=job.get("bwrap"), cgroup=cgroup)
-    bootstrap = nbformat.v4.new_code_cell(BOOTSTRAP.format(sock=agent_path, audit=audit_path, protected=protected))
+    bootstrap = nbformat.v4.new_code_cell(BOOTSTRAP.format(sock=kernel.agent_path, audit=kernel.audit_path,
+                                                           protected=protected))
     client = CappedClient(nbformat.v4.new_notebook(cells=[bootstrap] + list(notebook.cells), metadata=notebook.metadata),
-                          km=km, timeout=limits.cell_seconds, kernel_name="python3", allow_errors=True,
-                          resources={"metadata": {"path": workdir}})
+                          km=kernel.km, timeout=limits.cell_seconds, kernel_name="python3", allow_errors=True,
+                          resources={"metadata": {"path": kernel.workdir}})
     client.budget = limits.output_bytes
-    judge = Judge(source, AgentClient(agent_path), job.get("deadline", 5.0))
-    kernel_log = open(os.path.join(shared, "kernel.log"), "wb")  # the kernel's own stdout and stderr
+    judge = Judge(source, AgentClient(kernel.agent_path), job.get("deadline", 5.0))
     try:
-        with client.setup_kernel(cwd=workdir, stdout=kernel_log, stderr=subprocess.STDOUT):
-            _execute(client, run, limits, started, km, judge)
+        kernel.wait()
+        with client.setup_kernel():
+            _execute(client, run, limits, started, kernel.km, judge)
             if run.status != "crashed":
                 cells = judge.finish(client.nb)
     except Exception as error:  # the kernel would not even start
         run.status, run.reason = "crashed", f"the notebook could not run: {type(error).__name__}: {error}"
     finally:
-        _kill(km, token, cgroup)
-        kernel_log.close()
+        kernel.kill()
     executed = client.nb
     executed.cells = executed.cells[1:]  # without the bootstrap
     if client.flooded:
         flags.append(f"output over {limits.output_bytes // 1024} kB was dropped (a flood)")
-    audit_flags, notes = _audit(audit_path)
+    audit_flags, notes = _audit(kernel.audit_path)
     flags += audit_flags
     run.notes += notes
     for sus in _solution_flags(executed):
         flags.append(f"the student's code {sus}")
-    shutil.rmtree(root, ignore_errors=True)
+    kernel.remove()
     return _result(job, source, executed, run, cells, flags, tampered, time.monotonic() - started)
+
+
+def kernel_key(protected: list[str], limits: sandbox.Limits, bwrap: bool | None = None,
+               scratch: str | None = None) -> tuple:
+    """What a kernel is made for: two submissions with the same key can use the same
+    kind of kernel (the same directories hidden, the same limits)."""
+    return tuple(protected), tuple(sorted(limits.to_dict().items())), bwrap, scratch
+
+
+def warm(protected: list[str], limits: dict) -> None:
+    """A worker process's start: its first kernel starts before its first submission."""
+    Kernel.warm(kernel_key(protected, sandbox.Limits(**limits)))
+
+
+class Kernel:
+    """One submission's sandboxed kernel, with its private directories, control group
+    and the agent's socket. A worker starts the next submission's kernel while the
+    current one runs (:meth:`warm`), so a kernel's start-up (half a second) overlaps the
+    waiting that grading is mostly made of; every submission still gets a kernel of its
+    own, never used before."""
+
+    _spare: "tuple[tuple, Kernel] | None" = None
+    _lock = threading.Lock()
+
+    def __init__(self, key: tuple) -> None:
+        protected, limits_items, bwrap, scratch = key
+        limits = sandbox.Limits(**dict(limits_items))
+        self.token = uuid.uuid4().hex[:12]
+        self.root = tempfile.mkdtemp(prefix=f"labkit-grade-{self.token}-", dir=scratch)
+        self.shared, self.workdir = os.path.join(self.root, "shared"), os.path.join(self.root, "work")
+        os.makedirs(self.shared)
+        os.makedirs(self.workdir)
+        self.agent_path, self.audit_path = os.path.join(self.shared, "agent.sock"), os.path.join(self.shared, "audit.log")
+        self.cgroup = sandbox.Cgroup(f"labkit-grade-{self.token}", processes=limits.processes,
+                                     memory=limits.memory_bytes) if sandbox.isolation()["cgroup"] else None
+        self.km = SandboxedKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(self.shared, "kernel"),
+                                         connection_file=os.path.join(self.shared, "kernel.json"))
+        self.km.wrap = lambda argv: sandbox.kernel_command(
+            [sys.executable, *argv[1:]] if argv and argv[0].endswith("python") else argv, limits=limits,
+            workdir=self.workdir, shared=self.shared, hidden=[*protected, *([scratch] if scratch else [])],
+            job=self.token, use_bwrap=bwrap, cgroup=self.cgroup)
+        self._log = open(os.path.join(self.shared, "kernel.log"), "wb")  # the kernel's own stdout and stderr
+        self._started = threading.Thread(target=self._start, name="labkit-grade-kernel", daemon=True)
+        self._error: Exception | None = None
+        self._started.start()
+
+    def _start(self) -> None:
+        try:
+            run_sync(self.km.start_kernel)(cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT)
+        except Exception as error:
+            self._error = error
+
+    def wait(self) -> None:
+        """The kernel has started (or raise why it could not)."""
+        self._started.join()
+        if self._error is not None:
+            raise self._error
+
+    @classmethod
+    def take(cls, key: tuple) -> "Kernel":
+        """The kernel warmed for ``key``, or a new one."""
+        with cls._lock:
+            spare, cls._spare = cls._spare, None
+        if spare is not None and spare[0] == key:
+            return spare[1]
+        if spare is not None:
+            spare[1].discard()
+        return cls(key)
+
+    @classmethod
+    def warm(cls, key: tuple) -> None:
+        with cls._lock:
+            if cls._spare is None:
+                cls._spare = (key, cls(key))
+
+    def kill(self) -> None:
+        self._started.join()
+        _kill(self.km, self.token, self.cgroup)
+        self._log.close()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def discard(self) -> None:
+        self.kill()
+        self.remove()
+
+
+@atexit.register
+def _discard_spare() -> None:
+    spare, Kernel._spare = Kernel._spare, None
+    if spare is not None:
+        spare[1].discard()
 
 
 def _notebook(data: dict) -> Any:
