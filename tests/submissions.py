@@ -87,6 +87,17 @@ def lab1_submissions(course: Path) -> dict[str, dict]:
     }
 
 
+# Each other lab: its right solution, and one classic mistake with the cell it costs.
+OTHER_LABS = {
+    "0-life-of-an-email": ("answers", lambda t: t.replace('mx_address = "1.2.3.5"', 'mx_address = "1.2.3.53"'),
+                           "failed: test-mx"),
+    "2-where-does-mail-go": ("resolve-mx", lambda t: t.replace("random.shuffle(group)", "pass"),
+                             "failed: test-ties"),
+    "3-receiving-mail": ("smtp-session", lambda t: t.replace('(line[1:] if line.startswith(b".") else line)', "line"),
+                         "failed: test-data"),
+}
+
+
 # Forks until the sandbox says no (the process limit), then carries on.
 FORKS = """import os, time
 children = 0

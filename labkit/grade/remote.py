@@ -217,7 +217,8 @@ def answer_dns(resolver: Any, callback: dict) -> dict:
         return {"error": "NoNameservers"}
     except dns.exception.Timeout:
         return {"error": "Timeout"}
-    return {"wire": base64.b64encode(found.response.to_wire()).decode()}
+    # as it came, in the server's order (dnspython would shuffle it again)
+    return {"wire": base64.b64encode(found.response.to_wire(want_shuffle=False)).decode()}
 
 
 # -- the stand-ins the checks call ------------------------------------------------------------
