@@ -51,6 +51,8 @@ Decisions:
 - Each :meth:`MailStore.folder` call returns a new, already refreshed :class:`Folder`
   whose view changes only when its owner calls :meth:`Folder.refresh` (a POP3 session
   keeps its login snapshot; an IMAP session refreshes after each command).
+- A writer killed mid-delivery leaves its file in ``tmp/``: a folder's first sync in a
+  process, then one an hour, removes those untouched for 36 hours (maildir(5)).
 - What a refresh learns is cached once per process and folder, shared by every
   :class:`Folder` of that path: refreshing an unchanged folder of 10,000 messages costs
   a few ``stat`` calls and one read of the uidlist, not a rescan (see :class:`_FolderState`).
@@ -68,7 +70,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 
 from .maildir import create as create_maildir
-from .maildir import fsync_dir, notify, unique_name, write_durably
+from .maildir import fsync_dir, notify, sweep_tmp, unique_name, write_durably
 
 try:  # POSIX: locks across processes; elsewhere the thread locks still hold
     import fcntl
@@ -112,6 +114,7 @@ _READ_CHUNK = 1 << 16
 # A directory whose mtime/ctime is younger than this may change again without its times
 # changing (they tick coarsely: a kernel clock tick, 1 s on some file systems, 2 s on FAT).
 _SETTLE_NS = 2_000_000_000
+_SWEEP_NS = 3600 * 1_000_000_000  # a folder's tmp/ is swept of stale files at most hourly
 
 T = TypeVar("T")
 
@@ -569,6 +572,7 @@ class _FolderState:
         self._settled = False  # and it was old enough to trust
         self._sizes_unsaved = False
         self._stash: tuple[str, bytes] | None = None  # what size_of() just read, for the read that follows
+        self._swept_ns = -_SWEEP_NS  # when tmp/ was last swept (time.monotonic_ns)
         self.keywords = _Keywords(os.path.join(path, KEYWORDS))
 
     # -- catching up with the disk (lock held)
@@ -579,6 +583,9 @@ class _FolderState:
         no session has claimed as \\Recent yet, and returns their UIDs."""
         started = time.time_ns()
         self._stash = None  # kept for one command at most
+        if time.monotonic_ns() - self._swept_ns >= _SWEEP_NS:  # as every Maildir reader should
+            self._swept_ns = time.monotonic_ns()
+            sweep_tmp(Path(self.path))
         cur, new = os.stat(self.cur), os.stat(self.new)
         signature = (cur.st_ino, cur.st_mtime_ns, cur.st_ctime_ns, new.st_ino, new.st_mtime_ns, new.st_ctime_ns)
         uidlist = self.load(store)

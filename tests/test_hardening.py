@@ -4,13 +4,19 @@ of reads, flooded; every wait bounded, nothing sleeps to wait for an event."""
 from __future__ import annotations
 
 import collections
+import imaplib
 import json
+import os
 import re
 import smtplib
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from conftest import lecture_config
+from labkit import maildir
 from labkit.world import World
 from world_process import WorldProcess, topology
 
@@ -100,3 +106,45 @@ def test_kill_9_repeats_at_most_the_delivery_in_flight(tmp_path):
         assert sorted(counted) == list(range(count)), f"{address} is missing messages"
     duplicates = sum(n - 1 for counted in got.values() for n in counted.values())
     assert duplicates <= 1, got
+    assert not unfinished(state / "mail" / BETTY)
+
+
+# -- 2. what a killed writer leaves in tmp/ -----------------------------------------------
+def unfinished(folder: Path) -> list[str]:
+    """The files in a Maildir's tmp/ (the committer's empty spares aside)."""
+    return sorted(name for name in os.listdir(folder / "tmp") if not name.startswith(".spare."))
+
+
+THIS_HOST = maildir.unique_name().split(".", 2)[2]  # as maildir(5) names write it
+
+
+def half_delivery(folder: Path, pid: int, *, host: str = THIS_HOST, age: float = 0.0) -> str:
+    """A message left in ``folder/tmp`` by process ``pid`` of ``host`` (named as
+    labkit.maildir.unique_name names files), last touched ``age`` seconds ago."""
+    name = f"{int(time.time())}.M{len(os.listdir(folder / 'tmp')):06d}P{pid}Q000001.{host}"
+    path = folder / "tmp" / name
+    path.write_bytes(b"Subject: half a delivery\r\n\r\n")
+    os.utime(path, (time.time() - age, time.time() - age))
+    return name
+
+
+def test_stale_tmp_files_are_swept_at_start_and_by_readers(tmp_path):
+    state = tmp_path / "state"
+    inbox = maildir.create(state / "mail" / BETTY)
+    sent = maildir.create(inbox / ".Sent")
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(exited.stdout)
+    alive = half_delivery(inbox, os.getpid())  # the test's own: a writer still at work
+    half_delivery(inbox, dead)
+    half_delivery(sent, dead)
+    half_delivery(inbox, 12345, host="elsewhere.example", age=37 * 3600)  # another host's: only age tells
+    world = WorldProcess(state)
+    try:
+        assert unfinished(inbox) == [alive] and unfinished(sent) == []
+        old = half_delivery(inbox, os.getpid(), age=37 * 3600)  # a reader removes it, whoever wrote it
+        with imaplib.IMAP4(*world.endpoint("smtp.brilliant.com", "imap")) as client:
+            client.login(BETTY, "betty-password")
+            client.select("INBOX")
+        assert old not in unfinished(inbox) and unfinished(inbox) == [alive]
+    finally:
+        world.stop()

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from .. import maildir
 from ..accounts import Account, Accounts
-from ..commit import SPARES
 from ..config import BEHAVIOURS, HostConfig, MTAConfig
 from ..context import LabContext
 from ..net import SERVICE_PORTS, Endpoint
@@ -118,9 +117,7 @@ class MailHost:
     async def start(self, ports: dict[str, int] | None = None, services: tuple[str, ...] = SERVICES) -> None:
         self._loop = asyncio.get_running_loop()
         ports = ports or {}
-        for account in self.accounts:
-            maildir.create(account.maildir)
-            SPARES.sweep(account.maildir / "tmp")
+        await self.context.boundary.in_thread(self._prepare_maildirs)
         for service in services:
             server = await self._serve(service, ports.get(service, 0))
             self._servers.append(server)
@@ -128,6 +125,12 @@ class MailHost:
             self.services[service] = Endpoint(host, port)
         self._publish_routes()
         await self.queue.start()
+
+    def _prepare_maildirs(self) -> None:
+        """Each user's Maildir, made if new, cleared of what a killed run left in tmp/."""
+        for account in self.accounts:
+            maildir.create(account.maildir)
+            maildir.sweep(account.maildir)
 
     async def _serve(self, service: str, port: int) -> SessionServer:
         if service in ("smtp", "submission"):
