@@ -121,7 +121,8 @@ class AsyncWorld:
             await self.stop()
             raise
         self.started = True
-        write_durably(self.state_dir / STATE_FILE, json.dumps(self.info(), indent=1).encode())
+        await self.context.boundary.in_thread(write_durably, self.state_dir / STATE_FILE,
+                                              json.dumps(self.info(), indent=1).encode())
         self._previous_state_variable = os.environ.get(STATE_DIR_VARIABLE)
         os.environ[STATE_DIR_VARIABLE] = str(self.state_dir)  # how a student's sendmail finds us
         return self

@@ -4,16 +4,22 @@ of reads, flooded; every wait bounded, nothing sleeps to wait for an event."""
 from __future__ import annotations
 
 import collections
+import fcntl
 import imaplib
 import json
 import os
 import re
+import select
 import smtplib
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
+
+import dns.message
+import dns.query
 
 from conftest import lecture_config
 from labkit import maildir
@@ -148,3 +154,123 @@ def test_stale_tmp_files_are_swept_at_start_and_by_readers(tmp_path):
         assert old not in unfinished(inbox) and unfinished(inbox) == [alive]
     finally:
         world.stop()
+
+
+# -- 3. the event loop never waits for the disk -----------------------------------------------
+def fill_maildir(folder: Path, count: int, size: int = 2000) -> None:
+    """``count`` messages written straight into ``folder/cur`` (the store indexes them)."""
+    maildir.create(folder)
+    for i in range(count):
+        body = b"From: albert@awesome.com\r\nSubject: number %d\r\n\r\n" % i + b"x" * size + b"\r\n"
+        (folder / "cur" / f"{1700000000 + i}.M{i:06d}P1Q1.filled:2,").write_bytes(body)
+
+
+class Reply:
+    """The reply to a command a test sent on a raw socket, read only when it is there."""
+
+    def __init__(self, sock: socket.socket, end: bytes) -> None:
+        self.sock, self.end, self.data = sock, end, b""
+
+    def arrived(self, wait: float = 0.0) -> bool:
+        """Whether all of it has come, waiting at most ``wait`` seconds for more."""
+        while not self.data.endswith(b"\r\n") or self.end not in b"\n" + self.data:
+            if not select.select([self.sock], [], [], wait)[0]:
+                return False
+            chunk = self.sock.recv(65536)
+            assert chunk, f"connection closed; got {self.data[-200:]!r}"
+            self.data += chunk
+        return True
+
+
+class Responsiveness:
+    """How fast the rest of the world answers: another host's SMTP and POP3 greetings and
+    a DNS query, each timed (seconds); a round must take well under 100 ms each."""
+
+    def __init__(self, world: WorldProcess) -> None:
+        self.world, self.worst = world, 0.0
+        self.dns = world.info["dns"]
+
+    def round(self) -> None:
+        for host, service in (("mx2.careful.com", "smtp"), ("plain.com", "pop3")):
+            started = time.perf_counter()
+            with socket.create_connection(self.world.endpoint(host, service), timeout=1) as sock:
+                assert sock.recv(100)[:1] in (b"2", b"+")
+            self.note(started)
+        started = time.perf_counter()
+        query = dns.message.make_query("brilliant.com", "MX")
+        assert dns.query.udp(query, self.dns["host"], port=self.dns["port"], timeout=1).answer
+        self.note(started)
+
+    def note(self, started: float) -> None:
+        self.worst = max(self.worst, time.perf_counter() - started)
+
+    def during(self, lock: Path, send: Callable[[], Reply]) -> bytes:
+        """Hold the store's ``lock``, send a command that needs it, and probe the world
+        while the command is seen waiting for the lock (in /proc/locks, so its session
+        call is there, off the loop) and then doing its work, until its reply arrives."""
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            reply = send()
+            waiter = f"-> FLOCK  ADVISORY  WRITE {self.world.proc.pid} "
+            inode = f":{os.fstat(fd).st_ino} "
+            for _ in range(1000):  # bounded: the command reaches the lock in a few rounds
+                self.round()
+                if any(waiter in line and inode in line for line in Path("/proc/locks").read_text().splitlines()):
+                    break
+            else:
+                raise AssertionError(f"the command never waited for {lock}")
+            self.round()
+        finally:
+            os.close(fd)  # releases the lock
+        for _ in range(10_000):  # bounded
+            if reply.arrived(wait=0.01):  # a round each 10 ms, leaving the world time to work
+                return reply.data
+            self.round()
+        raise AssertionError("no reply")
+
+
+def test_the_loop_never_waits_for_the_disk(tmp_path):
+    """SELECT of a big folder, COPY, APPEND, EXPUNGE, RENAME INBOX and POP3's QUIT do
+    their store work off the event loop: while each waits for a lock of the store (held
+    here) and then works on 2,017 messages, DNS, SMTP and POP3 of other hosts answer."""
+    state = tmp_path / "state"
+    inbox = state / "mail" / BETTY
+    fill_maildir(inbox, 2017)
+    folder_lock, t_lock, store_lock = (inbox / "labkit-uidlist.lock", inbox / ".t" / "labkit-uidlist.lock",
+                                       inbox / "labkit-store.lock")
+    world = WorldProcess(state)
+    probe = Responsiveness(world)
+    imap = RawIMAP(world.endpoint("smtp.brilliant.com", "imap"), BETTY, "betty-password")
+    pop3 = socket.create_connection(world.endpoint("smtp.brilliant.com", "pop3"), timeout=10)
+
+    def imap_sends(command: bytes) -> Callable[[], Reply]:
+        return lambda: (imap.sock.sendall(b"t " + command + b"\r\n"), Reply(imap.sock, b"\nt "))[1]
+
+    def pop3_says(command: bytes) -> bytes:
+        pop3.sendall(command + b"\r\n")
+        reply = Reply(pop3, b"\n")
+        while not reply.arrived():
+            select.select([pop3], [], [], 10)
+        return reply.data
+
+    try:
+        assert b"* 2017 EXISTS" in probe.during(folder_lock, imap_sends(b"SELECT INBOX"))  # the first index
+        imap.command("CREATE t")
+        assert b"COPYUID" in probe.during(t_lock, imap_sends(b"COPY 1:* t"))
+        assert b"APPENDUID" in probe.during(t_lock, imap_sends(b"APPEND t (\\Seen) {7+}\r\nHello\r\n"))
+        imap.command("SELECT t")
+        imap.command("STORE 1:* +FLAGS.SILENT (\\Deleted)")
+        assert b"* 2018 EXPUNGE" in probe.during(t_lock, imap_sends(b"EXPUNGE"))
+        assert b"t OK" in probe.during(store_lock, imap_sends(b"RENAME INBOX old"))
+        imap.command("APPEND INBOX {5+}\r\nPOP3\r\n")
+        pop3.recv(1000)  # the greeting
+        assert pop3_says(b"USER betty").startswith(b"+OK") and pop3_says(b"PASS betty-password").startswith(b"+OK")
+        assert pop3_says(b"DELE 1").startswith(b"+OK")
+        assert b"1 messages deleted" in probe.during(folder_lock, lambda: (pop3.sendall(b"QUIT\r\n"),
+                                                                             Reply(pop3, b"\n+OK"))[1])
+    finally:
+        imap.close()
+        pop3.close()
+        world.stop()
+    assert probe.worst < 0.1, f"the world took {probe.worst * 1000:.0f} ms to answer"
