@@ -29,11 +29,11 @@ import hmac
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from .accounts import Account, Accounts
 from .boundary import fenced
-from .session import PeerInfo
+from .session import PeerInfo, stream
 from .store import Folder, MailboxLock, MailboxLocked, MailStore, MessageInfo, StoreError
 
 CRLF = b"\r\n"
@@ -200,15 +200,18 @@ class POP3Session:
         """The greeting, with the APOP timestamp banner."""
         return self._line(GREETING.format(host=self.hostname, banner=self.banner))
 
-    def receive(self, data: bytes) -> bytes:
-        """Feed client bytes (any split); returns the replies to all complete lines, in order."""
-        out: list[bytes] = []
+    def receive(self, data: bytes) -> bytes | Iterator[bytes]:
+        """Feed client bytes (any split); returns the replies to all complete lines, in
+        order: bytes, or chunks made as the client takes them (pipelined RETRs)."""
         self._buffer += data
+        return stream(self._replies())
+
+    def _replies(self) -> Iterator[bytes]:
         while not self.closed:
             line, sep, rest = self._buffer.partition(b"\n")
             if not sep:
                 if len(self._buffer) > MAX_LINE and not self._discarding:
-                    out.append(self._line(ERR_LINE_TOO_LONG))
+                    yield self._line(ERR_LINE_TOO_LONG)
                     self._discarding = True
                 if self._discarding:
                     self._buffer = b""
@@ -218,8 +221,7 @@ class POP3Session:
                 self._discarding = False
                 continue
             line = line.removesuffix(b"\r")
-            out.append(self._line(ERR_LINE_TOO_LONG) if len(line) > MAX_LINE else self._handle(line))
-        return b"".join(out)
+            yield self._line(ERR_LINE_TOO_LONG) if len(line) > MAX_LINE else self._handle(line)
 
     def mailbox_changed(self) -> bytes:
         """POP3 works on its login snapshot: new mail is not announced."""

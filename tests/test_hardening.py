@@ -23,6 +23,9 @@ import dns.query
 
 from conftest import lecture_config
 from labkit import maildir
+from labkit.accounts import Account, Accounts
+from labkit.imap.session import IMAPSession
+from labkit.session import CHUNK_SIZE, PeerInfo, stream
 from labkit.world import World
 from world_process import WorldProcess, topology
 
@@ -274,3 +277,99 @@ def test_the_loop_never_waits_for_the_disk(tmp_path):
         pop3.close()
         world.stop()
     assert probe.worst < 0.1, f"the world took {probe.worst * 1000:.0f} ms to answer"
+
+
+# -- 4. bounded memory under any input ------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process has used (utime + stime in /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def read_fetch(file, messages: dict[int, bytes], tag: bytes, items: int) -> None:
+    """Read the responses to one ``FETCH 1:* (BODY.PEEK[]<0.N> ...)`` and check every
+    literal: each message in order, ``items`` copies of its bytes, then ``tag OK``."""
+    for msn in sorted(messages):
+        line = file.readline()
+        assert line.startswith(b"* %d FETCH (" % msn), line[:80]
+        for _ in range(items):
+            size = int(re.search(rb"\{(\d+)\}\r\n$", line).group(1))
+            assert file.read(size) == messages[msn]
+            line = file.readline()
+        assert line == b")\r\n", line[:80]
+    assert file.readline().startswith(tag + b" OK")
+
+
+def test_a_client_that_does_not_read_cannot_take_the_memory(tmp_path):
+    """Five pipelined FETCHes of 100 full copies of 300 messages each (300 MB of
+    responses, 11 kB asked) from a client that does not read: the world stops making
+    them once the socket is full, stays under 200 MB, and then sends every byte right."""
+    state = tmp_path / "state"
+    inbox = state / "mail" / BETTY
+    fill_maildir(inbox, 300)
+    messages = {i + 1: path.read_bytes() for i, path in enumerate(sorted((inbox / "cur").iterdir()))}
+    world = WorldProcess(state)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+    sock.settimeout(20)
+    sock.connect(world.endpoint("smtp.brilliant.com", "imap"))
+    file = sock.makefile("rb", buffering=1 << 20)
+    try:
+        file.readline()
+        for command in (b"a LOGIN betty betty-password", b"b SELECT INBOX"):
+            sock.sendall(command + b"\r\n")
+            while not file.readline().startswith(command[:2]):
+                pass
+        fetch = b"FETCH 1:* (" + b" ".join(b"BODY.PEEK[]<0.%d>" % (10_000 + i) for i in range(100)) + b")"
+        sock.sendall(b"".join(b"f%d %s\r\n" % (i, fetch) for i in range(5)))
+        rss, still, cpu = [], 0, -1.0
+        for _ in range(400):  # bounded: until the world has stopped working (it waits for us)
+            rss.append(world.rss())
+            assert rss[-1] < 200e6, f"{rss[-1] / 1e6:.0f} MB with nothing read"
+            used = cpu_seconds(world.proc.pid)
+            still, cpu = (still + 1 if used == cpu else 0), used
+            if still == 5:
+                break
+            time.sleep(0.02)  # sampling, not waiting for an event: there is none to wait for
+        else:
+            raise AssertionError("the world never stopped working for a client that does not read")
+        for i in range(5):
+            read_fetch(file, messages, b"f%d" % i, 100)
+            rss.append(world.rss())
+        assert max(rss) < 200e6
+    finally:
+        file.close()
+        sock.close()
+        world.stop()
+
+
+def test_stream_makes_each_chunk_when_it_is_taken():
+    made = []
+
+    def pieces(count: int):
+        for i in range(count):
+            made.append(i)
+            yield b"x" * 1000
+
+    assert stream(pieces(3)) == b"x" * 3000 and made == [0, 1, 2]  # small: plain bytes, one call
+    made.clear()
+    chunks = stream(pieces(200))
+    assert len(made) == CHUNK_SIZE // 1000 + 1  # the first chunk only
+    first = next(chunks)
+    assert len(first) >= CHUNK_SIZE and len(made) == CHUNK_SIZE // 1000 + 1
+    assert len(first) + len(b"".join(chunks)) == 200_000 and len(made) == 200
+
+
+def test_imap_runs_the_next_command_only_once_the_reply_before_is_taken(tmp_path):
+    betty = Account(BETTY, "pw", tmp_path / "betty")
+    fill_maildir(betty.maildir, 50)
+    session = IMAPSession(PeerInfo("1.2.3.4", 1234, "imap.test"), Accounts([betty]), hostname="imap.test")
+    session.start()
+    assert b"a OK" in session.receive(b"a LOGIN betty pw\r\nb SELECT INBOX\r\n")
+    reply = session.receive(b"f FETCH 1:* (BODY.PEEK[] BODY.PEEK[]<0.9999>)\r\nz LOGOUT\r\n")
+    assert not isinstance(reply, bytes)
+    first = next(reply)
+    assert first.startswith(b"* 1 FETCH (BODY[] {") and not session.closed  # LOGOUT not read yet
+    whole = first + b"".join(reply)
+    assert whole.count(b" FETCH (") == 50 and b"f OK" in whole and whole.endswith(b"z OK LOGOUT completed\r\n")
+    assert session.closed
