@@ -26,6 +26,7 @@ from .. import contracts
 from ..boundary import SeamError
 from ..session import PeerInfo
 from ..smtp import replies
+from ..smtp.client import has_control
 from .received import HopInfo, count_received
 from .routing import Local, Refuse, Relay, Route, RouteRequest
 from .spool import QueueEntry
@@ -43,12 +44,6 @@ def domain_of(address: str) -> str:
 def crlf(data: bytes) -> bytes:
     """Normalise line endings to CRLF (RFC 5322 §2.1: bare CR or LF are not allowed)."""
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-
-
-def has_control(address: str) -> bool:
-    """Control characters (NUL, CR, LF, DEL, …) are never part of an address
-    (RFC 5321 §4.1.2: atoms and quoted strings are printable characters)."""
-    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in address)
 
 
 @dataclass
