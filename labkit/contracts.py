@@ -172,6 +172,16 @@ def session_chunk(method: str) -> Callable[[Any], bytes]:
     return check
 
 
+MAX_REPLY_DELAY = 60.0
+
+
+def reply_delay(value: Any) -> float:
+    """A session's ``reply_delay``: the seconds its reply is to wait."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_REPLY_DELAY:
+        raise ContractError(f"reply_delay must be seconds between 0 and {MAX_REPLY_DELAY:g}, got {value!r}")
+    return float(value)
+
+
 # -- route -------------------------------------------------------------------------------
 _REPLY = re.compile(r"[45][0-9][0-9]( [^\r\n]*)?")
 

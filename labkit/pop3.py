@@ -180,6 +180,7 @@ class POP3Session:
         self.peer, self.accounts, self.hostname = peer, accounts, hostname
         self.timeout = timeout  # RFC 1939 §3: an autologout timer of at least 10 minutes
         self.closed = False
+        self.reply_delay = 0.0  # seconds the adapter holds back the reply (a failed login's)
         self.state = State.AUTHORIZATION
         self.banner = apop_banner(hostname)
         self.account: Account | None = None
@@ -307,6 +308,7 @@ class POP3Session:
         return self._login(self.accounts.authenticate(authcid, password))
 
     def _failed(self, reply: str) -> str:
+        self.reply_delay += self.accounts.penalty.failed(self.peer.address)  # the -ERR waits, as Dovecot's
         self._failures += 1
         if self._failures >= MAX_AUTH_FAILURES:
             self.closed = True
@@ -317,6 +319,7 @@ class POP3Session:
         """Enter TRANSACTION: lock the maildrop and take the snapshot (RFC 1939 §4)."""
         if account is None:
             return self._failed(ERR_AUTH)
+        self.accounts.penalty.succeeded(self.peer.address)
         store = MailStore(account.maildir)
         try:
             self._lock = store.lock()

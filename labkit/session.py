@@ -83,6 +83,10 @@ class Session(Protocol):
     once with a thread-safe ``wake()``; the session arranges for ``wake`` to be
     called when its mailbox changes (see :func:`labkit.maildir.watch`), and the
     adapter then calls :meth:`mailbox_changed`. No polling.
+
+    Optional: ``reply_delay``, seconds the reply to the call that set it must wait (a
+    failed login's, see :class:`labkit.accounts.LoginPenalty`). The adapter reads it
+    after each call, sets it back to 0 and waits on the event loop, holding no thread.
     """
 
     timeout: float
@@ -160,29 +164,40 @@ class SessionPart:
 _DONE = object()  # a streamed reply has no more chunks
 
 
-def _step(session: Any, method: str, *args: Any) -> tuple[Any, bool]:
-    """Runs in a worker: one session call, and whether the session is now closed.
-    (Reading ``closed`` here too: a student's property may do anything.)"""
+Step = tuple[Any, bool, Any]  # what a session call gave, whether it is closed, its reply_delay
+
+
+def _step(session: Any, method: str, *args: Any) -> Step:
+    """Runs in a worker: one session call, then the session's state (:func:`_state`)."""
     fn = getattr(session, method, None)
-    out = fn(*args) if fn is not None else b""
-    return out, bool(getattr(session, "closed", False))
+    return (fn(*args) if fn is not None else b""), *_state(session)
 
 
-def _pull(session: Any, chunks: Iterator[Any]) -> tuple[Any, bool]:
+def _pull(session: Any, chunks: Iterator[Any]) -> Step:
     """Runs in a worker: the next chunk of a streamed reply (``_DONE`` after the last)."""
-    return next(chunks, _DONE), bool(getattr(session, "closed", False))
+    return next(chunks, _DONE), *_state(session)
 
 
-def _after_step(method: str) -> Callable[[Any], tuple[Any, bool]] | None:
+def _state(session: Any) -> tuple[bool, Any]:
+    """Whether the session is closed, and the reply delay it asked for (taken: set
+    back to 0). Read here, in the worker: a student's property may do anything."""
+    delay = getattr(session, "reply_delay", 0)
+    if delay:
+        session.reply_delay = 0
+    return bool(getattr(session, "closed", False)), delay
+
+
+def _after_step(method: str) -> Callable[[Step], Step] | None:
     if method == "connection_lost":  # it returns None: there is nothing left to send
         return None
     check = contracts.session_bytes(method)
-    return lambda value: (check(value[0]), value[1])
+    return lambda value: (check(value[0]), value[1], contracts.reply_delay(value[2]))
 
 
-def _after_pull(method: str) -> Callable[[Any], tuple[Any, bool]]:
+def _after_pull(method: str) -> Callable[[Step], Step]:
     check = contracts.session_chunk(method)
-    return lambda value: (value[0] if value[0] is _DONE else check(value[0]), value[1])
+    return lambda value: (value[0] if value[0] is _DONE else check(value[0]), value[1],
+                          contracts.reply_delay(value[2]))
 
 
 class _Connection:
@@ -198,30 +213,37 @@ class _Connection:
             self.part.seam, self.part.host, self.factory, peer, student=self.student,
             check=contracts.session_object, note=False)
 
-    async def step(self, method: str, *args: Any) -> tuple[bytes, bool]:
+    async def step(self, method: str, *args: Any) -> Step:
         return await self.boundary.acall(self.part.seam, self.part.host, _step, self.session, method, *args,
                                          student=self.student, check=_after_step(method), note=False)
 
     async def reply(self, method: str, *args: Any, send: Callable[[bytes], Awaitable[None]]) -> bool:
-        """Call ``method`` and ``send`` its reply; a streamed one chunk by chunk, each
-        taken from the session (off the loop, like every call) only once the one before
-        is sent. Returns whether the session is closed."""
-        out, closed = await self.step(method, *args)
+        """Call ``method`` and ``send`` its reply, after the delay the session asked
+        for; a streamed one chunk by chunk, each taken from the session (off the loop,
+        like every call) only once the one before is sent. Whether it is closed."""
+        out, closed, delay = await self.step(method, *args)
         if isinstance(out, bytes):
-            await send(out)
+            await _sent(send, out, delay)
             return closed
         self.streaming = out
-        while (pulled := await self.boundary.acall(
+        while True:
+            chunk, closed, delay = await self.boundary.acall(
                 self.part.seam, self.part.host, _pull, self.session, out, student=self.student,
-                check=_after_pull(method), note=False))[0] is not _DONE:
-            chunk, closed = pulled
-            await send(chunk)
-        self.streaming = None
-        return pulled[1]
+                check=_after_pull(method), note=False)
+            if chunk is _DONE:
+                self.streaming = None
+                return closed
+            await _sent(send, chunk, delay)
 
     async def attribute(self, name: str, default: Any) -> Any:
         return await self.boundary.acall(self.part.seam, self.part.host, getattr, self.session, name, default,
                                          student=self.student, note=False)
+
+
+async def _sent(send: Callable[[bytes], Awaitable[None]], data: bytes, delay: float) -> None:
+    if delay:
+        await asyncio.sleep(delay)
+    await send(data)
 
 
 class SessionServer:

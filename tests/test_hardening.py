@@ -8,6 +8,7 @@ import fcntl
 import imaplib
 import json
 import os
+import poplib
 import re
 import select
 import smtplib
@@ -20,16 +21,20 @@ from typing import Callable
 
 import dns.message
 import dns.query
+import pytest
 
 from conftest import lecture_config
 from labkit import maildir
 from labkit.accounts import Account, Accounts
+from labkit.config import AuthConfig, ConfigError, load_config
 from labkit.imap.session import IMAPSession
 from labkit.session import CHUNK_SIZE, PeerInfo, stream
+from labkit.smtp.server import SMTPServerSession
 from labkit.world import World
 from world_process import WorldProcess, topology
 
 BETTY, CAROL = "betty@brilliant.com", "carol@careful.com"
+BETTY_PASSWORD = "betty-password"
 
 
 class RawIMAP:
@@ -373,3 +378,93 @@ def test_imap_runs_the_next_command_only_once_the_reply_before_is_taken(tmp_path
     whole = first + b"".join(reply)
     assert whole.count(b" FETCH (") == 50 and b"f OK" in whole and whole.endswith(b"z OK LOGOUT completed\r\n")
     assert session.closed
+
+
+# -- 6. guessing passwords ------------------------------------------------------------------
+DELAY = 0.2  # a failed login's first wait in these tests (the lecture world: 2 s, as Dovecot)
+REFUSED = (imaplib.IMAP4.error, poplib.error_proto, smtplib.SMTPAuthenticationError)
+
+
+def login_time(world: World, service: str, password: str) -> tuple[float, bool]:
+    """How long Betty's login with ``password`` took over a real client (from the
+    command to its reply; the connection made before), and whether it succeeded."""
+    endpoint = world.host("brilliant.com").services[service]
+
+    def timed(login: Callable[[], object]) -> tuple[float, bool]:
+        started = time.perf_counter()
+        try:
+            login()
+        except REFUSED:
+            return time.perf_counter() - started, False
+        return time.perf_counter() - started, True
+
+    if service == "imap":
+        with imaplib.IMAP4(endpoint.host, endpoint.port, timeout=10) as imap:
+            return timed(lambda: imap.login(BETTY, password))
+    if service == "pop3":
+        pop3 = poplib.POP3(endpoint.host, endpoint.port, timeout=10)
+        try:
+            pop3.user(BETTY)
+            return timed(lambda: pop3.pass_(password))
+        finally:
+            pop3.quit()
+    with smtplib.SMTP(endpoint.host, endpoint.port, timeout=10) as smtp:
+        smtp.ehlo("client.example")
+        smtp.user, smtp.password = BETTY, password  # one mechanism: login() would try PLAIN, then LOGIN
+        return timed(lambda: smtp.auth("PLAIN", smtp.auth_plain))
+
+
+@pytest.mark.parametrize("service, smtp_session", [("imap", None), ("pop3", None), ("submission", None),
+                                                   ("submission", SMTPServerSession)],
+                         ids=["IMAP", "POP3", "SMTP AUTH (aiosmtpd)", "SMTP AUTH (sans-IO)"])
+def test_failed_logins_wait_longer_each_time_and_a_right_one_not_at_all(tmp_path, service, smtp_session):
+    config = lecture_config(auth=AuthConfig(failure_delay=DELAY, max_failure_delay=4 * DELAY))
+    with World(config, state_dir=tmp_path / "state") as world:
+        world.use(host="smtp.brilliant.com", smtp_session=smtp_session)
+        first, second, right, again = [login_time(world, service, p) for p in ("guess", "guess2", BETTY_PASSWORD,
+                                                                                "guess3")]
+    assert not first[1] and DELAY <= first[0] < 2 * DELAY
+    assert not second[1] and 2 * DELAY <= second[0] < 4 * DELAY  # in a row from one address: twice as long
+    assert right[1] and right[0] < DELAY / 2  # the right password: at once
+    assert not again[1] and DELAY <= again[0] < 2 * DELAY  # and that cleared the count
+
+
+def test_a_failed_login_waits_on_the_loop_holding_no_thread(tmp_path):
+    """40 POP3 clients fail at once (more than the 32 worker threads): all their replies
+    come after one delay, not two, and meanwhile another host greets at once."""
+    config = lecture_config(auth=AuthConfig(failure_delay=0.5, max_failure_delay=0.5))
+    with World(config, state_dir=tmp_path / "state") as world:
+        endpoint = world.host("brilliant.com").services["pop3"]
+        clients = [socket.create_connection((endpoint.host, endpoint.port), timeout=10) for _ in range(40)]
+        files = [client.makefile("rb") for client in clients]
+        for client, file in zip(clients, files):
+            file.readline()
+            client.sendall(b"USER betty\r\n")
+            assert file.readline().startswith(b"+OK")
+        started = time.perf_counter()
+        for client in clients:
+            client.sendall(b"PASS guess\r\n")
+        other = world.host("careful.com").services["pop3"]
+        with socket.create_connection((other.host, other.port), timeout=10) as sock:
+            assert sock.recv(100).startswith(b"+OK")
+            greeted = time.perf_counter() - started
+        answered = []
+        for file in files:
+            assert file.readline().startswith(b"-ERR [AUTH]")
+            answered.append(time.perf_counter() - started)
+        for client in clients:
+            client.close()
+    assert greeted < 0.1
+    assert 0.5 <= min(answered) and max(answered) < 0.9
+
+
+@pytest.mark.parametrize("old, new, says", [
+    ("failure_delay = 2.0 ", "failure_delay = -1 ", "'failure_delay' must be seconds between 0 and 3600, not -1"),
+    ("failure_delay = 2.0 ", "failure_delay = true ", "'failure_delay' must be seconds"),
+    ("max_failure_delay = 15.0", "max_failure_delay = 1.0", "'max_failure_delay' (1) is less than 'failure_delay'"),
+    ("[auth]\n", "[auth]\ndelay = 2\n", "unknown [auth] keys ['delay']"),
+])
+def test_the_topology_says_how_long_failed_logins_wait(tmp_path, old, new, says):
+    assert load_config().auth == AuthConfig(failure_delay=2.0, max_failure_delay=15.0)  # the lecture's, Dovecot's
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_config(topology(tmp_path, **{old: new}))

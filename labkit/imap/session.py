@@ -195,6 +195,7 @@ class IMAPSession:
     def __init__(self, peer: PeerInfo, accounts: Accounts, *, hostname: str, timeout: float = 1800.0) -> None:
         self.peer, self.accounts, self.hostname, self.timeout = peer, accounts, hostname, timeout
         self.closed = False
+        self.reply_delay = 0.0  # seconds the adapter holds back the reply (a failed login's)
         self.state = State.NOT_AUTHENTICATED
         self.account: Account | None = None
         self.store: MailStore | None = None
@@ -445,7 +446,9 @@ class IMAPSession:
         return self._logged_in(self.accounts.authenticate(authcid, password))
 
     def _logged_in(self, account: Account | None, failure: str = R.NO_LOGIN) -> str:
+        penalty = self.accounts.penalty
         if account is None:
+            self.reply_delay += penalty.failed(self.peer.address)  # the NO waits, as Dovecot's
             self._failures += 1
             if self._failures >= MAX_AUTH_FAILURES:
                 self._untagged.append(R.BYE_TOO_MANY_FAILURES.encode())
@@ -455,6 +458,7 @@ class IMAPSession:
             self.store = MailStore(account.maildir)
         except (StoreError, OSError) as e:
             raise Failed(R.NO_SERVER_BUG.format(reason=e)) from None
+        penalty.succeeded(self.peer.address)
         self.account, self.state = account, State.AUTHENTICATED
         self._reader.max_append_literal = MAX_APPEND_LITERAL
         return R.LOGGED_IN.format(caps=R.CAPABILITIES, user=account.address)

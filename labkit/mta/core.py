@@ -124,6 +124,17 @@ class MTA:
         account = self.host.accounts.authenticate(login, password)
         return account.address if account else None
 
+    def login(self, txn: Transaction, login: str, password: str) -> tuple[str | None, float]:
+        """AUTH as labkit's front ends do it: (the account address, 0), or (None, the
+        seconds the 535 must wait: the client address's login penalty, see
+        :class:`labkit.accounts.LoginPenalty`)."""
+        address = self.authenticate(login, password)
+        penalty = self.host.accounts.penalty
+        if address is None:
+            return None, penalty.failed(txn.peer)
+        penalty.succeeded(txn.peer)
+        return address, 0.0
+
     def vrfy(self, address: str) -> str:
         """RFC 5321 §3.5.3: a server may decline to say; most do, so users stay private."""
         if has_control(address):

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from .. import maildir
-from ..accounts import Account, Accounts
-from ..config import BEHAVIOURS, HostConfig, MTAConfig
+from ..accounts import Account, Accounts, LoginPenalty
+from ..config import BEHAVIOURS, AuthConfig, HostConfig, MTAConfig
 from ..context import LabContext
 from ..net import SERVICE_PORTS, Endpoint
 from ..session import SessionPart, SessionServer, serve_session
@@ -23,7 +23,7 @@ SERVICES = ("smtp", "submission", "pop3", "imap")
 
 class MailHost:
     def __init__(self, config: HostConfig, mta: MTAConfig, context: LabContext, state_dir: Path,
-                 seed: str | None = None) -> None:
+                 seed: str | None = None, auth: AuthConfig = AuthConfig()) -> None:
         self.config, self.mta, self.context = config, mta, context
         self.name = config.name
         self.addresses = config.addresses
@@ -34,7 +34,8 @@ class MailHost:
             [
                 Account(f"{user}@{config.domains[0]}", password, state_dir / "mail" / f"{user}@{config.domains[0]}")
                 for user, password in config.users.items()
-            ]
+            ],
+            LoginPenalty(auth.failure_delay, auth.max_failure_delay),  # shared by SMTP AUTH, POP3 and IMAP
         )
         self.spool = Spool(state_dir / "spool" / self.name, seed=f"{seed}/{self.name}" if seed else None)
         self.queue = DeliveryQueue(self)

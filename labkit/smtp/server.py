@@ -120,6 +120,7 @@ class SMTPServerSession(BaseSession):
     """One SMTP connection, server side; ``mta`` decides, this class parses."""
 
     timeout = 300.0  # RFC 5321 §4.5.3.2.7: at least 5 minutes
+    reply_delay = 0.0  # seconds the adapter holds back the reply (a failed AUTH's)
 
     def __init__(self, peer: PeerInfo, mta: "MTA", *, hostname: str) -> None:
         self.peer, self.mta, self.hostname = peer, mta, hostname
@@ -391,8 +392,9 @@ class SMTPServerSession(BaseSession):
             return AUTH_BAD_BASE64
 
     def _logged_in(self, user: bytes, password: bytes) -> str:
-        address = self.mta.authenticate(user.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
+        address, delay = self.mta.login(self.txn, user.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
         if address is None:
+            self.reply_delay += delay  # the 535 waits (labkit.accounts.LoginPenalty)
             return AUTH_FAILED
         self.txn.login = address
         return AUTH_OK
