@@ -116,15 +116,20 @@ def test_dots_and_smuggling_are_stored_alike(world):
 @pytest.mark.parametrize("service", ["smtp", "submission"])
 @pytest.mark.parametrize("front_end", [None, SMTPServerSession], ids=["aiosmtpd", "sans-IO"])
 def test_a_control_character_never_gets_into_an_address(world, service, front_end):
-    """NUL, ^A, DEL in MAIL, RCPT (local or relayed) and VRFY: 501 on both ports with both
-    front ends, the character shown escaped; a refused MAIL starts no transaction."""
+    """NUL, ^A, ESC, DEL in HELO/EHLO (a name for the Received stamp), MAIL, RCPT (local or
+    relayed) and VRFY: 501 on both ports with both front ends, the character shown
+    escaped; a refused HELO is no hello, a refused MAIL starts no transaction."""
     world.use(host="smtp.brilliant.com", smtp_session=front_end)
     login = ["AUTH PLAIN " + BETTY_PLAIN] if service == "submission" else []
     sender = "MAIL FROM:<betty@brilliant.com>" if service == "submission" else MAIL
     got = dialogue(world.host("brilliant.com").services[service].port, [
-        "EHLO client.example", *login, "MAIL FROM:<nul\0byte@example.org>", RCPT, sender,
-        "RCPT TO:<bet\0ty@brilliant.com>", "RCPT TO:<carol\x7f@careful.com>", "VRFY <nul\0byte@example.org>",
-        "VRFY bet\x01ty"])[2 + len(login):]
+        "EHLO evil\0host", "HELO \x1b[31mevil", MAIL, "EHLO client.example", *login,
+        "MAIL FROM:<nul\0byte@example.org>", RCPT, sender, "RCPT TO:<bet\0ty@brilliant.com>",
+        "RCPT TO:<carol\x7f@careful.com>", "VRFY <nul\0byte@example.org>", "VRFY bet\x01ty"])
+    hello = "501 5.5.2 <{}>: bad HELO/EHLO name: control character (RFC 5321 4.1.1.1)"
+    assert got[1:3] == [hello.format("evil\\x00host"), hello.format("\\x1b[31mevil")]
+    assert got[3][:3] == "503"  # still no hello: MAIL is out of order
+    got = got[5 + len(login):]
     assert got[0] == ("501 5.1.7 <nul\\x00byte@example.org>: bad sender address syntax: control character in "
                       "address (RFC 5321 4.1.2)")
     assert got[1][:3] == "503" and got[2][:3] == "250"  # no transaction until a good MAIL

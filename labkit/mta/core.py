@@ -141,6 +141,17 @@ class MTA:
             return replies.BAD_ADDRESS_CONTROL.format(address.encode("unicode_escape").decode())
         return replies.CANNOT_VRFY
 
+    # -- HELO/EHLO -----------------------------------------------------------------
+    def hello(self, txn: Transaction, name: str, *, extended: bool) -> str | None:
+        """The client's name (RFC 5321 §4.1.4: HELO/EHLO may come again; it resets the
+        transaction), or the reply refusing it: a domain or address literal has no control
+        character (§4.1.1.1), and the name goes into the Received stamp."""
+        if has_control(name):
+            return replies.BAD_HELLO_CONTROL.format(name.encode("unicode_escape").decode())
+        txn.reset()
+        txn.helo, txn.extended = name, extended
+        return None
+
     # -- MAIL ----------------------------------------------------------------------
     def mail(self, txn: Transaction, address: str, params: list[str]) -> str:
         """The sender (``""`` for the null reverse-path ``<>``); sets ``txn.mail_from``."""

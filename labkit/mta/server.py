@@ -128,16 +128,16 @@ class Hooks:
         return txn
 
     async def handle_HELO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str):
-        txn = self._txn(session)
-        txn.reset()
-        txn.helo, txn.extended = hostname, False
+        refused = self.mta.hello(self._txn(session), hostname, extended=False)
+        if refused:
+            return refused
         session.host_name = hostname
         return f"250 {self.mta.hostname}"
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]):
-        txn = self._txn(session)
-        txn.reset()
-        txn.helo, txn.extended = hostname, True
+        refused = self.mta.hello(self._txn(session), hostname, extended=True)
+        if refused:
+            return [refused]
         session.host_name = hostname
         # RFC 2034: we use enhanced status codes in our replies; say so.
         return responses[:-1] + ["250-ENHANCEDSTATUSCODES", responses[-1]]

@@ -202,24 +202,24 @@ class SMTPServerSession(BaseSession):
 
     # -- hello -------------------------------------------------------------------------
     def _helo(self, name: str) -> str:
-        if not name:
-            raise SyntaxProblem
-        self._hello(name, extended=False)
-        return HELO_OK.format(host=self.hostname)
+        return self._hello(name, extended=False) or HELO_OK.format(host=self.hostname)
 
     def _ehlo(self, name: str) -> str:
-        if not name:
-            raise SyntaxProblem
-        self._hello(name, extended=True)
+        refused = self._hello(name, extended=True)
+        if refused:
+            return refused
         lines = [EHLO_FIRST.format(host=self.hostname, name=name), *self.mta.extensions()]
         # RFC 5321 §4.2.1: "250-" on every line but the last, which has "250 "
         return "\r\n".join(f"250{'-' if i < len(lines) - 1 else ' '}{line}" for i, line in enumerate(lines))
 
-    def _hello(self, name: str, *, extended: bool) -> None:
-        """RFC 5321 §4.1.4: HELO/EHLO may come again; it resets the transaction."""
-        self.txn.reset()
-        self.txn.helo, self.txn.extended = name, extended
-        self.state = State.READY
+    def _hello(self, name: str, *, extended: bool) -> str | None:
+        """The MTA's reply if it refuses the name; else the client has said hello."""
+        if not name:
+            raise SyntaxProblem
+        refused = self.mta.hello(self.txn, name, extended=extended)
+        if refused is None:
+            self.state = State.READY
+        return refused
 
     # -- the transaction -------------------------------------------------------------
     def _mail(self, argument: str) -> str:
