@@ -310,7 +310,8 @@ class IMAPSession:
                 hint = R.HINT_LOGGED_IN
             else:
                 hint = R.HINT_LOGIN if self.state is State.NOT_AUTHENTICATED else R.HINT_SELECT
-            return (self._line(f"{tag} BAD {R.BAD_STATE.format(command=label, state=self.state.value, hint=hint)}"),)
+            bad = R.BAD_STATE.format(command=label, state=self.state.value, hint=hint)
+            return (self._line(f"{tag} BAD {bad}"),)
         handler = getattr(self, spec.handler)
         run = partial(handler, cursor, uid=True) if uid else partial(handler, cursor)
         sync = Sync.FULL if uid else spec.sync
