@@ -1,8 +1,11 @@
-"""The users of one mail host: who they are, their passwords, where their mail lives."""
+"""The users of one mail host: who they are, their passwords, where their mail lives,
+and how long a client that keeps guessing their passwords must wait."""
 
 from __future__ import annotations
 
 import hmac
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +21,45 @@ class Account:
         return self.address.rpartition("@")[0]
 
 
-class Accounts:
-    """Looks users up by full address or by local part (``betty`` or ``betty@brilliant.com``)."""
+class LoginPenalty:
+    """How long the reply to a failed login waits, per client address, as Dovecot does:
+    its ``auth_failure_delay`` (2 s) for a first failure, and its anvil's auth penalty,
+    which doubles that for each further failure in a row from the same address (4, 8)
+    up to 15 s. A successful login clears the address's count and is never delayed.
+    So a password is guessed at a few tries a minute, not a thousand a second.
 
-    def __init__(self, accounts: list[Account] | None = None) -> None:
+    The sessions only say how long (their ``reply_delay``); the server waits without
+    holding a thread (``asyncio.sleep``). Thread-safe; remembers at most
+    :attr:`MAX_CLIENTS` addresses (the least recently failed are forgotten)."""
+
+    MAX_CLIENTS = 10_000
+
+    def __init__(self, delay: float = 0.0, maximum: float = 15.0) -> None:
+        self.delay, self.maximum = delay, maximum
+        self._failures: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def failed(self, client: str) -> float:
+        """Count a failed login from ``client``; the seconds its reply must wait."""
+        with self._lock:
+            count = self._failures.pop(client, 0) + 1
+            self._failures[client] = count
+            while len(self._failures) > self.MAX_CLIENTS:
+                self._failures.popitem(last=False)
+        return min(self.delay * 2 ** min(count - 1, 30), self.maximum)
+
+    def succeeded(self, client: str) -> None:
+        """A login from ``client`` succeeded: its next failure counts as a first."""
+        with self._lock:
+            self._failures.pop(client, None)
+
+
+class Accounts:
+    """Looks users up by full address or by local part (``betty`` or ``betty@brilliant.com``).
+    ``penalty`` delays failed logins (by default not at all)."""
+
+    def __init__(self, accounts: list[Account] | None = None, penalty: LoginPenalty | None = None) -> None:
+        self.penalty = penalty or LoginPenalty()
         self._by_login: dict[str, Account] = {}
         self._by_address: dict[str, Account] = {}
         for account in accounts or ():

@@ -29,6 +29,12 @@ class MTAConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    failure_delay: float = 2.0  # seconds a failed login's reply waits (Dovecot: auth_failure_delay)
+    max_failure_delay: float = 15.0  # doubling per failure in a row from one address, up to this
+
+
+@dataclass(frozen=True)
 class HostConfig:
     name: str
     addresses: tuple[str, ...]
@@ -49,6 +55,7 @@ class WorldConfig:
     dns_address: str
     mta: MTAConfig
     hosts: tuple[HostConfig, ...]
+    auth: AuthConfig = AuthConfig()
 
 
 def _need(table: dict, key: str, kind: type, where: str):
@@ -90,6 +97,27 @@ def _host(table: dict, where: str) -> HostConfig:
     return HostConfig(name.lower(), addresses, domains, users, networks, behaviour)
 
 
+def _section(data: dict, name: str, kind: type, path: Path) -> dict:
+    """The ``[name]`` table, which may only have the keys of the dataclass ``kind``."""
+    table = dict(data.get(name, {}))
+    known = set(kind.__dataclass_fields__)
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"{path}: unknown [{name}] keys {sorted(unknown)}; known: {sorted(known)}")
+    return table
+
+
+def _auth(table: dict, where: str) -> AuthConfig:
+    for key, value in table.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 3600:
+            raise ConfigError(f"{where}: {key!r} must be seconds between 0 and 3600, not {value!r}")
+    auth = AuthConfig(**{key: float(value) for key, value in table.items()})
+    if auth.max_failure_delay < auth.failure_delay:
+        raise ConfigError(f"{where}: 'max_failure_delay' ({auth.max_failure_delay:g}) is less than "
+                          f"'failure_delay' ({auth.failure_delay:g})")
+    return auth
+
+
 def load_config(path: Path | str | None = None) -> WorldConfig:
     """Read and check a topology file (default: the lecture's world)."""
     path = Path(path) if path else LECTURE_WORLD
@@ -103,15 +131,12 @@ def load_config(path: Path | str | None = None) -> WorldConfig:
     zones_dir = (path.parent / dns.get("zones", "zones")).resolve()
     if not zones_dir.is_dir():
         raise ConfigError(f"{path}: [dns] zones directory {zones_dir} does not exist")
-    mta_table = data.get("mta", {})
-    known = set(MTAConfig.__dataclass_fields__)
-    unknown = set(mta_table) - known
-    if unknown:
-        raise ConfigError(f"{path}: unknown [mta] keys {sorted(unknown)}; known: {sorted(known)}")
+    mta_table = _section(data, "mta", MTAConfig, path)
     if "retry_schedule" in mta_table:
         mta_table["retry_schedule"] = tuple(float(x) for x in mta_table["retry_schedule"])
         if not mta_table["retry_schedule"]:
             raise ConfigError(f"{path}: [mta] retry_schedule must not be empty")
+    auth = _auth(_section(data, "auth", AuthConfig, path), f"{path}: [auth]")
     hosts = tuple(_host(t, f"{path}: [[host]] #{i + 1}") for i, t in enumerate(data.get("host", [])))
     names = [h.name for h in hosts]
     if len(set(names)) != len(names):
@@ -122,4 +147,4 @@ def load_config(path: Path | str | None = None) -> WorldConfig:
             if address in seen:
                 raise ConfigError(f"{path}: address {address} belongs to both {seen[address]} and {host.name}")
             seen[address] = host.name
-    return WorldConfig(path, zones_dir, dns.get("address", "1.2.3.53"), MTAConfig(**mta_table), hosts)
+    return WorldConfig(path, zones_dir, dns.get("address", "1.2.3.53"), MTAConfig(**mta_table), hosts, auth)

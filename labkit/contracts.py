@@ -15,7 +15,7 @@ import ipaddress
 import math
 import re
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from .boundary import ContractError
 
@@ -142,15 +142,44 @@ def session_object(value: Any) -> Any:
     return value
 
 
-def session_bytes(method: str) -> Callable[[Any], bytes]:
-    def check(value: Any) -> bytes:
+def session_bytes(method: str) -> Callable[[Any], "bytes | Iterator[Any]"]:
+    """Bytes, or an iterator of bytes chunks (a reply sent as it is made); each chunk is
+    checked by :func:`session_chunk` when the adapter takes it."""
+
+    def check(value: Any) -> "bytes | Iterator[Any]":
         if isinstance(value, (bytes, bytearray, memoryview)):
             return bytes(value)
+        if isinstance(value, Iterator):
+            return value
         hint = {"str": " (encode it: reply.encode() + b'\\r\\n')",
-                "None": " (return b'' when there is nothing to send yet)"}.get(type_name(value), "")
+                "None": " (return b'' when there is nothing to send yet)",
+                "list": " (join them: b''.join(replies), or return iter(replies) to send them one by one)",
+                }.get(type_name(value), "")
         raise ContractError(f"{method}() must return bytes, got {type_name(value)}{hint}")
 
     return check
+
+
+def session_chunk(method: str) -> Callable[[Any], bytes]:
+    """One chunk of a reply :func:`session_bytes` let through as an iterator."""
+
+    def check(value: Any) -> bytes:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes(value)
+        raise ContractError(f"{method}() returned an iterator that gave a {type_name(value)}: each chunk it "
+                            "gives must be bytes")
+
+    return check
+
+
+MAX_REPLY_DELAY = 60.0
+
+
+def reply_delay(value: Any) -> float:
+    """A session's ``reply_delay``: the seconds its reply is to wait."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_REPLY_DELAY:
+        raise ContractError(f"reply_delay must be seconds between 0 and {MAX_REPLY_DELAY:g}, got {value!r}")
+    return float(value)
 
 
 # -- route -------------------------------------------------------------------------------

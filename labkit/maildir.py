@@ -5,6 +5,10 @@ A Maildir (``cur/``, ``new/``, ``tmp/``) is written the qmail way: the message g
 is fsynced so the rename survives a crash. (stdlib ``mailbox.Maildir.add`` fsyncs the
 file but not the directory.) Readers in the same process (IMAP IDLE, tests) can
 :func:`watch` a Maildir to hear of new mail at once, without polling.
+
+A writer killed between the write and the rename leaves its file in ``tmp/`` for good;
+:func:`sweep_tmp` removes such files as Maildir readers do, and :func:`sweep` at a
+world's start also removes those of this host's writers that are no longer alive.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import re
 import socket
 import threading
 import time
@@ -19,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 from .boundary import fenced
 
-from .commit import Staged, run_now, write_new, write_temp
+from .commit import SPARES, Staged, run_now, write_new, write_temp
 from .commit import fsync_path as fsync_dir  # noqa: F401 (the store uses it by this name)
 
 _counter = itertools.count(1)
@@ -53,6 +58,67 @@ def unique_name() -> str:
     sec, usec = int(now), int((now % 1) * 1_000_000)
     # zero-padded, so names sort in delivery order within a second
     return f"{sec}.M{usec:06d}P{os.getpid()}Q{next(_counter):06d}.{_HOST}"
+
+
+STALE_TMP = 36 * 3600  # seconds: maildir(5), "not accessed in 36 hours" (qmail; Dovecot alike)
+_WRITER = re.compile(r"^\d+\.M\d+P(\d+)Q\d+\.(.+)$")  # unique_name(): the writer's pid and host
+
+
+def _writer_gone(name: str) -> bool:
+    """Whether ``name`` is a :func:`unique_name` of this host whose process has died
+    (a pid taken again since only keeps the file: the safe side)."""
+    match = _WRITER.match(name)
+    if match is None or match.group(2) != _HOST:
+        return False
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: alive, another user's
+        return False
+    return False
+
+
+def sweep_tmp(maildir: Path, *, dead_writers: bool = False) -> list[str]:
+    """Remove the stale files in ``maildir/tmp``: those untouched for 36 hours (what
+    every Maildir reader should do, maildir(5)) and, with ``dead_writers``, this host's
+    whose writing process is gone. Spares (``.spare.*``) are the committer's. Returns
+    the names removed."""
+    tmp = os.path.join(os.fspath(maildir), "tmp")
+    try:
+        names = os.listdir(tmp)
+    except FileNotFoundError:
+        return []
+    cutoff = time.time() - STALE_TMP
+    removed = []
+    for name in names:
+        if name.startswith("."):
+            continue
+        path = os.path.join(tmp, name)
+        try:
+            st = os.stat(path)
+            if max(st.st_atime, st.st_mtime) < cutoff or (dead_writers and _writer_gone(name)):
+                os.unlink(path)
+                removed.append(name)
+        except FileNotFoundError:  # renamed into new/ meanwhile: not stale at all
+            continue
+    return removed
+
+
+def sweep(maildir: Path) -> list[str]:
+    """At a start: clear ``tmp/`` of the Maildir and of each Maildir++ folder in it (stale
+    files, dead writers' files, spares); returns the names removed."""
+    root = os.fspath(maildir)
+    folders = [root] + [os.path.join(root, n) for n in os.listdir(root) if n.startswith(".") and n not in (".", "..")]
+    removed = []
+    for folder in folders:
+        if os.path.isdir(os.path.join(folder, "tmp")):
+            removed += sweep_tmp(Path(folder), dead_writers=True)
+            SPARES.sweep(os.path.join(folder, "tmp"))
+    return removed
 
 
 @fenced("deliver")

@@ -29,11 +29,11 @@ import hmac
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from .accounts import Account, Accounts
 from .boundary import fenced
-from .session import PeerInfo
+from .session import PeerInfo, stream
 from .store import Folder, MailboxLock, MailboxLocked, MailStore, MessageInfo, StoreError
 
 CRLF = b"\r\n"
@@ -180,6 +180,7 @@ class POP3Session:
         self.peer, self.accounts, self.hostname = peer, accounts, hostname
         self.timeout = timeout  # RFC 1939 §3: an autologout timer of at least 10 minutes
         self.closed = False
+        self.reply_delay = 0.0  # seconds the adapter holds back the reply (a failed login's)
         self.state = State.AUTHORIZATION
         self.banner = apop_banner(hostname)
         self.account: Account | None = None
@@ -200,15 +201,18 @@ class POP3Session:
         """The greeting, with the APOP timestamp banner."""
         return self._line(GREETING.format(host=self.hostname, banner=self.banner))
 
-    def receive(self, data: bytes) -> bytes:
-        """Feed client bytes (any split); returns the replies to all complete lines, in order."""
-        out: list[bytes] = []
+    def receive(self, data: bytes) -> bytes | Iterator[bytes]:
+        """Feed client bytes (any split); returns the replies to all complete lines, in
+        order: bytes, or chunks made as the client takes them (pipelined RETRs)."""
         self._buffer += data
+        return stream(self._replies())
+
+    def _replies(self) -> Iterator[bytes]:
         while not self.closed:
             line, sep, rest = self._buffer.partition(b"\n")
             if not sep:
                 if len(self._buffer) > MAX_LINE and not self._discarding:
-                    out.append(self._line(ERR_LINE_TOO_LONG))
+                    yield self._line(ERR_LINE_TOO_LONG)
                     self._discarding = True
                 if self._discarding:
                     self._buffer = b""
@@ -218,8 +222,7 @@ class POP3Session:
                 self._discarding = False
                 continue
             line = line.removesuffix(b"\r")
-            out.append(self._line(ERR_LINE_TOO_LONG) if len(line) > MAX_LINE else self._handle(line))
-        return b"".join(out)
+            yield self._line(ERR_LINE_TOO_LONG) if len(line) > MAX_LINE else self._handle(line)
 
     def mailbox_changed(self) -> bytes:
         """POP3 works on its login snapshot: new mail is not announced."""
@@ -305,6 +308,7 @@ class POP3Session:
         return self._login(self.accounts.authenticate(authcid, password))
 
     def _failed(self, reply: str) -> str:
+        self.reply_delay += self.accounts.penalty.failed(self.peer.address)  # the -ERR waits, as Dovecot's
         self._failures += 1
         if self._failures >= MAX_AUTH_FAILURES:
             self.closed = True
@@ -315,6 +319,7 @@ class POP3Session:
         """Enter TRANSACTION: lock the maildrop and take the snapshot (RFC 1939 §4)."""
         if account is None:
             return self._failed(ERR_AUTH)
+        self.accounts.penalty.succeeded(self.peer.address)
         store = MailStore(account.maildir)
         try:
             self._lock = store.lock()

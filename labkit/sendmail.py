@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .state import STATE_FILE, default_state_dir, load_world_info
-from .smtp.client import SMTPPermanentError, SMTPTransientError
+from .smtp.client import SMTPPermanentError, SMTPTransientError, has_control
 from .smtp.send import connect, send_mail
 
 PROG = "labkit-sendmail"
@@ -87,15 +87,24 @@ def parse_args(argv: list[str]) -> Options:
         elif name == "-i" or (name == "-o" and value == "i"):
             opts.ignore_dots = True
         elif name in ("-f", "-r"):
-            opts.sender = address_of(value)
+            opts.sender = address_of(printable(value, name))
         elif name == "-F":
-            opts.full_name = value
+            opts.full_name = printable(value, name)
         elif name == "-v" or name in IGNORED_ANY_VALUE or value in IGNORED_VALUES.get(name, ()):
             continue
         else:
             raise Failure(EX_USAGE, f"option {name}{value} is not supported")
-    opts.recipients = [a for arg in args for a in addresses_in(arg)]
+    opts.recipients = [a for arg in args for a in addresses_in(printable(arg, "recipient"))]
     return opts
+
+
+def printable(arg: str, what: str) -> str:
+    """``arg`` if it has no control character: an address is printable (RFC 5321 §4.1.2),
+    and a NUL or line break in a name or address would end up in the envelope or the
+    header. Raises :class:`Failure` with EX_USAGE."""
+    if has_control(arg):
+        raise Failure(EX_USAGE, f"{what} {arg!r} contains a control character")
+    return arg
 
 
 def addresses_in(text: str) -> list[str]:

@@ -11,14 +11,21 @@ student's session gets a deadline and its answers are checked; a failure is answ
 with the protocol's own "server error" line (``failure_reply``) and the connection is
 closed, while every other connection goes on. :class:`BaseSession` gives the optional
 methods their defaults, so a student writes only ``start``, ``receive`` and ``closed``.
+
+Memory stays bounded whatever a client sends: a session may return a big reply as an
+iterator of chunks (:func:`stream` makes one), which the adapter takes one chunk at a
+time, each written and drained before the next is made, so a client that does not read
+holds up its own session and nothing else; and it reads nothing more from a client
+until the reply to what it sent before is all written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol, runtime_checkable
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Protocol, runtime_checkable
 
 from . import contracts
 from .boundary import Boundary, SeamError
@@ -28,6 +35,31 @@ from .trace import LineTracer, Tracer, new_session_id
 log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 600.0
 READ_SIZE = 65536
+CHUNK_SIZE = 65536  # a streamed reply's chunks: about as much as a socket's send buffer takes
+
+
+def stream(pieces: Iterable[bytes], size: int = CHUNK_SIZE) -> bytes | Iterator[bytes]:
+    """A reply made of ``pieces`` (a generator that does the work as it goes), for a
+    session to return: the bytes themselves if they come to less than ``size`` (one call,
+    as ever), else an iterator of chunks of about ``size`` bytes, each made only when the
+    adapter asks for it, which is when the client has taken the one before."""
+    pieces = iter(pieces)
+    first = _gather(pieces, size)
+    if len(first) < size:
+        return first
+    return itertools.chain([first], iter(lambda: _gather(pieces, size), b""))
+
+
+def _gather(pieces: Iterator[bytes], size: int) -> bytes:
+    """The next pieces, joined, up to ``size`` bytes or more; less only at the end."""
+    out: list[bytes] = []
+    total = 0
+    for piece in pieces:
+        out.append(piece)
+        total += len(piece)
+        if total >= size:
+            break
+    return b"".join(out)
 
 
 @runtime_checkable
@@ -36,7 +68,9 @@ class Session(Protocol):
 
     - :meth:`start` returns the greeting (``+OK POP3 ready``, ``* OK IMAP4rev1``).
     - :meth:`receive` is fed whatever bytes arrived (any split: half a line, three
-      lines, a literal) and returns the bytes to send back (``b""`` for none yet).
+      lines, a literal) and returns the bytes to send back (``b""`` for none yet), or
+      an iterator of bytes chunks to send them as they are made (every method may; the
+      adapter takes the last chunk before it calls the session again).
     - :attr:`closed` becomes true when the session wants the connection closed (after
       its last reply has been sent: QUIT, LOGOUT, a fatal error).
     - :meth:`mailbox_changed` is called when new mail may have arrived; it returns
@@ -50,18 +84,22 @@ class Session(Protocol):
     once with a thread-safe ``wake()``; the session arranges for ``wake`` to be
     called when its mailbox changes (see :func:`labkit.maildir.watch`), and the
     adapter then calls :meth:`mailbox_changed`. No polling.
+
+    Optional: ``reply_delay``, seconds the reply to the call that set it must wait (a
+    failed login's, see :class:`labkit.accounts.LoginPenalty`). The adapter reads it
+    after each call, sets it back to 0 and waits on the event loop, holding no thread.
     """
 
     timeout: float
     closed: bool
 
-    def start(self) -> bytes: ...
+    def start(self) -> bytes | Iterator[bytes]: ...
 
-    def receive(self, data: bytes) -> bytes: ...
+    def receive(self, data: bytes) -> bytes | Iterator[bytes]: ...
 
-    def mailbox_changed(self) -> bytes: ...
+    def mailbox_changed(self) -> bytes | Iterator[bytes]: ...
 
-    def timed_out(self) -> bytes: ...
+    def timed_out(self) -> bytes | Iterator[bytes]: ...
 
     def connection_lost(self) -> None: ...
 
@@ -124,19 +162,43 @@ class SessionPart:
     on_close: Callable[[tuple], None] | None = None  # ... and when its connection is over
 
 
-def _step(session: Any, method: str, *args: Any) -> tuple[Any, bool]:
-    """Runs in a worker: one session call, and whether the session is now closed.
-    (Reading ``closed`` here too: a student's property may do anything.)"""
+_DONE = object()  # a streamed reply has no more chunks
+
+
+Step = tuple[Any, bool, Any]  # what a session call gave, whether it is closed, its reply_delay
+
+
+def _step(session: Any, method: str, *args: Any) -> Step:
+    """Runs in a worker: one session call, then the session's state (:func:`_state`)."""
     fn = getattr(session, method, None)
-    out = fn(*args) if fn is not None else b""
-    return out, bool(getattr(session, "closed", False))
+    return (fn(*args) if fn is not None else b""), *_state(session)
 
 
-def _after_step(method: str) -> Callable[[Any], tuple[bytes, bool]] | None:
+def _pull(session: Any, chunks: Iterator[Any]) -> Step:
+    """Runs in a worker: the next chunk of a streamed reply (``_DONE`` after the last)."""
+    return next(chunks, _DONE), *_state(session)
+
+
+def _state(session: Any) -> tuple[bool, Any]:
+    """Whether the session is closed, and the reply delay it asked for (taken: set
+    back to 0). Read here, in the worker: a student's property may do anything."""
+    delay = getattr(session, "reply_delay", 0)
+    if delay:
+        session.reply_delay = 0
+    return bool(getattr(session, "closed", False)), delay
+
+
+def _after_step(method: str) -> Callable[[Step], Step] | None:
     if method == "connection_lost":  # it returns None: there is nothing left to send
         return None
     check = contracts.session_bytes(method)
-    return lambda value: (check(value[0]), value[1])
+    return lambda value: (check(value[0]), value[1], contracts.reply_delay(value[2]))
+
+
+def _after_pull(method: str) -> Callable[[Step], Step]:
+    check = contracts.session_chunk(method)
+    return lambda value: (value[0] if value[0] is _DONE else check(value[0]), value[1],
+                          contracts.reply_delay(value[2]))
 
 
 class _Connection:
@@ -145,19 +207,44 @@ class _Connection:
     def __init__(self, part: SessionPart, boundary: Boundary, factory: SessionFactory, student: bool) -> None:
         self.part, self.boundary, self.factory, self.student = part, boundary, factory, student
         self.session: Any = None
+        self.streaming: Iterator[Any] | None = None  # a reply not all sent yet
 
     async def make(self, peer: PeerInfo) -> None:
         self.session = await self.boundary.acall(
             self.part.seam, self.part.host, self.factory, peer, student=self.student,
             check=contracts.session_object, note=False)
 
-    async def step(self, method: str, *args: Any) -> tuple[bytes, bool]:
+    async def step(self, method: str, *args: Any) -> Step:
         return await self.boundary.acall(self.part.seam, self.part.host, _step, self.session, method, *args,
                                          student=self.student, check=_after_step(method), note=False)
+
+    async def reply(self, method: str, *args: Any, send: Callable[[bytes], Awaitable[None]]) -> bool:
+        """Call ``method`` and ``send`` its reply, after the delay the session asked
+        for; a streamed one chunk by chunk, each taken from the session (off the loop,
+        like every call) only once the one before is sent. Whether it is closed."""
+        out, closed, delay = await self.step(method, *args)
+        if isinstance(out, bytes):
+            await _sent(send, out, delay)
+            return closed
+        self.streaming = out
+        while True:
+            chunk, closed, delay = await self.boundary.acall(
+                self.part.seam, self.part.host, _pull, self.session, out, student=self.student,
+                check=_after_pull(method), note=False)
+            if chunk is _DONE:
+                self.streaming = None
+                return closed
+            await _sent(send, chunk, delay)
 
     async def attribute(self, name: str, default: Any) -> Any:
         return await self.boundary.acall(self.part.seam, self.part.host, getattr, self.session, name, default,
                                          student=self.student, note=False)
+
+
+async def _sent(send: Callable[[bytes], Awaitable[None]], data: bytes, delay: float) -> None:
+    if delay:
+        await asyncio.sleep(delay)
+    await send(data)
 
 
 class SessionServer:
@@ -214,6 +301,10 @@ def session_handler(
                 if lines:
                     lines.feed("S", data)
 
+        async def send_drained(data: bytes) -> None:
+            send(data)
+            await writer.drain()
+
         def wake_soon() -> None:  # called from any thread: a delivery, another session
             try:
                 loop.call_soon_threadsafe(wake.set)
@@ -225,39 +316,33 @@ def session_handler(
             part.on_open(peername)
         try:
             await connection.make(PeerInfo(peer, peername[1], server_name, peername))
-            greeting, closed = await connection.step("start")
-            send(greeting)
+            closed = await connection.reply("start", send=send_drained)
             timeout = await connection.attribute("timeout", DEFAULT_TIMEOUT)
             timeout = timeout if isinstance(timeout, (int, float)) and timeout > 0 else DEFAULT_TIMEOUT
             watch = await connection.attribute("watch", None)
             if callable(watch):
                 unwatch = await boundary.acall(part.seam, part.host, watch, wake_soon, student=student, note=False)
-            await writer.drain()
             while not closed:
-                # One pending read survives wake-ups, so no client bytes are lost.
+                # One pending read survives wake-ups, so no client bytes are lost; no new one
+                # starts before the reply to the last is all written (bounded memory).
                 read = read or asyncio.ensure_future(reader.read(READ_SIZE))
                 woke = asyncio.ensure_future(wake.wait())
                 done, _ = await asyncio.wait({read, woke}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if woke not in done:
                     woke.cancel()
                 if not done:  # idle too long: autologout
-                    out, closed = await connection.step("timed_out")
-                    send(out)
-                    await writer.drain()
+                    await connection.reply("timed_out", send=send_drained)
                     break
                 if woke in done:
                     wake.clear()
-                    out, closed = await connection.step("mailbox_changed")
-                    send(out)
-                if read in done:
+                    closed = await connection.reply("mailbox_changed", send=send_drained)
+                if read in done and not closed:
                     data, read = read.result(), None
                     if not data:
                         break
                     if lines:
                         lines.feed("C", data)
-                    out, closed = await connection.step("receive", data)
-                    send(out)
-                await writer.drain()
+                    closed = await connection.reply("receive", data, send=send_drained)
         except SeamError as error:
             try:
                 send(part.failure_reply(error))
@@ -314,6 +399,9 @@ async def _end(connection: _Connection, boundary: Boundary, part: SessionPart,
     if connection.session is None:
         return
     try:
+        close = getattr(connection.streaming, "close", None)
+        if close is not None:  # a reply cut off by the client: let its generator clean up
+            await boundary.acall(part.seam, part.host, close, student=student, note=False)
         if callable(unwatch):
             await boundary.acall(part.seam, part.host, unwatch, student=student, note=False)
         # connection_lost() returns None (see Session): no bytes check, unlike the other steps

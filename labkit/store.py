@@ -51,6 +51,8 @@ Decisions:
 - Each :meth:`MailStore.folder` call returns a new, already refreshed :class:`Folder`
   whose view changes only when its owner calls :meth:`Folder.refresh` (a POP3 session
   keeps its login snapshot; an IMAP session refreshes after each command).
+- A writer killed mid-delivery leaves its file in ``tmp/``: a folder's first sync in a
+  process, then one an hour, removes those untouched for 36 hours (maildir(5)).
 - What a refresh learns is cached once per process and folder, shared by every
   :class:`Folder` of that path: refreshing an unchanged folder of 10,000 messages costs
   a few ``stat`` calls and one read of the uidlist, not a rescan (see :class:`_FolderState`).
@@ -67,8 +69,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 
+from .commit import Staged, commit, write_temp
 from .maildir import create as create_maildir
-from .maildir import fsync_dir, notify, unique_name, write_durably
+from .maildir import fsync_dir, notify, sweep_tmp, unique_name, write_durably
 
 try:  # POSIX: locks across processes; elsewhere the thread locks still hold
     import fcntl
@@ -112,6 +115,8 @@ _READ_CHUNK = 1 << 16
 # A directory whose mtime/ctime is younger than this may change again without its times
 # changing (they tick coarsely: a kernel clock tick, 1 s on some file systems, 2 s on FAT).
 _SETTLE_NS = 2_000_000_000
+COPY_BATCH, COPY_BATCH_BYTES = 256, 8 << 20  # a COPY makes this many messages (or bytes) durable at once
+_SWEEP_NS = 3600 * 1_000_000_000  # a folder's tmp/ is swept of stale files at most hourly
 
 T = TypeVar("T")
 
@@ -569,6 +574,7 @@ class _FolderState:
         self._settled = False  # and it was old enough to trust
         self._sizes_unsaved = False
         self._stash: tuple[str, bytes] | None = None  # what size_of() just read, for the read that follows
+        self._swept_ns = -_SWEEP_NS  # when tmp/ was last swept (time.monotonic_ns)
         self.keywords = _Keywords(os.path.join(path, KEYWORDS))
 
     # -- catching up with the disk (lock held)
@@ -579,6 +585,9 @@ class _FolderState:
         no session has claimed as \\Recent yet, and returns their UIDs."""
         started = time.time_ns()
         self._stash = None  # kept for one command at most
+        if time.monotonic_ns() - self._swept_ns >= _SWEEP_NS:  # as every Maildir reader should
+            self._swept_ns = time.monotonic_ns()
+            sweep_tmp(Path(self.path))
         cur, new = os.stat(self.cur), os.stat(self.new)
         signature = (cur.st_ino, cur.st_mtime_ns, cur.st_ctime_ns, new.st_ino, new.st_mtime_ns, new.st_ctime_ns)
         uidlist = self.load(store)
@@ -951,28 +960,38 @@ class Folder:
         be set).
 
         The view is not refreshed: call :meth:`refresh` to see the message."""
+        return self._add([(data, flags, internaldate)])[0]
+
+    def _add(self, messages: list[tuple[bytes, Iterable[str], float | None]]) -> list[int]:
+        """Store ``(data, flags, internaldate)`` messages as one batch, in the qmail order:
+        all written to tmp/, flushed together, given UIDs and renamed into cur/ under the
+        folder lock, cur/ flushed once, the uid list written once. Returns their UIDs."""
         self._check_exists()
         state = self._state
-        key = unique_name()
-        date = time.time() if internaldate is None else float(internaldate)
-        tmp = os.path.join(state.path, "tmp", key)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.utime(tmp, (date, date))
+        written = []
+        for data, flags, internaldate in messages:
+            key = unique_name()
+            date = time.time() if internaldate is None else float(internaldate)
+            tmp = os.path.join(state.path, "tmp", key)
+            write_temp(tmp, data)
+            os.utime(tmp, (date, date))
+            written.append((key, tmp, flags, date, crlf_size(data)))
         with state.lock.hold():
-            letters = "".join(sorted(state.keywords.letters(flags, create=True, strict=False)))
-            filename = f"{key}{INFO_PREFIX}{letters}"
             uidlist = state.load(self.store)
-            entry = uidlist.entries[key] = _Entry(uidlist.uidnext, key, crlf_size(data), date)
-            uidlist.uidnext += 1
-            os.rename(tmp, state.path_of(filename))
-            fsync_dir(state.cur)
+            added, renames = [], []
+            for key, tmp, flags, date, size in written:
+                letters = "".join(sorted(state.keywords.letters(flags, create=True, strict=False)))
+                filename = f"{key}{INFO_PREFIX}{letters}"
+                entry = uidlist.entries[key] = _Entry(uidlist.uidnext, key, size, date)
+                uidlist.uidnext += 1
+                added.append((entry, filename))
+                renames.append((tmp, state.path_of(filename)))
+            commit([Staged(renames)])
             state.save()
-            state.added(entry, filename)
+            for entry, filename in added:
+                state.added(entry, filename)
         notify(self.path)
-        return entry.uid
+        return [entry.uid for entry, _ in added]
 
     def expunge(self, uids: Iterable[int]) -> None:
         """Delete those messages' files for good; unknown or vanished UIDs are skipped."""
@@ -1002,12 +1021,20 @@ class Folder:
     def copy_to(self, uids: Iterable[int], target: "Folder") -> list[int]:
         """Copy messages (bytes, flags, internal date) to ``target``; returns the new
         UIDs in the order given (RFC 4315 COPYUID). All or none: if one of them is gone
-        (:class:`NoSuchMessage`), the copies made already are removed again."""
+        (:class:`NoSuchMessage`), the copies made already are removed again. Written in
+        batches of :data:`COPY_BATCH` messages or bytes, each made durable at once."""
         infos = [self.get(uid) for uid in uids]
         copied: list[int] = []
+        batch: list[tuple[bytes, Iterable[str], float | None]] = []
+        size = 0
         try:
-            for info in infos:
-                copied.append(target.append(self.read_raw(info.uid), info.flags, info.internaldate))
+            for i, info in enumerate(infos):
+                data = self.read_raw(info.uid)
+                batch.append((data, info.flags, info.internaldate))
+                size += len(data)
+                if len(batch) >= COPY_BATCH or size >= COPY_BATCH_BYTES or i == len(infos) - 1:
+                    copied += target._add(batch)
+                    batch, size = [], 0
         except NoSuchMessage:
             if copied:
                 target.refresh()

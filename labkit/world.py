@@ -74,7 +74,8 @@ class AsyncWorld:
         self.context.names.update({a: h.name for h in self.config.hosts for a in h.addresses})
         self.dns = DNSServer.from_directory(self.config.zones_dir, name="ns.lab", tracer=self.context.tracer)
         self.hosts: dict[str, MailHost] = {
-            h.name: MailHost(h, self.config.mta, self.context, self.state_dir, seed) for h in self.config.hosts
+            h.name: MailHost(h, self.config.mta, self.context, self.state_dir, seed, self.config.auth)
+            for h in self.config.hosts
         }
         self._lock_fd: int | None = None
         self._previous_state_variable: str | None = None
@@ -121,7 +122,8 @@ class AsyncWorld:
             await self.stop()
             raise
         self.started = True
-        write_durably(self.state_dir / STATE_FILE, json.dumps(self.info(), indent=1).encode())
+        await self.context.boundary.in_thread(write_durably, self.state_dir / STATE_FILE,
+                                              json.dumps(self.info(), indent=1).encode())
         self._previous_state_variable = os.environ.get(STATE_DIR_VARIABLE)
         os.environ[STATE_DIR_VARIABLE] = str(self.state_dir)  # how a student's sendmail finds us
         return self

@@ -12,17 +12,19 @@ from typing import Iterator
 import pytest
 
 from labkit.aio import BackgroundLoop
-from labkit.config import MTAConfig, WorldConfig, load_config
+from labkit.config import AuthConfig, MTAConfig, WorldConfig, load_config
 from labkit.session import serve_session
 from labkit.world import World
 
 FAST_MTA = MTAConfig(retry_schedule=(0.1, 0.2, 0.4), max_queue_time=20.0, tarpit_delay=0.05)
+NO_LOGIN_DELAY = AuthConfig(failure_delay=0.0)
 
 
-def lecture_config(**mta: object) -> WorldConfig:
-    """The lecture's world with quick retries (and any MTA settings overridden)."""
+def lecture_config(auth: AuthConfig = NO_LOGIN_DELAY, **mta: object) -> WorldConfig:
+    """The lecture's world with quick retries and failed logins answered at once (and
+    any MTA settings overridden)."""
     config = load_config()
-    return dataclasses.replace(config, mta=dataclasses.replace(FAST_MTA, **mta))
+    return dataclasses.replace(config, mta=dataclasses.replace(FAST_MTA, **mta), auth=auth)
 
 
 @pytest.fixture

@@ -360,6 +360,21 @@ def test_a_broken_pop3_session_gets_err_and_others_go_on(world, receive, says):
     labkits.quit()
 
 
+def test_a_session_may_send_its_reply_in_chunks(world):
+    """receive() may return an iterator of bytes chunks (a reply sent as it is made);
+    each chunk is held to the contract when the adapter takes it."""
+    class Streams(FirstPOP3):
+        def receive(self, data):
+            return iter([b"+OK one, ", b"two\r\n"] if data.startswith(b"USER") else ["a str"])
+
+    world.use(host="smtp.brilliant.com", pop3_session=Streams)
+    client = pop3(world)
+    assert client.user("betty") == b"+OK one, two"
+    with pytest.raises(poplib.error_proto, match="SYS/TEMP"):
+        client.pass_("betty-password")
+    assert "returned an iterator that gave a str" in seam_error(world, "pop3_session").data["detail"]
+
+
 def test_a_sleeping_session_freezes_nobody(world):
     world.use(host="smtp.brilliant.com", pop3_session=type("Sleepy", (FirstPOP3,), {
         "receive": lambda self, data: time.sleep(60)}))

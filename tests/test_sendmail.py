@@ -19,6 +19,7 @@ from test_smtp_client import USERS, RecordingHandler, aiosmtpd_server, authentic
 
 from labkit.aio import BackgroundLoop
 from labkit.sendmail import EX_CONFIG, EX_NOUSER, EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE
+from labkit.sendmail import main as sendmail_main
 
 SENDMAIL = [sys.executable, "-m", "labkit.sendmail"]
 MESSAGE = b"From: Albert <albert@awesome.com>\nTo: betty@brilliant.com\nSubject: hi\n\nHello Betty\n"
@@ -174,12 +175,24 @@ def test_as_mutt_and_s_nail_invoke_it(world: World) -> None:
         (["-bs"], EX_USAGE, b"option -bs is not supported"),
         ([], EX_USAGE, b"no recipients"),  # as Postfix's sendmail: EX_USAGE
         (["-f", "mallory@evil.com", "betty@brilliant.com"], EX_NOUSER, b"mallory@evil.com (from -f) is not a mailbox"),
+        # a control character in an address (or a name) is a usage error: nothing is sent
+        (["bet\x01ty@brilliant.com"], EX_USAGE, b"recipient 'bet\\x01ty@brilliant.com' contains a control character"),
+        (["betty@brilliant.com\r\nRCPT TO:<eve@example.org>"], EX_USAGE, b"contains a control character"),
+        (["-f", "albert\x7f@awesome.com", "betty@brilliant.com"], EX_USAGE, b"-f 'albert\\x7f@awesome.com' contains"),
+        (["-F", "Albert\nBcc: eve@example.org", "betty@brilliant.com"], EX_USAGE, b"-F 'Albert\\nBcc"),
     ],
 )
 def test_exit_codes(world: World, args: list[str], code: int, says: bytes) -> None:
     run = world.sendmail(*args)
     assert run.returncode == code, run.stderr
     assert says in run.stderr and run.stderr.count(b"\n") == 1
+    assert world.handler.envelopes == []
+
+
+def test_a_nul_in_an_address_is_a_usage_error(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """A NUL cannot come through exec's arguments, but main() may be called with one."""
+    assert sendmail_main(["--state-dir", str(world.state_dir), "nul\0byte@example.org"]) == EX_USAGE
+    assert "'nul\\x00byte@example.org' contains a control character" in capsys.readouterr().err
     assert world.handler.envelopes == []
 
 

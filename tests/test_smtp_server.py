@@ -67,8 +67,8 @@ CORPUS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def codes(port: int, lines: list[str]) -> list[str]:
-    """Each line's reply: its code, and the last line for multi-line replies."""
+def dialogue(port: int, lines: list[str]) -> list[str]:
+    """The greeting and each line's reply (the last line of a multi-line one)."""
     got = []
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         reader = sock.makefile("rb")
@@ -77,13 +77,18 @@ def codes(port: int, lines: list[str]) -> list[str]:
             while True:
                 line = reader.readline().decode("utf-8", "replace")
                 if len(line) < 4 or line[3] != "-":
-                    return line[:3]
+                    return line.rstrip("\r\n")
 
         got.append(reply())
         for line in lines:
             sock.sendall(line.encode("utf-8") + (b"" if line.endswith("\r\n.\r\n") else b"\r\n"))
             got.append(reply())
     return got
+
+
+def codes(port: int, lines: list[str]) -> list[str]:
+    """Each line's reply code."""
+    return [reply[:3] for reply in dialogue(port, lines)]
 
 
 @pytest.mark.parametrize("name", CORPUS)
@@ -106,6 +111,30 @@ def test_dots_and_smuggling_are_stored_alike(world):
     stored = [m.split(b"\r\n\r\n", 1)[1] for m in world.messages("betty@brilliant.com")]
     assert stored[0] == stored[2] == b".leading dot\r\n"
     assert stored[1] == stored[3] == b"hi\r\n.\r\nMAIL FROM:<evil@x.org>\r\n"  # text, not a command
+
+
+@pytest.mark.parametrize("service", ["smtp", "submission"])
+@pytest.mark.parametrize("front_end", [None, SMTPServerSession], ids=["aiosmtpd", "sans-IO"])
+def test_a_control_character_never_gets_into_an_address(world, service, front_end):
+    """NUL, ^A, ESC, DEL in HELO/EHLO (a name for the Received stamp), MAIL, RCPT (local or
+    relayed) and VRFY: 501 on both ports with both front ends, the character shown
+    escaped; a refused HELO is no hello, a refused MAIL starts no transaction."""
+    world.use(host="smtp.brilliant.com", smtp_session=front_end)
+    login = ["AUTH PLAIN " + BETTY_PLAIN] if service == "submission" else []
+    sender = "MAIL FROM:<betty@brilliant.com>" if service == "submission" else MAIL
+    got = dialogue(world.host("brilliant.com").services[service].port, [
+        "EHLO evil\0host", "HELO \x1b[31mevil", MAIL, "EHLO client.example", *login,
+        "MAIL FROM:<nul\0byte@example.org>", RCPT, sender, "RCPT TO:<bet\0ty@brilliant.com>",
+        "RCPT TO:<carol\x7f@careful.com>", "VRFY <nul\0byte@example.org>", "VRFY bet\x01ty"])
+    hello = "501 5.5.2 <{}>: bad HELO/EHLO name: control character (RFC 5321 4.1.1.1)"
+    assert got[1:3] == [hello.format("evil\\x00host"), hello.format("\\x1b[31mevil")]
+    assert got[3][:3] == "503"  # still no hello: MAIL is out of order
+    got = got[5 + len(login):]
+    assert got[0] == ("501 5.1.7 <nul\\x00byte@example.org>: bad sender address syntax: control character in "
+                      "address (RFC 5321 4.1.2)")
+    assert got[1][:3] == "503" and got[2][:3] == "250"  # no transaction until a good MAIL
+    shown = ["bet\\x00ty@brilliant.com", "carol\\x7f@careful.com", "nul\\x00byte@example.org", "bet\\x01ty"]
+    assert [g.partition(">:")[0] for g in got[3:]] == [f"501 5.1.3 <{address}" for address in shown]
 
 
 @pytest.fixture

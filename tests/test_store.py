@@ -238,13 +238,31 @@ def test_uidlist_without_recent_field_is_read(store: MailStore) -> None:
     assert [m.uid for m in again.messages()] == [1, 2] and again.recent == set()
 
 
-def test_copy_is_all_or_nothing(store: MailStore) -> None:
+@pytest.mark.parametrize("batch", [1, 256])
+def test_copy_is_all_or_nothing(store: MailStore, batch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("labkit.store.COPY_BATCH", batch)
     deliver_n(store, 3)
     inbox, work = store.folder("INBOX"), store.create("Work")
     store.folder("INBOX").expunge([3])  # another session, while inbox still shows it
     with pytest.raises(NoSuchMessage):
         inbox.copy_to([1, 2, 3], work)
-    assert work.refresh() == [] and work.uidnext == 3  # the two copies are gone again
+    # batches of one: the two copies made are gone again; else none was made
+    assert work.refresh() == [] and work.uidnext == (3 if batch == 1 else 1)
+    assert os.listdir(work.path / "tmp") == []
+
+
+def test_copy_in_batches_keeps_order_flags_and_dates(store: MailStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("labkit.store.COPY_BATCH", 2)
+    deliver_n(store, 5)
+    inbox, work = store.folder("INBOX"), store.create("Work")
+    inbox.change_flags(2, add=["\\Seen", "$Work"])
+    uids = inbox.copy_to([5, 2, 3, 1, 4], work)
+    assert uids == [1, 2, 3, 4, 5]
+    copies = {m.uid: m for m in work.refresh()}
+    for source, uid in zip([5, 2, 3, 1, 4], uids):
+        original = inbox.get(source)
+        assert work.read(uid) == inbox.read(source)
+        assert copies[uid].flags == original.flags and copies[uid].internaldate == original.internaldate
 
 
 def test_folders_create_rename_delete(store: MailStore) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import smtplib
@@ -13,45 +12,12 @@ from pathlib import Path
 import pytest
 
 from conftest import lecture_config
-from labkit.config import LECTURE_WORLD, ConfigError, load_config
+from labkit.config import ConfigError, load_config
 from labkit.state import load_world_info
 from labkit.world import World, WorldBusy
+from world_process import WorldProcess, topology
 
 HELLO = b"From: albert@awesome.com\r\nSubject: queued\r\n\r\nbody %d\r\n"
-
-
-class WorldProcess:
-    """`labkit world --json` in a child process, read the way a TA's script would."""
-
-    def __init__(self, state_dir: Path, config: Path | None = None) -> None:
-        args = [sys.executable, "-m", "labkit.cli", "world", "--json", "--state-dir", str(state_dir)]
-        if config:
-            args += ["--config", str(config)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()  # blocks until the world is ready (or died)
-        if not line:
-            raise AssertionError(f"world died: {self.proc.stderr.read()}")
-        self.info = json.loads(line)
-
-    def endpoint(self, host: str, service: str) -> tuple[str, int]:
-        e = self.info["hosts"][host]["services"][service]
-        return e["host"], e["port"]
-
-    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
-        self.proc.send_signal(sig)
-        out, _ = self.proc.communicate(timeout=20)
-        return self.proc.returncode, out
-
-
-def topology(tmp_path: Path, **replace: str) -> Path:
-    """A copy of the lecture topology with text replaced and the zones path absolute."""
-    text = LECTURE_WORLD.read_text().replace('zones = "zones"', f'zones = "{LECTURE_WORLD.parent / "zones"}"')
-    text = text.replace("max_queue_time = 20.0", "max_queue_time = 60.0")
-    for old, new in replace.items():
-        text = text.replace(old, new)
-    path = tmp_path / f"world-{len(list(tmp_path.glob('world-*.toml')))}.toml"
-    path.write_text(text)
-    return path
 
 
 def test_json_contract_and_clean_shutdown(tmp_path):

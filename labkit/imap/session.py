@@ -30,12 +30,12 @@ import enum
 import re
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from typing import Callable, Generator, Iterable, Iterator
 
 from labkit.accounts import Account, Accounts
 from labkit.boundary import fenced
 from labkit.maildir import watch
-from labkit.session import PeerInfo
+from labkit.session import PeerInfo, stream
 from labkit.store import (
     INBOX,
     BadFolderName,
@@ -195,6 +195,7 @@ class IMAPSession:
     def __init__(self, peer: PeerInfo, accounts: Accounts, *, hostname: str, timeout: float = 1800.0) -> None:
         self.peer, self.accounts, self.hostname, self.timeout = peer, accounts, hostname, timeout
         self.closed = False
+        self.reply_delay = 0.0  # seconds the adapter holds back the reply (a failed login's)
         self.state = State.NOT_AUTHENTICATED
         self.account: Account | None = None
         self.store: MailStore | None = None
@@ -214,22 +215,25 @@ class IMAPSession:
     def start(self) -> bytes:
         return self._line(R.GREETING.format(caps=R.CAPABILITIES, host=self.hostname))
 
-    def receive(self, data: bytes) -> bytes:
+    def receive(self, data: bytes) -> bytes | Iterator[bytes]:
+        """The responses to what ``data`` completes: bytes, or for a big reply chunks made
+        as the client takes them, one command (one FETCH response) at a time."""
         self._reader.feed(data)
-        out = []
+        return stream(self._responses())
+
+    def _responses(self) -> Iterator[bytes]:
         while not self.closed and (event := self._reader.next_event()) is not None:
             if isinstance(event, Command):
-                out.append(self._command(event))
+                yield from self._command(event)
             elif isinstance(event, Continue):
-                out.append(self._line(R.CONTINUE_LITERAL))
+                yield self._line(R.CONTINUE_LITERAL)
             elif isinstance(event, Refused):
                 tag = event.tag
                 if self._auth_tag is not None:  # the AUTHENTICATE response was refused: end it
                     tag, self._auth_tag, self._reader.raw_lines = self._auth_tag, None, False
-                out.append(self._line(f"{tag} {'NO' if event.no else 'BAD'} {event.text}"))
+                yield self._line(f"{tag} {'NO' if event.no else 'BAD'} {event.text}")
             else:
-                out.append(self._raw_line(event.line))
-        return b"".join(out)
+                yield from self._raw_line(event.line)
 
     def mailbox_changed(self) -> bytes:
         """New mail or changed flags: told at once only while IDLE (RFC 2177); otherwise
@@ -277,14 +281,14 @@ class IMAPSession:
             self._unwatch_folder()
             self._unwatch_folder = None
 
-    def _command(self, command: Command) -> bytes:
+    def _command(self, command: Command) -> Iterable[bytes]:
         cursor = Cursor(command)
         if cursor.at_end():
-            return self._line(f"* BAD {R.BAD_EMPTY}")
+            return (self._line(f"* BAD {R.BAD_EMPTY}"),)
         try:
             tag = cursor.tag()
         except ParseError as e:
-            return self._line(f"* BAD {R.BAD_NO_TAG.format(problem=e)}")
+            return (self._line(f"* BAD {R.BAD_NO_TAG.format(problem=e)}"),)
         self._tag = tag
         try:
             cursor.sp()
@@ -296,27 +300,33 @@ class IMAPSession:
                 if name not in UID_COMMANDS:
                     raise ParseError(f"UID {name} is not a UID command ({', '.join(UID_COMMANDS)})")
         except ParseError as e:
-            return self._line(f"{tag} BAD {e}")
+            return (self._line(f"{tag} BAD {e}"),)
         spec = COMMANDS.get(name)
         label = f"UID {name}" if uid else name
         if spec is None:
-            return self._line(f"{tag} BAD {R.BAD_UNKNOWN.format(command=name)}")
+            return (self._line(f"{tag} BAD {R.BAD_UNKNOWN.format(command=name)}"),)
         if self.state not in spec.states:
             if spec.states is NOT_AUTH:
                 hint = R.HINT_LOGGED_IN
             else:
                 hint = R.HINT_LOGIN if self.state is State.NOT_AUTHENTICATED else R.HINT_SELECT
-            return self._line(f"{tag} BAD {R.BAD_STATE.format(command=label, state=self.state.value, hint=hint)}")
+            bad = R.BAD_STATE.format(command=label, state=self.state.value, hint=hint)
+            return (self._line(f"{tag} BAD {bad}"),)
         handler = getattr(self, spec.handler)
         run = partial(handler, cursor, uid=True) if uid else partial(handler, cursor)
         sync = Sync.FULL if uid else spec.sync
         return self._run(tag, label, run, sync)
 
-    def _run(self, tag: str, label: str, run: Callable[[], str | None], sync: Sync) -> bytes:
-        """Run a command; its untagged responses, any mailbox news, its tagged reply."""
+    def _run(self, tag: str, label: str, run: Callable[[], str | None | Iterator[bytes]],
+             sync: Sync) -> Iterator[bytes]:
+        """Run a command; its untagged responses, any mailbox news, its tagged reply. A
+        handler that returns a generator (FETCH) sends its responses as it makes them
+        and returns its OK text."""
         self._untagged = []
         try:
             text = run()
+            if isinstance(text, Iterator):
+                text = yield from text
             status = "OK"
         except BadCharset as e:
             status, text = "NO", R.NO_BADCHARSET.format(reason=e)
@@ -339,8 +349,9 @@ class IMAPSession:
         if status != "BAD" and not self.closed:
             self._sync(sync)
         if text is None:  # IDLE or AUTHENTICATE: the tagged reply comes later
-            return self._flush()
-        return self._flush() + self._line(f"{tag} {status} {text}")
+            yield self._flush()
+        else:
+            yield self._flush() + self._line(f"{tag} {status} {text}")
 
     def _sync(self, sync: Sync) -> None:
         if self.mailbox is None or sync is Sync.NONE:
@@ -353,13 +364,13 @@ class IMAPSession:
         except (StoreError, OSError):  # a passing disk problem: the next command tries again
             pass
 
-    def _raw_line(self, line: bytes) -> bytes:
+    def _raw_line(self, line: bytes) -> Iterable[bytes]:
         """The line after IDLE's ``+`` or AUTHENTICATE's ``+``."""
         self._reader.raw_lines = False
         if self._idle_tag is not None:
             tag, self._idle_tag = self._idle_tag, None
             if line.strip().upper() != b"DONE":
-                return self._line(f"{tag} BAD {R.BAD_EXPECTED_DONE}")
+                return (self._line(f"{tag} BAD {R.BAD_EXPECTED_DONE}"),)
             return self._run(tag, "IDLE", lambda: R.IDLE_DONE, Sync.FULL)
         tag, self._auth_tag = self._auth_tag or "*", None
         return self._run(tag, "AUTHENTICATE", lambda: self._sasl_plain(line.decode("ascii", "replace").strip()), Sync.NONE)
@@ -436,7 +447,9 @@ class IMAPSession:
         return self._logged_in(self.accounts.authenticate(authcid, password))
 
     def _logged_in(self, account: Account | None, failure: str = R.NO_LOGIN) -> str:
+        penalty = self.accounts.penalty
         if account is None:
+            self.reply_delay += penalty.failed(self.peer.address)  # the NO waits, as Dovecot's
             self._failures += 1
             if self._failures >= MAX_AUTH_FAILURES:
                 self._untagged.append(R.BYE_TOO_MANY_FAILURES.encode())
@@ -446,6 +459,7 @@ class IMAPSession:
             self.store = MailStore(account.maildir)
         except (StoreError, OSError) as e:
             raise Failed(R.NO_SERVER_BUG.format(reason=e)) from None
+        penalty.succeeded(self.peer.address)
         self.account, self.state = account, State.AUTHENTICATED
         self._reader.max_append_literal = MAX_APPEND_LITERAL
         return R.LOGGED_IN.format(caps=R.CAPABILITIES, user=account.address)
@@ -722,7 +736,7 @@ class IMAPSession:
         self._untagged.append(b" ".join([b"* SEARCH"] + [b"%d" % n for n in found]))
         return R.DONE.format(command="UID SEARCH" if uid else "SEARCH")
 
-    def _do_fetch(self, cursor: Cursor, uid: bool = False) -> str:
+    def _do_fetch(self, cursor: Cursor, uid: bool = False) -> Iterator[bytes]:
         """FETCH (RFC 3501 §6.4.5). UID FETCH always includes UID; fetching a body
         section (not PEEK) sets \\Seen and reports the new FLAGS."""
         cursor.sp()
@@ -732,17 +746,27 @@ class IMAPSession:
         cursor.end()
         if uid and not any(item.name == "UID" for item in items):
             items.insert(0, FetchItem("UID"))
+        return self._fetched(uids, items, uid)
+
+    def _fetched(self, uids: list[int], items: list[FetchItem], uid: bool) -> Generator[bytes, None, str]:
+        """The FETCH responses, made one item of one message at a time (a response of
+        100 literals of a big message is never built whole); returns the OK text."""
         mailbox = self._selected
         mark_seen = not mailbox.readonly and any(item.sets_seen for item in items)
         with_flags = items + [FetchItem("FLAGS")] if not any(item.name == "FLAGS" for item in items) else items
-
         gone = False
         for u in uids:
             message = self._message(u)
             chosen = with_flags if mark_seen and self._mark_seen(message) else items
             flags = mailbox.flags(u)
-            items_text = b" ".join(render(item, message, flags) for item in chosen)
-            self._untagged.append(b"* %d FETCH (%s)" % (mailbox.msn(u), items_text))
+            yield self._flush() + b"* %d FETCH (" % mailbox.msn(u)  # keyword news first (_mark_seen)
+            try:
+                for i, item in enumerate(chosen):
+                    yield (b" " if i else b"") + render(item, message, flags)
+            except Exception:  # a bug: end the response well-formed; the command says NO
+                yield b")" + CRLF
+                raise
+            yield b")" + CRLF
             gone |= message.gone
         # RFC 3501 §7.4.1: no EXPUNGE now, so a message expunged elsewhere keeps its number
         # and what is still known of it; the rest is NIL (RFC 2180 §4.1.1), as in Dovecot.

@@ -26,6 +26,7 @@ from .. import contracts
 from ..boundary import SeamError
 from ..session import PeerInfo
 from ..smtp import replies
+from ..smtp.client import has_control
 from .received import HopInfo, count_received
 from .routing import Local, Refuse, Relay, Route, RouteRequest
 from .spool import QueueEntry
@@ -43,12 +44,6 @@ def domain_of(address: str) -> str:
 def crlf(data: bytes) -> bytes:
     """Normalise line endings to CRLF (RFC 5322 §2.1: bare CR or LF are not allowed)."""
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-
-
-def has_control(address: str) -> bool:
-    """Control characters (NUL, CR, LF, DEL, …) are never part of an address
-    (RFC 5321 §4.1.2: atoms and quoted strings are printable characters)."""
-    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in address)
 
 
 @dataclass
@@ -129,11 +124,33 @@ class MTA:
         account = self.host.accounts.authenticate(login, password)
         return account.address if account else None
 
+    def login(self, txn: Transaction, login: str, password: str) -> tuple[str | None, float]:
+        """AUTH as labkit's front ends do it: (the account address, 0), or (None, the
+        seconds the 535 must wait: the client address's login penalty, see
+        :class:`labkit.accounts.LoginPenalty`)."""
+        address = self.authenticate(login, password)
+        penalty = self.host.accounts.penalty
+        if address is None:
+            return None, penalty.failed(txn.peer)
+        penalty.succeeded(txn.peer)
+        return address, 0.0
+
     def vrfy(self, address: str) -> str:
         """RFC 5321 §3.5.3: a server may decline to say; most do, so users stay private."""
         if has_control(address):
             return replies.BAD_ADDRESS_CONTROL.format(address.encode("unicode_escape").decode())
         return replies.CANNOT_VRFY
+
+    # -- HELO/EHLO -----------------------------------------------------------------
+    def hello(self, txn: Transaction, name: str, *, extended: bool) -> str | None:
+        """The client's name (RFC 5321 §4.1.4: HELO/EHLO may come again; it resets the
+        transaction), or the reply refusing it: a domain or address literal has no control
+        character (§4.1.1.1), and the name goes into the Received stamp."""
+        if has_control(name):
+            return replies.BAD_HELLO_CONTROL.format(name.encode("unicode_escape").decode())
+        txn.reset()
+        txn.helo, txn.extended = name, extended
+        return None
 
     # -- MAIL ----------------------------------------------------------------------
     def mail(self, txn: Transaction, address: str, params: list[str]) -> str:

@@ -85,7 +85,7 @@ class DeliveryQueue:
     # -- scheduling --------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        for entry in self.host.spool.load():  # a restart picks up where it stopped
+        for entry in await self._boundary.in_thread(self.host.spool.load):  # a restart picks up where it stopped
             self.enqueue(entry, at=entry.next_attempt)
 
     def enqueue(self, entry: QueueEntry, at: float = 0.0, message: bytes | None = None) -> None:
@@ -404,7 +404,7 @@ class DeliveryQueue:
                           outcomes[rcpt].remote_mta, retry_in=delay, seam=outcomes[rcpt].seam)
             self.enqueue(entry, at=entry.next_attempt)
         else:
-            host.spool.remove(entry.queue_id)  # two unlinks: cheap enough for the loop
+            await self._boundary.in_thread(host.spool.remove, entry.queue_id)  # the loop never waits for the disk
 
     async def _next_retry(self, entry: QueueEntry, now: float) -> float | None:
         """Seconds until the next attempt, or None to give up (the ``next_retry`` seam;

@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 
 from .. import maildir
-from ..accounts import Account, Accounts
-from ..commit import SPARES
-from ..config import BEHAVIOURS, HostConfig, MTAConfig
+from ..accounts import Account, Accounts, LoginPenalty
+from ..config import BEHAVIOURS, AuthConfig, HostConfig, MTAConfig
 from ..context import LabContext
 from ..net import SERVICE_PORTS, Endpoint
 from ..session import SessionPart, SessionServer, serve_session
@@ -24,7 +23,7 @@ SERVICES = ("smtp", "submission", "pop3", "imap")
 
 class MailHost:
     def __init__(self, config: HostConfig, mta: MTAConfig, context: LabContext, state_dir: Path,
-                 seed: str | None = None) -> None:
+                 seed: str | None = None, auth: AuthConfig = AuthConfig()) -> None:
         self.config, self.mta, self.context = config, mta, context
         self.name = config.name
         self.addresses = config.addresses
@@ -35,7 +34,8 @@ class MailHost:
             [
                 Account(f"{user}@{config.domains[0]}", password, state_dir / "mail" / f"{user}@{config.domains[0]}")
                 for user, password in config.users.items()
-            ]
+            ],
+            LoginPenalty(auth.failure_delay, auth.max_failure_delay),  # shared by SMTP AUTH, POP3 and IMAP
         )
         self.spool = Spool(state_dir / "spool" / self.name, seed=f"{seed}/{self.name}" if seed else None)
         self.queue = DeliveryQueue(self)
@@ -118,9 +118,7 @@ class MailHost:
     async def start(self, ports: dict[str, int] | None = None, services: tuple[str, ...] = SERVICES) -> None:
         self._loop = asyncio.get_running_loop()
         ports = ports or {}
-        for account in self.accounts:
-            maildir.create(account.maildir)
-            SPARES.sweep(account.maildir / "tmp")
+        await self.context.boundary.in_thread(self._prepare_maildirs)
         for service in services:
             server = await self._serve(service, ports.get(service, 0))
             self._servers.append(server)
@@ -128,6 +126,12 @@ class MailHost:
             self.services[service] = Endpoint(host, port)
         self._publish_routes()
         await self.queue.start()
+
+    def _prepare_maildirs(self) -> None:
+        """Each user's Maildir, made if new, cleared of what a killed run left in tmp/."""
+        for account in self.accounts:
+            maildir.create(account.maildir)
+            maildir.sweep(account.maildir)
 
     async def _serve(self, service: str, port: int) -> SessionServer:
         if service in ("smtp", "submission"):

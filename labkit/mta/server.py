@@ -45,6 +45,7 @@ class TracedSMTP(SMTP):
         self.hooks = handler
         self.lines: LineTracer | None = None
         self.client: tuple = ("", 0)
+        self.auth_delay = 0.0  # seconds the next 535 waits (labkit.accounts.LoginPenalty)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -104,6 +105,8 @@ class TracedSMTP(SMTP):
         if isinstance(status, str):
             status = _REWORDED.get(status, status)
         delay = self.hooks.mta.host.tarpit_delay
+        if self.auth_delay and isinstance(status, str) and status.startswith("535"):
+            delay, self.auth_delay = delay + self.auth_delay, 0.0  # on the loop: no thread waits
         if delay:
             await asyncio.sleep(delay)
         if self.lines:
@@ -125,16 +128,16 @@ class Hooks:
         return txn
 
     async def handle_HELO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str):
-        txn = self._txn(session)
-        txn.reset()
-        txn.helo, txn.extended = hostname, False
+        refused = self.mta.hello(self._txn(session), hostname, extended=False)
+        if refused:
+            return refused
         session.host_name = hostname
         return f"250 {self.mta.hostname}"
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]):
-        txn = self._txn(session)
-        txn.reset()
-        txn.helo, txn.extended = hostname, True
+        refused = self.mta.hello(self._txn(session), hostname, extended=True)
+        if refused:
+            return [refused]
         session.host_name = hostname
         # RFC 2034: we use enhanced status codes in our replies; say so.
         return responses[:-1] + ["250-ENHANCEDSTATUSCODES", responses[-1]]
@@ -174,9 +177,10 @@ class Hooks:
     def authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
-        address = self.mta.authenticate(auth_data.login.decode("utf-8", "replace"),
+        address, delay = self.mta.login(self._txn(session), auth_data.login.decode("utf-8", "replace"),
                                         auth_data.password.decode("utf-8", "replace"))
         if address is None:
+            server.auth_delay = delay  # its 535 waits (TracedSMTP.push)
             return AuthResult(success=False, handled=False)
         return AuthResult(success=True, auth_data=address)
 

@@ -193,6 +193,12 @@ class SendResult:
 
 
 # -- commands and message data --------------------------------------------------------
+def has_control(address: str) -> bool:
+    """Control characters (NUL, CR, LF, DEL, …) are never part of an address
+    (RFC 5321 §4.1.2: atoms and quoted strings are printable characters)."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in address)
+
+
 def _check_address(address: str) -> str:
     if any(c in address for c in "\r\n\0<>") or address != address.strip():
         raise ValueError(f"invalid e-mail address {address!r}")

@@ -120,6 +120,7 @@ class SMTPServerSession(BaseSession):
     """One SMTP connection, server side; ``mta`` decides, this class parses."""
 
     timeout = 300.0  # RFC 5321 §4.5.3.2.7: at least 5 minutes
+    reply_delay = 0.0  # seconds the adapter holds back the reply (a failed AUTH's)
 
     def __init__(self, peer: PeerInfo, mta: "MTA", *, hostname: str) -> None:
         self.peer, self.mta, self.hostname = peer, mta, hostname
@@ -201,24 +202,24 @@ class SMTPServerSession(BaseSession):
 
     # -- hello -------------------------------------------------------------------------
     def _helo(self, name: str) -> str:
-        if not name:
-            raise SyntaxProblem
-        self._hello(name, extended=False)
-        return HELO_OK.format(host=self.hostname)
+        return self._hello(name, extended=False) or HELO_OK.format(host=self.hostname)
 
     def _ehlo(self, name: str) -> str:
-        if not name:
-            raise SyntaxProblem
-        self._hello(name, extended=True)
+        refused = self._hello(name, extended=True)
+        if refused:
+            return refused
         lines = [EHLO_FIRST.format(host=self.hostname, name=name), *self.mta.extensions()]
         # RFC 5321 §4.2.1: "250-" on every line but the last, which has "250 "
         return "\r\n".join(f"250{'-' if i < len(lines) - 1 else ' '}{line}" for i, line in enumerate(lines))
 
-    def _hello(self, name: str, *, extended: bool) -> None:
-        """RFC 5321 §4.1.4: HELO/EHLO may come again; it resets the transaction."""
-        self.txn.reset()
-        self.txn.helo, self.txn.extended = name, extended
-        self.state = State.READY
+    def _hello(self, name: str, *, extended: bool) -> str | None:
+        """The MTA's reply if it refuses the name; else the client has said hello."""
+        if not name:
+            raise SyntaxProblem
+        refused = self.mta.hello(self.txn, name, extended=extended)
+        if refused is None:
+            self.state = State.READY
+        return refused
 
     # -- the transaction -------------------------------------------------------------
     def _mail(self, argument: str) -> str:
@@ -391,8 +392,9 @@ class SMTPServerSession(BaseSession):
             return AUTH_BAD_BASE64
 
     def _logged_in(self, user: bytes, password: bytes) -> str:
-        address = self.mta.authenticate(user.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
+        address, delay = self.mta.login(self.txn, user.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
         if address is None:
+            self.reply_delay += delay  # the 535 waits (labkit.accounts.LoginPenalty)
             return AUTH_FAILED
         self.txn.login = address
         return AUTH_OK
