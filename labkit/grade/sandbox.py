@@ -155,18 +155,23 @@ def kernel_command(argv: list[str], *, limits: Limits, workdir: str, shared: str
     bwrap = ["bwrap", "--die-with-parent", "--new-session", "--unshare-all"]
     if can["root"]:  # inside, the unprivileged user, without a capability over the machine
         bwrap += ["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY)]
-    bwrap += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    needed = [os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(__file__)))]
-    for path in hidden:  # a directory the kernel itself runs from cannot be hidden
-        real = os.path.realpath(path)
-        if not any(n == real or n.startswith(real + os.sep) for n in needed):
+    bwrap += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    for path in ["/tmp", *hidden]:  # a directory the kernel itself runs from cannot be hidden
+        if not _holds_runtime(path):
             bwrap += ["--tmpfs", path]
     bwrap += ["--bind", shared, shared, "--size", str(limits.disk_bytes), "--tmpfs", workdir, "--chdir", workdir,
-              "--setenv", "HOME", workdir, "--setenv", "TMPDIR", "/tmp", "--setenv", MARKER, job,
+              "--setenv", "HOME", workdir, "--setenv", "TMPDIR", workdir, "--setenv", MARKER, job,
               # the kernel's parent, as jupyter_client names it, is not its parent in the PID
               # namespace: without this, ipykernel would take it for dead and quit
               "--unsetenv", "JPY_PARENT_PID"]
     return [*launcher, "--", *bwrap, "--", *argv]
+
+
+def _holds_runtime(path: str) -> bool:
+    """Whether the kernel's Python or labkit itself lives under ``path`` (a clone in /tmp)."""
+    real = os.path.realpath(path)
+    runtime = (sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return any(os.path.realpath(p) == real or os.path.realpath(p).startswith(real + os.sep) for p in runtime)
 
 
 def _apply(args: argparse.Namespace) -> None:

@@ -176,6 +176,18 @@ def grade(job: dict) -> dict:
     return _result(job, source, executed, run, cells, flags, tampered, time.monotonic() - started)
 
 
+_SCRATCH: list[str] = []
+
+
+def _scratch() -> str:
+    """This process's directory for its kernels' files: hidden from every kernel, but for
+    the kernel's own shared directory (bound back in)."""
+    if not _SCRATCH:
+        _SCRATCH.append(tempfile.mkdtemp(prefix="labkit-grade-"))
+        atexit.register(shutil.rmtree, _SCRATCH[0], True)
+    return _SCRATCH[0]
+
+
 def kernel_key(protected: list[str], limits: sandbox.Limits, bwrap: bool | None = None,
                scratch: str | None = None) -> tuple:
     """What a kernel is made for: two submissions with the same key can use the same
@@ -202,7 +214,7 @@ class Kernel:
         protected, limits_items, bwrap, scratch = key
         limits = sandbox.Limits(**dict(limits_items))
         self.token = uuid.uuid4().hex[:12]
-        self.root = tempfile.mkdtemp(prefix=f"labkit-grade-{self.token}-", dir=scratch)
+        self.root = tempfile.mkdtemp(prefix=f"kernel-{self.token}-", dir=scratch or _scratch())
         self.shared, self.workdir = os.path.join(self.root, "shared"), os.path.join(self.root, "work")
         os.makedirs(self.shared)
         os.makedirs(self.workdir)
@@ -213,7 +225,7 @@ class Kernel:
                                          connection_file=os.path.join(self.shared, "kernel.json"))
         self.km.wrap = lambda argv: sandbox.kernel_command(
             [sys.executable, *argv[1:]] if argv and argv[0].endswith("python") else argv, limits=limits,
-            workdir=self.workdir, shared=self.shared, hidden=[*protected, *([scratch] if scratch else [])],
+            workdir=self.workdir, shared=self.shared, hidden=[*protected, scratch or _scratch()],
             job=self.token, use_bwrap=bwrap, cgroup=self.cgroup)
         self._log = open(os.path.join(self.shared, "kernel.log"), "wb")  # the kernel's own stdout and stderr
         self._started = threading.Thread(target=self._start, name="labkit-grade-kernel", daemon=True)
