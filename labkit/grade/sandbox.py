@@ -106,6 +106,17 @@ class Cgroup:
                 pass
         return found
 
+    def limit_hit(self) -> bool:
+        """Whether a fork or a thread was refused because the pids limit was reached."""
+        for path in self.paths:
+            try:
+                with open(f"{path}/pids.events") as f:
+                    if any(line.split()[:1] == ["max"] and int(line.split()[1]) > 0 for line in f):
+                        return True
+            except (OSError, ValueError, IndexError):
+                continue
+        return False
+
     def remove(self) -> None:
         """Kill what is left in it, then remove it (bounded: a few rounds)."""
         import signal

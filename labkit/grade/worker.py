@@ -167,9 +167,14 @@ def grade(job: dict) -> dict:
     executed.cells = executed.cells[1:]  # without the bootstrap
     if client.flooded:
         flags.append(f"output over {limits.output_bytes // 1024} kB was dropped (a flood)")
-    audit_flags, notes = _audit(kernel.audit_path)
+    audit_flags, started_processes = _audit(kernel.audit_path)
     flags += audit_flags
-    run.notes += notes
+    if kernel.limit_hit or started_processes >= limits.processes:
+        # Whatever cell it was in then: the notebook could not go on, so the same status always.
+        run.status = "crashed"
+        run.reason = f"it hit the sandbox's limit of {limits.processes} processes and threads (forks without end?)"
+    elif started_processes > PROCESS_NOTE:
+        run.notes.append(f"started {started_processes} processes")
     for sus in _solution_flags(executed):
         flags.append(f"the student's code {sus}")
     kernel.remove()
@@ -230,6 +235,7 @@ class Kernel:
         self._log = open(os.path.join(self.shared, "kernel.log"), "wb")  # the kernel's own stdout and stderr
         self._started = threading.Thread(target=self._start, name="labkit-grade-kernel", daemon=True)
         self._error: Exception | None = None
+        self.limit_hit = False  # the sandbox refused a process or thread (its pids limit)
         self._started.start()
 
     def _start(self) -> None:
@@ -263,6 +269,7 @@ class Kernel:
 
     def kill(self) -> None:
         self._started.join()
+        self.limit_hit = self.cgroup is not None and self.cgroup.limit_hit()
         _kill(self.km, self.token, self.cgroup)
         self._log.close()
 
@@ -386,18 +393,16 @@ def _kill(km: AsyncKernelManager, token: str, cgroup: sandbox.Cgroup | None) -> 
 PROCESS_NOTE = 50  # processes a notebook may start before the TA is told
 
 
-def _audit(path: str) -> tuple[list[str], list[str]]:
-    """What the audit hook saw: (flags for a human, notes for the reason)."""
+def _audit(path: str) -> tuple[list[str], int]:
+    """What the audit hook saw: (flags for a human, how many processes it started)."""
     try:
         with open(path) as f:
             events = [json.loads(line) for line in f if line.strip()]
     except (OSError, ValueError):
-        return [], []
+        return [], 0
     first = {e["kind"]: e["detail"] for e in reversed(events)}
     flags = [f"{AUDIT_FLAGS[kind]}: {detail}" for kind, detail in first.items() if kind in AUDIT_FLAGS]
-    started = sum(1 for e in events if e["kind"] == "process")
-    notes = [f"started {started} processes (the sandbox stops them at its limit)"] if started > PROCESS_NOTE else []
-    return flags, notes
+    return flags, sum(1 for e in events if e["kind"] == "process")
 
 
 def _solution_flags(executed: Any) -> list[str]:
