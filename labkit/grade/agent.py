@@ -198,11 +198,29 @@ class Agent:
             if method is None:
                 channel.send({"ok": None, "closed": bool(getattr(session, "closed", False)), "missing": True})
                 continue
-            result = unpack(_student(seam, method, tuple(args), {}, encode))
+            result = unpack(_student(seam, method, tuple(args), {}, _whole))
             result["closed"] = bool(getattr(session, "closed", False))
             channel.send(result)
             if step["method"] == "connection_lost":
                 return
+
+
+MAX_REPLY = 16 * 1024 * 1024
+
+
+def _whole(value: Any) -> Any:
+    """A session's reply for the wire: a streamed one (an iterator of chunks) joined."""
+    if not isinstance(value, (bytes, bytearray, str)) and hasattr(value, "__next__"):
+        chunks, size = [], 0
+        for chunk in value:
+            if not isinstance(chunk, (bytes, bytearray)):
+                return encode(chunk)  # the contract check on the other side says what is wrong
+            chunks.append(bytes(chunk))
+            size += len(chunk)
+            if size > MAX_REPLY:
+                break
+        value = b"".join(chunks)
+    return encode(value)
 
 
 def _raised(error: BaseException) -> dict:
