@@ -37,9 +37,10 @@ def hand_in(course: Path, student: str, assignment: str, notebook: dict) -> None
     (folder / name).write_text(json.dumps(notebook))
 
 
-def labkit(*args: str, cwd: Path, timeout: float = 400) -> subprocess.CompletedProcess:
+def labkit(*args: str, cwd: Path, timeout: float = 400, python: tuple[str, ...] = ("-m", "labkit.cli")
+           ) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run([sys.executable, "-m", "labkit.cli", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, *python, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -168,6 +169,24 @@ def test_every_other_lab_is_graded_from_outside_too(tmp_path):
         assert bob["reason"] == reason, bob
         result = json.loads((course / "autograded" / "ada" / lab / ".labkit-result.json").read_text())
         assert all(cell["outside"] for cell in result["cells"].values() if cell.get("only_checks")), lab
+
+
+def test_more_submissions_than_a_worker_grades_before_renewal(tmp_path):
+    """Worker pools are renewed every few submissions; grading goes on across renewals
+    (Python 3.11's max_tasks_per_child stopped for good there: CPython gh-115634)."""
+    lab = "0-life-of-an-email"
+    course = make_course(tmp_path)
+    students = [f"s{i}" for i in range(5)]
+    for student in students:
+        hand_in(course, student, lab, source(lab))
+    code = ("import sys, labkit.grade.run as run; run.WORKER_TASKS = 2; "
+            "sys.exit(run.main(sys.argv[1:]))")
+    done = labkit(lab, "--course", str(course), "--workers", "1", *LIMITS, cwd=tmp_path, timeout=180,
+                  python=("-c", code))
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = rows(course)
+    assert sorted(got) == students
+    assert {(r["status"], r["score"] == r["max_score"]) for r in got.values()} == {("graded", True)}
 
 
 def test_selfcheck_fails_a_stub_and_passes_a_solution(tmp_path):

@@ -31,7 +31,7 @@ from . import collect, gradebook, sandbox
 
 STATUSES = ("graded", "flagged", "timed out", "crashed", "missing")
 CSV_FIELDS = ["student", "assignment", "score", "max_score", "status", "reason"]
-WORKER_TASKS = 20  # submissions a worker process grades before a fresh one takes over
+WORKER_TASKS = 20  # submissions per worker process before the pool is renewed
 
 
 def job_for(submission: collect.Submission, source: dict, course: Path, limits: sandbox.Limits,
@@ -150,20 +150,27 @@ def _collect(course: Path, assignment: str, source_path: Path, limits: sandbox.L
 
 class _Pool:
     """Where the jobs run: this machine's worker processes (started at once, each warming
-    its first kernel while the coordinator collects), or a dask.distributed cluster."""
+    its first kernel while the coordinator collects), or a dask.distributed cluster.
+
+    Worker processes are reused (their imports cost a second): the isolation that matters
+    is each submission's own sandboxed kernel. They are renewed all the same, a whole
+    pool every ``WORKER_TASKS`` submissions per worker, the next pool warming while the
+    last jobs of this one finish. Not with ``max_tasks_per_child``: before Python 3.13 a
+    pool using it stops for good once a worker retires with jobs still queued (CPython
+    gh-115634), which a course of a few dozen submissions per worker is enough for."""
 
     def __init__(self, workers: int, dask: str | None, protected: list[str], limits: sandbox.Limits) -> None:
+        self.dask, self.workers, self.protected, self.limits = dask, workers, protected, limits
+        self.local: ProcessPoolExecutor | None = None if dask else self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
         from .worker import warm
 
-        self.dask = dask
-        self.local: ProcessPoolExecutor | None = None
-        if not dask:
-            # Worker processes, reused (their imports cost a second): the isolation that
-            # matters is each submission's own sandboxed kernel. Recycled all the same.
-            self.local = ProcessPoolExecutor(max_workers=workers, max_tasks_per_child=WORKER_TASKS,
-                                             initializer=warm, initargs=(protected, limits.to_dict()))
-            for _ in range(workers):
-                self.local.submit(int)  # start the processes now
+        pool = ProcessPoolExecutor(max_workers=self.workers, initializer=warm,
+                                   initargs=(self.protected, self.limits.to_dict()))
+        for _ in range(self.workers):
+            pool.submit(int)  # start the processes (and their first kernels) now
+        return pool
 
     def __enter__(self) -> "_Pool":
         return self
@@ -183,10 +190,17 @@ class _Pool:
                 for future in distributed.as_completed(client.map(run_job, jobs, pure=False)):
                     yield future.result()
             return
-        assert self.local is not None
-        futures: list[Future] = [self.local.submit(run_job, job) for job in jobs]
-        for future in as_completed(futures):
-            yield future.result()
+        share = WORKER_TASKS * self.workers
+        for start in range(0, len(jobs), share):
+            assert self.local is not None
+            pool = self.local
+            futures: list[Future] = [pool.submit(run_job, job) for job in jobs[start:start + share]]
+            if start + share < len(jobs):
+                self.local = self._start()
+            for future in as_completed(futures):
+                yield future.result()
+            if pool is not self.local:
+                pool.shutdown()
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
