@@ -171,6 +171,23 @@ def test_every_other_lab_is_graded_from_outside_too(tmp_path):
         assert all(cell["outside"] for cell in result["cells"].values() if cell.get("only_checks")), lab
 
 
+def test_a_duplicated_test_cell_is_restored_in_the_copy_kept():
+    """The first copy of a cell is the one kept; it is the one restored (and flagged)."""
+    import nbformat
+
+    from labkit.grade.worker import restore
+
+    ours, theirs = (nbformat.reads(json.dumps(source(LAB1)), as_version=4) for _ in range(2))
+    index, test = next((i, c) for i, c in enumerate(theirs.cells)
+                       if c.metadata.get("nbgrader", {}).get("grade_id") == "test-delivers")
+    fake = nbformat.from_dict({**test, "source": "pass"})
+    theirs.cells.insert(index, fake)
+    restored, flags, tampered = restore(theirs, ours)
+    kept = [c for c in restored.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test-delivers"]
+    assert [c.source for c in kept] == [test.source]
+    assert tampered == {"test-delivers"} and flags == ["edited test cell test-delivers (restored; it earns nothing)"]
+
+
 def test_more_submissions_than_a_worker_grades_before_renewal(tmp_path):
     """Worker pools are renewed every few submissions; grading goes on across renewals
     (Python 3.11's max_tasks_per_child stopped for good there: CPython gh-115634)."""

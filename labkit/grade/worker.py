@@ -36,7 +36,6 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from . import sandbox, verdict
-from .agent import Channel  # noqa: F401 - the agent module must import cleanly here too
 from .remote import AgentClient
 
 BOOTSTRAP = "import labkit.grade.agent as _labkit_agent; _labkit_agent.bootstrap({sock!r}, {audit!r}, {protected!r})"
@@ -56,14 +55,14 @@ def is_test(cell: Any) -> bool:
 def restore(submitted: Any, source: Any) -> tuple[Any, list[str], set[str]]:
     """The submission with the course's test and read-only cells put back: (notebook,
     flags, ids of the test cells that were edited or deleted)."""
-    theirs = {nbgrader_meta(c).get("grade_id"): c for c in submitted.cells if nbgrader_meta(c).get("grade_id")}
     cells, flags, tampered = [], [], set()
-    placed = set()
+    theirs: dict[str, Any] = {}  # grade id: the copy kept, the first
     for cell in submitted.cells:
         grade_id = nbgrader_meta(cell).get("grade_id")
-        if grade_id and grade_id in placed:  # a duplicated cell: nbgrader would refuse it too
+        if grade_id in theirs:  # a duplicated cell: nbgrader would refuse it too
             continue
-        placed.add(grade_id)
+        if grade_id:
+            theirs[grade_id] = cell
         cells.append(cell)
     ours = [c for c in source.cells if nbgrader_meta(c).get("grade_id")]
     for position, cell in enumerate(ours):
