@@ -121,12 +121,6 @@ def _stack() -> list[_Frame]:
     return stack
 
 
-def student_seam() -> str:
-    """The seam whose student code runs in this thread now, or ``""``."""
-    stack = _stack()
-    return stack[-1].seam if stack else ""
-
-
 def check_fence(seam: str, what: str) -> None:
     """Raise :class:`ReferenceUsed` if student code for ``seam`` is running here."""
     for frame in _stack():
