@@ -76,8 +76,12 @@ class Tracer:
 
     def note(self, protocol: str, kind: str, line: str, *, client: str = "", server: str = "", **data) -> None:
         """Emit a note: something happened that is not a protocol line. A ``seam``
-        in ``data`` marks it as having gone through that student part."""
-        self.emit(TraceEvent(protocol, client, server, "*", line, kind=kind, data=data, seam=data.get("seam", "")))
+        in ``data`` marks it as having gone through that student part; an empty one
+        (labkit's own part) is left out of ``data``."""
+        seam = data.get("seam", "")
+        if not seam:
+            data.pop("seam", None)
+        self.emit(TraceEvent(protocol, client, server, "*", line, kind=kind, data=data, seam=seam))
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call ``fn`` for every future event; returns the function that unsubscribes."""

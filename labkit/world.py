@@ -207,7 +207,7 @@ class AsyncWorld:
             yours = self.seams.is_student(name, impl)
             whose = "your" if yours else "labkit's own"
             self.tracer.note("seam", "seam-use", f"{where or 'every host'} now runs {whose} {name}",
-                             server=where or "*", host=where or "*", part=name, **({"seam": name} if yours else {}))
+                             server=where or "*", host=where or "*", part=name, seam=name if yours else "")
 
     def set_behaviour(self, host: str, behaviour: str) -> None:
         """Make a host misbehave (refuse, greylist, tarpit, drop, down) or behave (normal).

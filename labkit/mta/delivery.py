@@ -196,8 +196,6 @@ class DeliveryQueue:
     def note(self, entry: QueueEntry, rcpt: str, kind: str, detail: str, remote: str = "", **extra) -> None:
         """Tell the trace what became of one recipient: delivered, deferred or failed."""
         verb = {"delivered": "delivered", "deferred": "deferred", "failed": "could not deliver"}[kind]
-        if not extra.get("seam"):
-            extra.pop("seam", None)
         self.host.context.tracer.note(
             "mta", kind, f"{self.host.name} {verb} {entry.queue_id} to <{rcpt}>: {detail}", server=self.host.name,
             queue_id=entry.queue_id, recipient=rcpt, detail=detail, remote=remote, **extra,
@@ -273,7 +271,7 @@ class DeliveryQueue:
                     for r in rcpts}
         context.tracer.note("dns", "mx", f"mail for {domain} goes to: " + ", ".join(
             f"{h.preference} {h.host} [{', '.join(h.addresses)}]" for h in hops), client=host.name, domain=domain,
-            hops=[h.host for h in hops], **({"seam": seam} if seam else {}))
+            hops=[h.host for h in hops], seam=seam)
         hops = self._without_myself(hops)
         if not hops:
             return {r: _failed(f"554 5.4.6 mail for {domain} loops back to myself ({host.name})") for r in rcpts}
