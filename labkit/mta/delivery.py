@@ -308,15 +308,18 @@ class DeliveryQueue:
             error = failure
         finally:
             close_socket(sock)
+        where = f"{mx} [{address}]"
         if student and context.receipts.covers(endpoint.host, endpoint.port):
             seen = await self._boundary.in_thread(context.receipts.wait, client)
-            return self._reconcile(result, error, rcpts, seen, mx)
+            if seen or error is None:
+                return self._reconcile(result, error, rcpts, seen, mx)
+            where = mx  # it failed and the MX took nothing: handled below, as any client's error
         if error is None:
             assert result is not None
             return self._outcomes(result, rcpts, mx)
         if isinstance(error, SMTPPermanentError) and error.stage != "greeting":  # a 5xx greeting: next MX
             return {r: _failed(str(error), mx, seam) for r in rcpts}
-        raise _NextAddress(f"451 4.4.1 {mx} [{address}]: {error}")
+        raise _NextAddress(f"451 4.4.1 {where}: {error}")
 
     @staticmethod
     def _outcomes(result: SendResult, rcpts: list[str], remote: str, seam: str = "") -> dict[str, Outcome]:
@@ -338,12 +341,10 @@ class DeliveryQueue:
 
     def _reconcile(self, result: SendResult | None, error: Exception | None, rcpts: list[str],
                    seen: dict[str, str], mx: str) -> dict[str, Outcome]:
-        """A student's client's claims against what ``mx`` accepted (``seen``)."""
+        """A student's client's claims against what ``mx`` accepted (``seen``); for a
+        client that returned a result, or one whose error came after the MX accepted
+        something (an error with nothing accepted is :meth:`_send`'s to handle)."""
         claimed = self._outcomes(result, rcpts, mx, "send_mail") if result is not None else {}
-        if error is not None and not seen:
-            if isinstance(error, SMTPPermanentError) and error.stage != "greeting":
-                return {r: _failed(str(error), mx, "send_mail") for r in rcpts}
-            raise _NextAddress(f"451 4.4.1 {mx}: {error}")
         outcomes: dict[str, Outcome] = {}
         for rcpt in rcpts:
             queue_id = seen.get(rcpt.lower())
