@@ -29,7 +29,8 @@ from .. import contracts, maildir
 from ..boundary import SeamError
 from ..commit import Stage, Staged
 from ..net import close_socket
-from ..dns.mx import MXError, NullMXError, PermanentMXError, TemporaryMXError
+from ..seams import SEAMS
+from ..dns.mx import NullMXError, PermanentMXError, TemporaryMXError
 from ..smtp.client import SendResult, SMTPError, SMTPPermanentError
 from .bounce import Failure
 from .core import domain_of
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MAX_PARALLEL = 16  # deliveries in flight per host
 STOP_GRACE = 1.0  # seconds deliveries in flight get when the world stops
+# The exceptions that are a seam's answer, not its failure (SeamSpec.passes).
+_MX_ANSWERS = SEAMS["resolve_mx"].passing()
+_SEND_ANSWERS = SEAMS["send_mail"].passing()
 
 
 @dataclass(frozen=True)
@@ -259,7 +263,7 @@ class DeliveryQueue:
         seam = "resolve_mx" if student else ""
         try:
             hops = await self._boundary.acall("resolve_mx", host.name, impl, domain, context.resolver(),
-                                              student=student, check=contracts.next_hops, passes=(MXError,))
+                                              student=student, check=contracts.next_hops, passes=_MX_ANSWERS)
         except NullMXError as error:  # RFC 7505 §4.2
             return {r: _failed(f"556 5.1.10 {error}", seam=seam) for r in rcpts}
         except PermanentMXError as error:
@@ -303,7 +307,7 @@ class DeliveryQueue:
         try:
             result = await self._boundary.acall(
                 "send_mail", host.name, impl, sock, helo=host.name, mail_from=entry.mail_from, rcpt_to=rcpts,
-                message=message, student=student, check=contracts.send_result(rcpts), passes=(SMTPError,))
+                message=message, student=student, check=contracts.send_result(rcpts), passes=_SEND_ANSWERS)
         except (SMTPError, SeamError) as failure:
             error = failure
         finally:
