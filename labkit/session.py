@@ -282,12 +282,15 @@ def session_handler(
     """The per-connection coroutine that serves ``part`` (for ``asyncio.start_server``)."""
     boundary = part.boundary or Boundary(tracer or Tracer())
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     chosen: tuple[SessionFactory, bool] | None = None) -> None:
+        """``chosen``: what ``part.choose()`` gave a listener that already asked it for
+        this connection (asking again could get another answer: a seam swapped since)."""
         if served is not None:
             served.transports.add(writer.transport)
         peername = writer.get_extra_info("peername") or ("?", 0)
         peer = addresses.peer_address(peername) if addresses else peername[0]
-        make, student = part.choose()
+        make, student = chosen or part.choose()
         lines = LineTracer(tracer, protocol, part.name_for(peer), server_name, new_session_id(protocol),
                            seam=part.seam if student else "") if tracer else None
         connection = _Connection(part, boundary, make, student)

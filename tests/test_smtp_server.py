@@ -185,3 +185,22 @@ def test_pipelined_commands_are_answered_in_order(sans_io):
         sock.sendall(BODY.encode() + b"QUIT\r\n")
         assert reader.readline().startswith(b"250 2.0.0 OK queued as")
         assert reader.readline().startswith(b"221")
+
+
+def test_a_session_swapped_out_as_a_client_connects_still_serves_it(sans_io, monkeypatch):
+    """The listener picks the front end once per connection: a ``use(smtp_session=None)``
+    right after that choice must not leave the connection with no session (and no reply)."""
+    host = sans_io.host("brilliant.com")
+    part = host.part
+
+    def swapped_after_the_first_look(seam: str):
+        found = part(seam)
+        if seam == "smtp_session":
+            monkeypatch.setattr(host, "part", part)
+            sans_io.seams.use(host.name, smtp_session=None)  # as world.use would, between factory and handler
+        return found
+
+    monkeypatch.setattr(host, "part", swapped_after_the_first_look)
+    port = host.services["smtp"].port
+    assert codes(port, [HELO, "QUIT"]) == ["220", "250", "221"]
+    assert host.part("smtp_session") == (None, False)

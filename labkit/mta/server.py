@@ -14,14 +14,15 @@ after AUTH, or clients in its trusted networks, may send anywhere).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from ..boundary import SeamError
-from ..session import SessionPart, SessionServer, session_handler
+from ..session import SessionFactory, SessionPart, SessionServer, session_handler
 from ..smtp import replies
 from ..trace import LineTracer, new_session_id
 from .core import MTA, Transaction
@@ -201,9 +202,12 @@ async def serve_smtp(host: "MailHost", role: str, bind: str = "127.0.0.1", port:
     submission = role == "submission"
     loop = asyncio.get_running_loop()
 
-    def choose():
+    def session_for(impl: Any) -> SessionFactory:
+        return lambda peer: impl(peer, mta, hostname=host.name)
+
+    def choose() -> tuple[SessionFactory, bool]:
         impl, student = host.part("smtp_session")
-        return (lambda peer: impl(peer, mta, hostname=host.name)), student
+        return session_for(impl), student
 
     part = SessionPart("smtp_session", host.name, choose, _session_failed(host.name), context.boundary,
                        context.name_for, on_open=context.receipts.opened, on_close=context.receipts.closed)
@@ -211,8 +215,12 @@ async def serve_smtp(host: "MailHost", role: str, bind: str = "127.0.0.1", port:
                              addresses=context.addresses, served=served)
 
     def factory() -> asyncio.Protocol:
-        if host.part("smtp_session")[0] is not None:  # a sans-IO session serves this client
-            return asyncio.StreamReaderProtocol(asyncio.StreamReader(), handle)
+        # The seam is read once per connection and that answer serves it: a swap in
+        # between (world.use) takes effect for the next client, never half for this one.
+        impl, student = host.part("smtp_session")
+        if impl is not None:  # a sans-IO session serves this client
+            chosen = (session_for(impl), student)
+            return asyncio.StreamReaderProtocol(asyncio.StreamReader(), functools.partial(handle, chosen=chosen))
         return TracedSMTP(
             hooks,
             hostname=host.name,
