@@ -22,6 +22,7 @@ until the reply to what it sent before is all written.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 from dataclasses import dataclass
@@ -142,6 +143,19 @@ class PeerInfo:
 
 SessionFactory = Callable[[PeerInfo], Session]
 """Makes a session for one connection; a bound method or a class both fit."""
+
+
+# The line for a broken session when the protocol has no better one (see failure_line).
+GENERIC_FAILED = "-ERR server error: {detail}"
+
+
+def failure_line(template: str, host: str, error: SeamError) -> bytes:
+    """A protocol's "the server broke" line (then the connection closes), as ASCII with
+    CRLF: ``template`` with the ``host``, then the failure on one line (positional
+    ``{}``/``{}``, or ``{host}``, ``{failure}``), and ``{detail}``, the bare detail."""
+    failure = error.one_line()
+    text = template.format(host, failure, host=host, failure=failure, detail=error.detail)
+    return (text + "\r\n").encode("ascii", "replace")
 
 
 @dataclass
@@ -388,7 +402,8 @@ async def serve_session(
         part = factory
     else:
         plain = factory
-        part = SessionPart(protocol, server_name, lambda: (plain, False), _generic_failure)
+        part = SessionPart(protocol, server_name, lambda: (plain, False),
+                           functools.partial(failure_line, GENERIC_FAILED, server_name))
     served = SessionServer()
     handle = session_handler(part, protocol=protocol, server_name=server_name, tracer=tracer,
                              addresses=addresses, served=served)
@@ -415,6 +430,3 @@ async def _end(connection: _Connection, boundary: Boundary, part: SessionPart,
     except asyncio.CancelledError:  # the world is stopping: let it
         raise
 
-
-def _generic_failure(error: SeamError) -> bytes:
-    return f"-ERR server error: {error.detail}\r\n".encode("ascii", "replace")

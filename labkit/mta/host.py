@@ -4,6 +4,7 @@ users' Maildirs, and its queue."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from ..accounts import Account, Accounts, LoginPenalty
 from ..config import BEHAVIOURS, AuthConfig, HostConfig, MTAConfig
 from ..context import LabContext
 from ..net import SERVICE_PORTS, Endpoint
-from ..session import SessionPart, SessionServer, serve_session
+from ..session import SessionPart, SessionServer, failure_line, serve_session
 from .delivery import DeliveryQueue
 from .server import serve_smtp
 from .spool import QueueEntry, Spool
@@ -142,8 +143,8 @@ class MailHost:
             impl, student = self.part(seam)
             return (lambda peer: impl(peer, self.accounts, hostname=self.name)), student
 
-        part = SessionPart(seam, self.name, choose, _READING_FAILED[service](self.name), self.context.boundary,
-                           self.context.name_for)
+        failed = functools.partial(failure_line, _READING_FAILED[service], self.name)
+        part = SessionPart(seam, self.name, choose, failed, self.context.boundary, self.context.name_for)
         return await serve_session(part, protocol=service, server_name=self.name, tracer=self.context.tracer,
                                    addresses=self.context.addresses, port=port)
 
@@ -177,14 +178,11 @@ class MailHost:
         )
 
 
-# What a careful server says when its session broke (then it closes the connection).
+# What a careful server says when its session broke (then it closes the connection);
+# see labkit.session.failure_line, and labkit.smtp.replies.SESSION_FAILED for SMTP.
 _READING_FAILED = {
     # RFC 2449 §8.1.2: SYS/TEMP, a problem on the server's side that may go away
-    "pop3": lambda host: lambda error: (
-        f"-ERR [SYS/TEMP] {host}: internal error in the POP3 session ({error.one_line()})\r\n").encode(
-            "ascii", "replace"),
+    "pop3": "-ERR [SYS/TEMP] {host}: internal error in the POP3 session ({failure})",
     # RFC 5530 §3: SERVERBUG, the server encountered a bug in itself
-    "imap": lambda host: lambda error: (
-        f"* BYE [SERVERBUG] {host}: internal error in the IMAP session ({error.one_line()})\r\n").encode(
-            "ascii", "replace"),
+    "imap": "* BYE [SERVERBUG] {host}: internal error in the IMAP session ({failure})",
 }

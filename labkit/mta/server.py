@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from ..boundary import SeamError
-from ..session import SessionFactory, SessionPart, SessionServer, session_handler
+from ..session import SessionFactory, SessionPart, SessionServer, failure_line, session_handler
 from ..smtp import replies
 from ..trace import LineTracer, new_session_id
 from .core import MTA, Transaction
@@ -186,13 +185,6 @@ class Hooks:
         return AuthResult(success=True, auth_data=address)
 
 
-def _session_failed(host: str):
-    def reply(error: SeamError) -> bytes:
-        return (replies.SESSION_FAILED.format(host, error.one_line()) + "\r\n").encode("ascii", "replace")
-
-    return reply
-
-
 async def serve_smtp(host: "MailHost", role: str, bind: str = "127.0.0.1", port: int = 0) -> SessionServer:
     """Start one SMTP service of ``host``; ``role`` is ``smtp`` or ``submission``."""
     mta = MTA(host, role)
@@ -209,8 +201,9 @@ async def serve_smtp(host: "MailHost", role: str, bind: str = "127.0.0.1", port:
         impl, student = host.part("smtp_session")
         return session_for(impl), student
 
-    part = SessionPart("smtp_session", host.name, choose, _session_failed(host.name), context.boundary,
-                       context.name_for, on_open=context.receipts.opened, on_close=context.receipts.closed)
+    failed = functools.partial(failure_line, replies.SESSION_FAILED, host.name)
+    part = SessionPart("smtp_session", host.name, choose, failed, context.boundary, context.name_for,
+                       on_open=context.receipts.opened, on_close=context.receipts.closed)
     handle = session_handler(part, protocol="smtp", server_name=host.name, tracer=context.tracer,
                              addresses=context.addresses, served=served)
 
