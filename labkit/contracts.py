@@ -133,9 +133,17 @@ def received_field(value: Any) -> str:
 
 
 # -- sessions ----------------------------------------------------------------------------
+SESSION_METHODS = ("start", "receive")  # what every session has (labkit.session.Session)
+
+
+def missing_session_methods(value: Any) -> list[str]:
+    """Which of :data:`SESSION_METHODS` ``value`` (a session, or its class) lacks."""
+    return [m for m in SESSION_METHODS if not callable(getattr(value, m, None))]
+
+
 def session_object(value: Any) -> Any:
     """A session factory's product: something with start() and receive(data)."""
-    missing = [m for m in ("start", "receive") if not callable(getattr(value, m, None))]
+    missing = missing_session_methods(value)
     if missing:
         raise ContractError(f"the session factory made a {type_name(value)} without {' and '.join(missing)}(): "
                             "a session needs start() -> bytes and receive(data) -> bytes")

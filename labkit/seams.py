@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .contracts import missing_session_methods
+
 
 @dataclass(frozen=True)
 class SeamSpec:
@@ -118,7 +120,7 @@ def check_implementation(spec: SeamSpec, impl: Any) -> None:
         raise TypeError(f"{spec.name} must be callable as {spec.call}; {getattr(impl, '__name__', impl)}"
                         f"{signature} cannot: {error}") from None
     if spec.kind == "session" and isinstance(impl, type):
-        missing = [m for m in ("start", "receive") if not callable(getattr(impl, m, None))]
+        missing = missing_session_methods(impl)
         if missing:
             raise TypeError(f"{impl.__name__} is not a session: it has no {' or '.join(missing)}() method "
                             "(subclass labkit.lab.Session and write start() and receive())")
