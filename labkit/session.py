@@ -202,6 +202,7 @@ def _state(session: Any) -> tuple[bool, Any]:
     return bool(getattr(session, "closed", False)), delay
 
 
+@functools.cache  # a handful of method names: each check is made once, not per call
 def _after_step(method: str) -> Callable[[Step], Step] | None:
     if method == "connection_lost":  # it returns None: there is nothing left to send
         return None
@@ -209,6 +210,7 @@ def _after_step(method: str) -> Callable[[Step], Step] | None:
     return lambda value: (check(value[0]), value[1], contracts.reply_delay(value[2]))
 
 
+@functools.cache
 def _after_pull(method: str) -> Callable[[Step], Step]:
     check = contracts.session_chunk(method)
     return lambda value: (value[0] if value[0] is _DONE else check(value[0]), value[1],

@@ -20,7 +20,7 @@ import ipaddress
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import contracts
 from ..boundary import SeamError
@@ -170,10 +170,15 @@ class MTA:
     # -- RCPT ----------------------------------------------------------------------
     def rcpt(self, txn: Transaction, address: str) -> str:
         """One recipient, from a worker thread; adds it to ``txn`` when accepted."""
+        return self._rcpt(txn, address, self.host.part("route"))
+
+    def _rcpt(self, txn: Transaction, address: str, route: tuple[Any, bool]) -> str:
+        """:meth:`rcpt` with the ``route`` part (implementation, is it a student's?)
+        its caller has looked up."""
         request = self._rcpt_request(txn, address)
         if isinstance(request, str):
             return request
-        impl, student = self.host.part("route")
+        impl, student = route
         try:
             decision = self.boundary.call("route", self.hostname, impl, request, student=student,
                                           check=contracts.route(self._is_mailbox))
@@ -184,9 +189,10 @@ class MTA:
     async def arcpt(self, txn: Transaction, address: str) -> str:
         """:meth:`rcpt` for the event loop: labkit's own route is pure and quick, so it
         runs right here; a student's runs in a worker thread."""
-        if self.host.part("route")[1]:
-            return await self.boundary.in_thread(self.rcpt, txn, address)
-        return self.rcpt(txn, address)
+        route = self.host.part("route")
+        if route[1]:
+            return await self.boundary.in_thread(self._rcpt, txn, address, route)
+        return self._rcpt(txn, address, route)
 
     def _is_mailbox(self, address: str) -> bool:
         return self.host.mailbox_for(address) is not None
@@ -220,8 +226,12 @@ class MTA:
     def data(self, txn: Transaction, message: bytes) -> str:
         """The message after DATA (dot-unstuffed), from a worker thread: stamped,
         durable, then ``250 … queued as ID``. Resets the transaction either way."""
+        return self._data(txn, message, self.host.part("received_header"))
+
+    def _data(self, txn: Transaction, message: bytes, stamper: tuple[Any, bool]) -> str:
+        """:meth:`data` with the ``received_header`` part its caller has looked up."""
         try:
-            prepared = self._prepare(txn, message)
+            prepared = self._prepare(txn, message, stamper)
             return prepared if isinstance(prepared, str) else self._finish(txn, *prepared)
         finally:
             txn.reset()
@@ -229,10 +239,11 @@ class MTA:
     async def adata(self, txn: Transaction, message: bytes) -> str:
         """:meth:`data` for the event loop; the loop never blocks on the disk (the
         committer thread writes) nor on a student's ``received_header``."""
-        if self.host.part("received_header")[1]:
-            return await self.boundary.in_thread(self.data, txn, message)
+        stamper = self.host.part("received_header")
+        if stamper[1]:
+            return await self.boundary.in_thread(self._data, txn, message, stamper)
         try:
-            prepared = self._prepare(txn, message)
+            prepared = self._prepare(txn, message, stamper)
             if isinstance(prepared, str):
                 return prepared
             await asyncio.wait([asyncio.wrap_future(prepared[1])])
@@ -240,12 +251,13 @@ class MTA:
         finally:
             txn.reset()
 
-    def _prepare(self, txn: Transaction, message: bytes) -> tuple[_Begun, Future] | str:
-        """Check, stamp (the ``received_header`` seam) and hand to the committer."""
+    def _prepare(self, txn: Transaction, message: bytes, stamper: tuple[Any, bool]) -> tuple[_Begun, Future] | str:
+        """Check, stamp (with ``stamper``, the ``received_header`` part) and hand to the
+        committer."""
         begun = self._begin(txn, message)
         if isinstance(begun, str):
             return begun
-        impl, student = self.host.part("received_header")
+        impl, student = stamper
         try:
             stamp = self.boundary.call("received_header", self.hostname, impl, begun.hop, student=student,
                                        check=contracts.received_field)
