@@ -96,7 +96,7 @@ class TracedSMTP(SMTP):
     async def smtp_AUTH(self, arg: str) -> None:
         # aiosmtpd answers "538 encryption required" on a service without AUTH; say what
         # is true here, as the sans-IO session does (Postfix: "authentication not enabled").
-        if self.hooks.mta.role != "submission" and self.session is not None and self.session.host_name:
+        if not self.hooks.mta.auth_enabled and self.session is not None and self.session.host_name:
             await self.push(replies.AUTH_DISABLED)
             return
         await super().smtp_AUTH(arg)
@@ -191,7 +191,7 @@ async def serve_smtp(host: "MailHost", role: str, bind: str = "127.0.0.1", port:
     served = SessionServer()
     hooks = Hooks(mta, served)
     context = host.context
-    submission = role == "submission"
+    auth = mta.auth_enabled
     loop = asyncio.get_running_loop()
 
     def session_for(impl: Any) -> SessionFactory:
@@ -221,8 +221,8 @@ async def serve_smtp(host: "MailHost", role: str, bind: str = "127.0.0.1", port:
             data_size_limit=host.mta.max_message_size,
             enable_SMTPUTF8=True,  # RFC 6531
             decode_data=False,  # keep bytes: 8BITMIME
-            auth_require_tls=not submission,  # the lab has no TLS; AUTH only on submission
-            authenticator=hooks.authenticate if submission else None,
+            auth_require_tls=not auth,  # the lab has no TLS; AUTH only where enabled (submission)
+            authenticator=hooks.authenticate if auth else None,
             timeout=300,  # RFC 5321 §4.5.3.2.7: server timeout at least 5 minutes
             loop=loop,
         )

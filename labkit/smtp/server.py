@@ -340,7 +340,7 @@ class SMTPServerSession(BaseSession):
     def _auth(self, argument: str) -> str:
         if self.state is State.GREETED:
             return NEED_HELO
-        if self.mta.role != "submission":
+        if not self.mta.auth_enabled:
             return AUTH_DISABLED
         if self.txn.login:
             return AUTH_ALREADY
