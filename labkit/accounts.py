@@ -39,19 +39,19 @@ class LoginPenalty:
         self._failures: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()
 
-    def failed(self, client: str) -> float:
-        """Count a failed login from ``client``; the seconds its reply must wait."""
+    def outcome(self, client: str, ok: bool) -> float:
+        """Count a login from ``client``: a successful one (``ok``) clears its count (its
+        next failure counts as a first) and waits 0 s; a failed one returns the seconds
+        its reply must wait."""
         with self._lock:
+            if ok:
+                self._failures.pop(client, None)
+                return 0.0
             count = self._failures.pop(client, 0) + 1
-            self._failures[client] = count
+            self._failures[client] = count  # now the most recent: forgotten last
             while len(self._failures) > self.MAX_CLIENTS:
                 self._failures.popitem(last=False)
         return min(self.delay * 2 ** min(count - 1, 30), self.maximum)
-
-    def succeeded(self, client: str) -> None:
-        """A login from ``client`` succeeded: its next failure counts as a first."""
-        with self._lock:
-            self._failures.pop(client, None)
 
 
 class Accounts:

@@ -308,7 +308,7 @@ class POP3Session:
         return self._login(self.accounts.authenticate(authcid, password))
 
     def _failed(self, reply: str) -> str:
-        self.reply_delay += self.accounts.penalty.failed(self.peer.address)  # the -ERR waits, as Dovecot's
+        self.reply_delay += self.accounts.penalty.outcome(self.peer.address, ok=False)  # the -ERR waits, as Dovecot's
         self._failures += 1
         if self._failures >= MAX_AUTH_FAILURES:
             self.closed = True
@@ -319,7 +319,7 @@ class POP3Session:
         """Enter TRANSACTION: lock the maildrop and take the snapshot (RFC 1939 §4)."""
         if account is None:
             return self._failed(ERR_AUTH)
-        self.accounts.penalty.succeeded(self.peer.address)
+        self.accounts.penalty.outcome(self.peer.address, ok=True)
         store = MailStore(account.maildir)
         try:
             self._lock = store.lock()

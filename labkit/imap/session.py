@@ -449,7 +449,7 @@ class IMAPSession:
     def _logged_in(self, account: Account | None, failure: str = R.NO_LOGIN) -> str:
         penalty = self.accounts.penalty
         if account is None:
-            self.reply_delay += penalty.failed(self.peer.address)  # the NO waits, as Dovecot's
+            self.reply_delay += penalty.outcome(self.peer.address, ok=False)  # the NO waits, as Dovecot's
             self._failures += 1
             if self._failures >= MAX_AUTH_FAILURES:
                 self._untagged.append(R.BYE_TOO_MANY_FAILURES.encode())
@@ -459,7 +459,7 @@ class IMAPSession:
             self.store = MailStore(account.maildir)
         except (StoreError, OSError) as e:
             raise Failed(R.NO_SERVER_BUG.format(reason=e)) from None
-        penalty.succeeded(self.peer.address)
+        penalty.outcome(self.peer.address, ok=True)  # the count is cleared once the store has opened
         self.account, self.state = account, State.AUTHENTICATED
         self._reader.max_append_literal = MAX_APPEND_LITERAL
         return R.LOGGED_IN.format(caps=R.CAPABILITIES, user=account.address)

@@ -136,11 +136,7 @@ class MTA:
         seconds the 535 must wait: the client address's login penalty, see
         :class:`labkit.accounts.LoginPenalty`)."""
         address = self.authenticate(login, password)
-        penalty = self.host.accounts.penalty
-        if address is None:
-            return None, penalty.failed(txn.peer)
-        penalty.succeeded(txn.peer)
-        return address, 0.0
+        return address, self.host.accounts.penalty.outcome(txn.peer, ok=address is not None)
 
     def vrfy(self, address: str) -> str:
         """RFC 5321 §3.5.3: a server may decline to say; most do, so users stay private."""
