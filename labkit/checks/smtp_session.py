@@ -26,6 +26,7 @@ from ..mta.core import MTA
 from ..smtp.client import MalformedReply, Reply, ReplyParser
 from ..trace import delivered_to
 from .harness import Broken, Probe, Rule, entry_points
+from .peers import hangs_up
 
 HOST = "smtp.brilliant.com"
 BETTY, ALBERT, NOBODY, CAROL = "betty@brilliant.com", "albert@awesome.com", "nobody@brilliant.com", "carol@careful.com"
@@ -104,13 +105,7 @@ class _Wire(LockstepClient):
 
     def hangs_up(self) -> bool:
         """Whether the server closes the connection within CLOSE_WAIT seconds."""
-        self.sock.settimeout(CLOSE_WAIT)
-        try:
-            return self.sock.recv(1) == b""
-        except TimeoutError:
-            return False
-        except ConnectionError:
-            return True
+        return hangs_up(self.sock, CLOSE_WAIT)
 
 
 def _wire_hint(problem: str, hint: str) -> str:
