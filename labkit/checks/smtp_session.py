@@ -24,7 +24,7 @@ from typing import Any
 from ..smtp.lockstep import LockstepClient
 from ..mta.core import MTA
 from ..smtp.client import MalformedReply, Reply, ReplyParser
-from ..trace import delivered_to
+from ..trace import delivered_to, settled
 from .harness import Broken, Probe, Rule, entry_points
 from .peers import hangs_up
 
@@ -429,9 +429,7 @@ def relay(probe: Probe) -> None:
     step, expected = f"Albert -> smtp.awesome.com -> (your session on) {HOST}", "Betty has the mail"
     hint = "MAIL may carry parameters after the path: the relay sends MAIL FROM:<…> SIZE=n (RFC 5321 §4.1.1.2, " \
            "RFC 1870); pass them to mta.mail(txn, address, params)"
-    ended = probe.wait(world, lambda e: delivered_to(BETTY)(e) or (
-        e.kind in ("deferred", "failed") and e.data.get("recipient", "").lower() == BETTY), step=step,
-        expected=expected, hint=hint)
+    ended = probe.wait(world, settled(BETTY), step=step, expected=expected, hint=hint)
     if ended.kind != "delivered":
         raise Broken(step, expected, ended.line, hint=hint)
     _stamped(world, _stored(world), "the message in Betty's Maildir")
