@@ -27,6 +27,7 @@ from ..smtp.client import MalformedReply, Reply, ReplyParser
 from ..trace import delivered_to, settled
 from .harness import Broken, Probe, Rule, entry_points
 from .peers import hangs_up
+from .received_header import clause
 
 HOST = "smtp.brilliant.com"
 BETTY, ALBERT, NOBODY, CAROL = "betty@brilliant.com", "albert@awesome.com", "nobody@brilliant.com", "carol@careful.com"
@@ -204,7 +205,7 @@ def _expect_body(stored: bytes, body: bytes, expected: str, hint: str) -> None:
 
 def _stamped(world: Any, stored: bytes, step: str) -> None:
     received = [" ".join(h.split()) for h in email.message_from_bytes(stored).get_all("Received", [])]
-    if not any(f"by {HOST} " in h for h in received):
+    if not any(clause(f"Received: {h}", "by") == HOST for h in received):
         raise Broken(step, f"a Received: header 'from … by {HOST} …' (RFC 5321 §4.4: every server that takes "
                      "a message stamps one)", "; ".join(received) or "no Received: header",
                      hint="mta.data(txn, message) stamps it: give it the message as it came")
