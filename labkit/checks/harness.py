@@ -19,8 +19,11 @@ event) into the same :class:`Broken`, with the student's traceback.
 from __future__ import annotations
 
 import contextlib
+import email
+import email.policy
 import functools
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..boundary import DEFAULT_DEADLINE, Boundary, SeamError
@@ -33,6 +36,11 @@ if TYPE_CHECKING:
 
 # Notes of a world's trace that tell a rule's story (besides the protocol lines).
 STORY = ("seam-error", "deferred", "failed", "delivered")
+
+
+def parsed(message: bytes) -> EmailMessage:
+    """``message`` as mail software reads it: the stdlib parser, with its modern policy."""
+    return email.message_from_bytes(message, policy=email.policy.default)
 
 
 class Broken(Exception):
@@ -152,6 +160,10 @@ class Probe:
         """:meth:`wait` until a message for ``recipient`` is in its Maildir."""
         return self.wait(world, delivered_to(recipient), step=step, expected=expected or f"{recipient} has the mail",
                          hint=hint)
+
+    def stored(self, world: "World", address: str, index: int = -1) -> EmailMessage:
+        """A message in ``address``'s Maildir (oldest first; default: the newest), parsed."""
+        return parsed(world.messages(address)[index])
 
     def note(self, direction: str, line: str) -> None:
         self.transcript.append((direction, line))

@@ -9,7 +9,6 @@ rules talk to it with poplib/imaplib or a :class:`~labkit.checks.peers.LineClien
 
 from __future__ import annotations
 
-import os
 import queue
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -84,8 +83,7 @@ class Served:
 
     def stored(self) -> int:
         """How many messages Betty's Maildir holds (new/ and cur/)."""
-        maildir = self.world.mailbox(BETTY).maildir
-        return sum(len(os.listdir(maildir / sub)) for sub in ("new", "cur"))
+        return len(self.world.messages(BETTY))
 
 
 def serve(probe: Probe, service: str) -> Served:

@@ -15,7 +15,6 @@ user, 454 relay denied, 250 queued as ID) must be what ``mta`` told the session.
 
 from __future__ import annotations
 
-import email
 import re
 import smtplib
 import socket
@@ -25,7 +24,7 @@ from ..smtp.lockstep import LockstepClient
 from ..mta.core import MTA
 from ..smtp.client import MalformedReply, Reply, ReplyParser
 from ..trace import delivered_to, settled
-from .harness import Broken, Probe, Rule, entry_points
+from .harness import Broken, Probe, Rule, entry_points, parsed
 from .peers import hangs_up
 from .received_header import clause
 
@@ -204,7 +203,7 @@ def _expect_body(stored: bytes, body: bytes, expected: str, hint: str) -> None:
 
 
 def _stamped(world: Any, stored: bytes, step: str) -> None:
-    received = [" ".join(h.split()) for h in email.message_from_bytes(stored).get_all("Received", [])]
+    received = [" ".join(h.split()) for h in parsed(stored).get_all("Received", [])]
     if not any(clause(f"Received: {h}", "by") == HOST for h in received):
         raise Broken(step, f"a Received: header 'from … by {HOST} …' (RFC 5321 §4.4: every server that takes "
                      "a message stamps one)", "; ".join(received) or "no Received: header",
@@ -375,9 +374,10 @@ def line_limits(probe: Probe) -> None:
                      "remember an over-long one and answer 500 at the final '.' instead of calling mta.data")
     _expect(wire, MAIL, 250, "after the refused message, the next transaction may start (RFC 5321 §4.1.1.4)",
             "the refused message ended the transaction: go back to the state after HELO")
-    if wire.world.messages(BETTY):
+    stored = wire.world.messages(BETTY)
+    if stored:
         raise Broken("Betty's Maildir", "empty: a message refused with 500 is not stored",
-                     f"{len(wire.world.messages(BETTY))} message(s)", hint="answer 500 at the final '.' only, and "
+                     f"{len(stored)} message(s)", hint="answer 500 at the final '.' only, and "
                      "do not pass the message to mta.data")
 
 
