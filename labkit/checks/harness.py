@@ -97,10 +97,13 @@ class Probe:
                       hint=_HINTS.get(failure, "").format(seam=self.seam, deadline=self.boundary.deadline))
 
     # -- in a running world ------------------------------------------------------------
-    def world(self, *, host: str | None = None, servers: Iterable[str] = (), plug: bool = True) -> "World":
+    def world(self, *, host: str | None = None, servers: Iterable[str] = (), plug: bool = True,
+              part: Any = None) -> "World":
         """A lab world for this rule (stopped when the rule ends), the student's part
-        plugged in (on ``host`` only, if given). The transcript gets the protocol lines
-        of ``servers``, the lines the student's part spoke, and the notes in STORY."""
+        plugged in (on ``host`` only, if given): :attr:`part`, or ``part`` (a wrapper of
+        the student's that records what it did); ``plug=False``: labkit's own. The
+        transcript gets the protocol lines of ``servers``, the lines the student's part
+        spoke, and the notes in STORY."""
         from ..world import World
 
         world = self.enter(World(deadline=self.boundary.deadline))
@@ -113,7 +116,7 @@ class Probe:
 
         self.later(world.tracer.subscribe(show))
         if plug:
-            world.use(host=host, **{self.seam: self.part})
+            world.use(host=host, **{self.seam: self.part if part is None else part})
         return world
 
     def _failed_in(self, event: TraceEvent) -> bool:

@@ -185,8 +185,7 @@ def in_the_world(probe: Probe) -> None:
         stamps.append(stamp)
         return stamp
 
-    world = probe.world(plug=False, servers=[HOST])
-    world.use(host=HOST, received_header=recorded)
+    world = probe.world(host=HOST, servers=[HOST], part=recorded)
     step = f"Albert -> smtp.awesome.com -> {HOST} (your received_header) -> Betty's Maildir"
     world.send(ALBERT, [BETTY], MESSAGE)
     probe.delivered(world, BETTY, step=step)

@@ -88,15 +88,14 @@ class Served:
 
 def serve(probe: Probe, service: str) -> Served:
     """A world whose smtp.brilliant.com serves ``service`` with the student's session."""
-    world = probe.world(plug=False)
-    account = world.mailbox(BETTY)
-    for message in MESSAGES:
-        deliver(account.maildir, message)
     ended: "queue.Queue[None]" = queue.Queue()
 
     def observed(peer: Any, accounts: Any, *, hostname: str) -> _Observed:
         return _Observed(probe.impl(peer, accounts, hostname=hostname), ended)
 
-    world.use(host=HOST, **{probe.seam: observed})
+    world = probe.world(host=HOST, part=observed)
+    account = world.mailbox(BETTY)
+    for message in MESSAGES:
+        deliver(account.maildir, message)
     endpoint = world.host(HOST).services[service]
     return Served(probe, world, endpoint.host, endpoint.port, account.password, ended)
