@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 # Notes of a world's trace that tell a rule's story (besides the protocol lines).
 STORY = ("seam-error", "deferred", "failed", "delivered")
+SHOWN_LINES = 40  # a failed row shows this many of the last lines of its rule's transcript
 
 
 def parsed(message: bytes) -> EmailMessage:
@@ -46,11 +47,9 @@ def parsed(message: bytes) -> EmailMessage:
 class Broken(Exception):
     """A rule does not hold: where, what was expected, what came back."""
 
-    def __init__(self, step: str, expected: str, got: str, *, hint: str = "",
-                 transcript: list[Line] | None = None) -> None:
+    def __init__(self, step: str, expected: str, got: str, *, hint: str = "") -> None:
         super().__init__(f"{step}: expected {expected}, got {got}")
         self.step, self.expected, self.got, self.hint = step, expected, got, hint
-        self.transcript = transcript
 
 
 @dataclass(frozen=True)
@@ -181,9 +180,8 @@ class Probe:
     @contextlib.contextmanager
     def rule(self) -> Iterator[None]:
         self.transcript = []
-        with self._cleanups:
+        with self._cleanups:  # an ExitStack may be entered again: it is empty once it has exited
             yield
-        self._cleanups = contextlib.ExitStack()
 
     def close(self) -> None:
         self.boundary.shutdown()
@@ -215,27 +213,28 @@ _HINTS = {
 
 
 def run_rules(seam: str, rules: Iterable[Rule], impl: Any, *, only: Iterable[str] | None = None,
-              deadline: float = DEFAULT_DEADLINE, title: str = "") -> Report:
-    """Check ``impl`` for ``seam`` against ``rules`` (or the ``only`` ones named)."""
+              deadline: float = DEFAULT_DEADLINE) -> Report:
+    """Check ``impl`` for ``seam`` against ``rules`` (or the ``only`` ones named), in a
+    :class:`Report` titled ``seam``."""
     rules = list(rules)
-    wanted = list(only) if only is not None else [r.name for r in rules]
-    unknown = set(wanted) - {r.name for r in rules}
-    if unknown:
-        raise KeyError(f"no rules {sorted(unknown)} for {seam}; rules: {', '.join(r.name for r in rules)}")
-    report = Report(title or f"{seam} checks")
+    if only is not None:
+        wanted = set(only)
+        unknown = wanted - {r.name for r in rules}
+        if unknown:
+            raise KeyError(f"no rules {sorted(unknown)} for {seam}; rules: {', '.join(r.name for r in rules)}")
+        rules = [r for r in rules if r.name in wanted]
+    report = Report(seam)
     try:
         check_implementation(SEAMS[seam], impl)
     except TypeError as error:
         for rule in rules:
-            if rule.name in wanted:
-                report.add(Result(rule.title, "fail", step=f"plugging in your {seam}", expected=SEAMS[seam].call,
-                                  got=str(error), rfc=rule.rfc, points=rule.points))
+            report.add(Result(rule.title, "fail", step=f"plugging in your {seam}", expected=SEAMS[seam].call,
+                              got=str(error), rfc=rule.rfc, points=rule.points))
         return report
     probe = Probe(seam, impl, deadline=deadline)
     try:
         for rule in rules:
-            if rule.name in wanted:
-                report.add(_one(probe, rule))
+            report.add(_one(probe, rule))
     finally:
         probe.close()
     return report
@@ -245,7 +244,7 @@ def entry_points(seam: str, rules: list[Rule]) -> tuple[Callable[..., Report], C
     """A check module's ``run(impl, only=None, *, deadline=5.0)`` and ``check(...)``."""
 
     def run(impl: Any, only: Iterable[str] | None = None, *, deadline: float = DEFAULT_DEADLINE) -> Report:
-        return run_rules(seam, rules, impl, only=only, deadline=deadline, title=seam)
+        return run_rules(seam, rules, impl, only=only, deadline=deadline)
 
     def check(impl: Any, only: Iterable[str] | None = None, *, deadline: float = DEFAULT_DEADLINE) -> None:
         run(impl, only, deadline=deadline).assert_passed()
@@ -263,11 +262,11 @@ def _one(probe: Probe, rule: Rule) -> Result:
         with probe.rule():
             rule.check(probe)
     except Broken as broken:
-        transcript = broken.transcript if broken.transcript is not None else probe.transcript
         return Result(rule.title, "fail", step=broken.step, expected=broken.expected, got=broken.got,
-                      rfc=rule.rfc, hint=broken.hint, transcript=transcript[-40:], points=rule.points)
+                      rfc=rule.rfc, hint=broken.hint, transcript=probe.transcript[-SHOWN_LINES:],
+                      points=rule.points)
     except Exception as error:  # the check itself could not run: say so, do not crash the notebook
         return Result(rule.title, "fail", step="running the check", expected="the check to run",
-                      got=f"{type(error).__name__}: {error}", rfc=rule.rfc, transcript=probe.transcript[-40:],
-                      points=rule.points)
+                      got=f"{type(error).__name__}: {error}", rfc=rule.rfc,
+                      transcript=probe.transcript[-SHOWN_LINES:], points=rule.points)
     return Result(rule.title, "pass", rfc=rule.rfc, points=rule.points)
