@@ -12,6 +12,7 @@ Both return objects Jupyter shows as HTML (and print as plain text elsewhere).
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from dataclasses import dataclass
 from typing import Iterable
@@ -91,8 +92,7 @@ def _attributed(events: Iterable[TraceEvent]) -> list[TraceEvent]:
         if e.kind == "lookup":
             asking = e.client
         if e.protocol == "dns" and e.direction in ("C", "S") and asking:
-            e = TraceEvent(e.protocol, asking, e.server, e.direction, e.line, e.session, e.kind, e.data, e.time,
-                           e.seam)
+            e = dataclasses.replace(e, client=asking)
         if e.direction in ("C", "S") or e.kind in ("queued", "delivered", "deferred", "failed", "seam-error",
                                                    "seam-call"):
             shown.append(e)
