@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 STORY = ("seam-error", "deferred", "failed", "delivered")
 SHOWN_LINES = 40  # a failed row shows this many of the last lines of its rule's transcript
 
+# The lecture world's people, as the rules address them.
+ALBERT, BETTY, CAROL, DAVE = "albert@awesome.com", "betty@brilliant.com", "carol@careful.com", "dave@brilliant.com"
+# Albert's mail to Betty, for a rule that needs a message, not a particular one.
+DINNER = b"From: Albert <albert@awesome.com>\r\nTo: Betty <betty@brilliant.com>\r\nSubject: Dinner\r\n\r\nTonight?\r\n"
+
 
 def parsed(message: bytes) -> EmailMessage:
     """``message`` as mail software reads it: the stdlib parser, with its modern policy."""

@@ -13,8 +13,8 @@ from __future__ import annotations
 import poplib
 from typing import Callable
 
-from .harness import Broken, Probe, Rule, entry_points
-from .sessions import BETTY, MESSAGES, Served, serve
+from .harness import BETTY, Broken, Probe, Rule, entry_points
+from .sessions import MESSAGES, Served, serve
 
 SIZES = sorted(len(m) for m in MESSAGES)
 

@@ -19,9 +19,8 @@ from typing import Any
 
 from .. import contracts
 from ..mta.received import HopInfo
-from .harness import Broken, Probe, Rule, entry_points, parsed
+from .harness import ALBERT, BETTY, DAVE, DINNER, Broken, Probe, Rule, entry_points, parsed
 
-ALBERT, BETTY, DAVE = "albert@awesome.com", "betty@brilliant.com", "dave@brilliant.com"
 HOST = "smtp.brilliant.com"
 WHEN = 1760000000.0  # 2025-10-09 08:53:20 UTC: the moment the hop was received, not "now"
 HOP = HopInfo(helo="smtp.awesome.com", peer_address="1.2.3.4", peer_name="smtp.awesome.com", by=HOST,
@@ -29,7 +28,6 @@ HOP = HopInfo(helo="smtp.awesome.com", peer_address="1.2.3.4", peer_name="smtp.a
 # A client the receiving host cannot name, whose HELO name is its own idea.
 STRANGER = HopInfo(helo="laptop.local", peer_address="1.2.3.99", peer_name="", by=HOST, protocol="SMTP",
                    queue_id="0B77E1D2", recipients=(BETTY,), timestamp=WHEN)
-MESSAGE = b"From: Albert <albert@awesome.com>\r\nTo: Betty <betty@brilliant.com>\r\nSubject: Dinner\r\n\r\nTonight?\r\n"
 
 _COMMENT = re.compile(r"\([^()]*\)")
 _FROM = re.compile(r"\bfrom\s+([^\s()]+)\s*\(([^)]*)\)", re.IGNORECASE)
@@ -187,7 +185,7 @@ def in_the_world(probe: Probe) -> None:
 
     world = probe.world(host=HOST, servers=[HOST], part=recorded)
     step = f"Albert -> smtp.awesome.com -> {HOST} (your received_header) -> Betty's Maildir"
-    world.send(ALBERT, [BETTY], MESSAGE)
+    world.send(ALBERT, [BETTY], DINNER)
     probe.delivered(world, BETTY, step=step)
     top = str((probe.stored(world, BETTY, 0).get_all("Received") or [""])[0])
     mine = contracts.received_field(stamps[-1]).split(":", 1)[1] if stamps else ""

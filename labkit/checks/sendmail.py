@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .harness import Broken, Probe, Rule, entry_points
+from .harness import ALBERT, BETTY, CAROL, Broken, Probe, Rule, entry_points
 from .received_header import clause
 
-ALBERT, BETTY, CAROL, PAT = "albert@awesome.com", "betty@brilliant.com", "carol@careful.com", "pat@plain.com"
+PAT = "pat@plain.com"
 SUBMISSION = "smtp.awesome.com"
 FENCE_VARIABLE = "LABKIT_CHECK_FENCE"  # where the fence records a use of labkit's own sendmail
 # mutt hands sendmail the message with Unix line endings

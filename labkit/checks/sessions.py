@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..maildir import deliver
-from .harness import Broken, Probe
+from .harness import BETTY, Broken, Probe
 from .peers import LineClient
 
 if TYPE_CHECKING:
     from ..world import World
 
-BETTY = "betty@brilliant.com"
 HOST = "smtp.brilliant.com"
 # A line with a single ".", lines starting with "." (dot-stuffing), and 8-bit text whose
 # octets are not its characters (sizes).

@@ -24,12 +24,12 @@ from ..smtp.lockstep import LockstepClient
 from ..mta.core import MTA
 from ..smtp.client import MalformedReply, Reply, ReplyParser
 from ..trace import delivered_to, settled
-from .harness import Broken, Probe, Rule, entry_points, parsed
+from .harness import ALBERT, BETTY, CAROL, Broken, Probe, Rule, entry_points, parsed
 from .peers import hangs_up
 from .received_header import clause
 
 HOST = "smtp.brilliant.com"
-BETTY, ALBERT, NOBODY, CAROL = "betty@brilliant.com", "albert@awesome.com", "nobody@brilliant.com", "carol@careful.com"
+NOBODY = "nobody@brilliant.com"
 SENDER, CLIENT = "someone@example.org", "client.example"
 HELO, EHLO, MAIL, RCPT = f"HELO {CLIENT}", f"EHLO {CLIENT}", f"MAIL FROM:<{SENDER}>", f"RCPT TO:<{BETTY}>"
 MESSAGE = (b"From: Someone <someone@example.org>\r\nTo: Betty <betty@brilliant.com>\r\nSubject: Receiving mail\r\n"
