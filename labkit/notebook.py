@@ -12,12 +12,13 @@ Both return objects Jupyter shows as HTML (and print as plain text elsewhere).
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from dataclasses import dataclass
 from typing import Iterable
 
 from .render import Annotator
-from .trace import TraceEvent
+from .trace import TraceEvent, delivered_to, settled
 
 STUDENT = "#d9730d"  # the student's parts
 COLOURS = {"smtp": "#1f6feb", "dns": "#8250df", "imap": "#1a7f37", "pop3": "#1a7f37", "mta": "#6e7781",
@@ -91,8 +92,7 @@ def _attributed(events: Iterable[TraceEvent]) -> list[TraceEvent]:
         if e.kind == "lookup":
             asking = e.client
         if e.protocol == "dns" and e.direction in ("C", "S") and asking:
-            e = TraceEvent(e.protocol, asking, e.server, e.direction, e.line, e.session, e.kind, e.data, e.time,
-                           e.seam)
+            e = dataclasses.replace(e, client=asking)
         if e.direction in ("C", "S") or e.kind in ("queued", "delivered", "deferred", "failed", "seam-error",
                                                    "seam-call"):
             shown.append(e)
@@ -253,13 +253,10 @@ def follow(world, recipient: str, *, since: float = 0.0, timeout: float = 10.0) 
     """What became of the mail for ``recipient``: delivered, or the trace's reason why
     not (a student's part that failed, a deferral, a bounce). Never raises: a notebook
     cell that shows the story must not fail because the story went wrong."""
-    from .trace import delivered_to
-
-    arrived = delivered_to(recipient)
+    arrived, outcome = delivered_to(recipient), settled(recipient)
 
     def ended(e: TraceEvent) -> bool:
-        return arrived(e) or e.kind == "seam-error" or (
-            e.kind in ("deferred", "failed") and e.data.get("recipient", "").lower() == recipient.lower())
+        return outcome(e) or e.kind == "seam-error"
 
     try:
         event = world.wait_for(ended, timeout=timeout, since=since)

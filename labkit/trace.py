@@ -46,6 +46,14 @@ def delivered_to(recipient: str) -> Callable[[TraceEvent], bool]:
     return lambda e: (e.kind == "delivered" and e.data.get("recipient", "").lower() == recipient
                       and e.data.get("detail", "").startswith("maildir"))
 
+
+def settled(recipient: str) -> Callable[[TraceEvent], bool]:
+    """A predicate: the mail for ``recipient`` has an outcome, for now: stored in its
+    Maildir (:func:`delivered_to`), or deferred or failed for it."""
+    arrived, recipient = delivered_to(recipient), recipient.lower()
+    return lambda e: arrived(e) or (e.kind in ("deferred", "failed")
+                                    and e.data.get("recipient", "").lower() == recipient)
+
 _session_ids = itertools.count(1)
 
 

@@ -7,6 +7,7 @@ from types import ModuleType
 from typing import Any
 
 from labkit.checks import Result
+from labkit.lab import Session
 
 
 def passes_every_rule(checks: ModuleType, impl: Any, *, deadline: float = 2.0) -> None:
@@ -35,3 +36,14 @@ def fails_with(checks: ModuleType, impl: Any, rules: list[str], says: str, *, de
 def with_receive(session_class: type, receive: Any) -> type:
     """``session_class`` with another ``receive`` (a broken one)."""
     return type("Broken", (session_class,), {"receive": receive})
+
+
+class Greets(Session):
+    """An SMTP session that greets properly (mta.greeting()); what receive() does is up
+    to the subclass."""
+
+    def __init__(self, peer, mta, *, hostname):
+        self.mta = mta
+
+    def start(self):
+        return (self.mta.greeting() + "\r\n").encode()

@@ -21,14 +21,10 @@ def test_each_mistake_is_caught_with_its_message(mistake):
     assert caught(checks.pop3_session, MISTAKES, mistake).rfc.startswith("RFC 1939")
 
 
-def broken(receive):
-    return with_receive(good, receive)
-
-
 @pytest.mark.parametrize("impl, says", [
-    (broken(lambda self, data: {}[data]), "KeyError"),
-    (broken(lambda self, data: "+OK a str"), "must return bytes, got str"),
-    (broken(lambda self, data: time.sleep(30)), "longer than 0.5s"),
+    (with_receive(good, lambda self, data: {}[data]), "KeyError"),
+    (with_receive(good, lambda self, data: "+OK a str"), "must return bytes, got str"),
+    (with_receive(good, lambda self, data: time.sleep(30)), "longer than 0.5s"),
     (type("Mine", (LabkitsOwn,), {}), "yours to write"),
 ])
 def test_broken_sessions_fail_with_the_boundarys_message(impl, says):
@@ -36,7 +32,7 @@ def test_broken_sessions_fail_with_the_boundarys_message(impl, says):
 
 
 def test_a_crash_shows_the_students_traceback_and_the_wire():
-    result = checks.pop3_session.run(broken(lambda self, data: {}[data]), only=["login"]).results[0]
+    result = checks.pop3_session.run(with_receive(good, lambda self, data: {}[data]), only=["login"]).results[0]
     assert "in <lambda>" in result.got and "KeyError: b'STAT\\r\\n'" in result.got
     assert any(line.endswith("-ERR [SYS/TEMP] smtp.brilliant.com: internal error in the POP3 session "
                              "(raised: KeyError: b'STAT\\r\\n')") for _, line in result.transcript), result.transcript

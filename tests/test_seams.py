@@ -21,6 +21,7 @@ from pathlib import Path
 import dns.resolver
 import pytest
 
+from checking import Greets, with_receive
 from conftest import lecture_config
 from labkit.dns.mx import resolve_mx as labkit_resolve_mx
 from labkit.lab import (Local, NextHop, PermanentMXError, Refuse, Relay, Reply, SendResult, Session,
@@ -322,13 +323,7 @@ def test_a_session_without_the_base_class_and_optional_methods_works(world):
 
 
 def test_the_end_of_a_students_session_is_no_error(world):
-    class Quits(Session):  # connection_lost() returns None, as Session says
-        def __init__(self, peer, mta, *, hostname):
-            self.mta = mta
-
-        def start(self):
-            return (self.mta.greeting() + "\r\n").encode()
-
+    class Quits(Greets):  # connection_lost() returns None, as Session says
         def receive(self, data):
             self.closed = True
             return b"221 2.0.0 bye\r\n"
@@ -350,7 +345,7 @@ def test_the_end_of_a_students_session_is_no_error(world):
     (lambda self, data: 1 / 0, "ZeroDivisionError"),
 ])
 def test_a_broken_pop3_session_gets_err_and_others_go_on(world, receive, says):
-    world.use(host="smtp.brilliant.com", pop3_session=type("Broken", (FirstPOP3,), {"receive": receive}))
+    world.use(host="smtp.brilliant.com", pop3_session=with_receive(FirstPOP3, receive))
     client = pop3(world)
     with pytest.raises(poplib.error_proto, match=r"SYS/TEMP.*" + says.split(",")[0].replace("(", r"\(")):
         client.user("betty")
@@ -407,13 +402,7 @@ def test_a_broken_imap_session_says_bye(world):
 
 
 def test_a_broken_smtp_session_gets_451_and_the_mail_waits(world):
-    class Broken(Session):
-        def __init__(self, peer, mta, *, hostname):
-            self.mta = mta
-
-        def start(self):
-            return (self.mta.greeting() + "\r\n").encode()
-
+    class Broken(Greets):
         def receive(self, data):
             raise RuntimeError("my state machine")
 

@@ -23,9 +23,8 @@ from typing import Any, Callable
 
 from .. import contracts
 from ..maildir import create
-from .harness import Broken, Probe, Rule, entry_points
+from .harness import ALBERT, BETTY, Broken, Probe, Rule, entry_points
 
-ALBERT, BETTY = "albert@awesome.com", "betty@brilliant.com"
 HOST = "smtp.brilliant.com"
 MESSAGE = ("Return-Path: <albert@awesome.com>\r\nFrom: Albert <albert@awesome.com>\r\nTo: Betty <betty@brilliant.com>"
            "\r\nSubject: Grüße\r\n\r\nDinner tonight?\r\n.\r\n-Albert\r\n").encode()

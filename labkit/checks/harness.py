@@ -19,8 +19,11 @@ event) into the same :class:`Broken`, with the student's traceback.
 from __future__ import annotations
 
 import contextlib
+import email
+import email.policy
 import functools
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..boundary import DEFAULT_DEADLINE, Boundary, SeamError
@@ -33,16 +36,25 @@ if TYPE_CHECKING:
 
 # Notes of a world's trace that tell a rule's story (besides the protocol lines).
 STORY = ("seam-error", "deferred", "failed", "delivered")
+SHOWN_LINES = 40  # a failed row shows this many of the last lines of its rule's transcript
+
+# The lecture world's people, as the rules address them.
+ALBERT, BETTY, CAROL, DAVE = "albert@awesome.com", "betty@brilliant.com", "carol@careful.com", "dave@brilliant.com"
+# Albert's mail to Betty, for a rule that needs a message, not a particular one.
+DINNER = b"From: Albert <albert@awesome.com>\r\nTo: Betty <betty@brilliant.com>\r\nSubject: Dinner\r\n\r\nTonight?\r\n"
+
+
+def parsed(message: bytes) -> EmailMessage:
+    """``message`` as mail software reads it: the stdlib parser, with its modern policy."""
+    return email.message_from_bytes(message, policy=email.policy.default)
 
 
 class Broken(Exception):
     """A rule does not hold: where, what was expected, what came back."""
 
-    def __init__(self, step: str, expected: str, got: str, *, hint: str = "",
-                 transcript: list[Line] | None = None) -> None:
+    def __init__(self, step: str, expected: str, got: str, *, hint: str = "") -> None:
         super().__init__(f"{step}: expected {expected}, got {got}")
         self.step, self.expected, self.got, self.hint = step, expected, got, hint
-        self.transcript = transcript
 
 
 @dataclass(frozen=True)
@@ -89,10 +101,13 @@ class Probe:
                       hint=_HINTS.get(failure, "").format(seam=self.seam, deadline=self.boundary.deadline))
 
     # -- in a running world ------------------------------------------------------------
-    def world(self, *, host: str | None = None, servers: Iterable[str] = (), plug: bool = True) -> "World":
+    def world(self, *, host: str | None = None, servers: Iterable[str] = (), plug: bool = True,
+              part: Any = None) -> "World":
         """A lab world for this rule (stopped when the rule ends), the student's part
-        plugged in (on ``host`` only, if given). The transcript gets the protocol lines
-        of ``servers``, the lines the student's part spoke, and the notes in STORY."""
+        plugged in (on ``host`` only, if given): :attr:`part`, or ``part`` (a wrapper of
+        the student's that records what it did); ``plug=False``: labkit's own. The
+        transcript gets the protocol lines of ``servers``, the lines the student's part
+        spoke, and the notes in STORY."""
         from ..world import World
 
         world = self.enter(World(deadline=self.boundary.deadline))
@@ -105,7 +120,7 @@ class Probe:
 
         self.later(world.tracer.subscribe(show))
         if plug:
-            world.use(host=host, **{self.seam: self.part})
+            world.use(host=host, **{self.seam: self.part if part is None else part})
         return world
 
     def _failed_in(self, event: TraceEvent) -> bool:
@@ -153,6 +168,10 @@ class Probe:
         return self.wait(world, delivered_to(recipient), step=step, expected=expected or f"{recipient} has the mail",
                          hint=hint)
 
+    def stored(self, world: "World", address: str, index: int = -1) -> EmailMessage:
+        """A message in ``address``'s Maildir (oldest first; default: the newest), parsed."""
+        return parsed(world.messages(address)[index])
+
     def note(self, direction: str, line: str) -> None:
         self.transcript.append((direction, line))
 
@@ -166,9 +185,8 @@ class Probe:
     @contextlib.contextmanager
     def rule(self) -> Iterator[None]:
         self.transcript = []
-        with self._cleanups:
+        with self._cleanups:  # an ExitStack may be entered again: it is empty once it has exited
             yield
-        self._cleanups = contextlib.ExitStack()
 
     def close(self) -> None:
         self.boundary.shutdown()
@@ -200,27 +218,28 @@ _HINTS = {
 
 
 def run_rules(seam: str, rules: Iterable[Rule], impl: Any, *, only: Iterable[str] | None = None,
-              deadline: float = DEFAULT_DEADLINE, title: str = "") -> Report:
-    """Check ``impl`` for ``seam`` against ``rules`` (or the ``only`` ones named)."""
+              deadline: float = DEFAULT_DEADLINE) -> Report:
+    """Check ``impl`` for ``seam`` against ``rules`` (or the ``only`` ones named), in a
+    :class:`Report` titled ``seam``."""
     rules = list(rules)
-    wanted = list(only) if only is not None else [r.name for r in rules]
-    unknown = set(wanted) - {r.name for r in rules}
-    if unknown:
-        raise KeyError(f"no rules {sorted(unknown)} for {seam}; rules: {', '.join(r.name for r in rules)}")
-    report = Report(title or f"{seam} checks")
+    if only is not None:
+        wanted = set(only)
+        unknown = wanted - {r.name for r in rules}
+        if unknown:
+            raise KeyError(f"no rules {sorted(unknown)} for {seam}; rules: {', '.join(r.name for r in rules)}")
+        rules = [r for r in rules if r.name in wanted]
+    report = Report(seam)
     try:
         check_implementation(SEAMS[seam], impl)
     except TypeError as error:
         for rule in rules:
-            if rule.name in wanted:
-                report.add(Result(rule.title, "fail", step=f"plugging in your {seam}", expected=SEAMS[seam].call,
-                                  got=str(error), rfc=rule.rfc, points=rule.points))
+            report.add(Result(rule.title, "fail", step=f"plugging in your {seam}", expected=SEAMS[seam].call,
+                              got=str(error), rfc=rule.rfc, points=rule.points))
         return report
     probe = Probe(seam, impl, deadline=deadline)
     try:
         for rule in rules:
-            if rule.name in wanted:
-                report.add(_one(probe, rule))
+            report.add(_one(probe, rule))
     finally:
         probe.close()
     return report
@@ -230,7 +249,7 @@ def entry_points(seam: str, rules: list[Rule]) -> tuple[Callable[..., Report], C
     """A check module's ``run(impl, only=None, *, deadline=5.0)`` and ``check(...)``."""
 
     def run(impl: Any, only: Iterable[str] | None = None, *, deadline: float = DEFAULT_DEADLINE) -> Report:
-        return run_rules(seam, rules, impl, only=only, deadline=deadline, title=seam)
+        return run_rules(seam, rules, impl, only=only, deadline=deadline)
 
     def check(impl: Any, only: Iterable[str] | None = None, *, deadline: float = DEFAULT_DEADLINE) -> None:
         run(impl, only, deadline=deadline).assert_passed()
@@ -248,11 +267,11 @@ def _one(probe: Probe, rule: Rule) -> Result:
         with probe.rule():
             rule.check(probe)
     except Broken as broken:
-        transcript = broken.transcript if broken.transcript is not None else probe.transcript
         return Result(rule.title, "fail", step=broken.step, expected=broken.expected, got=broken.got,
-                      rfc=rule.rfc, hint=broken.hint, transcript=transcript[-40:], points=rule.points)
+                      rfc=rule.rfc, hint=broken.hint, transcript=probe.transcript[-SHOWN_LINES:],
+                      points=rule.points)
     except Exception as error:  # the check itself could not run: say so, do not crash the notebook
         return Result(rule.title, "fail", step="running the check", expected="the check to run",
-                      got=f"{type(error).__name__}: {error}", rfc=rule.rfc, transcript=probe.transcript[-40:],
-                      points=rule.points)
+                      got=f"{type(error).__name__}: {error}", rfc=rule.rfc,
+                      transcript=probe.transcript[-SHOWN_LINES:], points=rule.points)
     return Result(rule.title, "pass", rfc=rule.rfc, points=rule.points)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import imaplib
 
-from .harness import Broken, Probe, Rule, entry_points
+from .harness import BETTY, Broken, Probe, Rule, entry_points
 from .peers import LineClient
-from .sessions import BETTY, MESSAGES, Served, serve
+from .sessions import MESSAGES, Served, serve
 
 LOGOUT_CLOSE = 1.0  # seconds for the server to hang up after its LOGOUT reply
 

@@ -12,8 +12,6 @@ smtp.awesome.com bounce a real message through it. ::
 
 from __future__ import annotations
 
-import email
-import email.policy
 import email.utils
 import re
 from email.message import EmailMessage
@@ -21,9 +19,9 @@ from typing import Any
 
 from .. import contracts
 from ..mta.bounce import Failure
-from .harness import Broken, Probe, Rule, entry_points
+from .harness import ALBERT, CAROL, Broken, Probe, Rule, entry_points, parsed
 
-ALBERT, NOBODY, CAROL = "albert@awesome.com", "nobody@typo.brilliant.com", "carol@careful.com"
+NOBODY = "nobody@typo.brilliant.com"
 HOST = "smtp.awesome.com"
 QUEUE_ID = "4F2A17C9"
 ARRIVED = 1760000000.0
@@ -39,7 +37,7 @@ def _bounce(probe: Probe) -> Any:
     """The student's bounce for FAILURES, parsed by the email package."""
     data = probe(reporting_mta=HOST, queue_id=QUEUE_ID, sender=ALBERT, failures=FAILURES, original=ORIGINAL,
                  arrived=ARRIVED, check=contracts.bounce_message(ALBERT), step=STEP)
-    return email.message_from_bytes(data, policy=email.policy.default)
+    return parsed(data)
 
 
 def _part(bounce: EmailMessage, index: int, what: str, types: tuple[str, ...]) -> EmailMessage:
@@ -156,7 +154,7 @@ def in_the_world(probe: Probe) -> None:
     step = f"Albert -> {HOST} -> {NOBODY}: NXDOMAIN, so {HOST} bounces it (your make_bounce) to Albert"
     probe.delivered(world, ALBERT, step=step)
     made = any(e.kind == "seam-call" and e.seam == "make_bounce" for e in world.tracer.events())
-    bounce = email.message_from_bytes(world.messages(ALBERT)[0], policy=email.policy.default)
+    bounce = probe.stored(world, ALBERT, 0)
     if not made or bounce.get_content_type() != "multipart/report":
         raise Broken(step, "your bounce in Albert's INBOX", f"{bounce.get_content_type()}: {bounce['Subject']}")
 

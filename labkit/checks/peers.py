@@ -36,6 +36,20 @@ def _verb(line: str) -> str:
     return line.split(" ", 1)[0].split(":", 1)[0].upper()
 
 
+def hangs_up(sock: socket.socket, timeout: float, read: Callable[[], bytes] | None = None) -> bool:
+    """Whether the other side closes the connection within ``timeout``, sending nothing
+    more: an end of stream, or a reset (a close with SO_LINGER 0, or with data unread);
+    a timeout means it is still open. ``read`` reads on (default: one byte of ``sock``),
+    for a caller that reads ``sock`` through a buffer."""
+    sock.settimeout(timeout)
+    try:
+        return (read() if read is not None else sock.recv(1)) == b""
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+
+
 class SMTPPeer:
     """One scripted SMTP server connection on 127.0.0.1 (use it as a context manager)."""
 
@@ -203,11 +217,7 @@ class LineClient:
 
     def hung_up(self, timeout: float) -> bool:
         """Whether the server closes the connection within ``timeout`` (sending nothing more)."""
-        self.sock.settimeout(timeout)
-        try:
-            return self._reader.readline(MAX_LINE) == b""
-        except OSError:  # TimeoutError: still open
-            return False
+        return hangs_up(self.sock, timeout, lambda: self._reader.readline(MAX_LINE))
 
     def close(self) -> None:
         self._reader.close()

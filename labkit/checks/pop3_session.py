@@ -13,8 +13,8 @@ from __future__ import annotations
 import poplib
 from typing import Callable
 
-from .harness import Broken, Probe, Rule, entry_points
-from .sessions import BETTY, MESSAGES, Served, serve
+from .harness import BETTY, Broken, Probe, Rule, entry_points
+from .sessions import MESSAGES, Served, serve
 
 SIZES = sorted(len(m) for m in MESSAGES)
 
@@ -115,8 +115,9 @@ def dele_quit(probe: Probe) -> None:
             raise Broken("STAT after DELE 1", f"+OK {len(MESSAGES) - 1} ...", f"+OK {count}",
                          hint="STAT does not count messages marked as deleted (RFC 1939 §5)")
         client.quit()
-    if served.stored() != len(MESSAGES) - 1:
-        raise Broken("Betty's Maildir after QUIT", f"{len(MESSAGES) - 1} messages", f"{served.stored()}",
+    left = served.stored()
+    if left != len(MESSAGES) - 1:
+        raise Broken("Betty's Maildir after QUIT", f"{len(MESSAGES) - 1} messages", f"{left}",
                      hint="QUIT enters the UPDATE state: that is when the marked messages are removed (RFC 1939 §6)")
 
 

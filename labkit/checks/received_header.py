@@ -11,8 +11,6 @@ whole with the stdlib ``email`` parser. The last rule plugs it into the lab worl
 
 from __future__ import annotations
 
-import email
-import email.policy
 import email.utils
 import functools
 import re
@@ -21,9 +19,8 @@ from typing import Any
 
 from .. import contracts
 from ..mta.received import HopInfo
-from .harness import Broken, Probe, Rule, entry_points
+from .harness import ALBERT, BETTY, DAVE, DINNER, Broken, Probe, Rule, entry_points, parsed
 
-ALBERT, BETTY, DAVE = "albert@awesome.com", "betty@brilliant.com", "dave@brilliant.com"
 HOST = "smtp.brilliant.com"
 WHEN = 1760000000.0  # 2025-10-09 08:53:20 UTC: the moment the hop was received, not "now"
 HOP = HopInfo(helo="smtp.awesome.com", peer_address="1.2.3.4", peer_name="smtp.awesome.com", by=HOST,
@@ -31,7 +28,6 @@ HOP = HopInfo(helo="smtp.awesome.com", peer_address="1.2.3.4", peer_name="smtp.a
 # A client the receiving host cannot name, whose HELO name is its own idea.
 STRANGER = HopInfo(helo="laptop.local", peer_address="1.2.3.99", peer_name="", by=HOST, protocol="SMTP",
                    queue_id="0B77E1D2", recipients=(BETTY,), timestamp=WHEN)
-MESSAGE = b"From: Albert <albert@awesome.com>\r\nTo: Betty <betty@brilliant.com>\r\nSubject: Dinner\r\n\r\nTonight?\r\n"
 
 _COMMENT = re.compile(r"\([^()]*\)")
 _FROM = re.compile(r"\bfrom\s+([^\s()]+)\s*\(([^)]*)\)", re.IGNORECASE)
@@ -78,13 +74,12 @@ def _expect(step: str, what: str, expected: str, got: str | None, field: str, hi
 # -- the rules ---------------------------------------------------------------------------
 def one_field(probe: Probe) -> None:
     field = _stamp(probe, HOP)
-    parsed = email.message_from_bytes(f"{field}\r\nSubject: check\r\n\r\nbody\r\n".encode(),
-                                      policy=email.policy.default)
-    received = parsed.get_all("Received") or []
-    if len(received) != 1 or parsed["Subject"] != "check" or parsed.get_content() != "body\r\n":
+    read = parsed(f"{field}\r\nSubject: check\r\n\r\nbody\r\n".encode())
+    received = read.get_all("Received") or []
+    if len(received) != 1 or read["Subject"] != "check" or read.get_content() != "body\r\n":
         raise Broken("the email parser reading your field above a Subject and a body",
                      "one Received field, then the Subject and the body untouched",
-                     f"{len(received)} Received field(s), Subject {parsed['Subject']!r}", hint="return one field: "
+                     f"{len(received)} Received field(s), Subject {read['Subject']!r}", hint="return one field: "
                      "'Received: ...' without a blank line or a second header (RFC 5322 §2.2)")
 
 
@@ -188,13 +183,11 @@ def in_the_world(probe: Probe) -> None:
         stamps.append(stamp)
         return stamp
 
-    world = probe.world(plug=False, servers=[HOST])
-    world.use(host=HOST, received_header=recorded)
+    world = probe.world(host=HOST, servers=[HOST], part=recorded)
     step = f"Albert -> smtp.awesome.com -> {HOST} (your received_header) -> Betty's Maildir"
-    world.send(ALBERT, [BETTY], MESSAGE)
+    world.send(ALBERT, [BETTY], DINNER)
     probe.delivered(world, BETTY, step=step)
-    stored = email.message_from_bytes(world.messages(BETTY)[0], policy=email.policy.default)
-    top = str((stored.get_all("Received") or [""])[0])
+    top = str((probe.stored(world, BETTY, 0).get_all("Received") or [""])[0])
     mine = contracts.received_field(stamps[-1]).split(":", 1)[1] if stamps else ""
     if " ".join(top.split()) != " ".join(unfolded(mine).split()):
         raise Broken("Betty's stored copy, read with the email parser", f"your field on top: {unfolded(mine)!r}",

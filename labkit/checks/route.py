@@ -18,14 +18,12 @@ from typing import Any
 from .. import contracts
 from ..mta.core import domain_of
 from ..mta.routing import Local, Relay, Refuse, RouteRequest
-from .harness import Broken, Probe, Rule, entry_points
+from .harness import ALBERT, BETTY, DINNER, Broken, Probe, Rule, entry_points
 
-ALBERT, BETTY = "albert@awesome.com", "betty@brilliant.com"
 HOST = "smtp.brilliant.com"
 DOMAINS = frozenset({"brilliant.com", "staff.brilliant.com"})
 MAILBOXES = frozenset(f"{user}@{domain}" for domain in DOMAINS for user in ("betty", "postmaster"))
 RELAY_REFUSALS = ("454", "550", "554")  # Postfix: 454 4.7.1 (defer_unauth_destination) or 554 5.7.1
-MESSAGE = b"From: Albert <albert@awesome.com>\r\nTo: Betty <betty@brilliant.com>\r\nSubject: Dinner\r\n\r\nTonight?\r\n"
 
 
 def request(recipient: str, role: str = "smtp", authenticated: str = "", trusted: bool = False) -> RouteRequest:
@@ -115,7 +113,7 @@ def in_the_world(probe: Probe) -> None:
     if not 400 <= code < 600:
         raise Broken(step, "454 or 550: relaying refused", f"{code} {text.decode(errors='replace')}",
                      hint="this host just agreed to relay a stranger's mail: an open relay")
-    world.send(ALBERT, [BETTY], MESSAGE)
+    world.send(ALBERT, [BETTY], DINNER)
     probe.delivered(world, BETTY, step=f"Albert -> smtp.awesome.com -> {HOST} (your route) -> Betty")
 
 

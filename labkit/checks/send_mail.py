@@ -17,10 +17,9 @@ from typing import Any
 from .. import contracts
 from ..net import close_socket
 from ..smtp.client import SendResult, SMTPError, SMTPPermanentError, SMTPTransientError
-from .harness import Broken, Probe, Rule, entry_points
+from .harness import ALBERT, BETTY, CAROL, DAVE, Broken, Probe, Rule, entry_points
 from .peers import SMTPPeer
 
-ALBERT, BETTY, CAROL, DAVE = "albert@awesome.com", "betty@brilliant.com", "carol@careful.com", "dave@brilliant.com"
 HELO = "smtp.awesome.com"
 MESSAGE = (b"From: Albert <albert@awesome.com>\r\nTo: Betty <betty@brilliant.com>\r\nSubject: Dinner\r\n\r\n"
            b"Hey, let's do dinner tonight.\r\n-Albert\r\n")

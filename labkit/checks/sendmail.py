@@ -16,21 +16,18 @@ shell, earns nothing. ::
 
 from __future__ import annotations
 
-import email
-import email.policy
 import os
 import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from .harness import Broken, Probe, Rule, entry_points
+from .harness import ALBERT, BETTY, CAROL, Broken, Probe, Rule, entry_points
 from .received_header import clause
 
-ALBERT, BETTY, CAROL, PAT = "albert@awesome.com", "betty@brilliant.com", "carol@careful.com", "pat@plain.com"
+PAT = "pat@plain.com"
 SUBMISSION = "smtp.awesome.com"
 FENCE_VARIABLE = "LABKIT_CHECK_FENCE"  # where the fence records a use of labkit's own sendmail
 # mutt hands sendmail the message with Unix line endings
@@ -104,17 +101,13 @@ def _world(probe: Probe) -> Any:
     return probe.world(plug=False, servers=[SUBMISSION])
 
 
-def _stored(world: Any, address: str) -> EmailMessage:
-    return email.message_from_bytes(world.messages(address)[-1], policy=email.policy.default)
-
-
 # -- the rules ---------------------------------------------------------------------------
 def delivers(probe: Probe) -> None:
     world = _world(probe)
     ran = _run(probe, ["-oi", "-f", ALBERT, BETTY], state_dir=world.state_dir)
     _expect_status(ran, 0, "EX_OK", hint="exit 0 only once the server has accepted the message (250 after DATA)")
     probe.delivered(world, BETTY, step=f"{ran.step}, then the world relays it")
-    stored = _stored(world, BETTY)
+    stored = probe.stored(world, BETTY)
     if stored["Subject"] != "via your sendmail" or stored.get_content().strip() != "Hi!":
         raise Broken("Betty's copy", "the message given on standard input", repr(stored.as_string()[:300]))
     stamps = [str(r) for r in stored.get_all("Received", [])]
@@ -133,8 +126,9 @@ def t_option(probe: Probe) -> None:
     _expect_status(ran, 0, "EX_OK", hint="-t: the recipients are the addresses in To:, Cc: and Bcc:")
     for rcpt in (BETTY, CAROL, PAT):
         probe.delivered(world, rcpt, step=f"{ran.step}: To: Betty, Cc: Carol, Bcc: Pat")
-        if _stored(world, rcpt)["Bcc"] is not None:
-            raise Broken(f"{rcpt}'s copy", "no Bcc: header", f"Bcc: {_stored(world, rcpt)['Bcc']}",
+        bcc = probe.stored(world, rcpt)["Bcc"]
+        if bcc is not None:
+            raise Broken(f"{rcpt}'s copy", "no Bcc: header", f"Bcc: {bcc}",
                          hint="remove the Bcc: field before sending: blind copies must stay blind (RFC 5322 "
                               "§3.6.3)")
 
@@ -145,7 +139,7 @@ def lone_dot(probe: Probe) -> None:
     ran = _run(probe, ["-oi", "-f", ALBERT, BETTY], message, state_dir=world.state_dir)
     _expect_status(ran, 0, "EX_OK", hint="")
     probe.delivered(world, BETTY, step=ran.step)
-    body = _stored(world, BETTY).get_content()
+    body = probe.stored(world, BETTY).get_content()
     if "the line after a lone dot" not in body or "\n.\n" not in body.replace("\r\n", "\n"):
         raise Broken(f"{ran.step}, with a line holding only '.'", "the whole message, the '.' line too",
                      repr(body), hint="with -oi (or -i) only the end of the input ends the message. Over SMTP the "

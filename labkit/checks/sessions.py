@@ -9,19 +9,17 @@ rules talk to it with poplib/imaplib or a :class:`~labkit.checks.peers.LineClien
 
 from __future__ import annotations
 
-import os
 import queue
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..maildir import deliver
-from .harness import Broken, Probe
+from .harness import BETTY, Broken, Probe
 from .peers import LineClient
 
 if TYPE_CHECKING:
     from ..world import World
 
-BETTY = "betty@brilliant.com"
 HOST = "smtp.brilliant.com"
 # A line with a single ".", lines starting with "." (dot-stuffing), and 8-bit text whose
 # octets are not its characters (sizes).
@@ -84,21 +82,19 @@ class Served:
 
     def stored(self) -> int:
         """How many messages Betty's Maildir holds (new/ and cur/)."""
-        maildir = self.world.mailbox(BETTY).maildir
-        return sum(len(os.listdir(maildir / sub)) for sub in ("new", "cur"))
+        return len(self.world.messages(BETTY))
 
 
 def serve(probe: Probe, service: str) -> Served:
     """A world whose smtp.brilliant.com serves ``service`` with the student's session."""
-    world = probe.world(plug=False)
-    account = world.mailbox(BETTY)
-    for message in MESSAGES:
-        deliver(account.maildir, message)
     ended: "queue.Queue[None]" = queue.Queue()
 
     def observed(peer: Any, accounts: Any, *, hostname: str) -> _Observed:
         return _Observed(probe.impl(peer, accounts, hostname=hostname), ended)
 
-    world.use(host=HOST, **{probe.seam: observed})
+    world = probe.world(host=HOST, part=observed)
+    account = world.mailbox(BETTY)
+    for message in MESSAGES:
+        deliver(account.maildir, message)
     endpoint = world.host(HOST).services[service]
     return Served(probe, world, endpoint.host, endpoint.port, account.password, ended)

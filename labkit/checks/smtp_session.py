@@ -15,7 +15,6 @@ user, 454 relay denied, 250 queued as ID) must be what ``mta`` told the session.
 
 from __future__ import annotations
 
-import email
 import re
 import smtplib
 import socket
@@ -24,11 +23,13 @@ from typing import Any
 from ..smtp.lockstep import LockstepClient
 from ..mta.core import MTA
 from ..smtp.client import MalformedReply, Reply, ReplyParser
-from ..trace import delivered_to
-from .harness import Broken, Probe, Rule, entry_points
+from ..trace import delivered_to, settled
+from .harness import ALBERT, BETTY, CAROL, Broken, Probe, Rule, entry_points, parsed
+from .peers import hangs_up
+from .received_header import clause
 
 HOST = "smtp.brilliant.com"
-BETTY, ALBERT, NOBODY, CAROL = "betty@brilliant.com", "albert@awesome.com", "nobody@brilliant.com", "carol@careful.com"
+NOBODY = "nobody@brilliant.com"
 SENDER, CLIENT = "someone@example.org", "client.example"
 HELO, EHLO, MAIL, RCPT = f"HELO {CLIENT}", f"EHLO {CLIENT}", f"MAIL FROM:<{SENDER}>", f"RCPT TO:<{BETTY}>"
 MESSAGE = (b"From: Someone <someone@example.org>\r\nTo: Betty <betty@brilliant.com>\r\nSubject: Receiving mail\r\n"
@@ -104,13 +105,7 @@ class _Wire(LockstepClient):
 
     def hangs_up(self) -> bool:
         """Whether the server closes the connection within CLOSE_WAIT seconds."""
-        self.sock.settimeout(CLOSE_WAIT)
-        try:
-            return self.sock.recv(1) == b""
-        except TimeoutError:
-            return False
-        except ConnectionError:
-            return True
+        return hangs_up(self.sock, CLOSE_WAIT)
 
 
 def _wire_hint(problem: str, hint: str) -> str:
@@ -208,8 +203,8 @@ def _expect_body(stored: bytes, body: bytes, expected: str, hint: str) -> None:
 
 
 def _stamped(world: Any, stored: bytes, step: str) -> None:
-    received = [" ".join(h.split()) for h in email.message_from_bytes(stored).get_all("Received", [])]
-    if not any(f"by {HOST} " in h for h in received):
+    received = [" ".join(h.split()) for h in parsed(stored).get_all("Received", [])]
+    if not any(clause(f"Received: {h}", "by") == HOST for h in received):
         raise Broken(step, f"a Received: header 'from … by {HOST} …' (RFC 5321 §4.4: every server that takes "
                      "a message stamps one)", "; ".join(received) or "no Received: header",
                      hint="mta.data(txn, message) stamps it: give it the message as it came")
@@ -379,9 +374,10 @@ def line_limits(probe: Probe) -> None:
                      "remember an over-long one and answer 500 at the final '.' instead of calling mta.data")
     _expect(wire, MAIL, 250, "after the refused message, the next transaction may start (RFC 5321 §4.1.1.4)",
             "the refused message ended the transaction: go back to the state after HELO")
-    if wire.world.messages(BETTY):
+    stored = wire.world.messages(BETTY)
+    if stored:
         raise Broken("Betty's Maildir", "empty: a message refused with 500 is not stored",
-                     f"{len(wire.world.messages(BETTY))} message(s)", hint="answer 500 at the final '.' only, and "
+                     f"{len(stored)} message(s)", hint="answer 500 at the final '.' only, and "
                      "do not pass the message to mta.data")
 
 
@@ -434,9 +430,7 @@ def relay(probe: Probe) -> None:
     step, expected = f"Albert -> smtp.awesome.com -> (your session on) {HOST}", "Betty has the mail"
     hint = "MAIL may carry parameters after the path: the relay sends MAIL FROM:<…> SIZE=n (RFC 5321 §4.1.1.2, " \
            "RFC 1870); pass them to mta.mail(txn, address, params)"
-    ended = probe.wait(world, lambda e: delivered_to(BETTY)(e) or (
-        e.kind in ("deferred", "failed") and e.data.get("recipient", "").lower() == BETTY), step=step,
-        expected=expected, hint=hint)
+    ended = probe.wait(world, settled(BETTY), step=step, expected=expected, hint=hint)
     if ended.kind != "delivered":
         raise Broken(step, expected, ended.line, hint=hint)
     _stamped(world, _stored(world), "the message in Betty's Maildir")
