@@ -69,7 +69,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 
-from .commit import Staged, commit, write_temp
+from .commit import Staged, flush, install, write_temp
 from .maildir import create as create_maildir
 from .maildir import fsync_dir, notify, sweep_tmp, unique_name, write_durably
 
@@ -964,8 +964,9 @@ class Folder:
 
     def _add(self, messages: list[tuple[bytes, Iterable[str], float | None]]) -> list[int]:
         """Store ``(data, flags, internaldate)`` messages as one batch, in the qmail order:
-        all written to tmp/, flushed together, given UIDs and renamed into cur/ under the
-        folder lock, cur/ flushed once, the uid list written once. Returns their UIDs."""
+        all written to tmp/ and flushed together before the folder lock is taken (other
+        sessions' refreshes need it), then under it given UIDs and renamed into cur/,
+        cur/ flushed once, the uid list written once. Returns their UIDs."""
         self._check_exists()
         state = self._state
         written = []
@@ -976,6 +977,7 @@ class Folder:
             write_temp(tmp, data)
             os.utime(tmp, (date, date))
             written.append((key, tmp, flags, date, crlf_size(data)))
+        flush([tmp for _, tmp, _, _, _ in written])
         with state.lock.hold():
             uidlist = state.load(self.store)
             added, renames = [], []
@@ -986,7 +988,7 @@ class Folder:
                 uidlist.uidnext += 1
                 added.append((entry, filename))
                 renames.append((tmp, state.path_of(filename)))
-            commit([Staged(renames)])
+            install([Staged(renames)])
             state.save()
             for entry, filename in added:
                 state.added(entry, filename)
