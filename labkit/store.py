@@ -656,9 +656,9 @@ class _FolderState:
             raise
         uidlist.unsaved, self._uidlist_raw = False, data
 
-    def _move_new_to_cur(self) -> list[str]:
-        """Move every file in new/ to cur/ with an empty info; returns their keys."""
-        moved = []
+    def _move_new_to_cur(self) -> int:
+        """Move every file in new/ to cur/ with an empty info; returns how many moved."""
+        moved = 0
         for filename in os.listdir(self.new):
             if filename.startswith("."):
                 continue
@@ -667,7 +667,7 @@ class _FolderState:
                 os.rename(self._in_new + filename, self._in_cur + target)
             except FileNotFoundError:  # moved by another reader (mutt) meanwhile
                 continue
-            moved.append(filename.partition(INFO_SEPARATOR)[0])
+            moved += 1
         if moved:
             fsync_dir(self.cur)
         return moved
