@@ -1030,13 +1030,15 @@ class Folder:
         batch: list[tuple[bytes, Iterable[str], float | None]] = []
         size = 0
         try:
-            for i, info in enumerate(infos):
+            for info in infos:
                 data = self.read_raw(info.uid)
                 batch.append((data, info.flags, info.internaldate))
                 size += len(data)
-                if len(batch) >= COPY_BATCH or size >= COPY_BATCH_BYTES or i == len(infos) - 1:
+                if len(batch) >= COPY_BATCH or size >= COPY_BATCH_BYTES:
                     copied += target._add(batch)
                     batch, size = [], 0
+            if batch:  # the rest
+                copied += target._add(batch)
         except NoSuchMessage:
             if copied:
                 target.refresh()
