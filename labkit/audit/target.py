@@ -14,9 +14,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from ..checks.result import Line
 from ..net import AddressMap, Endpoint, NoRoute
-
-Line = tuple[str, str]
 
 
 @dataclass
