@@ -271,9 +271,14 @@ def split_name(filename: str) -> tuple[str, str]:
 _ATOM_SPECIALS = frozenset('(){ %*"\\]')
 
 
+def not_atom_char(text: str) -> str | None:
+    """The first character of ``text`` that an RFC 3501 §9 atom cannot hold, or None."""
+    return next((c for c in text if not 0x20 < ord(c) < 0x7F or c in _ATOM_SPECIALS), None)
+
+
 def is_keyword(flag: str) -> bool:
     """Whether ``flag`` can be stored as a keyword: an RFC 3501 §9 atom, not ``\\...``."""
-    return bool(flag) and all(0x20 < ord(c) < 0x7F and c not in _ATOM_SPECIALS for c in flag)
+    return bool(flag) and not_atom_char(flag) is None
 
 
 class _Keywords:
