@@ -211,16 +211,29 @@ def _sync_all(paths: list[str]) -> None:
         fsync_path(path)
 
 
-def commit(staged: list[Staged]) -> None:
-    """Make staged writes durable and put them in place (the qmail order, in batch)."""
+def flush(temps: list[str]) -> None:
+    """Make the data of temp files durable: the first step of the qmail order. Nobody
+    else sees a file in ``tmp/``, so a caller that must put files in place under a lock
+    flushes them before taking it, then :func:`install` under it."""
+    _sync_all(temps)
+
+
+def install(staged: list[Staged]) -> None:
+    """Rename files whose data :func:`flush` made durable into place, make the renames
+    durable (their directories fsynced), then run the ``after`` callbacks."""
     renames = [pair for s in staged for pair in s.renames]
-    _sync_all([tmp for tmp, _ in renames])  # data first
     for tmp, final in renames:
         os.rename(tmp, final)
     _sync_all(sorted({os.path.dirname(final) for _, final in renames}))  # then the names
     for s in staged:
         for after in s.after:
             after()
+
+
+def commit(staged: list[Staged]) -> None:
+    """Make staged writes durable and put them in place (the qmail order, in batch)."""
+    flush([tmp for s in staged for tmp, _ in s.renames])  # data first
+    install(staged)
 
 
 def run_now(stage: Stage) -> Any:

@@ -112,7 +112,7 @@ def sweep(maildir: Path) -> list[str]:
     """At a start: clear ``tmp/`` of the Maildir and of each Maildir++ folder in it (stale
     files, dead writers' files, spares); returns the names removed."""
     root = os.fspath(maildir)
-    folders = [root] + [os.path.join(root, n) for n in os.listdir(root) if n.startswith(".") and n not in (".", "..")]
+    folders = [root] + [os.path.join(root, n) for n in os.listdir(root) if n.startswith(".")]
     removed = []
     for folder in folders:
         if os.path.isdir(os.path.join(folder, "tmp")):

@@ -79,6 +79,11 @@ class AddressMap:
             return dict(self._routes)
 
     # -- clients use the map ----------------------------------------------------------
+    def route(self, address: str, port: int) -> Endpoint | None:
+        """The endpoint mapped to ``address:port``, or None (no loopback pass-through)."""
+        with self._lock:
+            return self._routes.get((address, port))
+
     def resolve(self, address: str, port: int) -> Endpoint:
         """Where to really connect for ``address:port``.
 
@@ -86,8 +91,7 @@ class AddressMap:
         address must be in the map, or :class:`NoRoute` is raised, just as a TCP
         connect to a host with nothing listening is refused.
         """
-        with self._lock:
-            endpoint = self._routes.get((address, port))
+        endpoint = self.route(address, port)
         if endpoint is not None:
             return endpoint
         if is_loopback(address):

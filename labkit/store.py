@@ -69,7 +69,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 
-from .commit import Staged, commit, write_temp
+from .commit import Staged, flush, install, write_temp
 from .maildir import create as create_maildir
 from .maildir import fsync_dir, notify, sweep_tmp, unique_name, write_durably
 
@@ -271,9 +271,14 @@ def split_name(filename: str) -> tuple[str, str]:
 _ATOM_SPECIALS = frozenset('(){ %*"\\]')
 
 
+def not_atom_char(text: str) -> str | None:
+    """The first character of ``text`` that an RFC 3501 §9 atom cannot hold, or None."""
+    return next((c for c in text if not 0x20 < ord(c) < 0x7F or c in _ATOM_SPECIALS), None)
+
+
 def is_keyword(flag: str) -> bool:
     """Whether ``flag`` can be stored as a keyword: an RFC 3501 §9 atom, not ``\\...``."""
-    return bool(flag) and all(0x20 < ord(c) < 0x7F and c not in _ATOM_SPECIALS for c in flag)
+    return bool(flag) and not_atom_char(flag) is None
 
 
 class _Keywords:
@@ -656,9 +661,9 @@ class _FolderState:
             raise
         uidlist.unsaved, self._uidlist_raw = False, data
 
-    def _move_new_to_cur(self) -> list[str]:
-        """Move every file in new/ to cur/ with an empty info; returns their keys."""
-        moved = []
+    def _move_new_to_cur(self) -> int:
+        """Move every file in new/ to cur/ with an empty info; returns how many moved."""
+        moved = 0
         for filename in os.listdir(self.new):
             if filename.startswith("."):
                 continue
@@ -667,7 +672,7 @@ class _FolderState:
                 os.rename(self._in_new + filename, self._in_cur + target)
             except FileNotFoundError:  # moved by another reader (mutt) meanwhile
                 continue
-            moved.append(filename.partition(INFO_SEPARATOR)[0])
+            moved += 1
         if moved:
             fsync_dir(self.cur)
         return moved
@@ -964,8 +969,9 @@ class Folder:
 
     def _add(self, messages: list[tuple[bytes, Iterable[str], float | None]]) -> list[int]:
         """Store ``(data, flags, internaldate)`` messages as one batch, in the qmail order:
-        all written to tmp/, flushed together, given UIDs and renamed into cur/ under the
-        folder lock, cur/ flushed once, the uid list written once. Returns their UIDs."""
+        all written to tmp/ and flushed together before the folder lock is taken (other
+        sessions' refreshes need it), then under it given UIDs and renamed into cur/,
+        cur/ flushed once, the uid list written once. Returns their UIDs."""
         self._check_exists()
         state = self._state
         written = []
@@ -976,6 +982,7 @@ class Folder:
             write_temp(tmp, data)
             os.utime(tmp, (date, date))
             written.append((key, tmp, flags, date, crlf_size(data)))
+        flush([tmp for _, tmp, _, _, _ in written])
         with state.lock.hold():
             uidlist = state.load(self.store)
             added, renames = [], []
@@ -986,7 +993,7 @@ class Folder:
                 uidlist.uidnext += 1
                 added.append((entry, filename))
                 renames.append((tmp, state.path_of(filename)))
-            commit([Staged(renames)])
+            install([Staged(renames)])
             state.save()
             for entry, filename in added:
                 state.added(entry, filename)
@@ -1028,13 +1035,15 @@ class Folder:
         batch: list[tuple[bytes, Iterable[str], float | None]] = []
         size = 0
         try:
-            for i, info in enumerate(infos):
+            for info in infos:
                 data = self.read_raw(info.uid)
                 batch.append((data, info.flags, info.internaldate))
                 size += len(data)
-                if len(batch) >= COPY_BATCH or size >= COPY_BATCH_BYTES or i == len(infos) - 1:
+                if len(batch) >= COPY_BATCH or size >= COPY_BATCH_BYTES:
                     copied += target._add(batch)
                     batch, size = [], 0
+            if batch:  # the rest
+                copied += target._add(batch)
         except NoSuchMessage:
             if copied:
                 target.refresh()

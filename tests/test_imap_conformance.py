@@ -81,6 +81,27 @@ def test_two_sessions_changing_one_message_keep_both_changes(server: Server) -> 
     one.logout(), two.logout()
 
 
+@pytest.mark.parametrize("msn, item, flags, after", [
+    ("1", "+FLAGS.SILENT", "(junk)", b"(\\Recent Junk)"),
+    ("1", "-FLAGS.SILENT", "(JUNK)", b"(\\Recent)"),
+    ("1", "FLAGS.SILENT", "(jUNK JUNK \\Seen)", b"(\\Seen \\Recent Junk)"),
+    ("2", "+FLAGS.SILENT", "(junk)", b"(\\Recent Junk)"),  # the folder's spelling, from message 1
+])
+def test_a_silent_store_of_a_keyword_in_another_case_is_no_news(server: Server, msn: str, item: str, flags: str,
+                                                                 after: bytes) -> None:
+    """Keywords compare case-insensitively (the first spelling kept): the session's view
+    after a .SILENT STORE must agree with the store's, or the session tells the client
+    of a change nobody made."""
+    client = server.imaplib()
+    client.select("INBOX")
+    ok(client.store("1", "+FLAGS", "(Junk)"))
+    assert ok(client.store(msn, item, flags)) == [None]
+    ok(client.noop())
+    assert told(client) == []
+    assert ok(client.fetch(msn, "(FLAGS)")) == [msn.encode() + b" (FLAGS " + after + b")"]
+    client.logout()
+
+
 def test_recent_belongs_to_the_first_read_write_session(server: Server) -> None:
     looker = server.imaplib()
     looker.select("INBOX", readonly=True)  # EXAMINE must not take \Recent away (RFC 3501 6.3.2)

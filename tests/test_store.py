@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import labkit.commit
 import labkit.store
 from labkit.maildir import deliver
 from labkit.store import (
@@ -264,6 +266,35 @@ def test_copy_in_batches_keeps_order_flags_and_dates(store: MailStore, monkeypat
         assert work.read(uid) == inbox.read(source)
         assert copies[uid].flags == original.flags and copies[uid].internaldate == original.internaldate
 
+
+
+def test_copy_flushes_the_data_before_taking_the_folder_lock(store: MailStore,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other sessions' refreshes wait for the folder lock: the data of a batch is made
+    durable before it is taken, only the renames (and cur/'s fsync) under it."""
+    monkeypatch.setattr("labkit.store.COPY_BATCH", 2)
+    deliver_n(store, 3)
+    inbox, work = store.folder("INBOX"), store.create("Work")
+    real, synced = labkit.commit._sync_all, []
+
+    def sync_all(paths: list[str]) -> None:
+        fd = os.open(work.path / "labkit-uidlist.lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = False
+        except BlockingIOError:
+            held = True
+        finally:
+            os.close(fd)  # releases it again if we got it
+        if all(os.path.dirname(p) == str(work.path / "tmp") for p in paths):
+            synced.append((f"{len(paths)} in tmp/", held))
+        elif paths == [str(work.path / "cur")]:
+            synced.append(("cur/", held))
+        real(paths)
+
+    monkeypatch.setattr(labkit.commit, "_sync_all", sync_all)
+    assert inbox.copy_to([1, 2, 3], work) == [1, 2, 3]
+    assert synced == [("2 in tmp/", False), ("cur/", True), ("1 in tmp/", False), ("cur/", True)]
 
 def test_folders_create_rename_delete(store: MailStore) -> None:
     store.create("Work/Projects/2024")

@@ -18,7 +18,7 @@ import dns.rdatatype
 import dns.resolver
 
 from ..checks.result import Result
-from ..dns.mx import is_null_mx, lab_resolver
+from ..dns.mx import NextHop, is_null_mx, lab_resolver
 from .rows import excerpt, not_checked
 from .target import Line, Target
 
@@ -29,15 +29,6 @@ RULE_LITERAL = "no MX host is an address literal"
 RULE_AUTHORITY = "the DNS answers are authoritative"
 RULE_SPF = "SPF record (information)"
 RULE_DMARC = "DMARC record (information)"
-
-
-@dataclass(frozen=True)
-class MailHost:
-    """One host that takes mail for the domain, from its MX record (or implicit MX)."""
-
-    name: str
-    preference: int
-    addresses: tuple[str, ...]
 
 
 @dataclass
@@ -112,14 +103,14 @@ def is_address_literal(name: str) -> bool:
     return True
 
 
-def check_dns(target: Target, lookups: Lookups) -> tuple[list[Result], list[MailHost]]:
+def check_dns(target: Target, lookups: Lookups) -> tuple[list[Result], list[NextHop]]:
     """The DNS rows, and the mail hosts in preference order (equal preferences by
     name, so runs compare), for the SMTP rules to visit."""
     domain = target.domain
     rows: list[Result] = []
     mark = lookups.mark()
     mx = lookups.ask(domain, "MX")
-    hosts: list[MailHost] = []
+    hosts: list[NextHop] = []
     if mx.outcome in ("nxdomain", "error"):
         rows.append(Result(
             RULE_MX, "fail", step=f"{domain} IN MX", expected="MX records naming the domain's mail hosts",
@@ -155,7 +146,7 @@ def check_dns(target: Target, lookups: Lookups) -> tuple[list[Result], list[Mail
     return rows, hosts
 
 
-def _implicit_mx(domain: str, lookups: Lookups, mark: int, hosts: list[MailHost]) -> Result:
+def _implicit_mx(domain: str, lookups: Lookups, mark: int, hosts: list[NextHop]) -> Result:
     """No MX: mail goes to the domain's own address (RFC 5321 §5.1), if it has one."""
     addresses = addresses_of(domain, lookups)
     common = dict(step=f"{domain} IN MX", expected="MX records naming the mail hosts", rfc="RFC 5321 §5.1",
@@ -163,7 +154,7 @@ def _implicit_mx(domain: str, lookups: Lookups, mark: int, hosts: list[MailHost]
     if not addresses:
         return Result(RULE_MX, "fail", **common, hint=f"add an MX record: {domain}. IN MX 10 mail.{domain}.",
                       got=f"no MX records, and {domain} has no A/AAAA record either: mail cannot be delivered")
-    hosts.append(MailHost(domain, 0, addresses))
+    hosts.append(NextHop(domain, 0, addresses, implicit=True))
     return Result(RULE_MX, "warn", **common, hint=f"publish an MX record, even for one host: {domain}. IN MX 10 "
                   f"mail.{domain}.", got=f"no MX records: senders fall back to {domain}'s own address "
                   f"({', '.join(addresses)}), the implicit MX")
@@ -180,7 +171,7 @@ def addresses_of(name: str, lookups: Lookups) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _mx_hosts(records: list, lookups: Lookups, hosts: list[MailHost]) -> list[Result]:
+def _mx_hosts(records: list, lookups: Lookups, hosts: list[NextHop]) -> list[Result]:
     """Each MX target: a name (not an address), not an alias, with an address."""
     literal, aliases, homeless = [], [], []
     mark = lookups.mark()
@@ -194,7 +185,7 @@ def _mx_hosts(records: list, lookups: Lookups, hosts: list[MailHost]) -> list[Re
             aliases.append(f"{name} is a CNAME for {cname.records[0].target.to_text(omit_final_dot=True)}")
         addresses = addresses_of(name, lookups)
         if addresses:
-            hosts.append(MailHost(name, record.preference, addresses))
+            hosts.append(NextHop(name, record.preference, addresses))
         else:
             homeless.append(name)
     shown = lookups.since(mark)

@@ -1,7 +1,7 @@
 """An SMTP session that asks questions and never sends a message.
 
 :class:`SMTPProbe` speaks lock-step SMTP (:mod:`labkit.smtp.lockstep`) with the client
-core's command builders and ``auth_steps``:
+core's command builders, ``choose_auth`` and ``auth_steps``:
 greeting, EHLO, AUTH, then any number of MAIL/RCPT questions, each ended with RSET
 (RFC 5321 §4.1.1.5) so no transaction ever reaches DATA: an open relay learns nothing
 it could relay. Every wait is bounded by a deadline, not only per ``recv``, so a
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket
 
-from ..smtp.client import SECRET, Reply, auth_steps, mail_command, parse_extensions, rcpt_command
+from ..smtp.client import Reply, auth_steps, choose_auth, mail_command, parse_extensions, rcpt_command
 from ..smtp.lockstep import LockstepClient, SessionBroken
 from .target import Line
 
@@ -35,12 +35,11 @@ class SMTPProbe(LockstepClient):
 
     def auth(self, user: str, password: str) -> Reply | None:
         """AUTH PLAIN or LOGIN (RFC 4954 §4); None when EHLO offered neither."""
-        offered = self.extensions.get("AUTH", "").upper().split()
-        mechanism = next((m for m in ("PLAIN", "LOGIN") if m in offered), None)
+        mechanism = choose_auth(self.extensions)
         if mechanism is None:
             return None
-        command, responses = auth_steps(mechanism, user, password)
-        reply = self.command(command, shown=f"AUTH PLAIN {SECRET}" if mechanism == "PLAIN" else None)
+        (command, shown), responses = auth_steps(mechanism, user, password)
+        reply = self.command(command, shown=shown)
         while reply.code == 334 and responses:
             response, shown = responses.pop(0)
             reply = self.command(response, shown=shown)

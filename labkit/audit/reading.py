@@ -19,8 +19,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..checks.result import Result
+from ..dns.mx import NextHop
 from ..smtp.client import SECRET
-from .dns_rules import MailHost
 from .rows import excerpt, not_checked, skipped
 from .smtp_rules import Greeted
 from .target import ConnectFailed, Connector, Line, Target
@@ -46,12 +46,12 @@ def _text(data: bytes) -> str:
 class TracedIMAP(imaplib.IMAP4):
     """imaplib's client, connecting through a Connector and keeping a transcript."""
 
-    def __init__(self, connector: Connector, host: MailHost, transcript: list[Line]) -> None:
+    def __init__(self, connector: Connector, host: NextHop, transcript: list[Line]) -> None:
         self._connector, self._mail_host, self._transcript = connector, host, transcript
-        super().__init__(host.name, IMAP_PORT, timeout=connector.timeout)
+        super().__init__(host.host, IMAP_PORT, timeout=connector.timeout)
 
     def _create_socket(self, timeout: float | None = None) -> socket.socket:
-        return self._connector.connect(self._mail_host.name, self._mail_host.addresses, IMAP_PORT, self._transcript)
+        return self._connector.connect(self._mail_host.host, self._mail_host.addresses, IMAP_PORT, self._transcript)
 
     def send(self, data: bytes) -> None:
         words = _text(data).split(" ")
@@ -68,12 +68,12 @@ class TracedIMAP(imaplib.IMAP4):
 class TracedPOP3(poplib.POP3):
     """poplib's client, likewise."""
 
-    def __init__(self, connector: Connector, host: MailHost, transcript: list[Line]) -> None:
+    def __init__(self, connector: Connector, host: NextHop, transcript: list[Line]) -> None:
         self._connector, self._mail_host, self._transcript = connector, host, transcript
-        super().__init__(host.name, POP3_PORT, timeout=connector.timeout)
+        super().__init__(host.host, POP3_PORT, timeout=connector.timeout)
 
     def _create_socket(self, timeout: float | None) -> socket.socket:
-        return self._connector.connect(self._mail_host.name, self._mail_host.addresses, POP3_PORT, self._transcript)
+        return self._connector.connect(self._mail_host.host, self._mail_host.addresses, POP3_PORT, self._transcript)
 
     def _putline(self, line: bytes) -> None:
         self._transcript.append(("C", "PASS " + SECRET if line.upper().startswith(b"PASS ") else _text(line)))
@@ -112,7 +112,7 @@ def poll(deadline: float, look: Callable[[], T | None]) -> T | None:
 
 
 # -- IMAP -------------------------------------------------------------------------------
-def imap_find(host: MailHost, target: Target, message_id: str) -> tuple[Result, bytes | None]:
+def imap_find(host: NextHop, target: Target, message_id: str) -> tuple[Result, bytes | None]:
     transcript: list[Line] = []
     rfc = "RFC 3501 §6.2.3, §6.3.1, §6.4.4"
     client: TracedIMAP | None = None
@@ -150,26 +150,26 @@ def imap_find(host: MailHost, target: Target, message_id: str) -> tuple[Result, 
         _close(client)
 
 
-def imap_refuses(host: MailHost, target: Target) -> Result:
+def imap_refuses(host: NextHop, target: Target) -> Result:
     return _refuses(RULE_IMAP_WRONG, "RFC 3501 §6.2.3", "NO",
                     lambda transcript: TracedIMAP(target.connector(), host, transcript),
                     lambda imap: imap.login(target.login_name, wrong(target.password)), imaplib.IMAP4.error)
 
 
 # -- POP3 -------------------------------------------------------------------------------
-def pop3_find(host: MailHost, target: Target, message_id: str | None) -> list[Result]:
+def pop3_find(host: NextHop, target: Target, message_id: str | None) -> list[Result]:
     """Both POP3 rows; skipped when no POP3 service answers (it is optional)."""
     transcript: list[Line] = []
     try:
         client = TracedPOP3(target.connector(), host, transcript)
     except (ConnectFailed, *Failure) as error:
-        because = f"no POP3 service on {host.name} port {POP3_PORT} ({_problem(error)})"
+        because = f"no POP3 service on {host.host} port {POP3_PORT} ({_problem(error)})"
         return [skipped(RULE_POP3_FOUND, because), skipped(RULE_POP3_WRONG, because)]
     found = _pop3_found(client, host, target, message_id, transcript)
     return [found, _pop3_refuses(host, target)]
 
 
-def _pop3_found(client: TracedPOP3, host: MailHost, target: Target, message_id: str | None,
+def _pop3_found(client: TracedPOP3, host: NextHop, target: Target, message_id: str | None,
                 transcript: list[Line]) -> Result:
     rfc = "RFC 1939 §7"
     if message_id is None:
@@ -206,7 +206,7 @@ def _pop3_found(client: TracedPOP3, host: MailHost, target: Target, message_id: 
     return Result(RULE_POP3_FOUND, "pass", info=f"message {number}")
 
 
-def _pop3_refuses(host: MailHost, target: Target) -> Result:
+def _pop3_refuses(host: NextHop, target: Target) -> Result:
     def log_in(pop: TracedPOP3) -> None:
         pop.user(target.login_name)
         pop.pass_(wrong(target.password))
@@ -262,18 +262,18 @@ def received_by(header: bytes, receiver: Greeted) -> Result:
     """RFC 5321 §4.4: the receiving SMTP server MUST insert a Received line."""
     message = email.message_from_bytes(header, policy=email.policy.compat32)
     lines = [" ".join(str(v).split()) for v in message.get_all("Received") or []]
-    names = {receiver.host.name, receiver.name}
+    names = {receiver.host.host, receiver.name}
     for line in lines:
         match = _BY.search(line)
         if match and match.group(1).lower().rstrip(".") in names:
             return Result(RULE_RECEIVED, "pass", info=line[:160])
     return Result(RULE_RECEIVED, "fail", step="the test message's header",
-                  expected=f"Received: from … by {receiver.host.name} …",
+                  expected=f"Received: from … by {receiver.host.host} …",
                   got="\n".join(lines) or "no Received line at all", rfc="RFC 5321 §4.4",
                   hint="the MTA must stamp each message it receives; is its host name right?")
 
 
-def check_reading(host: MailHost, target: Target, message_id: str | None, receiver: Greeted | None) -> list[Result]:
+def check_reading(host: NextHop, target: Target, message_id: str | None, receiver: Greeted | None) -> list[Result]:
     """The reading rows (the caller makes sure there are credentials)."""
     header = None
     if message_id is None:

@@ -5,8 +5,9 @@ the test message, reading it back, and submission. Returns a
 from __future__ import annotations
 
 from ..checks.result import Report
+from ..dns.mx import NextHop
 from . import reading, submission
-from .dns_rules import Lookups, MailHost, addresses_of, check_dns, resolver_for
+from .dns_rules import Lookups, addresses_of, check_dns, resolver_for
 from .rows import not_checked, skipped
 from .smtp_rules import RULE_MESSAGE, Greeted, check_mx, deliver, rules_for, make_test_message
 from .target import Target
@@ -26,7 +27,7 @@ def check(target: Target) -> Report:
     greeted: list[Greeted] = []
     for host in hosts:
         if target.expired():
-            report.extend(not_checked(rule, TIME_LIMIT) for rule in rules_for(host.name, target.domain).values())
+            report.extend(not_checked(rule, TIME_LIMIT) for rule in rules_for(host.host, target.domain).values())
             continue
         rows, hello = check_mx(host, target)
         report.extend(rows)
@@ -55,16 +56,16 @@ def check(target: Target) -> Report:
     return report
 
 
-def _mailbox_host(target: Target, hosts: list[MailHost], greeted: list[Greeted], receiver: Greeted | None,
-                  lookups: Lookups) -> MailHost | None:
+def _mailbox_host(target: Target, hosts: list[NextHop], greeted: list[Greeted], receiver: Greeted | None,
+                  lookups: Lookups) -> NextHop | None:
     """Where IMAP, POP3 and submission are: ``--host``, else the MX that took the
     test message, else the first MX that answered, else the first MX."""
     if target.host:
         name = target.host.lower().rstrip(".")
-        known = next((h for h in hosts if h.name == name), None)
+        known = next((h for h in hosts if h.host == name), None)
         if known is not None:
             return known
-        return MailHost(name, 0, addresses_of(name, lookups) or (name,))
+        return NextHop(name, 0, addresses_of(name, lookups) or (name,))
     if receiver is not None:
         return receiver.host
     if greeted:

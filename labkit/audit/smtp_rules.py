@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ..checks.result import Result
+from ..dns.mx import NextHop
 from ..smtp.client import ClientTransaction, SMTPError
 from ..smtp.send import drive
-from .dns_rules import MailHost
 from .probe import SMTPProbe, helo_name
 from .rows import excerpt, not_checked, said, skipped
 from .steps import Step, Stop, run_steps
@@ -46,22 +46,22 @@ def probe_address(domain: str) -> str:
 class Greeted:
     """What the rules of an MX session learnt, for the later rules."""
 
-    host: MailHost
+    host: NextHop
     name: str  # the name in its 220 greeting
     ok: bool = False  # the session got past EHLO
 
 
-def check_mx(host: MailHost, target: Target) -> tuple[list[Result], Greeted | None]:
-    rules = rules_for(host.name, target.domain)
+def check_mx(host: NextHop, target: Target) -> tuple[list[Result], Greeted | None]:
+    rules = rules_for(host.host, target.domain)
     transcript: list[Line] = []
     try:
-        sock = target.connector().connect(host.name, host.addresses, SMTP_PORT, transcript)
+        sock = target.connector().connect(host.host, host.addresses, SMTP_PORT, transcript)
     except ConnectFailed as error:
-        row = Result(rules["greeting"], "fail", step=f"connect to {host.name} port {SMTP_PORT}",
+        row = Result(rules["greeting"], "fail", step=f"connect to {host.host} port {SMTP_PORT}",
                      expected="a TCP connection and a 220 greeting", got=str(error), rfc="RFC 5321 §3.1",
                      transcript=excerpt(transcript), hint="is the MTA running, listening on the public address "
                      "(Postfix: inet_interfaces), and port 25 open in the firewall?")
-        return [row, *(not_checked(r, f"no SMTP session with {host.name}") for r in list(rules.values())[1:])], None
+        return [row, *(not_checked(r, f"no SMTP session with {host.host}") for r in list(rules.values())[1:])], None
     probe = SMTPProbe(sock, timeout=target.timeout, transcript=transcript)
     session = _MXSession(probe, host, target, rules, transcript)
     try:
@@ -72,7 +72,7 @@ def check_mx(host: MailHost, target: Target) -> tuple[list[Result], Greeted | No
 
 
 class _MXSession:
-    def __init__(self, probe: SMTPProbe, host: MailHost, target: Target, rules: dict[str, str],
+    def __init__(self, probe: SMTPProbe, host: NextHop, target: Target, rules: dict[str, str],
                  transcript: list[Line]) -> None:
         self.probe, self.host, self.target, self.rules, self.transcript = probe, host, target, rules, transcript
         self.greeted: Greeted | None = None
@@ -92,13 +92,13 @@ class _MXSession:
         shown = excerpt(self.transcript, mark)
         if reply.code != 220:
             # RFC 5321 §3.1: 554 means "no SMTP service here"; 421 "try later".
-            row = Result(rule, "fail", step="greeting", expected=f"220 {self.host.name} …", got=reply.one_line(),
+            row = Result(rule, "fail", step="greeting", expected=f"220 {self.host.host} …", got=reply.one_line(),
                          rfc="RFC 5321 §4.2, §3.1", transcript=shown)
-            raise Stop(row, f"{self.host.name} did not greet with 220")
+            raise Stop(row, f"{self.host.host} did not greet with 220")
         self.greeted = Greeted(self.host, name)
-        if name == self.host.name:
+        if name == self.host.host:
             return Result(rule, "pass", info=reply.one_line())
-        return Result(rule, "warn", step="greeting", expected=f"220 {self.host.name} … (the host's own name)",
+        return Result(rule, "warn", step="greeting", expected=f"220 {self.host.host} … (the host's own name)",
                       got=reply.one_line(), rfc="RFC 5321 §4.2, §4.3.1", transcript=shown,
                       hint="set the MTA's host name to the name the MX names (Postfix: myhostname)")
 
@@ -185,9 +185,9 @@ def deliver(target: Target, hosts: list[Greeted], message: bytes) -> tuple[Resul
     host = greeted.host
     transcript: list[Line] = []
     try:
-        sock = target.connector().connect(host.name, host.addresses, SMTP_PORT, transcript)
+        sock = target.connector().connect(host.host, host.addresses, SMTP_PORT, transcript)
     except ConnectFailed as error:
-        return Result(RULE_MESSAGE, "fail", step=f"connect to {host.name}", got=str(error),
+        return Result(RULE_MESSAGE, "fail", step=f"connect to {host.host}", got=str(error),
                       rfc="RFC 5321 §3.1", transcript=excerpt(transcript)), None
     with sock:
         txn = ClientTransaction(helo=helo_name(sock), mail_from=target.mail_from, rcpt_to=[target.user],
@@ -195,13 +195,13 @@ def deliver(target: Target, hosts: list[Greeted], message: bytes) -> tuple[Resul
         try:
             result = drive(sock, txn, target.timeout)
         except SMTPError as error:
-            return Result(RULE_MESSAGE, "fail", step=f"{error.stage} (via {host.name})",
+            return Result(RULE_MESSAGE, "fail", step=f"{error.stage} (via {host.host})",
                           expected=f"the message accepted for <{target.user}>", got=str(error),
                           rfc="RFC 5321 §4.1.1.4", transcript=excerpt(transcript)), None
     if target.user in result.accepted and result.data_reply is not None:
-        return Result(RULE_MESSAGE, "pass", info=f"via {host.name}: {result.data_reply.one_line()}"), greeted
+        return Result(RULE_MESSAGE, "pass", info=f"via {host.host}: {result.data_reply.one_line()}"), greeted
     refused = result.refused.get(target.user)
     start = next((i for i, (_, line) in enumerate(transcript) if line.startswith("RCPT")), 0)
-    return Result(RULE_MESSAGE, "fail", step=f"RCPT TO:<{target.user}> (via {host.name})",
+    return Result(RULE_MESSAGE, "fail", step=f"RCPT TO:<{target.user}> (via {host.host})",
                   expected="250 for the user's address", got=said(refused), rfc="RFC 5321 §3.3",
                   transcript=excerpt(transcript, start), hint="is --user the address of a real mailbox?"), None

@@ -4,7 +4,7 @@ relay without AUTH (§4.3), and the user's own password works (RFC 4954)."""
 from __future__ import annotations
 
 from ..checks.result import Result
-from .dns_rules import MailHost
+from ..dns.mx import NextHop
 from .probe import SMTPProbe, helo_name
 from .rows import excerpt, said, skipped
 from .smtp_rules import RELAY_DOMAIN, probe_address
@@ -16,12 +16,12 @@ RULE_NEEDS_AUTH = "submission (587): relaying needs AUTH"
 RULE_AUTH = "submission (587): AUTH with the user's password"
 
 
-def check_submission(host: MailHost, target: Target) -> list[Result]:
+def check_submission(host: NextHop, target: Target) -> list[Result]:
     transcript: list[Line] = []
     try:
-        sock = target.connector().connect(host.name, host.addresses, SUBMISSION_PORT, transcript)
+        sock = target.connector().connect(host.host, host.addresses, SUBMISSION_PORT, transcript)
     except ConnectFailed as error:
-        because = f"no submission service on {host.name} port {SUBMISSION_PORT} ({error})"
+        because = f"no submission service on {host.host} port {SUBMISSION_PORT} ({error})"
         return [skipped(RULE_NEEDS_AUTH, because), skipped(RULE_AUTH, because)]
     probe = SMTPProbe(sock, timeout=target.timeout, transcript=transcript)
 

@@ -14,9 +14,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from ..net import AddressMap, Endpoint, is_loopback
-
-Line = tuple[str, str]
+from ..checks.result import Line
+from ..net import AddressMap, Endpoint, NoRoute
 
 
 @dataclass
@@ -63,17 +62,16 @@ class Connector:
     def endpoints(self, host: str, addresses: tuple[str, ...], port: int) -> list[Endpoint]:
         """Where to dial ``host`` (with DNS ``addresses``) on ``port``, in order: an
         override for the name wins; else each address, through its override if any."""
-        routes = self.routes.routes()
-        named = routes.get((host.lower(), port))
+        named = self.routes.route(host.lower(), port)
         if named is not None:
             return [named]
         found = []
         for address in addresses:
-            endpoint = routes.get((address, port))
-            if endpoint is None and (self.direct or is_loopback(address)):
-                endpoint = Endpoint(address, port)
-            if endpoint is not None:
-                found.append(endpoint)
+            try:
+                found.append(self.routes.resolve(address, port))  # mapped, or loopback as it is
+            except NoRoute:
+                if self.direct:
+                    found.append(Endpoint(address, port))
         return found
 
     def connect(self, host: str, addresses: tuple[str, ...], port: int, transcript: list[Line]) -> socket.socket:

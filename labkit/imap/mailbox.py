@@ -9,13 +9,12 @@ with an untagged FETCH.
 
 from __future__ import annotations
 
-from labkit.store import FLAG_LETTERS, Folder, MailStore, MessageInfo
+from labkit.store import SYSTEM_FLAGS, Folder, MailStore, MessageInfo
 
 from .parser import ParseError, SeqRange, resolve_sequence_set
 from .wire import flag_list
 
 RECENT = "\\Recent"
-STORED_FLAGS = frozenset(FLAG_LETTERS)  # flags the store has letters for, besides keywords
 
 
 class SelectedMailbox:
@@ -64,7 +63,7 @@ class SelectedMailbox:
         """FLAGS and PERMANENTFLAGS (RFC 3501 §7.2.6, §7.1): the stored flags, this
         mailbox's keywords and, while a new keyword still gets a letter, ``\\*``."""
         self.keywords = self.folder.keywords
-        defined = flag_list(STORED_FLAGS.union(self.keywords))
+        defined = flag_list(SYSTEM_FLAGS.union(self.keywords))  # the flags the store has letters for
         if self.readonly:
             permanent = b"()"
         else:

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, TypeVar, Union
 
+from labkit.store import not_atom_char
+
 from .wire import MONTHS, decode_mailbox
 
 MAX_LINE = 64 * 1024
@@ -456,7 +458,7 @@ class Cursor:
                 raise ParseError(f"unknown system flag {flag}")
             return canonical
         keyword = self.atom("a flag")
-        bad = next((c for c in keyword if c in "%*\\"), None)
+        bad = not_atom_char(keyword)  # atom() lets "\\", "*" and "%" through
         if bad is not None:  # RFC 3501 §9: flag-keyword = atom
             raise ParseError(f"keyword {keyword} contains {bad!r}, which an atom cannot")
         return keyword

@@ -41,6 +41,7 @@ class Candidate:
     message: MessageData
     last_msn: int
     last_uid: int
+    _address_cache: dict[str, tuple[str, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def info(self) -> MessageInfo:
@@ -62,10 +63,14 @@ class Candidate:
     def header(self, name: str) -> list[str]:
         return self._headers.get(name.lower(), [])
 
-    def addresses(self, name: str) -> list[str]:
+    def addresses(self, name: str) -> tuple[str, ...]:
         """An address field as written (decoded), and each of its addresses as the
         envelope has it, ``Name <mailbox@host>``: RFC 3501 §6.4.4 searches FROM, TO, CC
-        and BCC in the envelope, where comments and spaces around ``@`` are gone."""
+        and BCC in the envelope, where comments and spaces around ``@`` are gone.
+        Parsed once per field (a SEARCH may have many address keys)."""
+        cached = self._address_cache.get(name)
+        if cached is not None:
+            return cached
         out = list(self.header(name))
         for value in self._fields.get(name, []):
             for address in parse_address_list(value):
@@ -73,7 +78,8 @@ class Candidate:
                     continue
                 spec = f"<{address.mailbox}@{address.host}>" if address.host else f"<{address.mailbox}>"
                 out.append(f"{decode_words(address.name)} {spec}" if address.name else spec)
-        return out
+        cached = self._address_cache[name] = tuple(out)
+        return cached
 
     @cached_property
     def header_text(self) -> str:

@@ -154,8 +154,20 @@ def uid_set(numbers: list[int]) -> str:
 
 
 def stored(sign: str, flags: frozenset[str], change: set[str]) -> frozenset[str]:
-    """``flags`` after ``STORE`` with ``+FLAGS`` (sign ``+``), ``-FLAGS`` or ``FLAGS``."""
-    return flags | change if sign == "+" else flags - change if sign == "-" else frozenset(change)
+    """``flags`` after ``STORE`` with ``+FLAGS`` (sign ``+``), ``-FLAGS`` or ``FLAGS``,
+    as the store does it: flags compare case-insensitively, the spelling in ``flags`` kept."""
+    if sign == "":
+        return frozenset(change)
+    have = {f.lower() for f in flags}
+    if sign == "+":
+        return flags.union(f for f in change if f.lower() not in have)
+    gone = {f.lower() for f in change}
+    return frozenset(f for f in flags if f.lower() not in gone)
+
+
+def same_flags(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Whether two flag sets are equal, compared case-insensitively."""
+    return {f.lower() for f in a} == {f.lower() for f in b}
 
 
 def completed(command: str, gone: bool, what: str) -> str:
@@ -822,7 +834,7 @@ class IMAPSession:
                 gone = True
                 continue
             # .SILENT: the client takes its own change as done; anything else is news for the sync
-            mailbox.update(info if not silent or info.flags == expected else info.with_flags(expected))
+            mailbox.update(info if not silent or same_flags(info.flags, expected) else info.with_flags(expected))
             changed.append(u)
         self._untagged += mailbox.keyword_news()  # before a FETCH shows a new keyword
         if not silent:

@@ -238,17 +238,27 @@ SECRET = "********"
 """What the transcript shows in place of a password."""
 
 
-def auth_steps(mechanism: str, user: str, password: str) -> tuple[str, list[tuple[str, str]]]:
-    """The AUTH command and the (response, as shown in the transcript) pairs to send to
-    each 334 challenge (RFC 4954 §4). Passwords are never shown."""
+AUTH_MECHANISMS = ("PLAIN", "LOGIN")
+"""The AUTH mechanisms :func:`auth_steps` speaks, in order of preference."""
+
+
+def choose_auth(extensions: dict[str, str]) -> str | None:
+    """The mechanism to use among those EHLO's AUTH offers (RFC 4954 §3), or None."""
+    offered = extensions.get("AUTH", "").upper().split()
+    return next((m for m in AUTH_MECHANISMS if m in offered), None)
+
+
+def auth_steps(mechanism: str, user: str, password: str) -> tuple[tuple[str, str], list[tuple[str, str]]]:
+    """The AUTH command and the responses to send to each 334 challenge (RFC 4954 §4),
+    each a (line, as shown in the transcript) pair. Passwords are never shown."""
 
     def b64(text: str) -> str:
         return base64.b64encode(text.encode()).decode("ascii")
 
     if mechanism == "PLAIN":  # RFC 4616 §2: authzid NUL authcid NUL passwd, as initial response
-        return "AUTH PLAIN " + b64(f"\0{user}\0{password}"), []
+        return ("AUTH PLAIN " + b64(f"\0{user}\0{password}"), f"AUTH PLAIN {SECRET}"), []
     if mechanism == "LOGIN":  # draft-murchison-sasl-login: username, then password
-        return "AUTH LOGIN", [(b64(user), b64(user)), (b64(password), SECRET)]
+        return ("AUTH LOGIN", "AUTH LOGIN"), [(b64(user), b64(user)), (b64(password), SECRET)]
     raise ValueError(f"unsupported AUTH mechanism {mechanism!r}")
 
 
@@ -422,13 +432,12 @@ class ClientTransaction:
         if self.auth is None:
             self._send_mail()
             return
-        offered = self.extensions.get("AUTH", "").upper().split()
-        mechanism = next((m for m in ("PLAIN", "LOGIN") if m in offered), None)
+        mechanism = choose_auth(self.extensions)
         if mechanism is None:
             self._fail("server offers no AUTH PLAIN or LOGIN", permanent=True, stage="AUTH")
             return
-        command, self._auth_responses = auth_steps(mechanism, *self.auth)
-        self._send(command, State.AUTH, shown=f"AUTH PLAIN {SECRET}" if mechanism == "PLAIN" else None)
+        (command, shown), self._auth_responses = auth_steps(mechanism, *self.auth)
+        self._send(command, State.AUTH, shown=shown)
 
     def _on_auth(self, reply: Reply) -> None:
         if reply.code == AUTH_CONTINUE and self._auth_responses:
