@@ -24,6 +24,7 @@ import dns.query
 import pytest
 
 from conftest import lecture_config
+from imap_helpers import RawIMAP
 from labkit import maildir
 from labkit.accounts import Account, Accounts
 from labkit.config import AuthConfig, ConfigError, load_config
@@ -35,39 +36,6 @@ from world_process import WorldProcess, topology
 
 BETTY, CAROL = "betty@brilliant.com", "carol@careful.com"
 BETTY_PASSWORD = "betty-password"
-
-
-class RawIMAP:
-    """An IMAP client on a plain socket: it reads only when told to."""
-
-    def __init__(self, endpoint: tuple[str, int], user: str, password: str, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection(endpoint, timeout=timeout)
-        self.file = self.sock.makefile("rb")
-        assert self.line().startswith(b"* OK")
-        self.command(f"LOGIN {user} {password}")
-
-    def line(self) -> bytes:
-        line = self.file.readline()
-        assert line, "the server closed the connection"
-        return line
-
-    def command(self, text: str, tag: str = "t") -> list[bytes]:
-        """Send one command and read up to its tagged reply, which must be OK."""
-        self.sock.sendall(f"{tag} {text}\r\n".encode())
-        lines = []
-        while not (line := self.line()).startswith(tag.encode() + b" "):
-            lines.append(line)
-        assert line.startswith(tag.encode() + b" OK"), line
-        return lines
-
-    def wait_exists(self, count: int) -> None:
-        """During IDLE: read until the mailbox has ``count`` messages."""
-        while not ((m := re.match(rb"\* (\d+) EXISTS", self.line())) and int(m.group(1)) >= count):
-            pass
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
 
 
 def remaining_recipients(spool: Path) -> int:
