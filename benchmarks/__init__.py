@@ -1,1 +1,1 @@
-"""On-demand benchmarks: `make bench` or `python -m benchmarks [mta] [mail]`."""
+"""On-demand benchmarks: `make bench` or `python -m benchmarks [mta] [mail] [grading]`."""

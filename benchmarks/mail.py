@@ -3,8 +3,9 @@
 labkit's IMAP and POP3 servers against Dovecot (the baseline), both measured in the same
 run on identical Maildirs with the same client code (stdlib imaplib and poplib); only
 the endpoint differs. Dovecot runs in the foreground from a throw-away configuration in a
-temporary directory, on free loopback ports, without TLS. Every answer is checked
-(message count, sizes, Message-IDs, bytes) so a broken server cannot look fast.
+temporary directory, on free loopback ports, without TLS (benchmarks/dovecot.py). Every
+answer is checked (message count, sizes, Message-IDs, bytes) so a broken server cannot
+look fast.
 Target: labkit within 3x of Dovecot (its times / Dovecot's, Dovecot's rate / its rate).
 
 Run with ``python -m benchmarks mail`` (or ``make bench ARGS=mail``).
@@ -15,20 +16,16 @@ from __future__ import annotations
 import imaplib
 import os
 import poplib
-import pwd
 import random
 import re
 import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
+from benchmarks.dovecot import Dovecot, dovecot_version, find_dovecot
 from labkit.net import Endpoint
 from labkit.world import World
 
@@ -210,171 +207,6 @@ def run_labkit(imap_mail: dict[bytes, bytes], pop3_mail: dict[bytes, bytes]) -> 
 
 # ---------------------------------------------------------------- Dovecot
 
-# Dovecot's settings as of 2.3 and as renamed in 2.4 (see "Upgrading Dovecot CE from 2.3
-# to 2.4"); the {PLAIN} prefix in the passwd file names the scheme in both.
-DOVECOT_COMMON = """\
-protocols = imap pop3
-listen = 127.0.0.1
-base_dir = {root}/run
-state_dir = {root}/state
-log_path = {root}/dovecot.log
-ssl = no
-auth_mechanisms = plain login
-first_valid_uid = 1
-default_internal_user = {internal}
-default_login_user = {login}
-service imap-login {{
-  inet_listener imap {{
-    port = {imap}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    port = {pop3}
-  }}
-  inet_listener pop3s {{
-    port = 0
-  }}
-}}
-"""
-
-DOVECOT_23 = DOVECOT_COMMON + """\
-disable_plaintext_auth = no
-mail_location = maildir:{root}/mail/%u
-passdb {{
-  driver = passwd-file
-  args = username_format=%u {root}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={gid} home={root}/home/%u
-}}
-"""
-
-DOVECOT_24 = "dovecot_config_version = {version}\ndovecot_storage_version = {version}\n" + DOVECOT_COMMON + """\
-auth_allow_cleartext = yes
-mail_driver = maildir
-mail_path = {root}/mail/%{{user}}
-passdb passwd-file {{
-  passwd_file_path = {root}/passwd
-}}
-userdb static {{
-  fields {{
-    uid = {uid}
-    gid = {gid}
-    home = {root}/home/%{{user}}
-  }}
-}}
-"""
-
-
-def find_dovecot() -> str | None:
-    return shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None)
-
-
-def dovecot_version(binary: str) -> str:
-    """``2.3.19.1`` from ``dovecot --version`` (which prints ``2.3.19.1 (9b53102964)``)."""
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=True).stdout
-    return out.split()[0]
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (bind port 0, read it, close)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def system_user(*names: str) -> pwd.struct_passwd:
-    """The first of ``names`` that exists on this system (Dovecot refuses unknown users)."""
-    for name in names:
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            continue
-    raise RuntimeError(f"none of the users {', '.join(names)} exists, Dovecot needs one")
-
-
-def mail_owner() -> pwd.struct_passwd:
-    """Who Dovecot's mail processes run as: ourselves, or ``nobody`` when we are root
-    (Dovecot refuses to access mail as uid 0)."""
-    return system_user("nobody") if os.getuid() == 0 else pwd.getpwuid(os.getuid())
-
-
-def chown_tree(root: Path, owner: pwd.struct_passwd) -> None:
-    if os.getuid() != 0:
-        return
-    for path in [root, *root.rglob("*")]:
-        os.chown(path, owner.pw_uid, owner.pw_gid, follow_symlinks=False)
-
-
-def wait_until_listening(proc: subprocess.Popen, endpoints: list[Endpoint], log: Path, timeout: float = 15.0) -> None:
-    """Bounded wait until every endpoint accepts a connection (or Dovecot died)."""
-    deadline = time.monotonic() + timeout
-    pending = list(endpoints)
-    while pending:
-        if proc.poll() is not None:
-            raise RuntimeError(f"Dovecot exited with {proc.returncode}: {dovecot_log(log)}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"Dovecot did not listen on {', '.join(map(str, pending))} within {timeout:g} s")
-        try:
-            socket.create_connection((pending[0].host, pending[0].port), timeout=0.2).close()
-            pending.pop(0)
-        except OSError:
-            proc_wait(proc, 0.05)  # a short bounded pause that also notices an exit
-
-
-def proc_wait(proc: subprocess.Popen, seconds: float) -> None:
-    try:
-        proc.wait(seconds)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def dovecot_log(log: Path) -> str:
-    try:
-        return log.read_text(errors="replace")[-2000:]
-    except FileNotFoundError:
-        return "(no log)"
-
-
-@contextmanager
-def dovecot(binary: str, root: Path, users: dict[str, str]) -> Iterator[tuple[Endpoint, Endpoint]]:
-    """Run Dovecot in the foreground from a config in ``root``; yields (IMAP, POP3).
-
-    Users' Maildirs are ``root/mail/<user>``; fill them before logging in."""
-    version = dovecot_version(binary)
-    imap, pop3 = Endpoint("127.0.0.1", free_port()), Endpoint("127.0.0.1", free_port())
-    template = DOVECOT_23 if tuple(map(int, version.split(".")[:2])) < (2, 4) else DOVECOT_24
-    owner = mail_owner()
-    config = template.format(root=root, version=".".join(version.split(".")[:3]), uid=owner.pw_uid,
-                             gid=owner.pw_gid, internal=system_user("dovecot", "nobody").pw_name,
-                             login=system_user("dovenull", "nobody").pw_name, imap=imap.port, pop3=pop3.port)
-    for sub in ("run", "state", "home", "mail"):
-        (root / sub).mkdir(exist_ok=True)
-    for sub in ("home", "mail"):
-        chown_tree(root / sub, owner)
-    root.chmod(0o755)  # the login processes run as dovenull
-    (root / "passwd").write_text("".join(f"{user}:{{PLAIN}}{password}::::::\n" for user, password in users.items()))
-    (root / "dovecot.conf").write_text(config)
-    log = root / "dovecot.log"  # its log_path; its own start-up complaints go there too
-    with open(log, "ab") as errors:
-        proc = subprocess.Popen([binary, "-F", "-c", str(root / "dovecot.conf")], stdout=subprocess.DEVNULL,
-                                stderr=errors)
-    try:
-        wait_until_listening(proc, [imap, pop3], log)
-        yield imap, pop3
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
 
 def run_dovecot(binary: str, imap_mail: dict[bytes, bytes], pop3_mail: dict[bytes, bytes]) -> Figures:
     root = Path(tempfile.mkdtemp(prefix="labkit-bench-dovecot-"))
@@ -382,9 +214,8 @@ def run_dovecot(binary: str, imap_mail: dict[bytes, bytes], pop3_mail: dict[byte
     try:
         for login, mail in ((imap_login, imap_mail), (pop3_login, pop3_mail)):
             fill_maildir(root / "mail" / login.user, mail)
-        with dovecot(binary, root, {imap_login.user: imap_login.password, pop3_login.user: pop3_login.password}) as (
-                imap, pop3):
-            return measure(Servers(imap, pop3, imap_login, pop3_login), imap_mail, pop3_mail)
+        with Dovecot(binary, root, {imap_login.user: imap_login.password, pop3_login.user: pop3_login.password}) as d:
+            return measure(Servers(d.imap, d.pop3, imap_login, pop3_login), imap_mail, pop3_mail)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

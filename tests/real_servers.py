@@ -10,7 +10,8 @@ Postfix serves the virtual domain ``student.test``: ``sam@student.test`` (Maildi
 written by Postfix's virtual(8) agent as ``nobody``), ``postmaster`` an alias of sam.
 Its master.cf runs several smtpd listeners, one good and each other deliberately
 misconfigured with ``-o`` overrides, so every misconfiguration is one port away and
-no reload is needed. Dovecot reads the same Maildirs over IMAP and POP3 and answers
+no reload is needed. Dovecot (benchmarks.dovecot's, the mail benchmark's baseline, with
+this module's additions) reads the same Maildirs over IMAP and POP3 and answers
 Postfix's SASL questions for the submission port.
 """
 
@@ -19,14 +20,14 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
+
+from benchmarks.dovecot import Dovecot, find_command, find_dovecot, free_ports, stop, wait_until_listening
+from labkit.net import Endpoint
 
 DOMAIN = "student.test"
 USER, PASSWORD = f"sam@{DOMAIN}", "sam-password"
@@ -37,16 +38,27 @@ SMTPD_VARIANTS = {
     "no postmaster": "-o virtual_alias_maps=",
 }
 START_TIMEOUT = 20.0
-
-
-def _binary(name: str, *places: str) -> str | None:
-    return shutil.which(name) or next((p for p in places if os.access(p, os.X_OK)), None)
+# Beside benchmarks.dovecot's configuration: the SASL socket for Postfix, no delays.
+DOVECOT_EXTRA = """auth_failure_delay = 0
+service auth {
+  unix_listener auth-postfix {
+    mode = 0666
+  }
+}
+# No growing delay after failed logins from one address (the checker fails on purpose):
+# the auth process finds no penalty socket and goes on without it.
+service anvil {
+  unix_listener anvil-auth-penalty {
+    path = anvil-auth-penalty-off
+  }
+}
+"""
 
 
 def require_servers() -> tuple[str, str]:
     """The postfix and dovecot commands, or skip saying what is missing."""
-    postfix = _binary("postfix", "/usr/sbin/postfix")
-    dovecot = _binary("dovecot", "/usr/sbin/dovecot")
+    postfix = find_command("postfix", "/usr/sbin/postfix")
+    dovecot = find_dovecot()
     if postfix is None:
         pytest.skip("postfix is not installed (apt: postfix; .ci/run installs it)")
     if dovecot is None or not all(os.access(f"/usr/lib/dovecot/{p}", os.X_OK) for p in ("imap", "pop3")):
@@ -54,50 +66,6 @@ def require_servers() -> tuple[str, str]:
     if os.geteuid() != 0:
         pytest.skip("Postfix's master starts only as root (CI runs as root)")
     return postfix, dovecot
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (held open together, so they differ)."""
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def wait_listening(port: int, proc: subprocess.Popen, what: str, log: Path) -> None:
-    """Poll until ``port`` greets (bounded); fail with the log if not."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:  # a whole greeting, so no half-served connection is left behind
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-                if sock.recv(512):
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not start listening on {port}:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def stop(proc: subprocess.Popen | None, group: int | None = None) -> None:
-    """SIGTERM a process group we started (the Popen child's own session, or
-    ``group``), then wait for the child; SIGKILL the group if that is not enough."""
-    if proc is None or proc.poll() is not None:
-        return
-    for sig, patience in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(group or proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=patience)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 class Servers:
@@ -110,7 +78,7 @@ class Servers:
         self.root = Path(tempfile.mkdtemp(prefix="labkit-postfix-", dir="/tmp"))
         self.root.chmod(0o755)  # the daemons run as postfix, dovecot and nobody
         self.postfix: subprocess.Popen | None = None
-        self.dovecot: subprocess.Popen | None = None
+        self.dovecot: Dovecot | None = None
         try:
             self._configure()
             self.start_postfix()
@@ -123,7 +91,7 @@ class Servers:
     def _configure(self) -> None:
         root, conf = self.root, self.root / "postfix"
         nobody, postfix = pwd.getpwnam("nobody"), pwd.getpwnam("postfix")
-        for sub in ("postfix", "queue", "data", "mail", "dovecot/run", "dovecot/state"):
+        for sub in ("postfix", "queue", "data", "mail"):
             (root / sub).mkdir(parents=True)
         os.chown(root / "data", postfix.pw_uid, postfix.pw_gid)
         os.chown(root / "mail", nobody.pw_uid, nobody.pw_gid)
@@ -154,7 +122,7 @@ relayhost = [127.0.0.1]:{self.nowhere}
 smtpd_sasl_type = dovecot
 smtpd_sasl_path = {auth_socket}
 """)
-        (conf / "vmailbox").write_text(f"{USER} {DOMAIN}/sam/\n")
+        (conf / "vmailbox").write_text(f"{USER} {USER}/\n")
         (conf / "valias").write_text(f"postmaster@{DOMAIN} {USER}\n")
         (conf / "valias-catchall").write_text(f"postmaster@{DOMAIN} {USER}\n@{DOMAIN} {USER}\n")
         listeners = [f"127.0.0.1:{self.smtp[name]} inet n - n - - smtpd {extra.format(conf=conf)}"
@@ -180,44 +148,10 @@ anvil unix - - n - 1 anvil
 scache unix - - n - 1 scache
 """
         (conf / "master.cf").write_text("\n".join(listeners) + "\n" + services)
-        dove = root / "dovecot"
-        logins = "".join(  # a listener on our port, and none for the TLS port
-            f"service {p}-login {{\n  inet_listener {p} {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n"
-            f"  inet_listener {p}s {{\n    port = 0\n  }}\n}}\n"
-            for p, port in (("imap", self.imap), ("pop3", self.pop3)))
-        (dove / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}:{nobody.pw_uid}:{nobody.pw_gid}::{root}/mail::\n")
-        (dove / "dovecot.conf").write_text(f"""base_dir = {dove}/run
-state_dir = {dove}/state
-log_path = {dove}/dovecot.log
-protocols = imap pop3
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-auth_failure_delay = 0
-first_valid_uid = 1
-mail_location = maildir:{root}/mail/%d/%n
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN {dove}/users
-}}
-userdb {{
-  driver = passwd-file
-  args = {dove}/users
-}}
-{logins}service auth {{
-  unix_listener auth-postfix {{
-    mode = 0666
-  }}
-}}
-# No growing delay after failed logins from one address (the checker fails on purpose):
-# the auth process finds no penalty socket and goes on without it.
-service anvil {{
-  unix_listener anvil-auth-penalty {{
-    path = anvil-auth-penalty-off
-  }}
-}}
-""")
+        # Dovecot reads the Maildirs Postfix writes (<mail>/<user>/, see vmailbox) and answers
+        # Postfix's SASL questions on auth_socket.
+        self.dovecot = Dovecot(self.dovecot_cmd, root / "dovecot", {USER: PASSWORD}, mail=root / "mail",
+                               ports=(self.imap, self.pop3), extra=DOVECOT_EXTRA, timeout=START_TIMEOUT)
 
     # -- life cycle ---------------------------------------------------------------------
     def start_postfix(self) -> None:
@@ -225,19 +159,15 @@ service anvil {{
         self.postfix = subprocess.Popen([self.postfix_cmd, "-c", str(self.root / "postfix"), "start-fg"],
                                         stdout=log.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         start_new_session=True)
-        wait_listening(self.smtp["good"], self.postfix, "Postfix", log)
+        wait_until_listening(self.postfix, [Endpoint("127.0.0.1", self.smtp["good"])], "Postfix", log, START_TIMEOUT)
 
     def start_dovecot(self) -> None:
-        log = self.root / "dovecot" / "dovecot.log"
-        out = self.root / "dovecot" / "stdout.log"
-        self.dovecot = subprocess.Popen([self.dovecot_cmd, "-F", "-c", str(self.root / "dovecot/dovecot.conf")],
-                                        stdout=out.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)
-        wait_listening(self.imap, self.dovecot, "Dovecot", log if log.exists() else out)
+        assert self.dovecot is not None
+        self.dovecot.start()
 
     def stop_dovecot(self) -> None:
-        stop(self.dovecot)
-        self.dovecot = None
+        if self.dovecot is not None:
+            self.dovecot.stop()
 
     def close(self) -> None:
         # Postfix's master makes its own session: signal it by its pid file; it stops its children.

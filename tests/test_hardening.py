@@ -24,6 +24,7 @@ import dns.query
 import pytest
 
 from conftest import lecture_config
+from imap_helpers import RawIMAP
 from labkit import maildir
 from labkit.accounts import Account, Accounts
 from labkit.config import AuthConfig, ConfigError, load_config
@@ -35,39 +36,6 @@ from world_process import WorldProcess, topology
 
 BETTY, CAROL = "betty@brilliant.com", "carol@careful.com"
 BETTY_PASSWORD = "betty-password"
-
-
-class RawIMAP:
-    """An IMAP client on a plain socket: it reads only when told to."""
-
-    def __init__(self, endpoint: tuple[str, int], user: str, password: str, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection(endpoint, timeout=timeout)
-        self.file = self.sock.makefile("rb")
-        assert self.line().startswith(b"* OK")
-        self.command(f"LOGIN {user} {password}")
-
-    def line(self) -> bytes:
-        line = self.file.readline()
-        assert line, "the server closed the connection"
-        return line
-
-    def command(self, text: str, tag: str = "t") -> list[bytes]:
-        """Send one command and read up to its tagged reply, which must be OK."""
-        self.sock.sendall(f"{tag} {text}\r\n".encode())
-        lines = []
-        while not (line := self.line()).startswith(tag.encode() + b" "):
-            lines.append(line)
-        assert line.startswith(tag.encode() + b" OK"), line
-        return lines
-
-    def wait_exists(self, count: int) -> None:
-        """During IDLE: read until the mailbox has ``count`` messages."""
-        while not ((m := re.match(rb"\* (\d+) EXISTS", self.line())) and int(m.group(1)) >= count):
-            pass
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
 
 
 def remaining_recipients(spool: Path) -> int:
@@ -97,21 +65,21 @@ def test_kill_9_repeats_at_most_the_delivery_in_flight(tmp_path):
     kill (the last but one may be; the last is not past DNS yet), and Carol gets each once."""
     state = tmp_path / "state"
     slow_carol = {'users = { carol = "carol-password" }': 'users = { carol = "carol-password" }\nbehaviour = "tarpit"'}
-    world = WorldProcess(state, topology(tmp_path, **slow_carol))
-    count = 12  # fewer than the 16 deliveries in flight a host allows: none waits for a slot
-    betty = RawIMAP(world.endpoint("smtp.brilliant.com", "imap"), BETTY, "betty-password")
-    betty.command("SELECT INBOX")
-    betty.sock.sendall(b"i IDLE\r\n")
-    assert betty.line().startswith(b"+")
-    with smtplib.SMTP(*world.endpoint("smtp.awesome.com", "submission"), timeout=10) as client:
-        client.login("albert", "albert-password")
-        for seq in range(count):
-            message = b"From: albert@awesome.com\r\nX-Seq: %d\r\nSubject: two domains\r\n\r\nbody\r\n" % seq
-            client.sendmail("albert@awesome.com", [BETTY, CAROL], message)
-            if seq < count - 1:
-                betty.wait_exists(seq + 1)  # one relay to Betty at a time
-        world.kill()  # right after the last 250
-    betty.close()
+    with WorldProcess(state, topology(tmp_path, **slow_carol)) as world:
+        count = 12  # fewer than the 16 deliveries in flight a host allows: none waits for a slot
+        betty = RawIMAP(world.endpoint("smtp.brilliant.com", "imap"), BETTY, "betty-password")
+        betty.command("SELECT INBOX")
+        betty.sock.sendall(b"i IDLE\r\n")
+        assert betty.line().startswith(b"+")
+        with smtplib.SMTP(*world.endpoint("smtp.awesome.com", "submission"), timeout=10) as client:
+            client.login("albert", "albert-password")
+            for seq in range(count):
+                message = b"From: albert@awesome.com\r\nX-Seq: %d\r\nSubject: two domains\r\n\r\nbody\r\n" % seq
+                client.sendmail("albert@awesome.com", [BETTY, CAROL], message)
+                if seq < count - 1:
+                    betty.wait_exists(seq + 1)  # one relay to Betty at a time
+            world.kill()  # right after the last 250
+        betty.close()
     left = remaining_recipients(state / "spool" / "smtp.awesome.com")
     with World(lecture_config(), state_dir=state) as restarted:  # careful.com answers at once now
         restarted.wait_for(lambda e: e.kind == "delivered" and e.server == "smtp.awesome.com", count=left)
@@ -152,16 +120,13 @@ def test_stale_tmp_files_are_swept_at_start_and_by_readers(tmp_path):
     half_delivery(inbox, dead)
     half_delivery(sent, dead)
     half_delivery(inbox, 12345, host="elsewhere.example", age=37 * 3600)  # another host's: only age tells
-    world = WorldProcess(state)
-    try:
+    with WorldProcess(state) as world:
         assert unfinished(inbox) == [alive] and unfinished(sent) == []
         old = half_delivery(inbox, os.getpid(), age=37 * 3600)  # a reader removes it, whoever wrote it
         with imaplib.IMAP4(*world.endpoint("smtp.brilliant.com", "imap")) as client:
             client.login(BETTY, "betty-password")
             client.select("INBOX")
         assert old not in unfinished(inbox) and unfinished(inbox) == [alive]
-    finally:
-        world.stop()
 
 
 # -- 3. the event loop never waits for the disk -----------------------------------------------
@@ -247,40 +212,39 @@ def test_the_loop_never_waits_for_the_disk(tmp_path):
     fill_maildir(inbox, 2017)
     folder_lock, t_lock, store_lock = (inbox / "labkit-uidlist.lock", inbox / ".t" / "labkit-uidlist.lock",
                                        inbox / "labkit-store.lock")
-    world = WorldProcess(state)
-    probe = Responsiveness(world)
-    imap = RawIMAP(world.endpoint("smtp.brilliant.com", "imap"), BETTY, "betty-password")
-    pop3 = socket.create_connection(world.endpoint("smtp.brilliant.com", "pop3"), timeout=10)
+    with WorldProcess(state) as world:
+        probe = Responsiveness(world)
+        imap = RawIMAP(world.endpoint("smtp.brilliant.com", "imap"), BETTY, "betty-password")
+        pop3 = socket.create_connection(world.endpoint("smtp.brilliant.com", "pop3"), timeout=10)
 
-    def imap_sends(command: bytes) -> Callable[[], Reply]:
-        return lambda: (imap.sock.sendall(b"t " + command + b"\r\n"), Reply(imap.sock, b"\nt "))[1]
+        def imap_sends(command: bytes) -> Callable[[], Reply]:
+            return lambda: (imap.sock.sendall(b"t " + command + b"\r\n"), Reply(imap.sock, b"\nt "))[1]
 
-    def pop3_says(command: bytes) -> bytes:
-        pop3.sendall(command + b"\r\n")
-        reply = Reply(pop3, b"\n")
-        while not reply.arrived():
-            select.select([pop3], [], [], 10)
-        return reply.data
+        def pop3_says(command: bytes) -> bytes:
+            pop3.sendall(command + b"\r\n")
+            reply = Reply(pop3, b"\n")
+            while not reply.arrived():
+                select.select([pop3], [], [], 10)
+            return reply.data
 
-    try:
-        assert b"* 2017 EXISTS" in probe.during(folder_lock, imap_sends(b"SELECT INBOX"))  # the first index
-        imap.command("CREATE t")
-        assert b"COPYUID" in probe.during(t_lock, imap_sends(b"COPY 1:* t"))
-        assert b"APPENDUID" in probe.during(t_lock, imap_sends(b"APPEND t (\\Seen) {7+}\r\nHello\r\n"))
-        imap.command("SELECT t")
-        imap.command("STORE 1:* +FLAGS.SILENT (\\Deleted)")
-        assert b"* 2018 EXPUNGE" in probe.during(t_lock, imap_sends(b"EXPUNGE"))
-        assert b"t OK" in probe.during(store_lock, imap_sends(b"RENAME INBOX old"))
-        imap.command("APPEND INBOX {5+}\r\nPOP3\r\n")
-        pop3.recv(1000)  # the greeting
-        assert pop3_says(b"USER betty").startswith(b"+OK") and pop3_says(b"PASS betty-password").startswith(b"+OK")
-        assert pop3_says(b"DELE 1").startswith(b"+OK")
-        assert b"1 messages deleted" in probe.during(folder_lock, lambda: (pop3.sendall(b"QUIT\r\n"),
-                                                                             Reply(pop3, b"\n+OK"))[1])
-    finally:
-        imap.close()
-        pop3.close()
-        world.stop()
+        try:
+            assert b"* 2017 EXISTS" in probe.during(folder_lock, imap_sends(b"SELECT INBOX"))  # the first index
+            imap.command("CREATE t")
+            assert b"COPYUID" in probe.during(t_lock, imap_sends(b"COPY 1:* t"))
+            assert b"APPENDUID" in probe.during(t_lock, imap_sends(b"APPEND t (\\Seen) {7+}\r\nHello\r\n"))
+            imap.command("SELECT t")
+            imap.command("STORE 1:* +FLAGS.SILENT (\\Deleted)")
+            assert b"* 2018 EXPUNGE" in probe.during(t_lock, imap_sends(b"EXPUNGE"))
+            assert b"t OK" in probe.during(store_lock, imap_sends(b"RENAME INBOX old"))
+            imap.command("APPEND INBOX {5+}\r\nPOP3\r\n")
+            pop3.recv(1000)  # the greeting
+            assert pop3_says(b"USER betty").startswith(b"+OK") and pop3_says(b"PASS betty-password").startswith(b"+OK")
+            assert pop3_says(b"DELE 1").startswith(b"+OK")
+            assert b"1 messages deleted" in probe.during(folder_lock, lambda: (pop3.sendall(b"QUIT\r\n"),
+                                                                                 Reply(pop3, b"\n+OK"))[1])
+        finally:
+            imap.close()
+            pop3.close()
     assert probe.worst < 0.1, f"the world took {probe.worst * 1000:.0f} ms to answer"
 
 
@@ -313,39 +277,38 @@ def test_a_client_that_does_not_read_cannot_take_the_memory(tmp_path):
     inbox = state / "mail" / BETTY
     fill_maildir(inbox, 300)
     messages = {i + 1: path.read_bytes() for i, path in enumerate(sorted((inbox / "cur").iterdir()))}
-    world = WorldProcess(state)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-    sock.settimeout(20)
-    sock.connect(world.endpoint("smtp.brilliant.com", "imap"))
-    file = sock.makefile("rb", buffering=1 << 20)
-    try:
-        file.readline()
-        for command in (b"a LOGIN betty betty-password", b"b SELECT INBOX"):
-            sock.sendall(command + b"\r\n")
-            while not file.readline().startswith(command[:2]):
-                pass
-        fetch = b"FETCH 1:* (" + b" ".join(b"BODY.PEEK[]<0.%d>" % (10_000 + i) for i in range(100)) + b")"
-        sock.sendall(b"".join(b"f%d %s\r\n" % (i, fetch) for i in range(5)))
-        rss, still, cpu = [], 0, -1.0
-        for _ in range(400):  # bounded: until the world has stopped working (it waits for us)
-            rss.append(world.rss())
-            assert rss[-1] < 200e6, f"{rss[-1] / 1e6:.0f} MB with nothing read"
-            used = cpu_seconds(world.proc.pid)
-            still, cpu = (still + 1 if used == cpu else 0), used
-            if still == 5:
-                break
-            time.sleep(0.02)  # sampling, not waiting for an event: there is none to wait for
-        else:
-            raise AssertionError("the world never stopped working for a client that does not read")
-        for i in range(5):
-            read_fetch(file, messages, b"f%d" % i, 100)
-            rss.append(world.rss())
-        assert max(rss) < 200e6
-    finally:
-        file.close()
-        sock.close()
-        world.stop()
+    with WorldProcess(state) as world:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        sock.settimeout(20)
+        sock.connect(world.endpoint("smtp.brilliant.com", "imap"))
+        file = sock.makefile("rb", buffering=1 << 20)
+        try:
+            file.readline()
+            for command in (b"a LOGIN betty betty-password", b"b SELECT INBOX"):
+                sock.sendall(command + b"\r\n")
+                while not file.readline().startswith(command[:2]):
+                    pass
+            fetch = b"FETCH 1:* (" + b" ".join(b"BODY.PEEK[]<0.%d>" % (10_000 + i) for i in range(100)) + b")"
+            sock.sendall(b"".join(b"f%d %s\r\n" % (i, fetch) for i in range(5)))
+            rss, still, cpu = [], 0, -1.0
+            for _ in range(400):  # bounded: until the world has stopped working (it waits for us)
+                rss.append(world.rss())
+                assert rss[-1] < 200e6, f"{rss[-1] / 1e6:.0f} MB with nothing read"
+                used = cpu_seconds(world.proc.pid)
+                still, cpu = (still + 1 if used == cpu else 0), used
+                if still == 5:
+                    break
+                time.sleep(0.02)  # sampling, not waiting for an event: there is none to wait for
+            else:
+                raise AssertionError("the world never stopped working for a client that does not read")
+            for i in range(5):
+                read_fetch(file, messages, b"f%d" % i, 100)
+                rss.append(world.rss())
+            assert max(rss) < 200e6
+        finally:
+            file.close()
+            sock.close()
 
 
 def test_stream_makes_each_chunk_when_it_is_taken():

@@ -5,55 +5,24 @@ from __future__ import annotations
 
 import imaplib
 import os
-import queue
 import re
 import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-import pytest
-from conftest import need, observed_server, run_in_pty
-from imapclient import IMAPClient
+import imap_helpers
+from conftest import need, run_in_pty
+from imap_helpers import FIRST, HOST, MESSAGES, MIXED, UTF8, Server, ok
 
-from labkit.accounts import Account, Accounts
+from labkit.accounts import Accounts
 from labkit.imap import IMAPSession
 from labkit.maildir import deliver
 from labkit.session import PeerInfo, Session
 from labkit.store import MailStore
 
-HOST = "imap.brilliant.com"
-FIRST = (
-    b"From: Albert <albert@awesome.com>\r\nTo: Betty <betty@brilliant.com>\r\nSubject: first\r\n"
-    b"Date: Tue, 2 Jan 2024 10:00:00 +0100\r\nMessage-ID: <first@awesome.com>\r\n\r\nHello Betty\r\n"
-)
-UTF8 = (
-    "From: albert@awesome.com\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nMIME-Version: 1.0\r\n"
-    "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße, 你好 — ok\r\n"
-).encode()
-MIXED = (
-    b"From: carol@brilliant.com\r\nSubject: report\r\nContent-Type: multipart/mixed; boundary=XYZ\r\n\r\n"
-    b"--XYZ\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nSee attached.\r\n"
-    b"--XYZ\r\nContent-Type: application/pdf; name=r.pdf\r\nContent-Disposition: attachment; filename=r.pdf\r\n"
-    b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--XYZ--\r\n"
-)
-MESSAGES = (FIRST, UTF8, MIXED)
-
-
-@pytest.fixture
-def accounts(tmp_path: Path) -> Accounts:
-    return Accounts([Account("betty@brilliant.com", "pw", tmp_path / "betty"), Account("albert@awesome.com", "x", tmp_path / "albert")])
-
-
-@pytest.fixture
-def maildir(accounts: Accounts) -> Path:
-    path = accounts.find("betty").maildir
-    for message in MESSAGES:
-        deliver(path, message)
-    return path
+accounts, maildir, server = imap_helpers.accounts, imap_helpers.maildir, imap_helpers.server  # the fixtures
 
 
 def session(accounts: Accounts) -> IMAPSession:
@@ -242,38 +211,6 @@ def test_changes_by_mutt_and_the_mta_reported_after_the_next_command(accounts: A
 
 
 # ---------------------------------------------------------------- real sockets
-
-
-@dataclass
-class Server:
-    port: int
-    maildir: Path
-    ended: "queue.Queue[IMAPSession]"
-
-    def imaplib(self, user: str = "betty", password: str = "pw") -> imaplib.IMAP4:
-        client = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
-        client.login(user, password)
-        return client
-
-    def imapclient(self) -> IMAPClient:
-        client = IMAPClient("127.0.0.1", self.port, ssl=False, timeout=10)
-        client.login("betty", "pw")
-        return client
-
-    def wait_ended(self) -> IMAPSession:
-        return self.ended.get(timeout=10)
-
-
-@pytest.fixture
-def server(accounts: Accounts, maildir: Path) -> Iterator[Server]:
-    with observed_server(IMAPSession, accounts, protocol="imap", hostname=HOST) as (port, ended):
-        yield Server(port, maildir, ended)
-
-
-def ok(result: tuple) -> list:
-    typ, data = result
-    assert typ == "OK", data
-    return data
 
 
 def test_imaplib_select_search_fetch_exact_sizes(server: Server) -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import imaplib
 import os
-import socket
 
+import imap_helpers
 import pytest
-from test_imap import Server, accounts, maildir, ok, server  # noqa: F401 (fixtures)
+from imap_helpers import RawIMAP, Server, ok
 
 import labkit
+
+accounts, maildir, server = imap_helpers.accounts, imap_helpers.maildir, imap_helpers.server  # the fixtures
 
 SYSTEM = b"\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded"
 
@@ -229,20 +231,10 @@ def test_repeated_fetch_items_are_answered_once(server: Server) -> None:
 def test_a_keyword_set_elsewhere_is_announced_before_a_fetch_shows_it(server: Server) -> None:
     one = server.imaplib()
     one.select("INBOX")
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock, sock.makefile("rb") as f:
-
-        def command(line: bytes) -> list[bytes]:
-            sock.sendall(line + b"\r\n")
-            lines = [f.readline()]
-            while not lines[-1].startswith(line.split(b" ")[0] + b" "):
-                lines.append(f.readline())
-            return lines
-
-        f.readline()
-        command(b"a LOGIN betty pw")
-        command(b"b SELECT INBOX")
+    with RawIMAP(("127.0.0.1", server.port), "betty", "pw") as raw:
+        raw.command("SELECT INBOX")
         ok(one.store("1", "+FLAGS", "($new)"))
-        lines = command(b"c FETCH 1 (BODY[TEXT])")  # sets \Seen: the flags come from the disk, $new too
+        lines = raw.command("FETCH 1 (BODY[TEXT])")  # sets \Seen: the flags come from the disk, $new too
         flags = next(i for i, line in enumerate(lines) if line.startswith(b"* FLAGS "))
         fetch = next(i for i, line in enumerate(lines) if line.startswith(b"* 1 FETCH "))
         assert flags < fetch and b"$new" in lines[flags] and lines[fetch + 2] == b" FLAGS (\\Seen $new))\r\n"

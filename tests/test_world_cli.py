@@ -21,41 +21,47 @@ HELLO = b"From: albert@awesome.com\r\nSubject: queued\r\n\r\nbody %d\r\n"
 
 
 def test_json_contract_and_clean_shutdown(tmp_path):
-    world = WorldProcess(tmp_path / "state")
-    info = world.info
-    assert set(info) == {"dns", "hosts", "mailboxes", "state_dir"}
-    assert set(info["dns"]) == {"host", "port"}
-    brilliant = info["hosts"]["smtp.brilliant.com"]
-    assert brilliant["address"] == "1.2.3.5"
-    assert {"smtp", "submission", "pop3", "imap"} <= set(brilliant["services"])
-    assert info["mailboxes"]["betty@brilliant.com"]["password"] == "betty-password"
-    assert Path(info["mailboxes"]["betty@brilliant.com"]["maildir"], "new").is_dir()
-    # every listed service accepts connections right away
-    with smtplib.SMTP(*world.endpoint("smtp.brilliant.com", "smtp"), timeout=10) as client:
-        assert client.noop()[0] == 250
-    assert load_world_info(tmp_path / "state") == info  # others find it via the state dir
-    code, rest = world.stop(signal.SIGTERM)
-    assert code == 0
-    assert rest == ""  # exactly one line on stdout
+    with WorldProcess(tmp_path / "state") as world:
+        info = world.info
+        assert set(info) == {"dns", "hosts", "mailboxes", "state_dir"}
+        assert set(info["dns"]) == {"host", "port"}
+        brilliant = info["hosts"]["smtp.brilliant.com"]
+        assert brilliant["address"] == "1.2.3.5"
+        assert {"smtp", "submission", "pop3", "imap"} <= set(brilliant["services"])
+        assert info["mailboxes"]["betty@brilliant.com"]["password"] == "betty-password"
+        assert Path(info["mailboxes"]["betty@brilliant.com"]["maildir"], "new").is_dir()
+        # every listed service accepts connections right away
+        with smtplib.SMTP(*world.endpoint("smtp.brilliant.com", "smtp"), timeout=10) as client:
+            assert client.noop()[0] == 250
+        assert load_world_info(tmp_path / "state") == info  # others find it via the state dir
+        code, rest = world.stop(signal.SIGTERM)
+        assert code == 0
+        assert rest == ""  # exactly one line on stdout
     assert not (tmp_path / "state" / "world.json").exists()
 
 
 def test_sigint_also_stops_cleanly(tmp_path):
-    world = WorldProcess(tmp_path / "state")
-    assert world.stop(signal.SIGINT)[0] == 0
+    with WorldProcess(tmp_path / "state") as world:
+        assert world.stop(signal.SIGINT)[0] == 0
+
+
+def test_a_world_process_is_killed_when_its_block_fails(tmp_path):
+    with pytest.raises(AssertionError, match="a failed assert"):
+        with WorldProcess(tmp_path / "state") as world:
+            raise AssertionError("a failed assert")
+    assert world.proc.returncode == -signal.SIGKILL
 
 
 def test_killed_mta_resumes_its_queue_and_delivers_once(tmp_path):
     """Messages queued when the MTA is killed (-9) are all delivered after a restart,
     none twice. A 250 means "on disk", so the kill comes right after the last 250."""
     state = tmp_path / "state"
-    world = WorldProcess(state, topology(tmp_path, **{'behaviour = "normal"': 'behaviour = "down"'}))
-    with smtplib.SMTP(*world.endpoint("smtp.awesome.com", "submission"), timeout=10) as client:
-        client.login("albert", "albert-password")
-        for i in range(5):
-            client.sendmail("albert@awesome.com", ["chuck@chaos.com"], HELLO % i)
-    world.proc.kill()
-    world.proc.wait(10)
+    with WorldProcess(state, topology(tmp_path, **{'behaviour = "normal"': 'behaviour = "down"'})) as world:
+        with smtplib.SMTP(*world.endpoint("smtp.awesome.com", "submission"), timeout=10) as client:
+            client.login("albert", "albert-password")
+            for i in range(5):
+                client.sendmail("albert@awesome.com", ["chuck@chaos.com"], HELLO % i)
+        world.kill()
     spool = state / "spool" / "smtp.awesome.com"
     assert len([p for p in spool.iterdir() if p.name[0] != "." and not p.name.endswith(".state")]) == 5
     with World(lecture_config(), state_dir=state) as restarted:  # chaos.com is up again

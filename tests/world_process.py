@@ -12,7 +12,10 @@ from labkit.config import LECTURE_WORLD
 
 
 class WorldProcess:
-    """`labkit world --json` in a child process, read the way a TA's script would."""
+    """`labkit world --json` in a child process, read the way a TA's script would.
+
+    Use it with ``with``: a world still running at the end of the block (a failed
+    assert, or a test that does not stop it) is killed."""
 
     def __init__(self, state_dir: Path, config: Path | None = None) -> None:
         args = [sys.executable, "-m", "labkit.cli", "world", "--json", "--state-dir", str(state_dir)]
@@ -21,8 +24,16 @@ class WorldProcess:
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()  # blocks until the world is ready (or died)
         if not line:
-            raise AssertionError(f"world died: {self.proc.stderr.read()}")
+            _, errors = self.proc.communicate(timeout=20)
+            raise AssertionError(f"world died: {errors}")
         self.info = json.loads(line)
+
+    def __enter__(self) -> WorldProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.kill()
 
     def endpoint(self, host: str, service: str) -> tuple[str, int]:
         e = self.info["hosts"][host]["services"][service]
