@@ -135,6 +135,12 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+# Commands that work on the store (log in: lock and snapshot; QUIT: update), never on the
+# adapter's event loop; RETR and TOP of a message bigger than this are read in a thread too.
+_OFF_THE_LOOP = frozenset({"_pass", "_apop", "_auth", "_quit"})
+INLINE_READ = 65536
+
+
 class Reply(Exception):
     """Raised by a command handler to answer with a single (usually -ERR) line."""
 
@@ -190,6 +196,8 @@ class POP3Session:
         self._lock: MailboxLock | None = None
         self._folder: Folder | None = None
         self._messages: list[MessageInfo] = []  # the snapshot at login; message n is [n-1]
+        self._sizes: list[int] = []  # their sizes
+        self._total = 0  # octets of the messages not marked as deleted
         self._deleted: set[int] = set()
         self._retrieved: set[int] = set()
 
@@ -221,6 +229,29 @@ class POP3Session:
                 continue
             line = line.removesuffix(b"\r")
             yield self._line(ERR_LINE_TOO_LONG) if len(line) > MAX_LINE else self._handle(line)
+
+    def in_memory(self, data: bytes) -> bool:
+        """Whether :meth:`receive` of ``data`` works in memory only, so the adapter may
+        call it on its event loop (:mod:`labkit.serve`): no command of it logs in, ends
+        the session (QUIT updates the maildrop) or reads a message bigger than
+        :data:`INLINE_READ` (a small one is one read of a cached file, quicker than
+        handing the command to a thread)."""
+        if self._auth_pending:
+            return False
+        buffer = self._buffer + data
+        for raw in buffer.split(b"\n")[:-1]:
+            name, _, rest = raw.strip().partition(b" ")
+            command = COMMANDS.get(name.upper().decode("ascii", "replace"))
+            if command is None or self.state not in command.states:
+                continue  # an error reply
+            if command.handler in _OFF_THE_LOOP:
+                return False
+            if command.handler in ("_retr", "_top"):
+                arg = rest.split(b" ", 1)[0]
+                if arg.isdigit() and 1 <= int(arg) <= len(self._messages) and (
+                        self._messages[int(arg) - 1].size > INLINE_READ):
+                    return False
+        return True
 
     def mailbox_changed(self) -> bytes:
         """POP3 works on its login snapshot: new mail is not announced."""
@@ -330,6 +361,8 @@ class POP3Session:
             return ERR_SYS.format(reason=e)
         self.account, self.state = account, State.TRANSACTION
         self._messages = self._folder.measure()  # sizes now: they are part of the snapshot
+        self._sizes = [m.size for m in self._messages]
+        self._total = sum(self._sizes)
         count, size = self._totals()
         return LOGGED_IN.format(user=account.local_part or account.address, count=count, size=size)
 
@@ -357,14 +390,19 @@ class POP3Session:
             n = self._number(arg)
             return SCAN_LISTING.format(n=n, size=self._message(n).size)
         count, size = self._totals()
-        body = b"".join(f"{n} {m.size}\r\n".encode() for n, m in self._live())
+        listing = zip(range(1, len(self._sizes) + 1), self._sizes)
+        if self._deleted:
+            listing = ((n, octets) for n, octets in listing if n not in self._deleted)
+        body = "".join(["%d %d\r\n" % pair for pair in listing]).encode()
         return self._multiline(LIST_ALL.format(count=count, size=size), body)
 
     def _uidl(self, arg: str | None = None) -> bytes | str:
         if arg is not None:
             n = self._number(arg)
             return UIDL_ONE.format(n=n, uid=self._unique_id(self._message(n)))
-        body = b"".join(f"{n} {self._unique_id(m)}\r\n".encode() for n, m in self._live())
+        assert self._folder is not None
+        prefix = self._folder.uidvalidity
+        body = "".join([f"{n} {prefix}.{m.uid}\r\n" for n, m in self._live()]).encode()
         return self._multiline(UIDL_ALL, body)
 
     def _retr(self, arg: str) -> bytes:
@@ -383,6 +421,7 @@ class POP3Session:
         n = self._number(arg)
         self._message(n)
         self._deleted.add(n)
+        self._total -= self._sizes[n - 1]
         return DELE_OK.format(n=n)
 
     def _noop(self) -> str:
@@ -390,6 +429,7 @@ class POP3Session:
 
     def _rset(self) -> str:
         self._deleted.clear()
+        self._total = sum(self._sizes)
         count, size = self._totals()
         return RSET_OK.format(count=count, size=size)
 
@@ -423,8 +463,7 @@ class POP3Session:
         return [(n, m) for n, m in enumerate(self._messages, 1) if n not in self._deleted]
 
     def _totals(self) -> tuple[int, int]:
-        live = self._live()
-        return len(live), sum(m.size for _, m in live)
+        return len(self._messages) - len(self._deleted), self._total
 
     def _number(self, arg: str) -> int:
         if not arg.isdigit():

@@ -7,6 +7,11 @@ session gets a deadline and its answers are checked; a failure is answered with 
 protocol's own "server error" line (``failure_reply``) and the connection is closed,
 while every other connection goes on.
 
+labkit's own sessions may say that a call needs no thread: ``in_memory(data)`` true
+means ``receive(data)`` answers from memory (a POP3 LIST from its login snapshot), and the
+adapter calls it right on the event loop, sparing the hand-off to a worker and back that
+would cost more than the work. A student's session is always called through the boundary.
+
 Memory stays bounded whatever a client sends: a session may return a big reply as an
 iterator of chunks (:func:`labkit.session.stream` makes one), which the adapter takes one
 chunk at a time, each written and drained before the next is made, so a client that does
@@ -111,11 +116,14 @@ class _Connection:
         self.part, self.boundary, self.factory, self.student = part, boundary, factory, student
         self.session: Any = None
         self.streaming: Iterator[Any] | None = None  # a reply not all sent yet
+        self.in_memory: Callable[[bytes], bool] | None = None  # labkit's own sessions: see the module doc
 
     async def make(self, peer: PeerInfo) -> None:
         self.session = await self.boundary.acall(
             self.part.seam, self.part.host, self.factory, peer, student=self.student,
             check=contracts.session_object, note=False)
+        if not self.student:
+            self.in_memory = getattr(self.session, "in_memory", None)
 
     async def step(self, method: str, *args: Any) -> Step:
         return await self.boundary.acall(self.part.seam, self.part.host, _step, self.session, method, *args,
@@ -124,16 +132,21 @@ class _Connection:
     async def reply(self, method: str, *args: Any, send: Callable[[bytes], Awaitable[None]]) -> bool:
         """Call ``method`` and ``send`` its reply, after the delay the session asked
         for; a streamed one chunk by chunk, each taken from the session (off the loop,
-        like every call) only once the one before is sent. Whether it is closed."""
-        out, closed, delay = await self.step(method, *args)
+        like every call, unless labkit's own session answers in memory) only once the
+        one before is sent. Whether it is closed."""
+        here = method == "receive" and self.in_memory is not None and self.in_memory(*args)
+        out, closed, delay = _step(self.session, method, *args) if here else await self.step(method, *args)
         if isinstance(out, bytes):
             await _sent(send, out, delay)
             return closed
         self.streaming = out
         while True:
-            chunk, closed, delay = await self.boundary.acall(
-                self.part.seam, self.part.host, _pull, self.session, out, student=self.student,
-                check=_after_pull(method), note=False)
+            if here:
+                chunk, closed, delay = _pull(self.session, out)
+            else:
+                chunk, closed, delay = await self.boundary.acall(
+                    self.part.seam, self.part.host, _pull, self.session, out, student=self.student,
+                    check=_after_pull(method), note=False)
             if chunk is _DONE:
                 self.streaming = None
                 return closed
@@ -218,6 +231,7 @@ def session_handler(
                 pass
 
         read: asyncio.Future[bytes] | None = None
+        woke: asyncio.Future[Any] | None = None
         if part.on_open:
             part.on_open(peername)
         try:
@@ -232,15 +246,14 @@ def session_handler(
                 # One pending read survives wake-ups, so no client bytes are lost; no new one
                 # starts before the reply to the last is all written (bounded memory).
                 read = read or asyncio.ensure_future(reader.read(READ_SIZE))
-                woke = asyncio.ensure_future(wake.wait())
+                woke = woke or asyncio.ensure_future(wake.wait())
                 done, _ = await asyncio.wait({read, woke}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if woke not in done:
-                    woke.cancel()
                 if not done:  # idle too long: autologout
                     await connection.reply("timed_out", send=send_drained)
                     break
                 if woke in done:
                     wake.clear()
+                    woke = None
                     closed = await connection.reply("mailbox_changed", send=send_drained)
                 if read in done and not closed:
                     data, read = read.result(), None
@@ -260,8 +273,9 @@ def session_handler(
         finally:
             if served is not None:
                 served.transports.discard(writer.transport)
-            if read is not None:
-                read.cancel()
+            for pending in (read, woke):
+                if pending is not None:
+                    pending.cancel()
             await _end(connection, boundary, part, unwatch, student)
             if part.on_close:
                 part.on_close(peername)

@@ -64,6 +64,11 @@ class Session(Protocol):
     called when its mailbox changes (see :func:`labkit.maildir.watch`), and the
     adapter then calls :meth:`mailbox_changed`. No polling.
 
+    Optional, for labkit's own sessions only: ``in_memory(data) -> bool``, whether
+    :meth:`receive` of ``data`` works in memory (no lock, no store write, at most one
+    small read); the adapter then calls it on its event loop (a student's session is
+    always called in a worker thread, whatever it says).
+
     Optional: ``reply_delay``, seconds the reply to the call that set it must wait (a
     failed login's, see :class:`labkit.accounts.LoginPenalty`). The adapter reads it
     after each call, sets it back to 0 and waits on the event loop, holding no thread.

@@ -4,11 +4,17 @@ Servers and clients call :meth:`Tracer.emit`; renderers (terminal, notebook, JSO
 grading feedback) subscribe. Tests and the demo *wait* on events instead of sleeping::
 
     event = world.tracer.wait_for(lambda e: e.kind == "delivered", timeout=5)
+
+Protocol lines cost nothing while no one watches them: a :class:`LineTracer` burst (the
+lines of one read or write) that no subscriber or waiter is there to see goes into the
+history as it came, and becomes events only when someone reads the history
+(:meth:`Tracer.events`, :meth:`Tracer.wait_for`).
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import threading
 import time
@@ -62,14 +68,49 @@ def new_session_id(prefix: str) -> str:
     return f"{prefix}{next(_session_ids)}"
 
 
+class _Burst:
+    """Lines of one read or write nobody watched as they came: made into events (once)
+    when someone reads the history."""
+
+    __slots__ = ("_make", "_events")
+
+    def __init__(self, make: Callable[[], list[TraceEvent]]) -> None:
+        self._make: Callable[[], list[TraceEvent]] | None = make
+        self._events: list[TraceEvent] | None = None
+
+    def events(self) -> list[TraceEvent]:
+        if self._events is None:
+            make, self._make = self._make, None
+            self._events = make() if make is not None else []
+        return self._events
+
+
 class Tracer:
-    """A thread-safe event bus with a bounded history."""
+    """A thread-safe event bus with a bounded history (``history`` entries: an event,
+    or a burst of at most :data:`LineTracer` ``max_lines`` + 1 lines nobody watched)."""
 
     def __init__(self, history: int = 20_000) -> None:
         self._subscribers: tuple[Subscriber, ...] = ()  # replaced, never mutated: safe to read unlocked
-        self._history: collections.deque[TraceEvent] = collections.deque(maxlen=history)
+        self._history: collections.deque[TraceEvent | _Burst] = collections.deque(maxlen=history)
         self._cond = threading.Condition()
         self._waiters = 0
+
+    @property
+    def watched(self) -> bool:
+        """Whether anyone sees events as they come (a subscriber)."""
+        return bool(self._subscribers)
+
+    def emit_burst(self, make: Callable[[], list[TraceEvent]]) -> None:
+        """Emit the events ``make()`` makes: now if a subscriber watches, else when the
+        history is read (``make`` must not depend on anything that changes meanwhile)."""
+        if self._subscribers:
+            for event in make():
+                self.emit(event)
+            return
+        self._history.append(_Burst(make))
+        if self._waiters:  # appended before this check: see emit
+            with self._cond:
+                self._cond.notify_all()
 
     def emit(self, event: TraceEvent) -> None:
         # The hot path of every server: no lock unless someone waits. A waiter counts
@@ -103,7 +144,16 @@ class Tracer:
         return unsubscribe
 
     def events(self) -> list[TraceEvent]:
-        return list(self._history)  # one C call under the GIL: a consistent copy
+        items = list(self._history)  # one C call under the GIL: a consistent copy
+        if not any(type(item) is _Burst for item in items):
+            return items  # type: ignore[return-value]
+        out: list[TraceEvent] = []
+        for item in items:
+            if type(item) is _Burst:
+                out += item.events()
+            else:
+                out.append(item)  # type: ignore[arg-type]
+        return out
 
     @contextmanager
     def record(self) -> Iterator[list[TraceEvent]]:
@@ -131,7 +181,7 @@ class Tracer:
             self._waiters += 1
             try:
                 while True:
-                    found = [e for e in list(self._history) if (since is None or e.time >= since) and predicate(e)]
+                    found = [e for e in self.events() if (since is None or e.time >= since) and predicate(e)]
                     if len(found) >= count:
                         return found[count - 1]
                     remaining = deadline - time.monotonic()
@@ -160,13 +210,33 @@ class LineTracer:
 
     def feed(self, direction: Direction, data: bytes, max_lines: int = 24) -> None:
         buf = self._partial[direction] + data
-        *lines, rest = buf.split(b"\n")
-        self._partial[direction] = rest[-4096:]
-        for i, raw in enumerate(lines):
-            if i == max_lines:
-                self.line(direction, f"... ({len(lines) - max_lines} more lines)")
+        lines: list[bytes] = []
+        start = 0
+        while len(lines) < max_lines:  # only the lines that are shown are cut out
+            end = buf.find(b"\n", start)
+            if end < 0:
                 break
-            self.line(direction, raw.rstrip(b"\r").decode("utf-8", "replace"))
+            lines.append(buf[start:end])
+            start = end + 1
+        last = buf.rfind(b"\n", start) if len(lines) == max_lines else -1
+        more = buf.count(b"\n", start, last + 1) if last >= 0 else 0
+        self._partial[direction] = buf[max(start, last + 1):][-4096:]
+        if not lines:
+            return
+        if self.tracer.watched:
+            for raw in lines:
+                self.line(direction, raw.rstrip(b"\r").decode("utf-8", "replace"))
+            if more:
+                self.line(direction, f"... ({more} more lines)")
+        else:
+            self.tracer.emit_burst(functools.partial(self._events, direction, lines, more, time.time()))
+
+    def _events(self, direction: Direction, lines: list[bytes], more: int, when: float) -> list[TraceEvent]:
+        texts = [raw.rstrip(b"\r").decode("utf-8", "replace") for raw in lines]
+        if more:
+            texts.append(f"... ({more} more lines)")
+        return [TraceEvent(self.protocol, self.client, self.server, direction, text, self.session, time=when,
+                           seam=self.seam) for text in texts]
 
     def line(self, direction: Direction, text: str) -> None:
         self.tracer.emit(TraceEvent(self.protocol, self.client, self.server, direction, text, self.session,

@@ -63,6 +63,22 @@ def test_line_tracer_splits_and_summarises_long_bursts():
     assert got[-1] == ("C", "... (95 more lines)") and len(got) == 3 + 5 + 1
 
 
+def test_lines_nobody_watched_become_the_same_events_when_read():
+    """With no subscriber a burst is kept as it came (nothing is formatted); reading the
+    history, or waiting on it, gives exactly the events a subscriber sees at once."""
+    burst = b"+OK 120 octets\r\n" + b"".join(b"line %d\r\n" % i for i in range(40)) + b".\r\n"
+    quiet, watched, seen = Tracer(), Tracer(), []
+    watched.subscribe(seen.append)
+    for tracer in (quiet, watched):
+        LineTracer(tracer, "pop3", "client", "server", "s1").feed("S", burst)
+    rows = [[(e.direction, e.line, e.session, e.protocol) for e in events]
+            for events in (quiet.events(), watched.events(), seen)]
+    assert rows[0] == rows[1] == rows[2] and rows[0][-1][1] == "... (18 more lines)" and len(rows[0]) == 25
+    later = LineTracer(quiet, "pop3", "client", "server", "s2")
+    threading.Timer(0.05, later.feed, ("C", b"QUIT\r\n")).start()
+    assert quiet.wait_for(lambda e: e.line == "QUIT", timeout=5).session == "s2"
+
+
 def test_json_lines_and_plain_terminal_output():
     tracer = Tracer()
     tracer.emit(TraceEvent("smtp", "smtp.awesome.com", "smtp.brilliant.com", "C", "MAIL FROM:<a@b>", "s1"))
