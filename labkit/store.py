@@ -56,14 +56,23 @@ Decisions:
 - What a refresh learns is cached once per process and folder, shared by every
   :class:`Folder` of that path: refreshing an unchanged folder of 10,000 messages costs
   a few ``stat`` calls and one read of the uidlist, not a rescan (see :class:`_FolderState`).
+  Beside it, a per-message cache of what readers derive from a message's bytes
+  (:meth:`Folder.cache`: IMAP's ENVELOPE, body structure, header text): a Maildir file
+  never changes its content, so an entry lives as long as its file's name in the folder.
+- A folder's state is kept while a :class:`Folder` of it lives, and for
+  :data:`KEEP_UNUSED` seconds after the last one went (a client that comes back finds
+  it warm), unless the folders kept unused hold more than :data:`KEEP_UNUSED_MESSAGES`
+  messages; then it is dropped, and the memory with it.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +126,8 @@ _READ_CHUNK = 1 << 16
 _SETTLE_NS = 2_000_000_000
 COPY_BATCH, COPY_BATCH_BYTES = 256, 8 << 20  # a COPY makes this many messages (or bytes) durable at once
 _SWEEP_NS = 3600 * 1_000_000_000  # a folder's tmp/ is swept of stale files at most hourly
+KEEP_UNUSED = 5.0  # seconds a folder's state is kept after its last Folder went
+KEEP_UNUSED_MESSAGES = 20_000  # ... unless the states kept unused hold more messages than this
 
 T = TypeVar("T")
 
@@ -581,6 +592,15 @@ class _FolderState:
         self._stash: tuple[str, bytes] | None = None  # what size_of() just read, for the read that follows
         self._swept_ns = -_SWEEP_NS  # when tmp/ was last swept (time.monotonic_ns)
         self.keywords = _Keywords(os.path.join(path, KEYWORDS))
+        self.cache: dict[str, dict[str, object]] = {}  # Maildir key -> what readers derived from it
+        self.users = 0  # live Folder objects (see _acquire)
+
+    def forget(self) -> None:
+        """Drop everything learnt (the state is no longer shared): break the cycles
+        MessageInfo -> state, so the memory goes at once."""
+        self.uidlist, self._uidlist_raw, self._valid = None, None, False
+        self.listing, self.infos, self.cache = {}, {}, {}
+        self._stash = None
 
     # -- catching up with the disk (lock held)
 
@@ -707,6 +727,8 @@ class _FolderState:
                 info = self._info(entry, filename)
             infos[entry.uid] = info
         self.listing, self.infos = listing, dict(sorted(infos.items()))
+        if self.cache.keys() - listing.keys():  # a file gone: what was derived from it goes too
+            self.cache = {key: value for key, value in self.cache.items() if key in listing}
         self._valid = True
         self.generation += 1
 
@@ -734,6 +756,7 @@ class _FolderState:
 
     def removed(self, infos: Iterable[MessageInfo]) -> None:
         for info in infos:
+            self.cache.pop(info.key, None)
             if self._knows(info):
                 del self.listing[info.key], self.infos[info.uid]
             else:
@@ -817,7 +840,64 @@ class _FolderState:
         return uidlist.entries.get(key) if uidlist is not None else None
 
 
-_states: dict[str, _FolderState] = {}
+_states: dict[str, _FolderState] = {}  # by real path: the states in use, and those kept unused
+_unused: collections.OrderedDict[str, float] = collections.OrderedDict()  # path -> when it became unused
+_evictor: threading.Condition | None = None  # wakes the thread that drops unused states in time
+
+
+def _acquire(path: str) -> _FolderState:
+    """The shared state of the folder at ``path`` (real path), counted as in use."""
+    with _registry_guard:
+        state = _states.get(path)
+        if state is None:
+            state = _states[path] = _FolderState(path)
+        state.users += 1
+        _unused.pop(path, None)
+        return state
+
+
+def _release(path: str, state: _FolderState) -> None:
+    """A Folder of ``state`` went (garbage): when it was the last, the state is kept
+    unused for a while (see the module docstring)."""
+    global _evictor
+    with _registry_guard:
+        state.users -= 1
+        if state.users or _states.get(path) is not state:
+            return
+        _unused[path] = time.monotonic()
+        _evict(time.monotonic())
+        if _unused and _evictor is None:
+            _evictor = threading.Condition(_registry_guard)
+            threading.Thread(target=_evict_in_time, name="labkit-store-evictor", daemon=True).start()
+        elif _evictor is not None:
+            _evictor.notify()
+
+
+def _evict(now: float) -> None:
+    """Drop unused states kept too long, oldest first, then while they hold too many
+    messages (``_registry_guard`` held)."""
+    held = sum(len(state.infos) for state in map(_states.get, _unused) if state is not None)
+    while _unused:
+        path, since = next(iter(_unused.items()))
+        if now - since < KEEP_UNUSED and held <= KEEP_UNUSED_MESSAGES:
+            break
+        del _unused[path]
+        state = _states.pop(path, None)
+        if state is not None:  # nobody can reach it now but a stray MessageInfo.size: no lock needed
+            held -= len(state.infos)
+            state.forget()
+
+
+def _evict_in_time() -> None:
+    """The evictor thread: asleep (no CPU) until the oldest unused state is due."""
+    assert _evictor is not None
+    with _registry_guard:
+        while True:
+            _evict(time.monotonic())
+            if _unused:
+                _evictor.wait(KEEP_UNUSED - (time.monotonic() - next(iter(_unused.values()))) + 0.01)
+            else:
+                _evictor.wait()
 
 
 # ---------------------------------------------------------------- folders
@@ -837,8 +917,10 @@ class Folder:
         self.recent: frozenset[int] = frozenset()  # UIDs \Recent in this view (see claim_recent)
         self._view: dict[int, MessageInfo] = {}
         self._generation = -1  # of the shared state when the view was copied from it
-        self._state = _shared(_states, os.path.realpath(path), _FolderState)
+        real = os.path.realpath(path)
+        self._state = _acquire(real)
         self._state.name = name
+        weakref.finalize(self, _release, real, self._state).atexit = False
 
     def __repr__(self) -> str:
         return f"<Folder {self.name!r} {len(self._view)} messages>"
@@ -895,6 +977,16 @@ class Folder:
             return self._view[uid]
         except KeyError:
             raise NoSuchMessage(f"no message with UID {uid} in {self.name}") from None
+
+    def cache(self, info: MessageInfo) -> dict[str, object]:
+        """What readers derived from this message's bytes (ENVELOPE, a header's text…),
+        shared by every session of this folder in the process; kept as long as the file
+        (and the folder's state): a Maildir file never changes its content."""
+        cache = self._state.cache
+        found = cache.get(info.key)
+        if found is None:
+            found = cache[info.key] = {}
+        return found
 
     def read(self, uid: int) -> bytes:
         """The message bytes with CRLF line endings (``len() == size``)."""

@@ -23,7 +23,7 @@ from labkit.imap.parser import (
 from labkit.imap.search import BadCharset, Candidate, parse_search
 from labkit.imap.structure import body_structure, envelope
 from labkit.imap.wire import astring, decode_mailbox, encode_mailbox, string
-from labkit.store import MessageInfo
+from labkit.store import MailStore, MessageInfo
 
 
 def events(reader: CommandReader, data: bytes) -> list:
@@ -357,10 +357,14 @@ def test_search_literal_and_errors() -> None:
         search(b"SINCE yesterday")
 
 
-def test_structure_cache_keeps_mailboxes_apart() -> None:
-    """Two users' files may share a Maildir name (copied between hosts): never mix them up."""
-    def message(origin: str, subject: bytes) -> MessageData:
-        return MessageData(MessageInfo(1, "k-same", 15, frozenset(), 0.0), lambda: b"Subject: " + subject + b"\r\n\r\n", origin=origin)
-
-    assert b'"A"' in message("/mail/a", b"A").envelope()
-    assert b'"B"' in message("/mail/b", b"B").envelope()
+def test_structure_cache_keeps_mailboxes_apart(tmp_path) -> None:
+    """Two users' files may share a Maildir name (copied between hosts): never mix them
+    up. The cache of what is derived from a message is its folder's."""
+    envelopes = []
+    for user, subject in (("a", b"A"), ("b", b"B")):
+        store = MailStore(tmp_path / user)
+        (store.root / "cur" / "k-same:2,").write_bytes(b"Subject: " + subject + b"\r\n\r\n")
+        folder = store.folder("INBOX")
+        info = folder.messages()[0]
+        envelopes.append(MessageData(info, lambda: folder.read(info.uid), cache=lambda: folder.cache(info)).envelope())
+    assert b'"A"' in envelopes[0] and b'"B"' in envelopes[1]

@@ -3,16 +3,14 @@
 :func:`parse_fetch_items` reads ``(FLAGS BODY.PEEK[HEADER.FIELDS (From)]<0.512>)`` from a
 :class:`~.parser.Cursor`; :func:`render` writes one item for one message, given a
 :class:`MessageData` that reads the message only when an item needs it and remembers
-ENVELOPE/BODYSTRUCTURE across sessions in a bounded cache, keyed by folder, Maildir file
-name and size (a Maildir file never changes content, only its name's flags).
+ENVELOPE/BODYSTRUCTURE across commands and sessions in the folder's per-message cache
+(a Maildir file never changes content, only its name's flags).
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TypeVar
 
 from labkit.store import MessageInfo, NoSuchMessage
 
@@ -20,6 +18,8 @@ from . import mime
 from .parser import Cursor, ParseError
 from .structure import body_structure, envelope
 from .wire import NIL, flag_list, format_date_time, string
+
+T = TypeVar("T")
 
 MACROS = {
     "ALL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"),
@@ -150,37 +150,32 @@ def _section_text(cursor: Cursor, *, required: bool) -> str:
 
 # -- the message, loaded lazily ---------------------------------------------------
 
-_CACHE_SIZE = 50_000
-_cache: OrderedDict[tuple[str, str, int, str], bytes] = OrderedDict()
-_cache_lock = threading.Lock()
-
-
-def _cached(key: tuple[str, str, int, str], compute: Callable[[], bytes]) -> bytes:
-    """ENVELOPE/BODYSTRUCTURE by (folder, Maildir key, size, item), in a bounded LRU."""
-    with _cache_lock:
-        value = _cache.get(key)
-        if value is not None:
-            _cache.move_to_end(key)
-            return value
-    value = compute()
-    with _cache_lock:
-        _cache[key] = value
-        if len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return value
-
 
 class MessageData:
     """One message for FETCH and SEARCH: its store info, and its bytes read only when an
     item needs them (FLAGS, UID, sizes and cached ENVELOPEs need no reading)."""
 
-    def __init__(self, info: MessageInfo, read: Callable[[], bytes], *, recent: bool = False, origin: str = "") -> None:
-        """``origin`` (the folder's path) keeps cache entries of different mailboxes apart:
-        Maildir names are unique on one host, but files are copied between hosts."""
-        self.info, self._read, self.recent, self.origin = info, read, recent, origin
+    def __init__(self, info: MessageInfo, read: Callable[[], bytes], *, recent: bool = False,
+                 cache: Callable[[], dict[str, object]] | None = None) -> None:
+        """``cache`` gives what was derived from this message before (the folder's
+        :meth:`~labkit.store.Folder.cache`), where ENVELOPE, BODYSTRUCTURE and the like are
+        kept for the next command and session; without one, nothing is kept."""
+        self.info, self._read, self.recent = info, read, recent
+        self._cache_of = cache
+        self._cache: dict[str, object] | None = None
         self.gone = False  # an item needed the file, and another session had expunged it
         self._data: bytes | None = None
         self._part: mime.Part | None = None
+
+    def cached(self, item: str, compute: Callable[[], T]) -> T:
+        """``compute()``, kept in the message's cache as ``item``."""
+        cache = self._cache
+        if cache is None:
+            cache = self._cache = self._cache_of() if self._cache_of is not None else {}
+        value = cache.get(item)
+        if value is None:
+            value = cache[item] = compute()
+        return value  # type: ignore[return-value]
 
     # Plain attributes rather than functools.cached_property: on Python 3.11 its
     # first access takes a lock, and FETCH 1:* makes 10,000 of these objects.
@@ -206,15 +201,11 @@ class MessageData:
         """The top-level body (everything after the header's blank line)."""
         return self._part.body if self._part is not None else mime.split_header(self.data)[1]
 
-    def _key(self, item: str) -> tuple[str, str, int, str]:
-        return (self.origin, self.info.key, self.info.size, item)
-
     def envelope(self) -> bytes:
-        return _cached(self._key("ENVELOPE"), lambda: envelope(mime.Part(self.header, b"")))
+        return self.cached("ENVELOPE", lambda: envelope(mime.Part(self.header, b"")))
 
     def body_structure(self, extensible: bool) -> bytes:
-        name = "BODYSTRUCTURE" if extensible else "BODY"
-        return _cached(self._key(name), lambda: body_structure(self.part, extensible))
+        return self.cached("BODYSTRUCTURE" if extensible else "BODY", lambda: body_structure(self.part, extensible))
 
     def section(self, section: Section) -> bytes:
         """The octets of ``BODY[section]``; empty for a part that does not exist."""

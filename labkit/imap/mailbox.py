@@ -27,7 +27,6 @@ class SelectedMailbox:
 
     def __init__(self, folder: Folder, *, readonly: bool) -> None:
         self.folder, self.readonly = folder, readonly
-        self.origin = str(folder.path)  # names this folder in shared caches
         messages = folder.messages()
         self.uids: list[int] = [m.uid for m in messages]  # uids[msn - 1]
         self.infos: dict[int, MessageInfo] = {m.uid: m for m in messages}

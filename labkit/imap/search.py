@@ -83,11 +83,21 @@ class Candidate:
 
     @cached_property
     def header_text(self) -> str:
-        return "\n".join(f"{k}: {v}" for k, values in self._headers.items() for v in values).casefold()
+        """The decoded header, case-folded (kept in the message's cache for the next SEARCH)."""
+        return self.message.cached("search:header", lambda: "\n".join(
+            f"{k}: {v}" for k, values in self._headers.items() for v in values).casefold())
 
     @cached_property
     def body_text(self) -> str:
-        return "\n".join(_texts(self.message.part)).casefold()
+        """The decoded text parts, case-folded. How to decode them is kept in the
+        message's cache: a message of one part is then read and decoded, never parsed."""
+        recipe = self.message.cached("search:body", lambda: _recipe(self.message.part))
+        if recipe is _MULTIPART:
+            return "\n".join(_texts(self.message.part)).casefold()
+        if recipe is _NO_TEXT:
+            return ""
+        encoding, charset = recipe
+        return _decode(self.message.text, encoding, charset).casefold()
 
 
 Predicate = Callable[[Candidate], bool]
@@ -104,9 +114,32 @@ def decode_words(value: str) -> str:
         return value
 
 
+_MULTIPART, _NO_TEXT = "multipart", "no text"  # recipes: parse the structure; nothing to search
+
+
+def _recipe(part: mime.Part) -> tuple[str, str] | str:
+    """How to get a message's searchable body text without parsing it again: for one
+    text part, its (transfer encoding, charset)."""
+    if part.is_multipart or part.message is not None:
+        return _MULTIPART
+    if part.maintype != "text":
+        return _NO_TEXT
+    return _encoding(part), _charset(part)
+
+
+def _encoding(part: mime.Part) -> str:
+    return (part.get("content-transfer-encoding") or "").strip().lower()
+
+
+def _charset(part: mime.Part) -> str:
+    return dict(part.params).get("charset", "utf-8")
+
+
 def _decode_body(part: mime.Part) -> str:
-    encoding = (part.get("content-transfer-encoding") or "").strip().lower()
-    data = part.body
+    return _decode(part.body, _encoding(part), _charset(part))
+
+
+def _decode(data: bytes, encoding: str, charset: str) -> str:
     try:
         if encoding == "base64":
             data = base64.b64decode(data)
@@ -114,7 +147,6 @@ def _decode_body(part: mime.Part) -> str:
             data = quopri.decodestring(data)
     except (binascii.Error, ValueError):
         pass
-    charset = dict(part.params).get("charset", "utf-8")
     try:
         return data.decode(charset, "replace")
     except LookupError:

@@ -141,6 +141,10 @@ class Failed(Exception):
     """Answer the command with ``NO <text>``."""
 
 
+# FETCH items that may be as big as the message: sent as they are made, not gathered.
+_BIG_ITEMS = frozenset({"BODY", "RFC822", "RFC822.HEADER", "RFC822.TEXT"})
+
+
 def uid_set(numbers: list[int]) -> str:
     """``[1, 2, 3, 5]`` -> ``1:3,5`` (order kept: COPYUID pairs the two sets up)."""
     runs: list[list[int]] = []
@@ -728,8 +732,9 @@ class IMAPSession:
 
     def _message(self, uid: int) -> MessageData:
         mailbox = self._selected
-        return MessageData(mailbox.infos[uid], partial(mailbox.folder.read, uid), recent=uid in mailbox.recent,
-                           origin=mailbox.origin)
+        info = mailbox.infos[uid]
+        return MessageData(info, partial(mailbox.folder.read, uid), recent=uid in mailbox.recent,
+                           cache=partial(mailbox.folder.cache, info))
 
     def _do_search(self, cursor: Cursor, uid: bool = False) -> str:
         cursor.sp()
@@ -769,14 +774,21 @@ class IMAPSession:
             message = self._message(u)
             chosen = with_flags if mark_seen and self._mark_seen(message) else items
             flags = mailbox.flags(u)
-            yield self._flush() + b"* %d FETCH (" % mailbox.msn(u)  # keyword news first (_mark_seen)
+            # Small items go out together, each big one (a body section) on its own.
+            out = [self._flush(), b"* %d FETCH (" % mailbox.msn(u)]  # keyword news first (_mark_seen)
             try:
                 for i, item in enumerate(chosen):
-                    yield (b" " if i else b"") + render(item, message, flags)
+                    if i:
+                        out.append(b" ")
+                    out.append(render(item, message, flags))
+                    if item.name in _BIG_ITEMS:
+                        yield b"".join(out)
+                        out = []
             except Exception:  # a bug: end the response well-formed; the command says NO
-                yield b")" + CRLF
+                yield b"".join(out) + b")" + CRLF
                 raise
-            yield b")" + CRLF
+            out.append(b")" + CRLF)
+            yield b"".join(out)
             gone |= message.gone
         # RFC 3501 §7.4.1: no EXPUNGE now, so a message expunged elsewhere keeps its number
         # and what is still known of it; the rest is NIL (RFC 2180 §4.1.1), as in Dovecot.

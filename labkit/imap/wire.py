@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+import functools
 import datetime
 import re
-from typing import Iterable
+from typing import AbstractSet, Iterable
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 CRLF = b"\r\n"
@@ -49,7 +50,17 @@ FLAG_ORDER = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", "\\Re
 
 def flag_list(flags: Iterable[str]) -> bytes:
     """``(\\Seen \\Flagged)``: system flags in a stable order, then keywords sorted."""
-    flags = set(flags)
+    if isinstance(flags, frozenset):  # a message's own flags: a handful of sets, each made once
+        return _frozen_flag_list(flags)
+    return _flag_list(set(flags))
+
+
+@functools.lru_cache(maxsize=1024)
+def _frozen_flag_list(flags: frozenset[str]) -> bytes:
+    return _flag_list(flags)
+
+
+def _flag_list(flags: AbstractSet[str]) -> bytes:
     ordered = [f for f in FLAG_ORDER if f in flags] + sorted(flags.difference(FLAG_ORDER))
     return ("(" + " ".join(ordered) + ")").encode("ascii")
 
