@@ -68,6 +68,8 @@ Decisions:
 from __future__ import annotations
 
 import collections
+import ctypes
+import ctypes.util
 import os
 import shutil
 import threading
@@ -866,16 +868,22 @@ def _release(path: str, state: _FolderState) -> None:
             return
         _unused[path] = time.monotonic()
         _evict(time.monotonic())
-        if _unused and _evictor is None:
+        if _evictor is None:
             _evictor = threading.Condition(_registry_guard)
             threading.Thread(target=_evict_in_time, name="labkit-store-evictor", daemon=True).start()
-        elif _evictor is not None:
+        else:
             _evictor.notify()
+
+
+_trim_due: float | None = None  # when to hand freed memory back (see _give_back_memory)
+_TRIM_AFTER = 1000  # messages' worth of state dropped: worth handing the memory back
+_TRIM_DELAY = 1.0  # seconds after: the sessions that used the state are gone by then too
 
 
 def _evict(now: float) -> None:
     """Drop unused states kept too long, oldest first, then while they hold too many
     messages (``_registry_guard`` held)."""
+    global _trim_due
     held = sum(len(state.infos) for state in map(_states.get, _unused) if state is not None)
     while _unused:
         path, since = next(iter(_unused.items()))
@@ -885,22 +893,35 @@ def _evict(now: float) -> None:
         state = _states.pop(path, None)
         if state is not None:  # nobody can reach it now but a stray MessageInfo.size: no lock needed
             held -= len(state.infos)
+            if len(state.infos) >= _TRIM_AFTER:
+                _trim_due = now + _TRIM_DELAY
             state.forget()
 
 
 def _evict_in_time() -> None:
-    """The evictor thread: asleep (no CPU) until the oldest unused state is due."""
+    """The evictor thread: asleep (no CPU) until an unused state is due, or the memory
+    of dropped ones is to be handed back."""
+    global _trim_due
     assert _evictor is not None
     with _registry_guard:
         while True:
-            _evict(time.monotonic())
-            if _unused:
-                _evictor.wait(KEEP_UNUSED - (time.monotonic() - next(iter(_unused.values()))) + 0.01)
-            else:
-                _evictor.wait()
+            now = time.monotonic()
+            _evict(now)
+            if _trim_due is not None and _trim_due <= now:
+                _trim_due = None
+                _give_back_memory()
+            due = [t for t in (_trim_due, *(since + KEEP_UNUSED for since in _unused.values())) if t is not None]
+            _evictor.wait(max(0.0, min(due) - now) + 0.01 if due else None)
 
 
-# ---------------------------------------------------------------- folders
+_malloc_trim = getattr(ctypes.CDLL(ctypes.util.find_library("c")), "malloc_trim", None) if os.name == "posix" else None
+
+
+def _give_back_memory() -> None:
+    """Hand the memory of dropped states back to the system: glibc keeps what every
+    thread freed in its arenas until asked (malloc_trim); elsewhere a no-op."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 class Folder:

@@ -6,16 +6,16 @@ grading feedback) subscribe. Tests and the demo *wait* on events instead of slee
     event = world.tracer.wait_for(lambda e: e.kind == "delivered", timeout=5)
 
 Protocol lines cost nothing while no one watches them: a :class:`LineTracer` burst (the
-lines of one read or write) that no subscriber or waiter is there to see goes into the
-history as it came, and becomes events only when someone reads the history
+lines of one read or write) that no subscriber is there to see goes into the history as
+it came, and becomes events only when someone reads the history
 (:meth:`Tracer.events`, :meth:`Tracer.wait_for`).
 """
 
 from __future__ import annotations
 
 import collections
-import functools
 import itertools
+import struct
 import threading
 import time
 from contextlib import contextmanager
@@ -68,21 +68,37 @@ def new_session_id(prefix: str) -> str:
     return f"{prefix}{next(_session_ids)}"
 
 
-class _Burst:
-    """Lines of one read or write nobody watched as they came: made into events (once)
+class _Burst(bytes):
+    """Lines of one read or write nobody watched as they came, kept as they came: one
+    bytes object holding who sent them, when, how many more were cut, and the lines
+    shown (a single allocation, big enough to bypass Python's small-object heap, so the
+    history never pins the memory a big mailbox's session used). Made into events, once,
     when someone reads the history."""
 
-    __slots__ = ("_make", "_events")
+    _TAIL = struct.Struct("<dQ")  # when, lines cut
 
-    def __init__(self, make: Callable[[], list[TraceEvent]]) -> None:
-        self._make: Callable[[], list[TraceEvent]] | None = make
-        self._events: list[TraceEvent] | None = None
+    @staticmethod
+    def head(who: tuple[str, ...], direction: Direction) -> bytes:
+        """What every burst of one connection in one direction starts with."""
+        return "\0".join((*who, direction, "")).encode("utf-8", "replace")
+
+    @classmethod
+    def of(cls, head: bytes, lines: bytes, more: int, when: float) -> "_Burst":
+        return cls(head + cls._TAIL.pack(when, more) + lines)
 
     def events(self) -> list[TraceEvent]:
-        if self._events is None:
-            make, self._make = self._make, None
-            self._events = make() if make is not None else []
-        return self._events
+        made = self.__dict__.get("made")
+        if made is None:
+            *who, direction, rest = self.split(b"\0", 6)
+            protocol, client, server, session, seam = (part.decode("utf-8", "replace") for part in who)
+            when, more = self._TAIL.unpack_from(rest)
+            texts = [raw.rstrip(b"\r").decode("utf-8", "replace") for raw in rest[self._TAIL.size:].split(b"\n")]
+            if more:
+                texts.append(f"... ({more} more lines)")
+            made = self.__dict__["made"] = [
+                TraceEvent(protocol, client, server, direction.decode(), text, session, time=when, seam=seam)
+                for text in texts]
+        return made
 
 
 class Tracer:
@@ -97,20 +113,9 @@ class Tracer:
 
     @property
     def watched(self) -> bool:
-        """Whether anyone sees events as they come (a subscriber)."""
+        """Whether anyone sees events as they come (a subscriber); if not, protocol
+        lines may be :meth:`keep`-ed as they came."""
         return bool(self._subscribers)
-
-    def emit_burst(self, make: Callable[[], list[TraceEvent]]) -> None:
-        """Emit the events ``make()`` makes: now if a subscriber watches, else when the
-        history is read (``make`` must not depend on anything that changes meanwhile)."""
-        if self._subscribers:
-            for event in make():
-                self.emit(event)
-            return
-        self._history.append(_Burst(make))
-        if self._waiters:  # appended before this check: see emit
-            with self._cond:
-                self._cond.notify_all()
 
     def emit(self, event: TraceEvent) -> None:
         # The hot path of every server: no lock unless someone waits. A waiter counts
@@ -122,6 +127,14 @@ class Tracer:
                 self._cond.notify_all()
         for fn in self._subscribers:
             fn(event)
+
+    def keep(self, burst: _Burst) -> None:
+        """Emit the events of a burst nobody watches (see :attr:`watched`) when the
+        history is read."""
+        self._history.append(burst)
+        if self._waiters:  # appended before this check: see emit
+            with self._cond:
+                self._cond.notify_all()
 
     def note(self, protocol: str, kind: str, line: str, *, client: str = "", server: str = "", **data) -> None:
         """Emit a note: something happened that is not a protocol line. A ``seam``
@@ -207,36 +220,28 @@ class LineTracer:
         self.client, self.server, self.session = client, server, session
         self.seam = seam  # the student part on either end of this connection, if any
         self._partial: dict[str, bytes] = {"C": b"", "S": b""}
+        self._heads = {d: _Burst.head((protocol, client, server, session, seam), d) for d in ("C", "S")}
 
     def feed(self, direction: Direction, data: bytes, max_lines: int = 24) -> None:
         buf = self._partial[direction] + data
-        lines: list[bytes] = []
-        start = 0
-        while len(lines) < max_lines:  # only the lines that are shown are cut out
-            end = buf.find(b"\n", start)
+        shown, cut = 0, -1  # lines to show, and where the last of them ends
+        while shown < max_lines:  # only the lines that are shown are looked at
+            end = buf.find(b"\n", cut + 1)
             if end < 0:
                 break
-            lines.append(buf[start:end])
-            start = end + 1
-        last = buf.rfind(b"\n", start) if len(lines) == max_lines else -1
-        more = buf.count(b"\n", start, last + 1) if last >= 0 else 0
-        self._partial[direction] = buf[max(start, last + 1):][-4096:]
-        if not lines:
+            shown, cut = shown + 1, end
+        last = buf.rfind(b"\n", cut + 1) if shown == max_lines else -1
+        more = buf.count(b"\n", cut + 1, last + 1) if last >= 0 else 0
+        self._partial[direction] = buf[max(cut, last) + 1:][-4096:]
+        if not shown:
             return
         if self.tracer.watched:
-            for raw in lines:
+            for raw in buf[:cut].split(b"\n"):
                 self.line(direction, raw.rstrip(b"\r").decode("utf-8", "replace"))
             if more:
                 self.line(direction, f"... ({more} more lines)")
         else:
-            self.tracer.emit_burst(functools.partial(self._events, direction, lines, more, time.time()))
-
-    def _events(self, direction: Direction, lines: list[bytes], more: int, when: float) -> list[TraceEvent]:
-        texts = [raw.rstrip(b"\r").decode("utf-8", "replace") for raw in lines]
-        if more:
-            texts.append(f"... ({more} more lines)")
-        return [TraceEvent(self.protocol, self.client, self.server, direction, text, self.session, time=when,
-                           seam=self.seam) for text in texts]
+            self.tracer.keep(_Burst.of(self._heads[direction], buf[:cut], more, time.time()))
 
     def line(self, direction: Direction, text: str) -> None:
         self.tracer.emit(TraceEvent(self.protocol, self.client, self.server, direction, text, self.session,
