@@ -57,16 +57,24 @@ Stage = Callable[[], tuple[Any, Staged]]
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+Data = bytes | list[bytes]
+"""What a file is to hold: bytes, or pieces written one after the other (no join)."""
+
+
+def _write_all(fd: int, data: Data) -> None:
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        pieces = [memoryview(data)] if isinstance(data, bytes) else [memoryview(p) for p in data if p]
+        while pieces:
+            written = os.writev(fd, pieces) if len(pieces) > 1 else os.write(fd, pieces[0])
+            while pieces and written >= len(pieces[0]):  # a short write: go on where it stopped
+                written -= len(pieces.pop(0))
+            if pieces:
+                pieces[0] = pieces[0][written:]
     finally:
         os.close(fd)
 
 
-def write_temp(path: str, data: bytes) -> None:
+def write_temp(path: str, data: Data) -> None:
     """Create ``path`` (which must not exist) holding ``data``; not yet durable."""
     _write_all(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o600), data)
 
@@ -152,7 +160,7 @@ class Spares:
 SPARES = Spares()
 
 
-def write_new(directory: str, name: str, data: bytes) -> str:
+def write_new(directory: str, name: str, data: Data) -> str:
     """Write ``data`` to a new temporary file in ``directory``, not yet durable, and
     return its path: a spare if one is ready, else ``directory/name``."""
     spare = SPARES.take(directory)

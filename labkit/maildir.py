@@ -118,12 +118,13 @@ def sweep(maildir: Path) -> list[str]:
     return removed
 
 
-def stage(maildir: Path, message: bytes) -> tuple[str, Staged]:
-    """Write ``message`` to ``maildir/tmp`` and say where it goes once durable (for
-    :mod:`labkit.commit`, which batches the flushes); returns (unique name, Staged).
-    (Plain ``os`` calls on ``str`` paths: this is the MTA's hot path.)"""
+def stage(maildir: Path, message: bytes | list[bytes], name: str = "") -> tuple[str, Staged]:
+    """Write ``message`` (bytes, or pieces of it) to ``maildir/tmp`` and say where it
+    goes once durable (for :mod:`labkit.commit`, which batches the flushes); returns
+    (its name in ``new/``: ``name``, or a new :func:`unique_name`; Staged). (Plain ``os``
+    calls on ``str`` paths: this is the MTA's hot path.)"""
     root = os.fspath(maildir)
-    name = unique_name()
+    name = name or unique_name()
     tmpdir = os.path.join(root, "tmp")
     try:
         tmp = write_new(tmpdir, name, message)
@@ -131,6 +132,19 @@ def stage(maildir: Path, message: bytes) -> tuple[str, Staged]:
         create(Path(root))
         tmp = write_new(tmpdir, name, message)
     return name, Staged([(tmp, os.path.join(root, "new", name))], [lambda: notify(maildir)])
+
+
+def holds(maildir: Path, name: str) -> bool:
+    """Whether ``maildir`` has the message whose file is called ``name``: in ``new/``,
+    or in ``cur/`` where a reader moved it (its flags after the name, maildir(5))."""
+    root = os.fspath(maildir)
+    if os.path.exists(os.path.join(root, "new", name)):
+        return True
+    try:
+        names = os.listdir(os.path.join(root, "cur"))
+    except FileNotFoundError:
+        return False
+    return any(f.startswith(name) and f[len(name):len(name) + 1] in ("", ":", "!") for f in names)
 
 
 def deliver(maildir: Path, message: bytes) -> str:

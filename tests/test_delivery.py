@@ -6,7 +6,9 @@ import email
 
 
 from conftest import lecture_config
+from labkit import commit
 from labkit.dns.mx import TemporaryMXError
+from labkit.mta.spool import QueueEntry
 from labkit.world import World
 
 HELLO = b"From: albert@awesome.com\r\nSubject: hello\r\n\r\nhello\r\n"
@@ -164,6 +166,50 @@ def test_queue_survives_a_restart_in_process(tmp_path):
         world.wait_for_delivery("chuck@chaos.com", count=3)
         bodies = sorted(m.split(b"\r\n\r\n", 1)[1] for m in world.messages("chuck@chaos.com"))
         assert bodies == [b"hello %d\r\n" % i for i in range(3)]
+
+
+def test_a_destination_that_is_down_is_not_tried_for_each_message(tmp_path):
+    """As Postfix's queue manager marks a dead destination: once no MX of chaos.com can
+    be reached, the rest of its mail is deferred without a DNS query or a connection
+    each, until the first retry delay has passed; retry_now() tries again at once."""
+    with World(lecture_config(retry_schedule=(60.0,), max_queue_time=600.0), state_dir=tmp_path / "s") as world:
+        world.set_behaviour("smtp.chaos.com", "down")
+        with world.tracer.record() as seen:
+            world.send("albert@awesome.com", ["chuck@chaos.com"], HELLO)
+            first = world.wait_for(lambda e: e.kind == "deferred" and e.data["recipient"] == "chuck@chaos.com")
+            for i in range(3):
+                world.send("albert@awesome.com", ["chuck@chaos.com"], HELLO.replace(b"hello", b"hello %d" % i))
+            world.wait_for(lambda e: e.kind == "deferred", count=4)
+        lookups = [e for e in seen if e.kind == "lookup" and e.data.get("domain") == "chaos.com"]
+        later = [e for e in seen if e.kind == "deferred" and e is not first]
+        assert len(lookups) == 1 and "refused" in first.data["detail"]
+        assert len(later) == 3 and all("not tried again yet" in e.data["detail"] for e in later)
+        world.set_behaviour("smtp.chaos.com", "normal")
+        world.retry_now()
+        world.wait_for_delivery("chuck@chaos.com", count=4)
+        assert len(world.messages("chuck@chaos.com")) == 4
+
+
+def test_a_local_copy_made_before_a_crash_is_not_made_again(tmp_path):
+    """What a kill between a Maildir copy and the removal of its spool file leaves:
+    both (made here as the MTA makes them). The restart finds the copy by the name the
+    envelope gave it, though a reader moved it to cur/, and makes none again."""
+    state = tmp_path / "state"
+    with World(lecture_config(), state_dir=state) as world:
+        world.send("albert@awesome.com", ["betty@brilliant.com"], HELLO)
+        event = world.wait_for_delivery("betty@brilliant.com")
+        maildir = world.mailbox("betty@brilliant.com").maildir
+        host = world.host("brilliant.com")
+        stored = (maildir / "new" / event.data["detail"].rsplit("/", 1)[1])
+        entry = QueueEntry("DEADBEEF", "albert@awesome.com", ["betty@brilliant.com"],
+                           local={"betty@brilliant.com": "betty@brilliant.com"},
+                           names={"betty@brilliant.com": stored.name})
+        commit.run_now(lambda: (None, host.spool.stage(entry, stored.read_bytes())))
+    stored.rename(maildir / "cur" / f"{stored.name}:2,S")
+    with World(lecture_config(), state_dir=state) as world:
+        world.wait_for(lambda e: e.kind == "delivered" and e.data.get("queue_id") == "DEADBEEF")
+        assert len(world.messages("betty@brilliant.com")) == 1
+        assert not (state / "spool" / "smtp.brilliant.com" / "DEADBEEF").exists()
 
 
 # -- seams (the fault boundary has its own tests: test_seams.py) -------------------------

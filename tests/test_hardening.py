@@ -31,6 +31,7 @@ from labkit.config import AuthConfig, ConfigError, load_config
 from labkit.imap.session import IMAPSession
 from labkit.session import CHUNK_SIZE, PeerInfo, stream
 from labkit.smtp.server import SMTPServerSession
+from labkit.trace import delivered_to
 from labkit.world import World
 from world_process import WorldProcess, topology
 
@@ -54,6 +55,16 @@ def remaining_recipients(spool: Path) -> int:
 def copies(world: World, address: str) -> collections.Counter:
     """How many copies of each numbered message (X-Seq) ``address`` has."""
     return collections.Counter(int(re.search(rb"X-Seq: (\d+)", m).group(1)) for m in world.messages(address))
+
+
+def all_stored(world: World, address: str, count: int) -> None:
+    """Wait until ``address`` has each of the ``count`` numbered messages: a receiving
+    host stores a message after its 250, from its spool (as Postfix does)."""
+    def complete(_event=None) -> bool:
+        return set(copies(world, address)) >= set(range(count))
+
+    if not complete():
+        world.wait_for(lambda e: delivered_to(address)(e) and complete(), timeout=30)
 
 
 # -- 1. repeats after a crash ---------------------------------------------------------------
@@ -83,6 +94,8 @@ def test_kill_9_repeats_at_most_the_delivery_in_flight(tmp_path):
     left = remaining_recipients(state / "spool" / "smtp.awesome.com")
     with World(lecture_config(), state_dir=state) as restarted:  # careful.com answers at once now
         restarted.wait_for(lambda e: e.kind == "delivered" and e.server == "smtp.awesome.com", count=left)
+        for address in (BETTY, CAROL):
+            all_stored(restarted, address, count)
         got = {address: copies(restarted, address) for address in (BETTY, CAROL)}
     for address, counted in got.items():
         assert sorted(counted) == list(range(count)), f"{address} is missing messages"

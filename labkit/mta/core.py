@@ -3,8 +3,9 @@
 An SMTP server session parses the dialogue (:mod:`labkit.smtp.server`, or aiosmtpd);
 :class:`MTA` decides what each step means for this host: who may send, where each
 recipient's mail goes (the ``route`` seam), the Received stamp (``received_header``),
-and queueing the message durably before the 250. Both front ends call the same methods,
-so both give the same replies for the same dialogue.
+and queueing the message durably before the 250: one write, the spool file, from which
+local delivery and relaying go on after the 250 (as Postfix's queue file). Both front
+ends call the same methods, so both give the same replies for the same dialogue.
 
 Methods come in two flavours: plain (``rcpt``, ``data``: for a session running in a
 worker thread, as every sans-IO session does) and ``a``-prefixed coroutines (for
@@ -41,7 +42,11 @@ def domain_of(address: str) -> str:
 
 
 def crlf(data: bytes) -> bytes:
-    """Normalise line endings to CRLF (RFC 5322 §2.1: bare CR or LF are not allowed)."""
+    """Normalise line endings to CRLF (RFC 5322 §2.1: bare CR or LF are not allowed).
+    Counting first: a message that has only CRLFs (nearly every one) is not copied."""
+    pairs = data.count(b"\r\n")
+    if pairs == data.count(b"\n") == data.count(b"\r"):
+        return data
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
 
 
@@ -225,7 +230,10 @@ class MTA:
             prepared = self._prepare(txn, message, stamper)
             if isinstance(prepared, str):
                 return prepared
-            await asyncio.wait([asyncio.wrap_future(prepared[1])])
+            try:
+                await asyncio.wrap_future(prepared[1])
+            except OSError:
+                pass  # _finish says so
             return self._finish(txn, *prepared)
         finally:
             txn.reset()
@@ -260,24 +268,21 @@ class MTA:
         return _Begun(hop, entry, message, dict(txn.local))
 
     def _commit(self, begun: _Begun, stamp: str) -> Future:
-        """Hand the stamped message to the group committer (Maildir or spool)."""
+        """Hand the stamped message to the group committer: its spool file."""
         stamped = stamp.encode("utf-8") + b"\r\n" + begun.message
         stage = self.host.queue.accept(begun.entry, stamped, begun.local)
         begun.stamped = stamped
         return self.host.context.committer.submit(stage)
 
     def _finish(self, txn: Transaction, begun: _Begun, future: Future) -> str:
+        """The 250 once the spool file is durable; delivery starts after it."""
         try:
-            outcomes, queued = future.result()
+            queued = future.result()
         except OSError as error:
             return replies.SPOOL_FAILED.format(error.strerror or error)
         host = self.host
-        for rcpt, outcome in outcomes.items():
-            if outcome.state == "delivered":
-                host.queue.note(begun.entry, rcpt, "delivered", outcome.detail)
-        if queued is not None:
-            host.note_queued(queued)
-            host.call_soon(host.queue.enqueue, queued, 0.0, begun.stamped)
+        host.note_queued(queued)
+        host.call_soon(host.queue.enqueue, queued, 0.0, begun.stamped)
         host.context.receipts.accepted(txn.client, begun.entry.recipients, begun.entry.queue_id)
         return replies.QUEUED.format(begun.entry.queue_id)
 

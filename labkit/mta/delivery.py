@@ -10,9 +10,18 @@ reloads the spool. Each outcome per recipient is one of:
   again later, bounced when ``next_retry`` gives up;
 - failed (5xx, NXDOMAIN, null MX): bounced to the sender at once (``make_bounce``).
 
+Every message comes from the spool, where the SMTP server made it durable before its
+250 (one write, as Postfix's queue file): local recipients get their Maildir copy after
+the 250, made durable in batches by the group committer, then the spool file goes.
 Progress is saved as it is made: once a group of recipients (the local ones, or one
 remote domain) is done, the spool forgets them before the next group is tried, so a
-crash repeats only a delivery that was in flight at that instant (as Postfix does).
+crash repeats only a delivery that was in flight at that instant (as Postfix does); a
+local copy repeated after a crash finds the one it made, by its name in the envelope.
+
+A destination that cannot be reached (no address of any MX answers) is marked down,
+as Postfix's queue manager marks a dead destination: until the first retry delay has
+passed, the rest of its queue is deferred without a DNS query or a connection each.
+``retry_now()`` forgets the marks and tries again.
 """
 
 from __future__ import annotations
@@ -64,7 +73,25 @@ def _failed(detail: str, remote: str = "", seam: str = "") -> Outcome:
 
 
 class _NextAddress(Exception):
-    """This address of this MX could not take the message: try the next one."""
+    """This address of this MX could not take the message: try the next one.
+    ``unreachable``: no connection could be made at all."""
+
+    def __init__(self, reason: str, *, unreachable: bool = False) -> None:
+        super().__init__(reason)
+        self.unreachable = unreachable
+
+
+class _Body:
+    """A queued message's bytes, read from the spool only when an attempt needs them
+    (a retry to a destination marked down never does)."""
+
+    def __init__(self, queue: "DeliveryQueue", entry: QueueEntry, data: bytes | None) -> None:
+        self.queue, self.entry, self.data = queue, entry, data
+
+    async def get(self) -> bytes:
+        if self.data is None:
+            self.data = await self.queue._boundary.in_thread(self.queue.host.spool.message, self.entry.queue_id)
+        return self.data
 
 
 class DeliveryQueue:
@@ -77,6 +104,8 @@ class DeliveryQueue:
         self._slots = asyncio.Semaphore(MAX_PARALLEL)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._down: dict[str, tuple[float, str]] = {}  # domain -> (until, why): marked unreachable
+        self._recovered: set[str] = set()  # queue ids loaded at start: a local copy may exist already
 
     @property
     def _boundary(self):
@@ -86,6 +115,7 @@ class DeliveryQueue:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         for entry in await self._boundary.in_thread(self.host.spool.load):  # a restart picks up where it stopped
+            self._recovered.add(entry.queue_id)
             self.enqueue(entry, at=entry.next_attempt)
 
     def enqueue(self, entry: QueueEntry, at: float = 0.0, message: bytes | None = None) -> None:
@@ -106,7 +136,9 @@ class DeliveryQueue:
         task.add_done_callback(self._tasks.discard)
 
     def retry_now(self) -> None:
-        """Flush the queue: try every deferred message now (like ``postqueue -f``)."""
+        """Flush the queue: try every deferred message now (like ``postqueue -f``),
+        destinations marked down too."""
+        self._down.clear()
         for timer, entry in list(self._timers.values()):
             timer.cancel()
             self._launch(entry)
@@ -128,10 +160,9 @@ class DeliveryQueue:
     # -- one attempt -------------------------------------------------------------------
     async def _attempt(self, entry: QueueEntry, message: bytes | None) -> None:
         async with self._slots:
+            body = _Body(self, entry, message)
             try:
-                if message is None:
-                    message = await self._boundary.in_thread(self.host.spool.message, entry.queue_id)
-                await self._try(entry, message)
+                await self._try(entry, body)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # a bug of ours must not strand the message without a timer
@@ -139,12 +170,12 @@ class DeliveryQueue:
                 outcomes = {r: _deferred(f"451 4.3.0 internal error while delivering: {error!r}")
                             for r in entry.recipients}
                 try:
-                    await self._settle(entry, outcomes, message or b"")
+                    await self._settle(entry, outcomes, body)
                 except Exception:  # not even that: try it all again later
                     log.debug("settling %s failed", entry.queue_id, exc_info=True)
                     self.enqueue(entry, at=time.time() + self.host.mta.retry_schedule[-1])
 
-    async def _try(self, entry: QueueEntry, message: bytes) -> None:
+    async def _try(self, entry: QueueEntry, message: _Body) -> None:
         host = self.host
         local = {r: entry.local.get(r, r) for r in entry.recipients
                  if r in entry.local or host.is_local(domain_of(r))}
@@ -170,28 +201,25 @@ class DeliveryQueue:
                       seam=outcomes[rcpt].seam)
             del outcomes[rcpt]
         entry.recipients = [r for r in entry.recipients if r not in delivered]
-        await self._boundary.in_thread(self.host.spool.save_state, entry)
+        await self._save_state(entry)
+
+    async def _save_state(self, entry: QueueEntry) -> None:
+        """Make ``entry``'s progress durable, with whatever else the committer has
+        waiting (a pass of many deferrals costs a few flushes, not one each)."""
+        spool = self.host.spool
+        await asyncio.wrap_future(self.host.context.committer.submit(lambda: (None, spool.stage_state(entry))))
 
     def accept(self, entry: QueueEntry, message: bytes, local: dict[str, str]) -> Stage:
         """What the SMTP server does with a message before it answers 250, as a stage
-        for the group committer: recipients routed ``Local`` (``local``: recipient ->
-        mailbox) get it in their Maildir at once, that fsynced copy being the durable
-        one; the rest, any local delivery that failed, and every local recipient when a
-        student's ``deliver`` is in place (it runs later, through the boundary) go to
-        the spool. The stage's result is (local outcomes, spool entry or None)."""
-        direct = {} if self.host.part("deliver")[1] else local
-
-        def stage() -> tuple[tuple[dict[str, Outcome], QueueEntry | None], Staged]:
-            outcomes, staged = self._stage_local(entry, direct, message)
-            rest = [r for r in entry.recipients if r not in outcomes or outcomes[r].state != "delivered"]
-            queued = None
-            if rest:
-                queued = QueueEntry(entry.queue_id, entry.mail_from, rest, entry.arrived,
-                                    local={r: local[r] for r in rest if r in local})
-                staged.extend(self.host.spool.stage(queued, message))
-            return (outcomes, queued), staged
-
-        return stage
+        for the group committer: the one durable copy, in the spool, whatever the
+        recipients (``local``: recipient -> mailbox, for those routed ``Local``, each
+        given the name its Maildir copy will have). The stage's result is the entry
+        queued, to :meth:`enqueue` once the 250 is said."""
+        names = {} if self.host.part("deliver")[1] else {r: maildir.unique_name() for r in local}
+        queued = QueueEntry(entry.queue_id, entry.mail_from, list(entry.recipients), entry.arrived,
+                            local=dict(local), names=names)
+        spool = self.host.spool
+        return lambda: (queued, spool.stage(queued, message))
 
     def note(self, entry: QueueEntry, rcpt: str, kind: str, detail: str, remote: str = "", **extra) -> None:
         """Tell the trace what became of one recipient: delivered, deferred or failed."""
@@ -208,16 +236,22 @@ class DeliveryQueue:
         return f"Return-Path: <{entry.mail_from}>\r\nDelivered-To: {address}\r\n".encode() + message
 
     def _stage_local(self, entry: QueueEntry, local: dict[str, str], message: bytes) -> tuple[dict[str, Outcome], Staged]:
-        """Write the message for each local recipient's Maildir (runs in the committer)."""
+        """Write the message for each local recipient's Maildir (runs in the committer),
+        under the name the envelope gave it; after a restart, one already there counts."""
         outcomes: dict[str, Outcome] = {}
         staged = Staged()
+        recovered = entry.queue_id in self._recovered
         for rcpt, mailbox in local.items():
             account = self.host.mailbox_for(mailbox)
             if account is None:
                 outcomes[rcpt] = _failed(f"550 5.1.1 <{rcpt}>: user unknown (mailbox removed while queued)")
                 continue
+            name = entry.names.get(rcpt, "")
+            if recovered and name and maildir.holds(account.maildir, name):
+                outcomes[rcpt] = _delivered(f"maildir {account.maildir}/new/{name}")
+                continue
             try:
-                name, written = maildir.stage(account.maildir, self._stamped(entry, account.address, message))
+                name, written = maildir.stage(account.maildir, self._stamped(entry, account.address, message), name)
             except OSError as error:
                 outcomes[rcpt] = _deferred(f"451 4.3.0 cannot write to the Maildir of {account.address}: {error}")
                 continue
@@ -225,8 +259,9 @@ class DeliveryQueue:
             outcomes[rcpt] = _delivered(f"maildir {account.maildir}/new/{name}")
         return outcomes, staged
 
-    async def _deliver_local(self, entry: QueueEntry, local: dict[str, str], message: bytes) -> dict[str, Outcome]:
+    async def _deliver_local(self, entry: QueueEntry, local: dict[str, str], body: _Body) -> dict[str, Outcome]:
         impl, student = self.host.part("deliver")
+        message = await body.get()
         if student:
             return {rcpt: await self._student_deliver(impl, entry, rcpt, mailbox, message)
                     for rcpt, mailbox in local.items()}
@@ -250,8 +285,14 @@ class DeliveryQueue:
         return _delivered(f"maildir {account.maildir}/new/{name}", seam="deliver")
 
     # -- relaying ----------------------------------------------------------------------
-    async def _relay(self, entry: QueueEntry, domain: str, rcpts: list[str], message: bytes) -> dict[str, Outcome]:
+    async def _relay(self, entry: QueueEntry, domain: str, rcpts: list[str], body: _Body) -> dict[str, Outcome]:
         host, context = self.host, self.host.context
+        down = self._down.get(domain)
+        if down is not None:
+            if time.monotonic() < down[0]:
+                return {r: _deferred(f"{down[1]} (not tried again yet: {domain} was unreachable just now)")
+                        for r in rcpts}
+            del self._down[domain]
         context.tracer.note("dns", "lookup", f"{host.name} asks DNS: which hosts receive mail for {domain}?",
                             client=host.name, domain=domain)
         part = host.part("resolve_mx")
@@ -274,12 +315,16 @@ class DeliveryQueue:
         if not hops:
             return {r: _failed(f"554 5.4.6 mail for {domain} loops back to myself ({host.name})") for r in rcpts}
         last = f"451 4.4.1 no mail exchanger for {domain} could be reached"
+        message = await body.get()
+        unreachable = True
         for hop in hops:
             for address in hop.addresses:
                 try:
                     return await self._send(address, hop.host, entry, rcpts, message)
                 except _NextAddress as reason:
-                    last = str(reason)
+                    last, unreachable = str(reason), unreachable and reason.unreachable
+        if unreachable:  # as Postfix's dead destination: the rest of its queue waits
+            self._down[domain] = (time.monotonic() + host.mta.retry_schedule[0], last)
         return {r: _deferred(last) for r in rcpts}
 
     async def _send(self, address: str, mx: str, entry: QueueEntry, rcpts: list[str], message: bytes
@@ -295,7 +340,7 @@ class DeliveryQueue:
             sock = await self._boundary.in_thread(functools.partial(
                 context.addresses.connect, address, 25, timeout=10, source=host.address, seam=seam))
         except OSError as error:
-            raise _NextAddress(f"451 4.4.1 {mx} [{address}]: {error}") from None
+            raise _NextAddress(f"451 4.4.1 {mx} [{address}]: {error}", unreachable=True) from None
         client = sock.getsockname()
         result: SendResult | None = None
         error: Exception | None = None
@@ -369,7 +414,7 @@ class DeliveryQueue:
         return [h for h in hops if h.preference < min(mine)]
 
     # -- after the attempt -------------------------------------------------------------
-    async def _settle(self, entry: QueueEntry, outcomes: dict[str, Outcome], message: bytes) -> None:
+    async def _settle(self, entry: QueueEntry, outcomes: dict[str, Outcome], body: _Body) -> None:
         host = self.host
         now = time.time()
         deferred = [r for r, o in outcomes.items() if o.state == "deferred"]
@@ -388,28 +433,32 @@ class DeliveryQueue:
                     detail = f"{detail} (gave up: queued for longer than {host.mta.max_queue_time:g}s)"
                 failures.append(Failure(rcpt, detail, outcome.remote_mta))
                 self.note(entry, rcpt, "failed", detail, outcome.remote_mta, seam=outcome.seam)
-        owed = bool(failures) and not await self._bounce(entry, failures, message)
+        owed = bool(failures) and not await self._bounce(entry, failures, await body.get())
         entry.failed = [asdict(f) for f in failures] if owed else []
         if still or owed:
             entry.recipients = still
             entry.attempts += 1
             delay = delay if delay is not None else host.mta.retry_schedule[0]
             entry.next_attempt = now + delay
-            await self._boundary.in_thread(host.spool.save_state, entry)
+            await self._save_state(entry)
             for rcpt in still:
                 self.note(entry, rcpt, "deferred", f"{entry.last_error[rcpt]}; retry in {delay:g}s",
                           outcomes[rcpt].remote_mta, retry_in=delay, seam=outcomes[rcpt].seam)
             self.enqueue(entry, at=entry.next_attempt)
         else:
+            self._recovered.discard(entry.queue_id)
             await self._boundary.in_thread(host.spool.remove, entry.queue_id)  # the loop never waits for the disk
 
     async def _next_retry(self, entry: QueueEntry, now: float) -> float | None:
         """Seconds until the next attempt, or None to give up (the ``next_retry`` seam;
         if a student's fails, the message stays queued for the schedule's first delay)."""
         host = self.host
+        part = host.part("next_retry")
+        call = host.acall if part[1] else host.call  # labkit's own is pure and quick: no thread
         try:
-            return await host.acall("next_retry", entry.attempts + 1, now - entry.arrived,
-                                    schedule=host.mta.retry_schedule, max_queue_time=host.mta.max_queue_time)
+            delay = call("next_retry", entry.attempts + 1, now - entry.arrived, schedule=host.mta.retry_schedule,
+                         max_queue_time=host.mta.max_queue_time, part=part)
+            return await delay if part[1] else delay
         except SeamError:
             return host.mta.retry_schedule[0]
 

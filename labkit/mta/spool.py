@@ -1,15 +1,21 @@
 """The MTA's durable queue: a message is on disk before the MTA answers 250.
 
-Each queued message is one file ``ID`` in the spool directory: a JSON line with the
-envelope, then the message bytes. It is staged under a temporary name and made durable
-by :mod:`labkit.commit` (fsynced, renamed, the directory fsynced), so the 250 "queued
-as ID" is a promise kept across a crash. Delivery progress (recipients left, attempts, next retry, last error) goes to a
-small ``ID.state`` file, rewritten atomically after each attempt. A restart reads both.
+Each message a host accepts is one file ``ID`` in its spool directory, its one durable
+copy, for local recipients as for remote ones (as Postfix's queue file): a JSON line
+with the envelope, then the message bytes. It is staged under a temporary name and
+made durable by :mod:`labkit.commit` (fsynced, renamed, the directory fsynced), so the
+250 "queued as ID" is a promise kept across a crash. Delivery (:mod:`.delivery`) takes
+it from there after the 250. The envelope names, for each local recipient, the file
+its Maildir copy will have, so a delivery repeated after a crash finds the copy it
+made already. Delivery progress (recipients left, attempts, next retry, last error)
+goes to a small ``ID.state`` file, rewritten atomically after each attempt. A restart
+reads both.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import secrets
@@ -19,7 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..commit import Staged, write_new
-from ..maildir import write_durably
+
+
+_states = itertools.count(1)  # temporary names of state files: two writes of one never share one
 
 
 @dataclass
@@ -34,6 +42,7 @@ class QueueEntry:
     next_attempt: float = 0.0
     last_error: dict[str, str] = field(default_factory=dict)  # recipient -> last reply/reason
     local: dict[str, str] = field(default_factory=dict)  # recipient -> mailbox, when routed Local
+    names: dict[str, str] = field(default_factory=dict)  # recipient -> the file name of its Maildir copy
     failed: list[dict] = field(default_factory=list)  # failures whose bounce could not be made yet
 
 
@@ -74,14 +83,17 @@ class Spool:
     def stage(self, entry: QueueEntry, message: bytes) -> Staged:
         """Write a new message under a temporary name (see :mod:`labkit.commit`)."""
         header = json.dumps({"mail_from": entry.mail_from, "recipients": entry.recipients, "arrived": entry.arrived,
-                             "local": entry.local})
+                             "local": entry.local, "names": entry.names})
         directory = os.fspath(self.directory)
-        tmp = write_new(directory, f".{entry.queue_id}.tmp", header.encode() + b"\n" + message)
+        tmp = write_new(directory, f".{entry.queue_id}.tmp", [header.encode() + b"\n", message])
         return Staged([(tmp, os.path.join(directory, entry.queue_id))])
 
-    def save_state(self, entry: QueueEntry) -> None:
-        """Record delivery progress (after a deferral) durably."""
-        write_durably(self.directory / f"{entry.queue_id}.state", json.dumps(asdict(entry)).encode())
+    def stage_state(self, entry: QueueEntry) -> Staged:
+        """Write delivery progress (after an attempt) under a temporary name, for the
+        group committer: many deferrals at once cost one flush."""
+        directory = os.fspath(self.directory)
+        tmp = write_new(directory, f".{entry.queue_id}.state.{next(_states)}.tmp", json.dumps(asdict(entry)).encode())
+        return Staged([(tmp, os.path.join(directory, f"{entry.queue_id}.state"))])
 
     def message(self, queue_id: str) -> bytes:
         with open(self.directory / queue_id, "rb") as f:
@@ -115,7 +127,7 @@ class Spool:
                 with open(path, "rb") as f:
                     header = json.loads(f.readline())
                 entries.append(QueueEntry(name, header["mail_from"], header["recipients"], header["arrived"],
-                                          local=header.get("local", {})))
+                                          local=header.get("local", {}), names=header.get("names", {})))
         return sorted(entries, key=lambda e: e.arrived)
 
     def __len__(self) -> int:
