@@ -59,6 +59,20 @@ def lines(reply: bytes) -> list[str]:
 # ---------------------------------------------------------------- sans-IO
 
 
+def test_what_may_be_answered_on_the_event_loop(accounts: Accounts, maildir: Path, monkeypatch) -> None:
+    """in_memory(data) says whether receive(data) works from the login snapshot (the
+    adapter then spares a thread): never a login, QUIT (it updates the maildrop) or the
+    read of a big message."""
+    s = session(accounts)
+    assert s.in_memory(b"CAPA\r\nUSER betty\r\n") and not s.in_memory(b"USER betty\r\nPASS pw\r\n")
+    s = logged_in(accounts)
+    assert s.in_memory(b"STAT\r\nLIST\r\nUIDL\r\nRETR 1\r\nTOP 2 0\r\nDELE 3\r\nRSET\r\nNOOP\r\n")
+    assert s.in_memory(b"RETR 9\r\n") and s.in_memory(b"RET")  # no such message: an -ERR; half a line: nothing
+    assert not s.in_memory(b"QUIT\r\n") and not s.in_memory(b"NOOP\r\nQUIT\r\n")
+    monkeypatch.setattr("labkit.pop3.INLINE_READ", 10)
+    assert not s.in_memory(b"RETR 1\r\n") and s.in_memory(b"LIST 1\r\n")
+
+
 def test_session_implements_the_protocol(accounts: Accounts) -> None:
     assert isinstance(session(accounts), Session)
 

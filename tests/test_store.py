@@ -551,3 +551,44 @@ def test_sessions_sharing_the_cache_under_concurrent_changes(store: MailStore) -
     assert all(uids == sorted(set(uids)) for uids in seen)
     expected = [(uid, {"\\Seen"} if uid % 2 == 0 and uid <= 20 else {"\\Flagged"} if uid <= 20 else set()) for uid in range(1, 41)]
     assert uids_and_flags(reader.refresh()) == uids_and_flags(store.folder("INBOX").messages()) == expected
+
+
+def test_per_message_cache_follows_the_folders_own_changes(store: MailStore) -> None:
+    """What readers derive from a message is kept while its file is in the folder: an
+    expunge, or a file another program deleted, takes its entry along."""
+    deliver_n(store, 3)
+    inbox = store.folder("INBOX")
+    first, second, third = inbox.messages()
+    for info in (first, second, third):
+        inbox.cache(info)["ENVELOPE"] = info.key.encode()
+    other = store.folder("INBOX")  # another session: the same cache
+    assert other.cache(first)["ENVELOPE"] == first.key.encode()
+    inbox.expunge([first.uid])
+    (store.root / "cur" / inbox._state.listing[second.key]).unlink()  # as mutt deletes a message
+    other.refresh()
+    assert inbox.cache(first) == {} and inbox.cache(second) == {}
+    assert inbox.cache(third)["ENVELOPE"] == third.key.encode()
+
+
+def test_an_unused_folder_state_is_dropped(store: MailStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder's state lives while a Folder of it does, then KEEP_UNUSED seconds, or less
+    when the unused ones hold over KEEP_UNUSED_MESSAGES: then its memory goes."""
+    import gc
+
+    deliver_n(store, 3)
+    inbox = store.folder("INBOX")
+    inbox.cache(inbox.messages()[0])["x"] = 1
+    path = os.path.realpath(store.root)
+    monkeypatch.setattr(labkit.store, "KEEP_UNUSED_MESSAGES", 3)
+    del inbox
+    gc.collect()
+    assert path in labkit.store._states  # 3 messages kept unused: within the budget, for a while
+    again = store.folder("INBOX")
+    assert again.cache(again.messages()[0]) == {"x": 1}  # warm
+    monkeypatch.setattr(labkit.store, "KEEP_UNUSED_MESSAGES", 2)
+    state = again._state
+    del again
+    gc.collect()
+    assert path not in labkit.store._states and state.infos == {} and state.cache == {}
+    fresh = store.folder("INBOX")
+    assert [m.uid for m in fresh.messages()] == [1, 2, 3] and fresh.cache(fresh.messages()[0]) == {}
