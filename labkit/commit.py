@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 MAX_BATCH = 256
+SYNCFS_FROM = 8  # files in a batch: from this many on, one syncfs is cheaper than an fsync each
 
 
 @dataclass
@@ -201,7 +202,7 @@ _syncfs = _load_syncfs()
 
 def _sync_all(paths: list[str]) -> None:
     """Make ``paths`` durable: one syncfs per file system for a batch, else fsync each."""
-    if len(paths) > 1 and _syncfs is not None:
+    if len(paths) > SYNCFS_FROM and _syncfs is not None:
         seen: set[int] = set()
         for path in paths:
             device = os.stat(path).st_dev

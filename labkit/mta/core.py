@@ -282,7 +282,7 @@ class MTA:
             return replies.SPOOL_FAILED.format(error.strerror or error)
         host = self.host
         host.note_queued(queued)
-        host.call_soon(host.queue.enqueue, queued, 0.0, begun.stamped)
+        host.queue.accepted(queued, begun.stamped)
         host.context.receipts.accepted(txn.client, begun.entry.recipients, begun.entry.queue_id)
         return replies.QUEUED.format(begun.entry.queue_id)
 

@@ -29,8 +29,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from collections import defaultdict
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -128,6 +130,41 @@ class DeliveryQueue:
             self._timers[entry.queue_id] = (self._loop.call_later(delay, self._launch, entry), entry)
         else:
             self._launch(entry, message)
+
+    def accepted(self, entry: QueueEntry, message: bytes) -> None:
+        """Deliver what the SMTP server has just queued (from any thread). A message
+        only for local users (labkit's own ``deliver``) is stored by the group committer
+        itself, which then forgets the spool file: no task, no hand-off between threads.
+        Anything else, or a copy that could not be made, goes the way of every queued
+        message (:meth:`enqueue`)."""
+        host = self.host
+        if self._stopping or not entry.recipients or set(entry.names) != set(entry.recipients):
+            host.call_soon(self.enqueue, entry, 0.0, message)
+            return
+
+        def stage() -> tuple[bool, Staged]:
+            outcomes, staged = self._stage_local(entry, entry.local, message)
+            if any(o.state != "delivered" for o in outcomes.values()):
+                for tmp, _ in staged.renames:
+                    os.unlink(tmp)
+                return False, Staged()
+            staged.after.append(lambda: self._stored(entry, outcomes))
+            return True, staged
+
+        def done(future: Future) -> None:  # in the committer thread
+            if future.exception() is not None or not future.result():
+                host.call_soon(self.enqueue, entry, 0.0, message)
+
+        host.context.committer.submit(stage).add_done_callback(done)
+
+    def _stored(self, entry: QueueEntry, outcomes: dict[str, Outcome]) -> None:
+        """Every local copy of ``entry`` is durable: tell the trace, forget the spool file."""
+        for rcpt, outcome in outcomes.items():
+            self.note(entry, rcpt, "delivered", outcome.detail)
+        try:
+            self.host.spool.remove(entry.queue_id)
+        except OSError:  # it stays: a restart finds the copies it names, and makes none again
+            log.debug("could not remove %s from the spool", entry.queue_id, exc_info=True)
 
     def _launch(self, entry: QueueEntry, message: bytes | None = None) -> None:
         self._timers.pop(entry.queue_id, None)
