@@ -202,6 +202,16 @@ def session_handler(
                      chosen: tuple[SessionFactory, bool] | None = None) -> None:
         """``chosen``: what ``part.choose()`` gave a listener that already asked it for
         this connection (asking again could get another answer: a seam swapped since)."""
+        try:
+            await serve(reader, writer, chosen)
+        except asyncio.CancelledError:
+            # The world is stopping. Ended, not cancelled: Python 3.11's StreamReaderProtocol
+            # asks a finished handler task for its exception, which a cancelled one raises
+            # (to stderr, from the loop).
+            pass
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    chosen: tuple[SessionFactory, bool] | None) -> None:
         if served is not None:
             served.transports.add(writer.transport)
         peername = writer.get_extra_info("peername") or ("?", 0)
@@ -243,25 +253,34 @@ def session_handler(
             if callable(watch):
                 unwatch = await boundary.acall(part.seam, part.host, watch, wake_soon, student=student, note=False)
             while not closed:
-                # One pending read survives wake-ups, so no client bytes are lost; no new one
-                # starts before the reply to the last is all written (bounded memory).
-                read = read or asyncio.ensure_future(reader.read(READ_SIZE))
-                woke = woke or asyncio.ensure_future(wake.wait())
-                done, _ = await asyncio.wait({read, woke}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if not done:  # idle too long: autologout
-                    await connection.reply("timed_out", send=send_drained)
-                    break
-                if woke in done:
-                    wake.clear()
-                    woke = None
-                    closed = await connection.reply("mailbox_changed", send=send_drained)
-                if read in done and not closed:
-                    data, read = read.result(), None
-                    if not data:
+                # No new read starts before the reply to the last is all written (bounded memory).
+                if unwatch is None:  # nothing but the client can wake it: just read
+                    try:
+                        async with asyncio.timeout(timeout):
+                            data = await reader.read(READ_SIZE)
+                    except TimeoutError:  # idle too long: autologout
+                        await connection.reply("timed_out", send=send_drained)
                         break
-                    if lines:
-                        lines.feed("C", data)
-                    closed = await connection.reply("receive", data, send=send_drained)
+                else:  # one pending read survives wake-ups, so no client bytes are lost
+                    read = read or asyncio.ensure_future(reader.read(READ_SIZE))
+                    woke = woke or asyncio.ensure_future(wake.wait())
+                    done, _ = await asyncio.wait({read, woke}, timeout=timeout,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if not done:  # idle too long: autologout
+                        await connection.reply("timed_out", send=send_drained)
+                        break
+                    if woke in done:
+                        wake.clear()
+                        woke = None
+                        closed = await connection.reply("mailbox_changed", send=send_drained)
+                    if read not in done or closed:
+                        continue
+                    data, read = read.result(), None
+                if not data:
+                    break
+                if lines:
+                    lines.feed("C", data)
+                closed = await connection.reply("receive", data, send=send_drained)
         except SeamError as error:
             try:
                 send(part.failure_reply(error))
