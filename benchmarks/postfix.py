@@ -22,24 +22,16 @@ from pathlib import Path
 from benchmarks.dovecot import find_command, free_ports, stop, wait_until_listening
 from labkit.net import Endpoint
 
-SERVICES = """\
-postlog unix-dgram n - n - 1 postlogd
-cleanup unix n - n - 0 cleanup
-qmgr unix n - n 300 1 qmgr
-rewrite unix - - n - - trivial-rewrite
-bounce unix - - n - 0 bounce
-defer unix - - n - 0 bounce
-trace unix - - n - 0 bounce
-verify unix - - n - 1 verify
-proxymap unix - - n - - proxymap
-error unix - - n - - error
-retry unix - - n - - error
-discard unix - - n - - discard
-smtp unix - - n - - smtp
-virtual unix - n n - - virtual
-anvil unix - - n - 1 anvil
-scache unix - - n - 1 scache
-"""
+# master.cf: the daemons one instance needs, "type private unpriv chroot wakeup maxproc command"
+DAEMONS = {
+    "postlog": "unix-dgram n - n - 1 postlogd", "cleanup": "unix n - n - 0 cleanup", "qmgr": "unix n - n 300 1 qmgr",
+    "rewrite": "unix - - n - - trivial-rewrite", "bounce": "unix - - n - 0 bounce", "defer": "unix - - n - 0 bounce",
+    "trace": "unix - - n - 0 bounce", "verify": "unix - - n - 1 verify", "proxymap": "unix - - n - - proxymap",
+    "error": "unix - - n - - error", "retry": "unix - - n - - error", "discard": "unix - - n - - discard",
+    "smtp": "unix - - n - - smtp", "virtual": "unix - n n - - virtual", "anvil": "unix - - n - 1 anvil",
+    "scache": "unix - - n - 1 scache",
+}
+SERVICES = "".join(f"{name} {line}\n" for name, line in DAEMONS.items())
 
 
 def find_postfix() -> str | None:

@@ -27,7 +27,6 @@ from pathlib import Path
 import pytest
 
 from benchmarks.dovecot import Dovecot, find_command, find_dovecot, free_ports, stop, wait_until_listening
-from benchmarks.postfix import SERVICES as POSTFIX_SERVICES
 from labkit.net import Endpoint
 
 DOMAIN = "student.test"
@@ -130,7 +129,24 @@ smtpd_sasl_path = {auth_socket}
                      for name, extra in SMTPD_VARIANTS.items()]
         listeners.append(f"127.0.0.1:{self.submission} inet n - n - - smtpd -o smtpd_sasl_auth_enable=yes "
                          "-o smtpd_relay_restrictions=permit_sasl_authenticated,reject")
-        services = POSTFIX_SERVICES + "showq unix n - n - - showq\n"
+        services = """postlog unix-dgram n - n - 1 postlogd
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+rewrite unix - - n - - trivial-rewrite
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+verify unix - - n - 1 verify
+proxymap unix - - n - - proxymap
+showq unix n - n - - showq
+error unix - - n - - error
+smtp unix - - n - - smtp
+retry unix - - n - - error
+discard unix - - n - - discard
+virtual unix - n n - - virtual
+anvil unix - - n - 1 anvil
+scache unix - - n - 1 scache
+"""
         (conf / "master.cf").write_text("\n".join(listeners) + "\n" + services)
         # Dovecot reads the Maildirs Postfix writes (<mail>/<user>/, see vmailbox) and answers
         # Postfix's SASL questions on auth_socket.
