@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 MAX_BATCH = 256
-SYNCFS_FROM = 8  # files in a batch: from this many on, one syncfs is cheaper than an fsync each
+SYNCFS_FROM = 1  # files in a batch: above this many, one syncfs instead of an fsync each
 
 
 @dataclass
