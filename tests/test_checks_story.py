@@ -57,5 +57,7 @@ def test_an_unknown_question_is_a_clear_error(run):
 
 
 def test_a_seeded_world_gives_the_same_queue_ids_every_run(run):
-    assert queue_ids(story()[0]) == queue_ids(run[0])
-    assert queue_ids(story(seed=None)[0]) != queue_ids(run[0])
+    """The same IDs; the order of the two hosts' notes may differ (smtp.brilliant.com
+    stores the message after its 250, while smtp.awesome.com notes that 250)."""
+    assert sorted(queue_ids(story()[0])) == sorted(queue_ids(run[0]))
+    assert sorted(queue_ids(story(seed=None)[0])) != sorted(queue_ids(run[0]))
