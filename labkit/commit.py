@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 MAX_BATCH = 256
-SYNCFS_FROM = 1  # files in a batch: above this many, one syncfs instead of an fsync each
 
 
 @dataclass
@@ -202,7 +201,7 @@ _syncfs = _load_syncfs()
 
 def _sync_all(paths: list[str]) -> None:
     """Make ``paths`` durable: one syncfs per file system for a batch, else fsync each."""
-    if len(paths) > SYNCFS_FROM and _syncfs is not None:
+    if len(paths) > 1 and _syncfs is not None:
         seen: set[int] = set()
         for path in paths:
             device = os.stat(path).st_dev

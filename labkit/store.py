@@ -128,7 +128,7 @@ _READ_CHUNK = 1 << 16
 _SETTLE_NS = 2_000_000_000
 COPY_BATCH, COPY_BATCH_BYTES = 256, 8 << 20  # a COPY makes this many messages (or bytes) durable at once
 _SWEEP_NS = 3600 * 1_000_000_000  # a folder's tmp/ is swept of stale files at most hourly
-KEEP_UNUSED = 5.0  # seconds a folder's state is kept after its last Folder went
+KEEP_UNUSED = 30.0  # seconds a folder's state is kept after its last Folder went
 KEEP_UNUSED_MESSAGES = 100_000  # ... unless the states kept unused hold more messages than this
 
 T = TypeVar("T")
