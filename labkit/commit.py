@@ -294,6 +294,8 @@ class GroupCommit:
     def _commit_batch(batch: list[tuple[Stage, Future]]) -> None:
         done: list[tuple[Future, Any, Staged]] = []
         for stage, future in batch:
+            if not future.set_running_or_notify_cancel():  # its waiter went (a world stopping): skip it
+                continue
             try:
                 result, staged = stage()
             except BaseException as error:  # noqa: BLE001 - handed to the waiter

@@ -162,3 +162,20 @@ def test_sweep_removes_the_spares_a_killed_process_left(tmp_path):
     assert spares_in(tmp_path) == ours
     assert (tmp_path / "1700000000.M1P1Q1.host").exists()
     commit.SPARES.discard()
+
+
+def test_a_write_whose_waiter_went_is_skipped_and_the_writer_goes_on(maildir):
+    """A waiter may give up (a task cancelled as a world stops: asyncio.wrap_future cancels
+    the Future): its stage is not run, and the committer serves the next ones."""
+    committer = GroupCommit()
+    gate = threading.Event()
+    try:
+        blocker = committer.submit(lambda: (gate.wait(10), Staged()))
+        abandoned = committer.submit(stage_file(maildir, "gone", b"x"))
+        assert abandoned.cancel()
+        gate.set()
+        blocker.result(10)
+        assert committer.submit(stage_file(maildir, "next", b"y")).result(10) == "next"
+        assert not (maildir / "gone").exists()
+    finally:
+        committer.close()
