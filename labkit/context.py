@@ -31,7 +31,7 @@ class LabContext:
 
     def resolver(self):
         """A dnspython resolver that asks the lab's DNS server (and nothing else)."""
-        from .dns.mx import lab_resolver
+        from .dns.resolver import lab_resolver
 
         if self.dns is None:
             raise RuntimeError("the lab DNS server is not running")

@@ -20,6 +20,19 @@ from typing import Iterable
 from .render import Annotator
 from .trace import TraceEvent, delivered_to, settled
 
+
+def World(*args, **kwargs):  # noqa: N802 - it makes a World, as the class would
+    """The lab world for a notebook: :class:`labkit.world.World` (``World(seed="lab 0")``,
+    ``.start()``); in a notebook being graded, the grader's world
+    (:class:`labkit.graded.RemoteWorld`), with the same methods."""
+    from . import graded
+
+    if graded.active():
+        return graded.RemoteWorld(*args, **kwargs)
+    from .world import World as LocalWorld
+
+    return LocalWorld(*args, **kwargs)
+
 STUDENT = "#d9730d"  # the student's parts
 COLOURS = {"smtp": "#1f6feb", "dns": "#8250df", "imap": "#1a7f37", "pop3": "#1a7f37", "mta": "#6e7781",
            "seam": STUDENT}
