@@ -32,7 +32,7 @@ import nbformat
 
 from . import collect, gradebook
 from . import pod as pods
-from .worker import InvalidSubmission, Status, given_cells, read_submission
+from .worker import InvalidSubmission, Status, given_cells, read_submission, suspicious
 
 STATUSES = tuple(s.value for s in Status)
 CSV_FIELDS = ["student", "assignment", "score", "max_score", "status", "reason"]
@@ -189,7 +189,7 @@ def _collect(course: Path, assignment: str, source_path: Path, shape: dict, stud
             rows.append(gradebook.missing(submission.student, assignment, notebook_name, max_score))
             continue
         try:
-            read_submission(submission.notebook.read_bytes())
+            handed_in = read_submission(submission.notebook.read_bytes())
         except (InvalidSubmission, OSError) as error:
             rows.append(gradebook.invalid(submission.student, assignment, notebook_name, max_score,
                                           f"invalid submission: {error}"))
@@ -199,7 +199,7 @@ def _collect(course: Path, assignment: str, source_path: Path, shape: dict, stud
             rows.append(before)
             continue
         job = job_for(submission, source, shape, notebook_name, given)
-        job["digest"] = submission.digest
+        job["digest"], job["suspicious"] = submission.digest, suspicious(handed_in)
         jobs.append(job)
     return rows, jobs
 

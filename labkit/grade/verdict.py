@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import importlib
 import pkgutil
+import threading
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -28,6 +29,14 @@ import labkit
 
 from ..checks import SEAM_CHECKS
 from ..lab import STUDENT_MODULES
+
+
+_AST = threading.Lock()  # CPython 3.11's ast counts its recursion per interpreter: one parse at a time
+
+
+def _parse(source: str) -> ast.Module:
+    with _AST:
+        return ast.parse(source)
 
 
 class NotJudgeable(ValueError):
@@ -47,7 +56,7 @@ class CheckCall:
 def parse(source: str) -> list[CheckCall]:
     """The check calls of an autograded cell, or :class:`NotJudgeable` saying why not."""
     try:
-        tree = ast.parse(source)
+        tree = _parse(source)
     except SyntaxError as error:
         raise NotJudgeable(f"it is not Python ({error.msg})") from None
     calls = [_call(statement) for statement in tree.body]
@@ -120,7 +129,7 @@ def _is_student_module(name: str) -> bool:
 def suspicious(source: str) -> list[str]:
     """What the student's own code does that a TA should look at (one sentence each)."""
     try:
-        tree = ast.parse(source)
+        tree = _parse(source)
     except SyntaxError:
         return []
     found: list[str] = []

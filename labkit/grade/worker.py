@@ -178,6 +178,17 @@ def restore(submitted: Any, source: Any, given: dict[str, str]) -> tuple[Any, li
     return restored, flags
 
 
+def suspicious(notebook: Any) -> list[str]:
+    """What the student's answer cells do that a TA should look at (:func:`verdict.suspicious`),
+    read in the coordinator, which parses alone (CPython 3.11's ``ast`` counts its
+    recursion per interpreter, not per thread: two threads parsing at once can fail)."""
+    found: list[str] = []
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and nbgrader_meta(cell).get("solution"):
+            found += [s for s in verdict.suspicious(cell.source) if s not in found]
+    return found
+
+
 def given_cells(source: Any, config: Any = None) -> dict[str, str]:
     """Each test and read-only code cell's text as nbgrader's release hands it out
     (``ClearHiddenTests`` with the course's configuration)."""
@@ -339,12 +350,7 @@ def grade(job: dict) -> dict:
     if pod.limit_hit:  # whatever cell it was in then: the notebook could not go on, so the same status always
         run.status = Status.CRASHED
         run.reason = f"it hit the sandbox's limit of {limits.processes} processes and threads (forks without end?)"
-    for cell in executed.cells:
-        if cell.cell_type == "code" and nbgrader_meta(cell).get("solution"):
-            for sus in verdict.suspicious(cell.source):
-                flag = Flag(FlagKind.LABKIT_INTERNALS, sus)
-                if flag not in flags:
-                    flags.append(flag)
+    flags += [Flag(FlagKind.LABKIT_INTERNALS, sus) for sus in job.get("suspicious", [])]
     return _result(job, source, executed, run, judged, flags, time.monotonic() - started)
 
 
