@@ -40,6 +40,7 @@ import signal
 import socket
 import struct
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -54,6 +55,7 @@ UID_BASE, UID_SPAN = 0x4C4B0000, 0x10000  # the sandboxes' users: a fresh uid pe
 STUDENT_ROOT = "/opt/labkit"  # where the kernel finds the student-facing labkit
 HOME = "/home/student"  # the kernel's working directory and home (a tmpfs)
 MARKER = "LABKIT_GRADE_POD"  # in every pod process's environment
+MAX_SOCKET_DIR = 100  # bytes: the kernel's sockets ("k-4") must fit a Unix socket's 107
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,9 @@ def _module_path(base: Path, name: str) -> Path | None:
 
 
 def _top_level_imports(path: Path, name: str) -> list[str]:
-    tree = ast.parse(path.read_text())
+    from .verdict import parse_python
+
+    tree = parse_python(path.read_text())
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = []
     for node in tree.body:  # module level only: not in functions, not under TYPE_CHECKING
@@ -228,8 +232,10 @@ def _shim(module: str, names: list[str]) -> str:
         lines.append(f"from labkit.lab import {', '.join(names)}  # noqa: F401")
     if module == "labkit.world":
         lines.append("from labkit.notebook import World  # noqa: F401")
-    lines += ["", "", "def __getattr__(name):",
-              f"    raise AttributeError(f\"{module}.{{name}} is part of labkit's own answer, which is not in your "
+    lines += ["", "", "def __getattr__(name):",  # ImportError, not AttributeError: `from` keeps its message
+              "    if name.startswith('__'):",
+              "        raise AttributeError(name)",
+              f"    raise ImportError(f\"{module}.{{name}} is part of labkit's own answer, which is not in your "
               "notebook while it is graded: import what your code uses from labkit.lab\")", ""]
     return "\n".join(lines)
 
@@ -445,8 +451,12 @@ class Pod:
         self.limits, self.sandboxed = limits, sandboxed
         self.token = uuid.uuid4().hex[:12]
         self.uid = UID_BASE + random.randrange(0, UID_SPAN - 1, 2)  # the kernel's; the judge's is uid + 1
-        self.root = os.path.join(scratch, f"pod-{self.token}")
-        self.shared = os.path.join(self.root, "shared")
+        self.root = os.path.join(scratch, f"p{self.token}")
+        # The kernel's sockets are files here: a Unix socket's path has at most 107 bytes.
+        self.shared = os.path.join(self.root, "s")
+        if len(self.shared) > MAX_SOCKET_DIR:
+            self.root = os.path.join(tempfile.mkdtemp(prefix="lg-"), f"p{self.token}")
+            self.shared = os.path.join(self.root, "s")
         os.makedirs(self.shared, mode=0o700)
         if sandboxed:  # a tmpfs of its own: what the kernel writes here is capped too
             mount("tmpfs", self.shared, "tmpfs", 0, f"size={limits.shared_bytes},mode=0700,uid={self.uid},"
@@ -464,7 +474,7 @@ class Pod:
         spec = {"sandboxed": sandboxed, "uid": self.uid, "student": student, "shared": self.shared,
                 "limits": limits.to_dict(), "cgroups": {k: g.paths for k, g in self.cgroups.items()},
                 "control": judge_end.fileno(), "log": self.log_path, "marker": self.token}
-        self.km = kernel_manager(spec, kernel_name="python3", transport="ipc", ip=os.path.join(self.shared, "kernel"),
+        self.km = kernel_manager(spec, kernel_name="python3", transport="ipc", ip=os.path.join(self.shared, "k"),
                                  connection_file=os.path.join(self.shared, "kernel.json"))
         self._error: BaseException | None = None
         self._started = threading.Thread(target=self._start, name="labkit-pod-start", daemon=True)
@@ -526,6 +536,8 @@ class Pod:
             except OSError:
                 pass
         shutil.rmtree(self.root, ignore_errors=True)
+        if os.path.basename(os.path.dirname(self.root)).startswith("lg-"):  # the short place, for long TMPDIRs
+            shutil.rmtree(os.path.dirname(self.root), ignore_errors=True)
 
 
 def kernel_manager(spec: dict, **kwargs: Any) -> Any:

@@ -67,9 +67,7 @@ def run_job_apart(job: dict) -> dict:
     import subprocess
 
     with tempfile.TemporaryDirectory(prefix="labkit-grade-job-") as folder:
-        run_dir = os.path.join(folder, "run")
-        os.makedirs(run_dir)
-        job = {**job, "run_dir": run_dir, "student_package": str(pods.student_package(Path(folder) / "student"))}
+        job = {**job, "run_dir": folder, "student_package": ""}  # the process makes its own
         paths = os.path.join(folder, "job.json"), os.path.join(folder, "result.json")
         with open(paths[0], "w") as f:
             json.dump(job, f)
@@ -132,7 +130,7 @@ def grade(assignments: str | list[str], course: Path, *, workers: int | None = N
     run = pods.run_id()
     if sandboxed:
         pods.Cgroup.sweep()  # what earlier runs that were killed left behind
-    run_dir = tempfile.mkdtemp(prefix=f"labkit-grade-{run}-")
+    run_dir = tempfile.mkdtemp(prefix=f"labkit-grade-{run}-")  # short names below: sockets live there
     try:
         shape = {"limits": limits.to_dict(), "sandboxed": sandboxed, "run": run, "run_dir": run_dir,
                  "student_package": str(pods.student_package(Path(run_dir) / "student"))}

@@ -34,7 +34,8 @@ from ..lab import STUDENT_MODULES
 _AST = threading.Lock()  # CPython 3.11's ast counts its recursion per interpreter: one parse at a time
 
 
-def _parse(source: str) -> ast.Module:
+def parse_python(source: str) -> ast.Module:
+    """``ast.parse``, one at a time in this process."""
     with _AST:
         return ast.parse(source)
 
@@ -56,7 +57,7 @@ class CheckCall:
 def parse(source: str) -> list[CheckCall]:
     """The check calls of an autograded cell, or :class:`NotJudgeable` saying why not."""
     try:
-        tree = _parse(source)
+        tree = parse_python(source)
     except SyntaxError as error:
         raise NotJudgeable(f"it is not Python ({error.msg})") from None
     calls = [_call(statement) for statement in tree.body]
@@ -129,7 +130,7 @@ def _is_student_module(name: str) -> bool:
 def suspicious(source: str) -> list[str]:
     """What the student's own code does that a TA should look at (one sentence each)."""
     try:
-        tree = _parse(source)
+        tree = parse_python(source)
     except SyntaxError:
         return []
     found: list[str] = []

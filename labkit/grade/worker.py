@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import nbformat
@@ -408,7 +409,7 @@ _SCRATCH: list[str] = []
 def scratch(parent: str | None = None) -> str:
     """This process's directory for its pods (under the run's, if it gave one)."""
     if not _SCRATCH:
-        _SCRATCH.append(tempfile.mkdtemp(prefix=f"worker-{os.getpid()}-", dir=parent))
+        _SCRATCH.append(tempfile.mkdtemp(prefix=f"w{os.getpid()}-", dir=parent))
         atexit.register(shutil.rmtree, _SCRATCH[0], True)
     return _SCRATCH[0]
 
@@ -478,6 +479,8 @@ def main() -> None:
     with open(job_path) as f:
         job = json.load(f)
     prepare(job.get("run_dir"), job.get("sandboxed", True))
+    if not job.get("student_package"):  # a job of its own (dask): its own copy of the kernel's labkit
+        job["student_package"] = str(pods.student_package(Path(scratch()) / "student"))
     result = grade(job)
     with open(result_path + ".tmp", "w") as f:
         json.dump(result, f)
