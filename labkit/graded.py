@@ -38,7 +38,7 @@ from .channel import BadRequest, Channel, Decoder, Encoder, Foreign, RemoteError
 from .contracts import missing_session_methods
 from .mta.types import MTA_ATTRIBUTES, MTA_METHODS, Transaction
 from .net import AddressMap, Endpoint
-from .seams import SEAMS, check_implementation
+from .seams import SEAMS, check_implementation, check_parts
 from .session import DEFAULT_TIMEOUT, PeerInfo
 from .trace import TraceEvent, Tracer, delivered_to
 
@@ -388,6 +388,18 @@ class HostView:
     services: dict[str, Endpoint]
 
 
+class _Addresses(AddressMap):
+    """The world's address map, as the judge gave it; a client's lab address is told to
+    the judge's world (where its servers look it up)."""
+
+    def __init__(self, world: "RemoteWorld") -> None:
+        super().__init__()
+        self._world = world
+
+    def note_peer(self, sockname: tuple, virtual: str, seam: str = "") -> None:
+        self._world._ask("world.note_peer", {"sockname": list(sockname[:2]), "virtual": str(virtual)})
+
+
 class _Config:
     """What a notebook reads of the world's topology: its zone files."""
 
@@ -417,7 +429,7 @@ class RemoteWorld:
         self._options = {"seed": seed, "deadline": deadline}
         self.id: int | None = None
         self.tracer = Tracer()
-        self.addresses = AddressMap()
+        self.addresses = _Addresses(self)
         self.hosts: dict[str, HostView] = {}
         self.dns = _DNS(self)
         self.config = _Config(Path(__file__).parent / "worlds" / "lecture" / "zones")
@@ -471,15 +483,9 @@ class RemoteWorld:
     def use(self, host: str | None = None, **parts: Any) -> None:
         """Plug parts in (``None``: labkit's own again); checked here, at once."""
         where = self.host(host).name if host is not None else None
-        refs = {}
-        for name, impl in parts.items():
-            spec = SEAMS.get(name)
-            if spec is None:
-                raise TypeError(f"no seam named {name!r}; the seams are: {', '.join(SEAMS)}")
-            if impl is not None:
-                check_implementation(spec, impl)
-            refs[name] = None if impl is None else (
-                {"$": "program", "v": str(impl)} if spec.kind == "program" else _ref(impl))
+        check_parts(parts)
+        refs = {name: None if impl is None else {"$": "program", "v": str(impl)} if SEAMS[name].kind == "program"
+                else _ref(impl) for name, impl in parts.items()}
         self._ask("world.use", {"host": where, "parts": refs})
 
     def set_behaviour(self, host: str, behaviour: str) -> None:
@@ -494,18 +500,9 @@ class RemoteWorld:
                           "timeout": 2.0, "lifetime": 2.0})
 
     def connect(self, address: str, port: int, *, timeout: float = 10.0, source: str = "") -> socket.socket:
-        endpoint = self.addresses.resolve(address, port)
-        sock = socket.socket(socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            if source:  # bound first, so the world can name us by our lab address the moment it accepts
-                sock.bind((endpoint.host, 0))
-                self._ask("world.note_peer", {"sockname": list(sock.getsockname()[:2]), "virtual": str(source)})
-            sock.settimeout(timeout)
-            sock.connect((endpoint.host, endpoint.port))
-        except BaseException:
-            sock.close()
-            raise
-        return sock
+        """A blocking socket to a virtual address (``source``: our own lab address, which
+        the judge's world is told, so its servers name us by it)."""
+        return self.addresses.connect(address, port, timeout=timeout, source=source)
 
     def messages(self, address: str) -> list[bytes]:
         return self._ask("world.messages", {"address": str(address)})
