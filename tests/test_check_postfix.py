@@ -98,7 +98,7 @@ def test_a_good_postfix_and_dovecot_pass_every_rule(servers, tmp_path):
     assert "(Postfix)" in report.result(rubric.RECEIVED.title).info
     assert report.result(rubric.POP3_FOUND.title).status == "pass"
     assert report.result(rubric.SUBMISSION_AUTH.title).info.startswith("port 587: 235 2.7.0")
-    assert report.result(rubric.SUBMISSION_RELAY.title).status == "pass"
+    assert report.result(rubric.SUBMISSION_RELAY.title).info.startswith("port 587: refused before AUTH: 554 5.7.1")
     assert report.result(rubric.AUTHORITY.title).info.startswith(f"{dns} is ns.student.test (NS of student.test)")
     assert report.result(rubric.TLS).status == "warn"  # this Postfix and Dovecot speak no TLS
 
@@ -173,6 +173,7 @@ def test_a_relative_name_in_the_zone_gets_the_final_dot_hint(servers, tmp_path):
     assert row.status == "fail" and row.got == "no address for mx.student.test.student.test"
     assert "without the final dot is relative" in row.hint and "write mx.student.test. (with the final dot)" in row.hint
     assert "add an A record" not in row.hint
+    assert report.result(rubric.GREETING.title).info == f'not checked (because "{rubric.ADDRESS.title}" failed)'
 
 
 def test_a_dead_primary_with_a_working_backup_passes_with_a_warning(servers, tmp_path):
@@ -246,6 +247,23 @@ def test_a_message_that_never_arrives_is_waited_for_once(servers, tmp_path):
     imap_out = next(i for i, line in enumerate(lines) if "imap(" in line and "Logged out" in line)
     pop3_logins = [i for i, line in enumerate(lines) if "pop3-login: Info: Login: " in line]
     assert len([i for i in pop3_logins if imap_login < i < imap_out]) >= 2, lines
+
+
+def test_a_private_address_is_checked_only_where_connect_sends_it(servers, tmp_path):
+    """A setup on a lab network (10.x): the TA's --connect says where it is; the zone's
+    address is still wrong for mail from elsewhere (a warning), the rest is graded."""
+    mapped = AddressMap()
+    for name, port, endpoint in routes(servers, Endpoint("127.0.0.1", 1), address="10.1.2.25"):
+        mapped.add(name, port, endpoint)
+    with student_dns(tmp_path / "zones", "@ IN MX 10 mx\nmx IN A 10.1.2.25\n") as dns:
+        mapped.add(NS_ADDRESS, 53, dns)
+        report = check(Target(DOMAIN, dns=dns, routes=mapped, direct=False, timeout=5, wait=10, user=USER,
+                              password=PASSWORD))
+    row = report.result(rubric.ADDRESS.title)
+    assert row.status == "warn" and row.got == ("mx.student.test has 10.1.2.25, a private address (RFC 1918): "
+                                                "checked where --connect sends it")
+    assert "NAT" in row.hint
+    assert report.passed and report.score == FULL, str(report)
 
 
 def test_dovecot_down_is_found(servers, tmp_path):
@@ -437,7 +455,8 @@ def test_tls_required_by_postfix_and_dovecot_passes_every_rule(tls_servers, tmp_
         assert f"mx.student.test {use}" in tls.info
     # Dovecot refuses any login in clear (LOGINDISABLED), Postfix offers AUTH only inside TLS:
     assert report.result(rubric.IMAP_FOUND.title).status == "pass"
-    assert report.result(rubric.SUBMISSION_AUTH.title).status == "pass"
+    auth = report.result(rubric.SUBMISSION_AUTH.title).info
+    assert auth.startswith("port 465: 235 2.7.0") and "; port 587: 235 2.7.0" in auth  # both ports, in TLS
     logins = [line for line in (servers.root / "dovecot/dovecot.log").read_text().splitlines() if "Login: " in line]
     assert logins and all(line.rstrip().split(", ")[-2] == "TLS" for line in logins), logins
 

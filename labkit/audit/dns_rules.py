@@ -79,11 +79,14 @@ class Lookups:
         self.transcript.append(("*", problem))
         return Answer(outcome="error", problem=problem)
 
-    def ask_server(self, server: Endpoint, name: str, rdtype: str) -> tuple[dns.message.Message | None, str]:
-        """One non-recursive question (RD clear) to ``server``: its response, or why none."""
+    def ask_server(self, server: Endpoint, name: str, rdtype: str,
+                   called: str = "") -> tuple[dns.message.Message | None, str]:
+        """One non-recursive question (RD clear) to ``server`` (``called`` so): its
+        response, or why none."""
         query = dns.message.make_query(name, rdtype)
         query.flags &= ~dns.flags.RD
-        self.transcript.append(("C", f"{query.question[0].name} IN {rdtype} (to {server}, no recursion: RD clear)"))
+        to = f"{called} at {server}" if called else str(server)
+        self.transcript.append(("C", f"{query.question[0].name} IN {rdtype} (to {to}, no recursion: RD clear)"))
         seconds = self.target.budget()
         try:
             response = dns.query.udp(query, server.host, port=server.port, timeout=seconds)
@@ -307,14 +310,14 @@ def _authority(target: Target, lookups: Lookups) -> Result:
     response, problem = lookups.ask_server(server, target.domain, "SOA")
     if response is None:
         return Result(AUTHORITY.title, "fail", **common, expected=f"an answer from {server}", got=problem,
-                      transcript=lookups.since(mark))
+                      transcript=lookups.transcript[mark:])
     zone, serial = _soa(response)
     if not response.flags & dns.flags.AA or zone is None:
         what = "refused it" if response.rcode() == dns.rcode.REFUSED else "answered without AA"
         return Result(AUTHORITY.title, "fail", **common, expected="AA set: an answer from the zone itself",
                       got=f"{server} {what}: it does not serve the zone (a resolver or forwarder answers for others)",
-                      transcript=lookups.since(mark), hint="give --dns the zone's own name server (the one its NS "
-                      "records name); is the zone loaded there? (named-checkzone; the server's log)")
+                      transcript=lookups.transcript[mark:], hint="give --dns the zone's own name server (the one "
+                      "its NS records name); is the zone loaded there? (named-checkzone; the server's log)")
     servers = _name_servers(zone, lookups)
     connector = target.connector()
     named = [name for name, addresses in servers.items()  # its address, or where an override sends it
@@ -328,7 +331,7 @@ def _authority(target: Target, lookups: Lookups) -> Result:
     return Result(AUTHORITY.title, "fail", **common, expected=f"{server} among the servers {zone}'s NS records name",
                   got=f"{server} answers for {zone} with AA but is not one of its name servers ({listed or 'no NS'})"
                   f": a forwarder or cache relaying the zone's answers{relayed}",
-                  transcript=lookups.since(mark), hint="give --dns the zone's own name server, the one its NS "
+                  transcript=lookups.transcript[mark:], hint="give --dns the zone's own name server, the one its NS "
                   "records name (a forwarder passes the AA bit on, and a cache answers from memory)")
 
 
@@ -344,7 +347,7 @@ def _authority_of_zone(target: Target, lookups: Lookups, mark: int) -> Result:
     return Result(AUTHORITY.title, "fail", step=f"{zone} IN SOA to each NS, RD clear",
                   expected="an authoritative answer (AA) from a server the NS records name",
                   got=f"none of {', '.join(servers) or 'the (missing) NS servers'} answered with AA",
-                  rfc=AUTHORITY.rfc, transcript=lookups.since(mark),
+                  rfc=AUTHORITY.rfc, transcript=lookups.transcript[mark:],
                   hint="are the name servers running, reachable on port 53, and is the zone loaded there?")
 
 
@@ -371,7 +374,7 @@ def _ask_named(zone: str, servers: dict[str, tuple[str, ...]], lookups: Lookups,
     connector = target.connector()
     for name, addresses in servers.items():
         for endpoint in connector.endpoints(name, addresses, DNS_PORT)[0]:
-            response, _ = lookups.ask_server(endpoint, zone, "SOA")
+            response, _ = lookups.ask_server(endpoint, zone, "SOA", called=name)
             serial = _soa(response)[1] if response is not None and response.flags & dns.flags.AA else None
             if serial is not None:
                 return name, serial

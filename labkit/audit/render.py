@@ -59,7 +59,7 @@ _STYLE = """body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:6
 h1{font-size:1.4em;margin-bottom:.2em}h2{font-size:1.15em;margin-top:1.6em}h3{font-size:1em;margin:1.2em 0 .3em}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #d0d7de;padding:.25em .5em;
 text-align:left;vertical-align:top;overflow-wrap:anywhere}th{background:#f6f8fa}
-.settings th{width:11em;font-weight:600}.status{font-weight:700;white-space:nowrap}.num{text-align:right;
+.settings th{width:11em;font-weight:600}.rfc{min-width:9em}.status{font-weight:700;white-space:nowrap}.num{text-align:right;
 white-space:nowrap}.info{color:#57606a;font-size:.9em}dl{display:grid;grid-template-columns:6em 1fr;gap:.1em .8em;
 margin:.3em 0}dt{font-weight:600}dd{margin:0;white-space:pre-wrap;overflow-wrap:anywhere}
 pre{background:#f6f8fa;padding:.5em;font-size:13px;white-space:pre-wrap;overflow-wrap:anywhere}
@@ -76,14 +76,16 @@ def html_page(report: AuditReport) -> str:
         settings.append(("roster", report.roster))
     head = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in settings)
     rows, details = [], []
+    rfcs = {rule.title: rule.rfc for rule in report.rules}
     for index, row in enumerate(report):
         colour, mark = _HTML_COLOURS[row.status], MARKS[row.status]
         points = f"{earned(row):g} / {row.points:g}" if row.points else "—"
-        name = e(row.rule) if row.status == "pass" else f"<a href='#row{index}'>{e(row.rule)}</a>"
+        detailed = row.status not in ("pass", "unchecked")
+        name = f"<a href='#row{index}'>{e(row.rule)}</a>" if detailed else e(row.rule)
         info = f"<div class='info'>{e(row.info)}</div>" if row.info else ""
         rows.append(f"<tr><td class='status' style='color:{colour}'>{mark}</td><td>{name}{info}</td>"
-                    f"<td>{e(row.rfc)}</td><td class='num'>{points}</td></tr>")
-        if row.status not in ("pass", "unchecked"):
+                    f"<td class='rfc'>{e(row.rfc or rfcs.get(row.rule, ''))}</td><td class='num'>{points}</td></tr>")
+        if detailed:
             details.append(_detail(index, row, colour, mark))
     title = e(report.title)
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>labkit check: {title}</title>"

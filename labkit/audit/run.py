@@ -17,8 +17,8 @@ import labkit
 from ..dns.mx import NextHop
 from . import reading, submission
 from .dns_rules import Lookups, addresses_of, check_dns, resolver_for
-from .rubric import (ADDRESS, BECAUSE_ROSTER, BECAUSE_RULE, MX, AuditReport, Sheet, Unchecked, after, not_checked,
-                     rubric, time_up)
+from .rubric import (ADDRESS, BECAUSE_ROSTER, BECAUSE_RULE, LITERAL, MX, AuditReport, Sheet, Unchecked, after,
+                     not_checked, rubric, time_up)
 from .smtp_rules import Greeted, check_mx, deliver
 from .target import SMTP_PORT, Target, TimeUp
 from .visit import Visit
@@ -46,8 +46,8 @@ def _run(visit: Visit, sheet: Sheet) -> None:
     rows, hosts = check_dns(target, lookups)
     sheet.extend(rows)
     dialled = _dialled(hosts, target)
-    if not dialled:
-        because = ADDRESS if hosts else MX
+    if not dialled:  # the first DNS rule that failed says why
+        because = next((r for r in (MX, LITERAL, ADDRESS) if sheet.rows[r.title].status == "fail"), ADDRESS)
         sheet.fill(lambda rule: after(rule, because))
         return
     rows, greeted = check_mx(dialled, visit)

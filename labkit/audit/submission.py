@@ -86,7 +86,10 @@ def _worst(rows: list[Result]) -> Result:
     checked = [r for r in rows if r.status in _ORDER]
     if not checked:
         return next((r for r in rows if r.status != "skip"), rows[0])
-    return min(checked, key=lambda r: _ORDER[r.status])
+    worst = min(checked, key=lambda r: _ORDER[r.status])
+    if worst.status != "pass" or len(checked) == 1:
+        return worst
+    return Result(worst.rule, "pass", info="; ".join(r.info for r in checked))
 
 
 class _Session:
