@@ -7,11 +7,10 @@ from __future__ import annotations
 import html
 import json
 import os
-from dataclasses import asdict
 from typing import IO
 
 from ..checks.result import MARKS, Result
-from .rubric import AuditReport
+from .rubric import AuditReport, earned
 
 _COLOURS = {"PASS": "32", "FAIL": "1;31", "WARN": "33", "SKIP": "2", "----": "2"}
 _HTML_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "warn": "#9a6700", "skip": "#6e7781", "unchecked": "#6e7781"}
@@ -38,21 +37,8 @@ def text(report: AuditReport, *, colour: bool = False) -> str:
     return "\n".join(lines)
 
 
-def earned(row: Result) -> float:
-    return row.points if row.status in ("pass", "warn") else 0.0
-
-
 def to_json(report: AuditReport) -> str:
-    """The report for scripts: when, with what, the score, and each row with the points
-    it earned (0 where it did not) and its weight."""
-    rows = []
-    for row in report:
-        data = {k: v for k, v in asdict(row).items() if k != "points"}
-        rows.append({**data, "points": earned(row), "max_points": row.points})
-    return json.dumps({"title": report.title, "checked_at": report.checked_at.isoformat(timespec="seconds"),
-                       "settings": report.settings, "score": report.score, "max_score": report.max_score,
-                       "passed": report.passed, "timed_out": report.timed_out, "roster": report.roster,
-                       "results": rows}, indent=1)
+    return json.dumps(report.to_json(), indent=1)
 
 
 _STYLE = """body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em;color:#1f2328}

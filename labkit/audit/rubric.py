@@ -12,7 +12,7 @@ Information rows (SPF, DMARC, TLS and certificates) are shown but weigh nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from ..checks.result import Report, Result
@@ -99,7 +99,7 @@ class AuditReport(Report):
     rules: tuple[Rule, ...] = ()
     settings: dict[str, str] = field(default_factory=dict)  # DNS server, overrides, user, labkit version …
     checked_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-    roster: str = ""  # what the roster got wrong ("" when nothing)
+    roster: str = ""  # what the roster (or the command line) got wrong: "" when nothing
 
     @property
     def unchecked(self) -> list[Result]:
@@ -109,6 +109,19 @@ class AuditReport(Report):
     def timed_out(self) -> bool:
         """Some rule was cut short by the time limit (not: the limit passed afterwards)."""
         return any(getattr(r, "cause", "") == BECAUSE_TIME for r in self.results)
+
+    def to_json(self) -> dict:
+        """When, with what, the score, and each row with the points it earned (0 where
+        it did not) and its weight (``max_points``)."""
+        rows = [{**{k: v for k, v in asdict(row).items() if k != "points"}, "points": earned(row),
+                 "max_points": row.points} for row in self.results]
+        return {"title": self.title, "checked_at": self.checked_at.isoformat(timespec="seconds"),
+                "settings": self.settings, "score": self.score, "max_score": self.max_score, "passed": self.passed,
+                "timed_out": self.timed_out, "roster": self.roster, "results": rows}
+
+
+def earned(row: Result) -> float:
+    return row.points if row.status in ("pass", "warn") else 0.0
 
 
 class Sheet:
