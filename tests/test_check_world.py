@@ -425,6 +425,9 @@ def test_host_names_where_imap_pop3_and_submission_are(lab):
     assert row.status == "fail" and "nothing listens on pop.brilliant.com port 143" in row.got
     assert "port 993" in row.got  # where implicit TLS would have been
     assert nowhere.result(rubric.IMAP_WRONG.title).status == "unchecked"  # one failure for a service that is not there
+    mine = audit(lab, "brilliant.com", user=BETTY[0], password=BETTY[1], host="127.0.0.1")  # the checker's own
+    row = mine.result(rubric.IMAP_FOUND.title)
+    assert row.status == "fail" and "127.0.0.1 is a loopback address (RFC 6890): not dialled" in row.got
 
 
 def test_the_html_report_wraps_in_a_browser(lab, tmp_path):

@@ -16,7 +16,7 @@ import labkit
 
 from ..dns.mx import NextHop
 from . import reading, submission
-from .dns_rules import Lookups, addresses_of, check_dns, resolver_for
+from .dns_rules import Lookups, addresses_of, check_dns, is_address_literal, resolver_for
 from .rubric import (ADDRESS, BECAUSE_ROSTER, BECAUSE_RULE, LITERAL, MX, AuditReport, Sheet, Unchecked, after,
                      not_checked, rubric, time_up)
 from .smtp_rules import Greeted, check_mx, deliver
@@ -80,12 +80,13 @@ def _mailbox_host(target: Target, hosts: list[NextHop], greeted: list[Greeted], 
                   lookups: Lookups) -> NextHop:
     """Where IMAP, POP3 and submission are: ``--host``, else the MX that took the
     test message, else the first MX that answered, else the first MX."""
-    if target.host:
+    if target.host:  # its addresses from the check's DNS (a name is never dialled as it is)
         name = target.host.lower().rstrip(".")
         known = next((h for h in hosts if h.host == name), None)
         if known is not None:
             return known
-        return NextHop(name, 0, addresses_of(name, lookups) or (name,))
+        literal = name.strip("[]").removeprefix("ipv6:")
+        return NextHop(name, 0, (literal,) if is_address_literal(name) else addresses_of(name, lookups))
     if receiver is not None:
         return receiver.host
     return greeted[0].host if greeted else hosts[0]
