@@ -258,13 +258,14 @@ def _close_all(fds: list[int]) -> None:
 # -- values ------------------------------------------------------------------------------------
 def dataclass_types() -> dict[str, type]:
     """labkit's own types that cross as themselves (by name, from this list only)."""
+    from .diskspy import Call
     from .dns.hops import NextHop
     from .mta.types import Failure, HopInfo, Local, Refuse, Relay, RouteRequest, Transaction
     from .smtp.reply import Reply, SendResult
     from .trace import TraceEvent
 
     return {cls.__name__: cls for cls in (NextHop, Failure, HopInfo, Local, Refuse, Relay, RouteRequest, Transaction,
-                                          Reply, SendResult, TraceEvent)}
+                                          Reply, SendResult, TraceEvent, Call)}
 
 
 class Foreign:

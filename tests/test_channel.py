@@ -255,3 +255,35 @@ def world():
 
     with World(lecture_config()) as running:
         yield running
+
+
+def test_a_deliver_is_watched_where_it_runs(pair, tmp_path):
+    """The judge asks the kernel to record a part's fsync and rename calls; they come
+    back as labkit's own records, and the deliver check reads them as from a local spy."""
+    from labkit.diskspy import DiskSpy
+
+    parts, judge, policies = pair
+    remote = stand_in(SEAMS["deliver"], judge, policies, _ref(parts, SEAMS["deliver"].load_reference()))
+    folder = tmp_path / "Maildir"
+    maildir.create(folder)
+    with DiskSpy.watching(remote) as spy:
+        name = remote(folder, b"Subject: x\r\n\r\nwatched\r\n")
+    assert [c.name for c in spy.calls][:1] == ["fsync"] and any(c.name == "rename" for c in spy.calls)
+    assert (folder / "new" / name).exists()
+    seen = len(spy.calls)
+    remote(folder, b"Subject: y\r\n\r\nnot watched\r\n")  # outside the block: nothing more recorded
+    assert len(spy.calls) == seen
+
+
+def test_a_program_runs_where_it_is(pair, tmp_path):
+    from labkit.programs import run_program
+
+    parts, judge, policies = pair
+    program = tmp_path / "my-sendmail"
+    program.write_text("#!/bin/sh\ncat > \"$OUT\"\necho \"args: $*\" >&2\nexit 75\n")
+    program.chmod(0o755)
+    remote = stand_in(SEAMS["sendmail"], judge, policies, str(program))
+    ended = remote.run(["-oi", "betty@brilliant.com"], b"Subject: hi\n\nhello\n", {"OUT": str(tmp_path / "got")}, 5)
+    assert (ended.status, ended.stderr) == (75, "args: -oi betty@brilliant.com\n")
+    assert (tmp_path / "got").read_bytes() == b"Subject: hi\n\nhello\n" and str(remote) == str(program)
+    assert run_program(["sleep", "30"], b"", {}, 0.5).status is None  # killed at the deadline

@@ -154,8 +154,10 @@ class Judge:
                 plugged[name] = None
             elif isinstance(ref, _Ref) and spec.kind != "program":
                 plugged[name] = stand_in(spec, self.kernel, self.policies, ref.ident)
+            elif isinstance(ref, _Program) and spec.kind == "program":
+                plugged[name] = stand_in(spec, self.kernel, self.policies, ref.path)
             else:
-                raise RemoteError("unsupported", f"{name}: a program in a graded notebook is not supported yet")
+                raise BadRequest(f"{name}: not a part of that kind")
         world.use(host=host, **plugged)
 
     def world_send(self, args: dict, fds: list[int]) -> Any:
@@ -242,11 +244,14 @@ class Judge:
                                    f"{call.target} is not a world")
                 answers = {name: self._lookup(source) for name, source in call.answers.items()}
                 return module.run(self.worlds[world.ident], **answers)
-            found = self._lookup(call.target)
-            if not isinstance(found, _Ref):
-                return _broken(call, f"{call.target} to be your function or class",
-                               f"{call.target} is {type(found).__name__}")
-            part = stand_in(SEAMS[call.module], self.kernel, self.policies, found.ident)
+            found, spec = self._lookup(call.target), SEAMS[call.module]
+            if spec.kind == "program" and isinstance(found, str):  # a path in the kernel: its program
+                part = stand_in(spec, self.kernel, self.policies, found)
+            elif isinstance(found, _Ref) and spec.kind != "program":
+                part = stand_in(spec, self.kernel, self.policies, found.ident)
+            else:
+                wanted = "the path of your program" if spec.kind == "program" else "your function or class"
+                return _broken(call, f"{call.target} to be {wanted}", f"{call.target} is {type(found).__name__}")
             return module.run(part, call.rules, deadline=deadline)
         except RemoteError as error:  # the name is not there, or the kernel refused
             return _broken(call, f"{call.target} defined in your notebook", str(error))
@@ -262,11 +267,18 @@ class _World:
         self.ident = ident
 
 
+class _Program:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
 def _refs(value: dict, decoder: Decoder) -> Any:
     """The kernel's references: to a student's object, to one of its worlds."""
     tag, ident = value.get("$"), value.get("id")
     if tag in ("ref", "world") and isinstance(ident, int):
         return _Ref(ident) if tag == "ref" else _World(ident)
+    if tag == "program" and isinstance(value.get("v"), str) and len(value["v"]) < 4096:
+        return _Program(value["v"])
     return NotImplemented
 
 

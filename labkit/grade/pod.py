@@ -54,6 +54,7 @@ KERNEL_FD, JUDGE_CONTROL_FD, JUDGE_KERNEL_FD = 3, 3, 4  # where each process fin
 UID_BASE, UID_SPAN = 0x4C4B0000, 0x10000  # the sandboxes' users: a fresh uid per process, never a real user
 STUDENT_ROOT = "/opt/labkit"  # where the kernel finds the student-facing labkit
 HOME = "/home/student"  # the kernel's working directory and home (a tmpfs)
+COMMON = "/run/labkit"  # the judge's scratch (its worlds, its checks' files), the kernel's to use too
 MARKER = "LABKIT_GRADE_POD"  # in every pod process's environment
 MAX_SOCKET_DIR = 100  # bytes: the kernel's sockets ("k-4") must fit a Unix socket's 107
 
@@ -135,17 +136,18 @@ def loopback_up() -> None:
 
 # -- the student-facing labkit -------------------------------------------------------------------------
 ROOTS = ("labkit.lab", "labkit.notebook", "labkit.checks", "labkit.imap.parser", "labkit.graded", "labkit.reader",
-         "labkit.muttrc")
+         "labkit.muttrc", "labkit.diskspy", "labkit.programs")
 
 
-def kernel_modules() -> list[str]:
-    """The labkit modules a graded kernel holds: the student modules and what they
-    import at module level (lazy imports inside functions are the other world's: a
-    notebook's World is the judge's there), found by reading the source, not running it."""
+def kernel_modules(helpers: tuple[str, ...] = ()) -> list[str]:
+    """The labkit modules a graded kernel holds: the student modules, the lab's own
+    ``helpers``, and what they import at module level (lazy imports inside functions are
+    the other world's: a notebook's World is the judge's there), found by reading the
+    source, not running it."""
     from ..lab import STUDENT_MODULES
 
     base = Path(labkit.__file__).parent
-    todo, found = ["labkit", *STUDENT_MODULES, *ROOTS], set()
+    todo, found = ["labkit", *STUDENT_MODULES, *ROOTS, *helpers], set()
     while todo:
         name = todo.pop()
         if name in found:
@@ -192,16 +194,44 @@ def _top_level_imports(path: Path, name: str) -> list[str]:
     return found
 
 
-def student_package(dest: Path) -> Path:
+def lab_kernel(notebook: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What a lab's kernel holds beyond the student modules: (the helpers its notebook
+    names in ``metadata.labkit.helpers``, the seams its test cells check and whose
+    answers must therefore not be there)."""
+    from .verdict import NotJudgeable, parse
+
+    helpers = tuple(notebook.get("metadata", {}).get("labkit", {}).get("helpers", []))
+    graded: set[str] = set()
+    for cell in notebook["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade") and not meta.get("solution") and cell["cell_type"] == "code":
+            text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            try:
+                graded |= {c.module for c in parse(text) if c.module != "story"}
+            except NotJudgeable:
+                continue
+    return helpers, tuple(sorted(graded))
+
+
+def student_package(dest: Path, helpers: tuple[str, ...] = (), graded: tuple[str, ...] = ()) -> Path:
     """Write the kernel's labkit under ``dest`` (``dest/labkit/...``): the modules of
-    :func:`kernel_modules`, the lecture world's zone files, and for each other labkit
-    module that labkit.lab's types live in or are re-exported from, a stand-in that
-    gives those types under that name (``from labkit.smtp.client import Reply`` works
-    when graded) and says why anything else is not there."""
+    :func:`kernel_modules` (with a lab's ``helpers``, such as ``labkit.store`` for the
+    IMAP lab), the lecture world's zone files, and for each other labkit module that
+    labkit.lab's types live in or are re-exported from, a stand-in that gives those types
+    under that name (``from labkit.smtp.client import Reply`` works when graded) and says
+    why anything else is not there. A helper that would bring labkit's answer for one of
+    the ``graded`` seams is refused (ValueError)."""
+    from ..seams import SEAMS
     from .verdict import allowed_names
 
     base = Path(labkit.__file__).parent
-    modules = kernel_modules()
+    modules = kernel_modules(tuple(helpers))
+    for seam in graded:
+        spec = SEAMS[seam]
+        held = {name.partition(":")[0] for name in (spec.reference, *spec.answers)} & set(modules)
+        if held:
+            raise ValueError(f"the helpers {list(helpers)} bring {sorted(held)}, labkit's answer for {seam}, "
+                             "which this lab grades")
     for name in modules:
         source = _module_path(base, name)
         assert source is not None
@@ -401,28 +431,33 @@ def _drop(uid: int) -> list[str]:
             "--bounding-set=-all", "--no-new-privs", "--"]
 
 
-def kernel_command(kernel_argv: list[str], *, uid: int, shared: str, student: str, limits: Limits) -> list[str]:
+def kernel_command(kernel_argv: list[str], *, uid: int, shared: str, common: str, student: str,
+                   limits: Limits) -> list[str]:
     """The kernel under bubblewrap, as ``uid``."""
     size = str(limits.disk_bytes)
     python = kernel_argv[0]
     return ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", *_system_view(), *_venv_labkit(), *bind(student, STUDENT_ROOT),
             "--proc", "/proc", "--dev", "/dev", *_tmpfs("/tmp", size), *_tmpfs("/dev/shm", size), *_tmpfs(HOME, size),
-            *bind(shared, shared, how="--bind"), "--chdir", HOME, "--clearenv",
+            *bind(shared, shared, how="--bind"), *bind(common, COMMON, how="--bind"), "--chdir", HOME, "--clearenv",
             *_env(HOME, {"PYTHONPATH": STUDENT_ROOT, "LABKIT_CHANNEL_FD": str(KERNEL_FD),
                          "NBGRADER_EXECUTION": "autograde"}),
             "--", *_drop(uid), python, *kernel_argv[1:]]
 
 
-def judge_command(*, uid: int, limits: Limits) -> list[str]:
+def judge_command(*, uid: int, common: str, limits: Limits) -> list[str]:
     """The judge under bubblewrap, as ``uid``: the labkit package (only it, not the
-    repository around it), read-only, and a tmpfs."""
+    repository around it), read-only; its scratch is the pod's common tmpfs, which the
+    kernel sees too (a world's Maildirs, a check's files: where a student's deliver
+    writes and a student's POP3 session reads). It holds nothing secret: the course's
+    cells reach it over the worker's channel, in memory."""
     package = os.path.dirname(os.path.abspath(labkit.__file__))
     binds = bind(package, package) if not package.startswith((sys.prefix, sys.base_prefix)) else []
     return ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", *_system_view(), *binds, "--proc", "/proc", "--dev", "/dev",
-            *_tmpfs("/tmp", str(limits.disk_bytes)), "--chdir", "/tmp", "--clearenv",
-            *_env("/tmp", {"PYTHONPATH": os.path.dirname(package)}), "--", *_drop(uid), *_judge_argv()]
+            *_tmpfs("/tmp", str(limits.disk_bytes)), *bind(common, COMMON, how="--bind"), "--chdir", COMMON,
+            "--clearenv", *_env(COMMON, {"PYTHONPATH": os.path.dirname(package)}), "--", *_drop(uid),
+            *_judge_argv()]
 
 
 def _tmpfs(path: str, size: str) -> list[str]:
@@ -457,10 +492,13 @@ class Pod:
         if len(self.shared) > MAX_SOCKET_DIR:
             self.root = os.path.join(tempfile.mkdtemp(prefix="lg-"), f"p{self.token}")
             self.shared = os.path.join(self.root, "s")
+        self.common = os.path.join(self.root, "c")
         os.makedirs(self.shared, mode=0o700)
-        if sandboxed:  # a tmpfs of its own: what the kernel writes here is capped too
+        os.makedirs(self.common, mode=0o1777)
+        if sandboxed:  # tmpfs of their own: what the kernel writes here is capped too
             mount("tmpfs", self.shared, "tmpfs", 0, f"size={limits.shared_bytes},mode=0700,uid={self.uid},"
                                                    f"gid={self.uid}")
+            mount("tmpfs", self.common, "tmpfs", 0, f"size={limits.disk_bytes},mode=1777")
         self.workdir = HOME if sandboxed else os.path.join(self.root, "home")
         if not sandboxed:
             os.makedirs(self.workdir)
@@ -472,6 +510,7 @@ class Pod:
         self._judge_end = judge_end
         self.log_path = os.path.join(self.root, "pod.log")
         spec = {"sandboxed": sandboxed, "uid": self.uid, "student": student, "shared": self.shared,
+                "common": self.common,
                 "limits": limits.to_dict(), "cgroups": {k: g.paths for k, g in self.cgroups.items()},
                 "control": judge_end.fileno(), "log": self.log_path, "marker": self.token}
         self.km = kernel_manager(spec, kernel_name="python3", transport="ipc", ip=os.path.join(self.shared, "k"),
@@ -531,10 +570,11 @@ class Pod:
 
     def remove(self) -> None:
         if self.sandboxed:
-            try:
-                _check(_libc.umount2(self.shared.encode(), 2), "umount")  # MNT_DETACH
-            except OSError:
-                pass
+            for mounted in (self.shared, self.common):
+                try:
+                    _check(_libc.umount2(mounted.encode(), 2), "umount")  # MNT_DETACH
+                except OSError:
+                    pass
         shutil.rmtree(self.root, ignore_errors=True)
         if os.path.basename(os.path.dirname(self.root)).startswith("lg-"):  # the short place, for long TMPDIRs
             shutil.rmtree(os.path.dirname(self.root), ignore_errors=True)
@@ -628,7 +668,11 @@ def launch(spec: dict, kernel_argv: list[str]) -> None:
             _limit(limits, judge=True)
             _place(control, JUDGE_CONTROL_FD)
             _place(judge_end_fd, JUDGE_KERNEL_FD)
-            argv = judge_command(uid=spec["uid"] + 1, limits=limits) if sandboxed else _judge_argv()
+            if sandboxed:
+                argv = judge_command(uid=spec["uid"] + 1, common=spec["common"], limits=limits)
+            else:  # the same common scratch, at its own path
+                os.environ["TMPDIR"] = spec["common"]
+                argv = _judge_argv()
             os.execvp(argv[0], argv)
         finally:
             os._exit(127)
@@ -639,8 +683,8 @@ def launch(spec: dict, kernel_argv: list[str]) -> None:
     _limit(limits, judge=False)
     _place(kernel_end_fd, KERNEL_FD)
     if sandboxed:
-        argv = kernel_command(kernel_argv, uid=spec["uid"], shared=spec["shared"], student=spec["student"],
-                              limits=limits)
+        argv = kernel_command(kernel_argv, uid=spec["uid"], shared=spec["shared"], common=spec["common"],
+                              student=spec["student"], limits=limits)
     else:
         os.environ.update({"LABKIT_CHANNEL_FD": str(KERNEL_FD), "NBGRADER_EXECUTION": "autograde"})
         argv = kernel_argv

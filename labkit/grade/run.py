@@ -67,7 +67,7 @@ def run_job_apart(job: dict) -> dict:
     import subprocess
 
     with tempfile.TemporaryDirectory(prefix="labkit-grade-job-") as folder:
-        job = {**job, "run_dir": folder, "student_package": ""}  # the process makes its own
+        job = {**job, "run_dir": folder, "student_package": ""}  # the process makes its own (lab_kernel)
         paths = os.path.join(folder, "job.json"), os.path.join(folder, "result.json")
         with open(paths[0], "w") as f:
             json.dump(job, f)
@@ -132,13 +132,14 @@ def grade(assignments: str | list[str], course: Path, *, workers: int | None = N
         pods.Cgroup.sweep()  # what earlier runs that were killed left behind
     run_dir = tempfile.mkdtemp(prefix=f"labkit-grade-{run}-")  # short names below: sockets live there
     try:
+        packages = {a: kernel_package(Path(run_dir), a, path) for a, path in sources.items()}
         shape = {"limits": limits.to_dict(), "sandboxed": sandboxed, "run": run, "run_dir": run_dir,
-                 "student_package": str(pods.student_package(Path(run_dir) / "student"))}
+                 "student_package": next(iter(packages.values()))}
         with _Pool(workers or os.cpu_count() or 1, dask, shape) as pool:  # pods warm meanwhile
             rows, jobs = [], []
             for assignment, source_path in sources.items():
-                found_rows, found_jobs = _collect(course, assignment, source_path, shape, student, force,
-                                                  submissions_from, roster)
+                found_rows, found_jobs = _collect(course, assignment, source_path, shape, packages[assignment],
+                                                  student, force, submissions_from, roster)
                 rows += found_rows
                 jobs += found_jobs
             report = progress or Progress(len(jobs))
@@ -158,8 +159,14 @@ def grade(assignments: str | list[str], course: Path, *, workers: int | None = N
     return rows
 
 
-def _collect(course: Path, assignment: str, source_path: Path, shape: dict, student: str | None, force: bool,
-             submissions_from: Path | None, roster: Path | None) -> tuple[list[dict], list[dict]]:
+def kernel_package(run_dir: Path, assignment: str, source_path: Path) -> str:
+    """The kernel's labkit for one lab (:func:`~labkit.grade.pod.lab_kernel`)."""
+    helpers, graded = pods.lab_kernel(json.loads(source_path.read_text()))
+    return str(pods.student_package(run_dir / "student" / assignment, helpers, graded))
+
+
+def _collect(course: Path, assignment: str, source_path: Path, shape: dict, package: str, student: str | None,
+             force: bool, submissions_from: Path | None, roster: Path | None) -> tuple[list[dict], list[dict]]:
     """The rows already decided (missing, invalid, graded before) and the jobs still to do."""
     source = json.loads(source_path.read_text())
     notebook_name = source_path.name
@@ -196,7 +203,7 @@ def _collect(course: Path, assignment: str, source_path: Path, shape: dict, stud
         if before is not None and not force and before.get("digest") == submission.digest:
             rows.append(before)
             continue
-        job = job_for(submission, source, shape, notebook_name, given)
+        job = job_for(submission, source, {**shape, "student_package": package}, notebook_name, given)
         job["digest"], job["suspicious"] = submission.digest, suspicious(handed_in)
         jobs.append(job)
     return rows, jobs

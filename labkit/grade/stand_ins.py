@@ -216,22 +216,76 @@ class RemoteSession:
         return Decoder()(answer.get("ok"))
 
 
-def stand_in(spec: SeamSpec, channel: Channel, policies: Policies, part: int) -> Callable[..., Any]:
-    """A callable with ``spec``'s signature that runs the kernel's object ``part``:
-    a function seam's call, or a session factory's (kinds from the registry)."""
+class RemoteFunction:
+    """A function seam's part in the kernel: called like the function; :meth:`watch_disk`
+    has the kernel record its fsync and rename calls (:class:`~labkit.diskspy.DiskSpy`)."""
+
+    def __init__(self, calls: _Calls, spec: SeamSpec, part: int) -> None:
+        self._calls, self._spec, self._part = calls, spec, part
+        self._watching: list | None = None
+        self.__name__ = self.__qualname__ = f"your_{spec.name}"
+        self.__signature__ = spec.signature
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        extra = {"seam": self._spec.name, **({"observe": "disk"} if self._watching is not None else {})}
+        answer = self._calls.call("call", self._part, args, kwargs, **extra)
+        if self._watching is not None:
+            seen = Decoder()(answer.get("disk", []))
+            self._watching += seen if isinstance(seen, list) else []
+        return Decoder()(answer.get("ok"))
+
+    def watch_disk(self) -> Any:
+        import contextlib
+
+        from ..diskspy import DiskSpy
+
+        @contextlib.contextmanager
+        def watching():
+            spy = DiskSpy(None)
+            self._watching = spy.calls
+            try:
+                yield spy
+            finally:
+                self._watching = None
+
+        return watching()
+
+
+class RemoteProgram:
+    """A program seam's part: a program in the kernel's file system, run there
+    (:func:`labkit.programs.run_program`); its path is what a muttrc names."""
+
+    def __init__(self, calls: _Calls, path: str) -> None:
+        self._calls, self.path = calls, path
+
+    def __str__(self) -> str:
+        return self.path
+
+    __fspath__ = __str__
+
+    def run(self, args: list[str], stdin: bytes, env: dict[str, str], timeout: float) -> Any:
+        from ..programs import Exit
+
+        answer = self._calls.channel.request("run", {"program": self.path, "args": args, "stdin": Encoder()(stdin),
+                                                     "env": Encoder()(env), "timeout": timeout},
+                                             timeout=timeout + CALL_TIMEOUT)
+        status = answer.get("status") if isinstance(answer, dict) else None
+        return Exit(status if isinstance(status, int) and not isinstance(status, bool) else None,
+                    str(answer.get("stderr", ""))[-65536:] if isinstance(answer, dict) else "")
+
+
+def stand_in(spec: SeamSpec, channel: Channel, policies: Policies, part: Any) -> Any:
+    """What the judge calls for ``spec``'s part in the kernel, by the registry's kind:
+    a function's (``part``: a reference), a session factory's, or a program's (``part``:
+    its path in the kernel)."""
     calls = _Calls(channel, policies)
     if spec.kind == "function":
-        def function(*args: Any, **kwargs: Any) -> Any:
-            return Decoder()(calls.call("call", part, args, kwargs, seam=spec.name).get("ok"))
-
-        made: Callable[..., Any] = function
-    elif spec.kind == "session":
+        return RemoteFunction(calls, spec, part)
+    if spec.kind == "session":
         def factory(*args: Any, **kwargs: Any) -> RemoteSession:
             return RemoteSession(calls, spec, part, args, kwargs)
 
-        made = factory
-    else:
-        raise RemoteError("unsupported", f"a {spec.kind} seam ({spec.name}) cannot be called in the kernel yet")
-    made.__name__ = made.__qualname__ = f"your_{spec.name}"
-    made.__signature__ = spec.signature  # type: ignore[attr-defined]
-    return made
+        factory.__name__ = factory.__qualname__ = f"your_{spec.name}"
+        factory.__signature__ = spec.signature  # type: ignore[attr-defined]
+        return factory
+    return RemoteProgram(calls, str(part))

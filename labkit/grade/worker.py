@@ -480,7 +480,7 @@ def main() -> None:
         job = json.load(f)
     prepare(job.get("run_dir"), job.get("sandboxed", True))
     if not job.get("student_package"):  # a job of its own (dask): its own copy of the kernel's labkit
-        job["student_package"] = str(pods.student_package(Path(scratch()) / "student"))
+        job["student_package"] = str(pods.student_package(Path(scratch()) / "student", *pods.lab_kernel(job["source"])))
     result = grade(job)
     with open(result_path + ".tmp", "w") as f:
         json.dump(result, f)
