@@ -33,6 +33,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path, PurePath
 from typing import Any, Callable, Iterable
 
 MAX_FRAME = 64 << 20  # bytes of JSON in one frame (a 16 MB message, base64, with room)
@@ -258,6 +259,7 @@ def _close_all(fds: list[int]) -> None:
 # -- values ------------------------------------------------------------------------------------
 def dataclass_types() -> dict[str, type]:
     """labkit's own types that cross as themselves (by name, from this list only)."""
+    from .accounts import Account
     from .diskspy import Call
     from .dns.hops import NextHop
     from .mta.types import Failure, HopInfo, Local, Refuse, Relay, RouteRequest, Transaction
@@ -265,7 +267,7 @@ def dataclass_types() -> dict[str, type]:
     from .trace import TraceEvent
 
     return {cls.__name__: cls for cls in (NextHop, Failure, HopInfo, Local, Refuse, Relay, RouteRequest, Transaction,
-                                          Reply, SendResult, TraceEvent, Call)}
+                                          Reply, SendResult, TraceEvent, Call, Account)}
 
 
 class Foreign:
@@ -297,6 +299,8 @@ class Encoder:
                                                                                                   "v": repr(value)}
         if isinstance(value, (bytes, bytearray, memoryview)):
             return {"$": "bytes", "v": base64.b64encode(bytes(value)).decode()}
+        if isinstance(value, PurePath):  # the same path on both sides (a pod's common scratch)
+            return {"$": "path", "v": str(value)}
         if self.special is not None:
             done = self.special(value, self)
             if done is not NotImplemented:
@@ -355,6 +359,8 @@ class Decoder:
                 raise BadRequest("bytes that are not base64") from None
         if tag == "float":
             return float(_str(value.get("v")))
+        if tag == "path":
+            return Path(_str(value.get("v")))
         if tag in ("tuple", "frozenset"):
             items = [self(v, depth + 1) for v in _list(value.get("v"))]
             return tuple(items) if tag == "tuple" else frozenset(_hashable(i) for i in items)

@@ -147,8 +147,8 @@ class _Parts:
                             tuple(value["socket_address"]))
         if tag == "mta":
             return MTAProxy(self.channel, int(value["id"]), value.get("attrs", {}))
-        if tag == "path":
-            return Path(str(value["v"]))
+        if tag == "accounts":
+            return AccountsProxy(self.channel, int(value["id"]))
         return NotImplemented
 
     def _arguments(self, args: dict, fds: list[int]) -> tuple[list, dict, Decoder]:
@@ -393,6 +393,39 @@ def _mta_method(name: str) -> Callable[..., Any]:
 
 for _name in MTA_METHODS:
     setattr(MTAProxy, _name, _mta_method(_name))
+
+
+class AccountsProxy:
+    """The host's users, as a student's POP3 or IMAP session sees them (the judge's
+    :class:`~labkit.accounts.Accounts`): ``authenticate``, ``find``, ``by_address`` and
+    ``penalty.outcome``; an :class:`~labkit.accounts.Account`'s Maildir is in the pod's
+    common scratch, the same path here and there."""
+
+    def __init__(self, channel: Channel, ident: int) -> None:
+        self._channel, self._ident = channel, ident
+        self.penalty = _Penalty(self)
+
+    def _ask(self, method: str, *args: Any) -> Any:
+        answer = self._channel.request("accounts", {"accounts": self._ident, "method": method,
+                                                    "args": Encoder()(list(args))}, timeout=REQUEST_TIMEOUT)
+        return Decoder()(answer)
+
+    def authenticate(self, login: str, password: str) -> Any:
+        return self._ask("authenticate", login, password)
+
+    def find(self, login: str) -> Any:
+        return self._ask("find", login)
+
+    def by_address(self, address: str) -> Any:
+        return self._ask("by_address", address)
+
+
+class _Penalty:
+    def __init__(self, accounts: AccountsProxy) -> None:
+        self._accounts = accounts
+
+    def outcome(self, client: str, ok: bool) -> float:
+        return self._accounts._ask("penalty.outcome", client, ok)
 
 
 # -- the world ---------------------------------------------------------------------------------------

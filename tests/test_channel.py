@@ -197,10 +197,15 @@ def test_a_session_runs_in_the_kernel_and_asks_the_judges_mta(pair, world):
     factory = stand_in(SEAMS["smtp_session"], judge, policies, _ref(parts, SEAMS["smtp_session"].load_reference()))
     world.use(host="smtp.brilliant.com", smtp_session=factory)
     smtp = world.host("smtp.brilliant.com").services["smtp"]
-    with smtplib.SMTP(smtp.host, smtp.port, timeout=10) as client:
-        client.sendmail("albert@awesome.com", ["betty@brilliant.com"], b"Subject: hi\r\n\r\nvia a remote session\r\n")
-    world.wait_for_delivery("betty@brilliant.com")
-    assert b"via a remote session" in world.messages("betty@brilliant.com")[-1]
+    since = time.time()
+    try:
+        with smtplib.SMTP(smtp.host, smtp.port, timeout=10) as client:
+            client.sendmail("albert@awesome.com", ["betty@brilliant.com"],
+                            b"Subject: hi\r\n\r\nvia a remote session\r\n")
+    finally:
+        world.use(host="smtp.brilliant.com", smtp_session=None)
+    world.wait_for_delivery("betty@brilliant.com", since=since)
+    assert any(b"via a remote session" in m for m in world.messages("betty@brilliant.com"))
 
 
 @pytest.mark.parametrize("asked", [
@@ -287,3 +292,35 @@ def test_a_program_runs_where_it_is(pair, tmp_path):
     assert (ended.status, ended.stderr) == (75, "args: -oi betty@brilliant.com\n")
     assert (tmp_path / "got").read_bytes() == b"Subject: hi\n\nhello\n" and str(remote) == str(program)
     assert run_program(["sleep", "30"], b"", {}, 0.5).status is None  # killed at the deadline
+
+
+def test_a_pop3_session_in_the_kernel_asks_the_judge_for_its_users(pair, world):
+    """labkit's own POP3 session on the kernel's side, served by the judge's world: it
+    finds Betty through the users' stand-in and reads her Maildir (the same path on both
+    sides); a question outside the users' protocol is refused."""
+    import poplib
+
+    parts, judge, policies = pair
+    factory = stand_in(SEAMS["pop3_session"], judge, policies, _ref(parts, SEAMS["pop3_session"].load_reference()))
+    since = time.time()
+    world.send("albert@awesome.com", ["betty@brilliant.com"], b"Subject: pop\r\n\r\nfor the remote POP3\r\n")
+    world.wait_for_delivery("betty@brilliant.com", since=since)
+    world.use(host="smtp.brilliant.com", pop3_session=factory)
+    try:
+        endpoint = world.host("smtp.brilliant.com").services["pop3"]
+        client = poplib.POP3(endpoint.host, endpoint.port, timeout=10)
+        client.user("betty")
+        client.pass_("betty-password")
+        count, _ = client.stat()
+        bodies = [b"\n".join(client.retr(n)[1]) for n in range(1, count + 1)]
+        assert any(b"for the remote POP3" in body for body in bodies)
+        client.quit()
+    finally:
+        world.use(host="smtp.brilliant.com", pop3_session=None)
+    from labkit.accounts import Accounts
+
+    policies.ref_accounts(Accounts())
+    with pytest.raises(BadRequest):
+        policies.serve_accounts({"accounts": 99, "method": "_by_login", "args": []}, [])
+    with pytest.raises(BadRequest):
+        policies.serve_accounts({"accounts": 1, "method": "authenticate", "args": ["betty"]}, [])

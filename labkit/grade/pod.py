@@ -136,7 +136,7 @@ def loopback_up() -> None:
 
 # -- the student-facing labkit -------------------------------------------------------------------------
 ROOTS = ("labkit.lab", "labkit.notebook", "labkit.checks", "labkit.imap.parser", "labkit.graded", "labkit.reader",
-         "labkit.muttrc", "labkit.diskspy", "labkit.programs")
+         "labkit.muttrc", "labkit.diskspy", "labkit.programs", "labkit.accounts")
 
 
 def kernel_modules(helpers: tuple[str, ...] = ()) -> list[str]:

@@ -22,9 +22,9 @@ import dataclasses
 import itertools
 import socket
 import threading
-from pathlib import Path
 from typing import Any, Callable
 
+from ..accounts import Accounts
 from ..channel import BadRequest, Channel, Decoder, Encoder, RemoteError, field
 from ..mta.types import MTA_ATTRIBUTES, MTA_METHODS, Transaction
 from ..seams import SeamSpec
@@ -68,21 +68,48 @@ def exception_from(raised: Any) -> BaseException:
     return StudentRaised(kind, message, text)
 
 
+ACCOUNTS_METHODS = {"authenticate": (str, str), "find": (str,), "by_address": (str,), "penalty.outcome": (str, bool)}
+"""What a kernel's session may ask of the host's users (labkit.accounts.Accounts), and the argument types."""
+
+
 class Policies:
-    """The judge's MTAs and transactions a kernel's session may ask about, by number."""
+    """The judge's objects a kernel's session may ask about, by number: MTAs (and their
+    transactions) and a host's users; each only the questions of its protocol."""
 
     def __init__(self, channel: Channel) -> None:
         self._mtas: dict[int, Any] = {}
         self._txns: dict[int, Transaction] = {}
+        self._accounts: dict[int, Any] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         channel.handlers["mta"] = self.serve
+        channel.handlers["accounts"] = self.serve_accounts
 
     def ref(self, mta: Any) -> dict:
         with self._lock:
             ident = next(self._ids)
             self._mtas[ident] = mta
         return {"$": "mta", "id": ident, "attrs": {name: getattr(mta, name) for name in MTA_ATTRIBUTES}}
+
+    def ref_accounts(self, accounts: Any) -> dict:
+        with self._lock:
+            ident = next(self._ids)
+            self._accounts[ident] = accounts
+        return {"$": "accounts", "id": ident}
+
+    def serve_accounts(self, args: dict, fds: list[int]) -> Any:
+        """One question of a kernel's session about the host's users."""
+        method = field(args, "method", str)
+        with self._lock:
+            accounts = self._accounts.get(args.get("accounts"))  # type: ignore[arg-type]
+        kinds = ACCOUNTS_METHODS.get(method)
+        if accounts is None or kinds is None:
+            raise BadRequest(f"no such question about the users: {method!r}")
+        positional = Decoder()(field(args, "args", list, limit=4))
+        if len(positional) != len(kinds) or not all(isinstance(v, k) for v, k in zip(positional, kinds)):
+            raise BadRequest(f"accounts.{method} takes ({', '.join(k.__name__ for k in kinds)})")
+        target = accounts.penalty if method == "penalty.outcome" else accounts
+        return Encoder()(getattr(target, method.rpartition(".")[2])(*positional))
 
     def serve(self, args: dict, fds: list[int]) -> Any:
         """One question of a kernel's session to its MTA (only MTAPolicy's methods)."""
@@ -162,8 +189,8 @@ class _Calls:
                         "server_name": value.server_name, "socket_address": list(value.socket_address)}
             if all(hasattr(value, m) for m in MTA_METHODS) and hasattr(value, "hostname"):
                 return self.policies.ref(value)
-            if isinstance(value, Path):
-                return {"$": "path", "v": str(value)}
+            if isinstance(value, Accounts):
+                return self.policies.ref_accounts(value)
             return NotImplemented
 
         return Encoder(special)
