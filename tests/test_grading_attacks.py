@@ -198,7 +198,8 @@ FS_WALK_WAIT = "finished.wait(12)"
 FS_WALK_SAY = 'print("FSWALK " + json.dumps(walked))'
 
 # (2) Other kernels: their files, processes, sockets, ports; a classmate's answer to copy;
-# a file left where a classmate might be framed with it. Run while the world is up.
+# a file left where a classmate might be framed with it; the grader's machine's own
+# loopback port and abstract Unix socket (the test's). Run while the world is up.
 OTHER_KERNELS = r'''
 import json, os, socket, sys
 own = os.path.dirname(sys.argv[sys.argv.index("-f") + 1])
@@ -269,6 +270,19 @@ for pid in seen["pids"]:
         except OSError as error:
             signals[pid] = error.strerror
 seen["signals"] = signals
+host = {}
+for name, family, address in (("tcp", socket.AF_INET, ("127.0.0.1", HOST_PORT)),
+                              ("abstract", socket.AF_UNIX, "\0" + HOST_ABSTRACT)):
+    probe = socket.socket(family)
+    probe.settimeout(2)
+    try:
+        probe.connect(address)
+        host[name] = "CONNECTED"
+    except OSError as error:
+        host[name] = error.strerror or str(error)
+    finally:
+        probe.close()
+seen["host"] = host
 writes = {}
 for place in ("/", "/opt/labkit", "/opt/labkit/labkit", sys.prefix, "/etc", "/usr", "/work"):
     target = os.path.join(place, "framed-TOKEN")
@@ -456,7 +470,10 @@ def looped():
 
 def send_mail(sock, *, helo, mail_from, rcpt_to, message, auth=None, timeout=30.0):
     calls[0] += 1
-    kind = calls[0] % 9
+    kind = calls[0] % 10
+    if kind == 8:  # markup for the feedback page, in the transcript and the error
+        sock.sendall(b"EHLO <script>alert('transcript')</script>\r\n")
+        raise RuntimeError("<img src=x onerror=alert('error')>")
     if kind == 0: return Weird()
     if kind == 1: raise Forged()
     if kind == 2: raise Named("long")
@@ -745,7 +762,43 @@ def divider(course: Course) -> str:
     return json.dumps(saved, indent=1)
 
 
-def run_a(course: Course) -> tuple[dict, Path, Path]:
+def snoop(host: "HostListeners") -> str:
+    """The other-kernels attack, told where the test listens on the host."""
+    return (f"HOST_PORT, HOST_ABSTRACT = {host.port!r}, {host.abstract!r}\n"
+            + OTHER_KERNELS.replace("TOKEN", TOKEN))
+
+
+class HostListeners:
+    """A TCP port on the host's loopback and an abstract Unix socket in the host's
+    network namespace, that no sandboxed kernel may reach; what reached them."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.tcp = socket.create_server(("127.0.0.1", 0))
+        self.port = self.tcp.getsockname()[1]
+        self.abstract = f"labkit-attacks-{TOKEN}"
+        self.unix = socket.socket(socket.AF_UNIX)
+        self.unix.bind("\0" + self.abstract)
+        self.unix.listen()
+
+    def reached(self) -> list[str]:
+        found = []
+        for name, sock in (("tcp", self.tcp), ("abstract", self.unix)):
+            sock.setblocking(False)
+            try:
+                sock.accept()[0].close()
+                found.append(name)
+            except BlockingIOError:
+                pass
+        return found
+
+    def close(self) -> None:
+        self.tcp.close()
+        self.unix.close()
+
+
+def run_a(course: Course, host: HostListeners) -> tuple[dict, Path, Path]:
     """Lab 1: honest copies, the attacks, bad notebooks, formula ids; an LMS download."""
     lab, secret_paths = LAB1, host_paths(course)
     corpus = {
@@ -754,7 +807,7 @@ def run_a(course: Course) -> tuple[dict, Path, Path]:
         "ivo": with_cell(answered(course, lab), ENV_SAY),
         "rex": released(course, lab, {"send-mail": replaced(REFERENCE_ROUTES)}),
         "fsw": fs_walk(course),
-        "kai": with_cell(released(course, lab), OTHER_KERNELS.replace("TOKEN", TOKEN), after="start"),
+        "kai": with_cell(released(course, lab), snoop(host), after="start"),
         "hfx": with_cell(answered(course, lab), f"PATHS = {secret_paths!r}\n" + HOST_FILES),
         "fox": released(course, lab, {"send-mail": replaced(FORGE)}),
         "spy": with_cell(released(course, lab, {"send-mail": replaced(SPY)}), SPY_SAY),
@@ -797,11 +850,10 @@ def run_a(course: Course) -> tuple[dict, Path, Path]:
     return corpus, download, roster
 
 
-def run_b(course: Course) -> None:
+def run_b(course: Course, host: HostListeners) -> None:
     """A second course graded at the same time: lab 1 (another snoop and its classmate)
     and lab 3 (the MTA stand-in probed, an honest copy)."""
-    course.hand_in("kai2", LAB1, with_cell(released(course, LAB1), OTHER_KERNELS.replace("TOKEN", TOKEN),
-                                           after="start"))
+    course.hand_in("kai2", LAB1, with_cell(released(course, LAB1), snoop(host), after="start"))
     course.hand_in("vic2", LAB1, answered(course, LAB1))
     course.hand_in("mta", LAB3, with_cell(answered(course, LAB3, {"smtp-session": after_solution(MTA_PROBES)}),
                                           MTA_SAY))
@@ -816,12 +868,14 @@ def run_c(course: Course) -> None:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The three runs, graded at the same time; each run's process, stdout and stderr."""
+    """The three runs, graded at the same time: the courses, each run's process, stdout
+    and stderr, and what reached the host's own listeners."""
     courses = {name: Course(tmp_path_factory.mktemp(f"course-{name}")) for name in "ABC"}
     for course in courses.values():
         (course.path / "canary.txt").write_text(f"canary-{uuid.uuid4().hex}")
-    _, download, roster = run_a(courses["A"])
-    run_b(courses["B"])
+    host = HostListeners()
+    _, download, roster = run_a(courses["A"], host)
+    run_b(courses["B"], host)
     run_c(courses["C"])
     started = {
         "A": courses["A"].start_grading(LAB1, "--submissions", str(download), "--roster", str(roster), *LIMITS),
@@ -829,10 +883,14 @@ def runs(tmp_path_factory):
         "C": courses["C"].start_grading(LAB1, "--workers", "1", *LIMITS),
     }
     done = {}
-    for name, process in started.items():
-        out, err = process.communicate(timeout=800)
-        done[name] = (process, out, err)
-    return courses, done
+    try:
+        for name, process in started.items():
+            out, err = process.communicate(timeout=800)
+            done[name] = (process, out, err)
+        reached = host.reached()
+    finally:
+        host.close()
+    return courses, done, reached
 
 
 # -- honest work --------------------------------------------------------------------------------------
@@ -840,7 +898,7 @@ HONEST_A = ("ada", "amy", "ivo", "bob", '=HYPERLINK("x")')
 
 
 def test_honest_copies_graded_beside_the_attacks_keep_full_marks(runs):
-    courses, done = runs
+    courses, done, _ = runs
     for name in "AB":
         assert done[name][0].returncode == 0, done[name][2][-3000:]
     for course, lab, student in [*((courses["A"], LAB1, s) for s in HONEST_A), (courses["B"], LAB1, "vic2"),
@@ -851,7 +909,7 @@ def test_honest_copies_graded_beside_the_attacks_keep_full_marks(runs):
 
 
 def test_the_graded_kernel_runs_as_nbgrader_runs_it(runs):
-    courses, _ = runs
+    courses, _, _ = runs
     assert said(courses["A"], "ivo", "ENV")["NBGRADER_EXECUTION"] == "autograde"
 
 
@@ -884,9 +942,10 @@ def test_no_file_the_kernel_can_see_holds_labkits_answer_or_the_hidden_tests(run
 def test_no_other_kernel_is_visible_or_reachable_in_a_run_or_across_runs(runs):
     """From inside one kernel (kai in run A, kai2 in run B, graded at the same time):
     its own processes only, no other kernel's files or sockets, only its own world
-    listening, nothing it can write outside its own tmpfs, no classmate's answer to
-    copy; the classmates keep their marks."""
-    courses, _ = runs
+    listening, not the grader's machine's loopback port or abstract socket (the test's
+    own), nothing it can write outside its own tmpfs, no classmate's answer to copy;
+    the classmates keep their marks."""
+    courses, _, _ = runs
     for course, student in ((courses["A"], "kai"), (courses["B"], "kai2")):
         seen = said(course, student, "KAI")
         own_pod = seen["argv"][-1].split("/pod-")[1].split("/")[0]
@@ -898,7 +957,9 @@ def test_no_other_kernel_is_visible_or_reachable_in_a_run_or_across_runs(runs):
         assert "MAY SIGNAL" not in seen["signals"].values(), seen["signals"]
         assert "WROTE" not in seen["writes"].values(), seen["writes"]
         assert seen["copied_from"] is None
+        assert "CONNECTED" not in seen["host"].values(), seen["host"]
         assert verdict(course, student)["score"] == 0
+    assert runs[2] == []  # nothing reached the test's own port and abstract socket
     assert row(courses["A"], "ada")["score"] == "14" and row(courses["B"], "vic2")["score"] == "14"
 
 
@@ -961,19 +1022,23 @@ def test_a_broken_channel_says_it_could_not_be_judged(runs):
 # -- (4) grader-side exceptions ----------------------------------------------------------------------------
 def test_values_and_exceptions_the_grader_cannot_read_earn_nothing(runs):
     """Objects whose every attribute raises, names 100,000 long, recursion, 100,000-digit
-    ints, NaN, SystemExit, nested lists; requests with unknown tags or a program seam:
-    refused, the run goes on, nothing is earned."""
+    ints, NaN, SystemExit, nested lists, markup; requests with unknown tags or a program
+    seam: refused, the run goes on, nothing is earned, and the feedback page shows the
+    markup as text."""
     course = runs[0]["A"]
     asked = said(course, "exc", "WEIRD")
     assert all(what.startswith("REFUSED") for what in asked.values()), asked
     graded = verdict(course, "exc")
     assert graded["score"] == 0 and not any(c["passed"] for c in graded["cells"].values()), graded["cells"]
+    page = (course.path / "feedback" / "exc" / LAB1 / "smtp-by-hand.html").read_text()
+    assert "onerror=alert" in page.replace("&#x27;", "'") or "alert(&#x27;" in page  # it was shown ...
+    assert "<script" not in page and "<img" not in page  # ... as text
 
 
 @pytest.mark.xfail(strict=True, reason="a lone surrogate printed or raised by the kernel makes gradebook.record's "
                    "write_text raise UnicodeEncodeError in the coordinator: the whole run stops, no grades.csv")
 def test_text_no_encoder_takes_does_not_stop_the_run(runs):
-    courses, done = runs
+    courses, done, _ = runs
     process, _, err = done["C"]
     assert process.returncode == 0, err[-2000:]
     assert row(courses["C"], "vic3")["score"] == "14" and row(courses["C"], "sur")["score"] == "0"
@@ -984,7 +1049,7 @@ def test_host_files_the_course_and_the_repository_are_out_of_reach(runs):
     """/etc/shadow, /root, the grader's home, the repository's .git, the course's
     gradebook, a canary beside it and the authored notebooks: unreadable or not there;
     none of it, nor labkit's answer, is in any file the runs wrote."""
-    courses, _ = runs
+    courses, _, _ = runs
     course = courses["A"]
     tried = said(course, "hfx", "HOST")
     runtime = {Path(p).relative_to("/root").parts[0] for p in (sys.base_prefix, sys.prefix) if p.startswith("/root/")}
@@ -1062,7 +1127,7 @@ def test_control_characters_in_lms_names_are_refused(runs):
                    "{where}: student id ...'): the ESC/BEL of a name lands in grades.csv and in the summary printed "
                    "to the TA's terminal (an escape sequence the student chose)")
 def test_no_control_character_of_a_name_reaches_grades_csv_or_the_terminal(runs):
-    courses, done = runs
+    courses, done, _ = runs
     grades = (courses["A"].path / "grades.csv").read_text()
     assert not [c for c in grades if ord(c) < 32 and c not in "\r\n"], "a control character in grades.csv"
     assert "\x1b" not in done["A"][1] and "\x07" not in done["A"][1], "a control character in the summary"
@@ -1148,7 +1213,7 @@ def _processes_with(needle: bytes, file: str) -> list[int]:
 def test_nothing_is_left_behind(runs):
     """After the three runs: none of their scratch folders, control groups, pod
     processes (by the pods' markers and paths) or the daemon a kernel started."""
-    courses, done = runs
+    courses, done, _ = runs
     pids = [str(process.pid) for process, _, _ in done.values()]
     assert not [p for pid in pids for p in Path("/tmp").glob(f"labkit-grade-{pid}-*")]
     for tree in ("/sys/fs/cgroup", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory"):
