@@ -107,13 +107,13 @@ def record(course: Path, result: dict) -> None:
         gradebook.db.commit()
     folder = course / "autograded" / student / assignment
     folder.mkdir(parents=True, exist_ok=True)
-    if result.get("executed"):
-        (folder / notebook).write_text(result["executed"])
+    if result.get("executed"):  # what a kernel printed may hold text no encoder takes (a lone surrogate)
+        (folder / notebook).write_text(result["executed"], encoding="utf-8", errors="backslashreplace")
     saved = {k: v for k, v in result.items() if k != "executed"}
     (folder / RESULT_FILE).write_text(json.dumps(saved))
     feedback = course / "feedback" / student / assignment
     feedback.mkdir(parents=True, exist_ok=True)
-    (feedback / f"{stem}.html").write_text(feedback_page(saved))
+    (feedback / f"{stem}.html").write_text(feedback_page(saved), encoding="utf-8", errors="backslashreplace")
 
 
 def earlier(course: Path, student: str, assignment: str) -> dict | None:
