@@ -72,7 +72,8 @@ class AsyncWorld:
         self.base_port = base_port
         self.context = LabContext(tracer=tracer or Tracer(), seams=seams or Seams(), deadline=deadline)
         self.context.names.update({a: h.name for h in self.config.hosts for a in h.addresses})
-        self.dns = DNSServer.from_directory(self.config.zones_dir, name="ns.lab", tracer=self.context.tracer)
+        self.dns = DNSServer.from_directory(self.config.zones_dir, name="ns.lab", tracer=self.context.tracer,
+                                            peer_name=self.context.peer_name)
         self.hosts: dict[str, MailHost] = {
             h.name: MailHost(h, self.config.mta, self.context, self.state_dir, seed, self.config.auth)
             for h in self.config.hosts

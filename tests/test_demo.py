@@ -20,6 +20,7 @@ def test_demo_tells_the_whole_story():
     positions = [text.index(mark) for mark in marks]
     assert positions == sorted(positions)
     assert "brilliant.com. IN MX" in text and "10 smtp.brilliant.com." in text  # the MX lookup
+    assert "smtp.awesome.com -> ns.lab" in text and "127.0.0.1 -> ns.lab" not in text  # by the host that asked
     assert "smtp.awesome.com -> smtp.brilliant.com" in text  # the relay
     assert "delivered" in text and "Maildir" in text
     # Betty's copy: the newest hop on top, Albert's computer at the bottom

@@ -262,7 +262,7 @@ class DeliveryQueue:
         impl, student = host.part("resolve_mx")
         seam = "resolve_mx" if student else ""
         try:
-            hops = await self._boundary.acall("resolve_mx", host.name, impl, domain, context.resolver(),
+            hops = await self._boundary.acall("resolve_mx", host.name, impl, domain, context.resolver(host.address),
                                               student=student, check=contracts.next_hops, passes=_MX_ANSWERS)
         except NullMXError as error:  # RFC 7505 §4.2
             return {r: _failed(f"556 5.1.10 {error}", seam=seam) for r in rcpts}
