@@ -11,65 +11,8 @@ import os
 import sys
 from typing import IO
 
+from .sequence import Annotator
 from .trace import TraceEvent
-
-_SMTP_COMMANDS = {
-    "HELO": "client greeting",
-    "EHLO": "client greeting (extended SMTP)",
-    "AUTH": "client logs in",
-    "MAIL": "sender command",
-    "RCPT": "recipient command",
-    "DATA": "start of message",
-    "QUIT": "quit",
-    "RSET": "reset: forget this transaction",
-}
-_POP3_COMMANDS = {"USER": "user name", "PASS": "password", "STAT": "how many messages?", "LIST": "list messages",
-                  "RETR": "retrieve a message", "DELE": "mark for deletion", "QUIT": "quit (deletions happen now)"}
-_IMAP_COMMANDS = {"LOGIN": "log in", "SELECT": "open a folder", "EXAMINE": "open a folder read-only",
-                  "FETCH": "fetch message data", "UID": "by unique id", "SEARCH": "search", "IDLE": "wait for new mail",
-                  "LOGOUT": "log out", "CAPABILITY": "what can you do?", "LIST": "list folders", "STORE": "set flags"}
-
-
-class Annotator:
-    """Names each line's role in its dialogue; remembers per-session state (in DATA?)."""
-
-    def __init__(self) -> None:
-        self._state: dict[str, str] = {}
-
-    def __call__(self, event: TraceEvent) -> str:
-        state = self._state.get(event.session, "")
-        line = event.line
-        if event.protocol == "smtp":
-            if event.direction == "C":
-                if state == "data":
-                    if line == ".":
-                        self._state[event.session] = "end"
-                        return "end of message"
-                    return ""
-                verb = line.split(" ", 1)[0].split(":", 1)[0].upper()
-                if verb == "DATA":
-                    self._state[event.session] = "data?"
-                return _SMTP_COMMANDS.get(verb, "")
-            code = line[:3]
-            if state == "" and code == "220":
-                self._state[event.session] = "greeted"
-                return "server greeting"
-            if state == "data?" and code == "354":
-                self._state[event.session] = "data"
-                return "go ahead: send the message, end with a lone '.'"
-            if state == "end":
-                self._state[event.session] = "greeted"
-                return "acknowledgement of end: the message is queued" if code == "250" else "message refused"
-            if code == "221":
-                return "server says goodbye"
-            return ""
-        if event.direction == "C" and event.protocol in ("pop3", "imap"):
-            words = line.split()
-            verb = (words[0] if event.protocol == "pop3" else (words[1] if len(words) > 1 else "")).upper()
-            table = _POP3_COMMANDS if event.protocol == "pop3" else _IMAP_COMMANDS
-            return table.get(verb, "")
-        return ""
-
 
 class TerminalRenderer:
     """Prints events as lines; coloured when writing to a terminal (and NO_COLOR unset)."""
