@@ -37,7 +37,7 @@ _IMAP_COMMANDS = {"LOGIN": "log in", "SELECT": "open a folder", "EXAMINE": "open
                   "LOGOUT": "log out", "CAPABILITY": "what can you do?", "LIST": "list folders", "STORE": "set flags"}
 _DNS_QUESTIONS = {"MX": "which hosts receive its mail? (MX)", "A": "its address? (A)",
                   "AAAA": "its IPv6 address? (AAAA)", "CNAME": "is it another name's alias? (CNAME)"}
-_DNS_ANSWERS = {"MX": "mail exchanger, with its preference", "A": "the address", "AAAA": "the IPv6 address",
+_DNS_ANSWERS = {"MX": "its mail exchanger", "A": "the address", "AAAA": "the IPv6 address",
                 "CNAME": "an alias: ask again for its target", "NODATA": "no record of that type",
                 "NXDOMAIN": "no such name", "SERVFAIL": "the server failed: try again later",
                 "REFUSED": "not this server's zone"}
@@ -73,10 +73,10 @@ class Annotator:
                 return "server greeting"
             if state == "data?" and code == "354":
                 self._state[event.session] = "data"
-                return "go ahead: send the message, end with a lone '.'"
+                return "go ahead; end with a lone '.'"
             if state == "end":
                 self._state[event.session] = "greeted"
-                return "acknowledgement of end: the message is queued" if code == "250" else "message refused"
+                return "acknowledgement of end: queued" if code == "250" else "message refused"
             if code == "221":
                 return "server says goodbye"
             return ""

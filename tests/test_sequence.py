@@ -25,7 +25,7 @@ def test_rows_are_turns_of_dialogue_with_the_slides_labels(story):
     rows = Sequencer({"127.0.0.1": "Albert's mail client"}).rows(story)
     assert [r.label for r in rows if r.label][:7] == [
         "server greeting", "client greeting (extended SMTP)", "client logs in", "sender command",
-        "recipient command", "start of message", "go ahead: send the message, end with a lone '.'"]
+        "recipient command", "start of message", "go ahead; end with a lone '.'"]
     ehlo_reply = rows[2]
     assert ehlo_reply.text.startswith("250-smtp.awesome.com … (+") and not ehlo_reply.label
     message = next(r for r in rows if r.label == "end of message")  # the whole message is one arrow
