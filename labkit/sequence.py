@@ -44,7 +44,8 @@ _DNS_ANSWERS = {"MX": "its mail exchanger", "A": "the address", "AAAA": "the IPv
 _DNS_FAILURES = ("NXDOMAIN", "SERVFAIL", "REFUSED", "FORMERR", "NOTIMP")
 
 #: The notes a diagram shows, besides the protocol lines.
-NOTE_KINDS = ("queued", "delivered", "deferred", "failed", "dropped", "discarded", "seam-error", "seam-call")
+NOTE_KINDS = ("queued", "delivered", "deferred", "failed", "dropped", "discarded", "seam-error", "seam-call",
+              "behaviour", "fault")
 
 
 class Annotator:

@@ -96,6 +96,11 @@ class DNSServer:
             else:
                 self._faults[key] = fault
 
+    def faults(self) -> dict[str, Fault]:
+        """The faults injected now: name (as DNS writes it, no final dot) -> fault."""
+        with self._lock:
+            return {name.to_text(omit_final_dot=True): fault for name, fault in self._faults.items()}
+
     @contextmanager
     def fault(self, name: str, fault: Fault | None) -> Iterator[None]:
         """:meth:`inject_fault` for the ``with`` block, then back to how it was."""
