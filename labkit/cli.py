@@ -16,6 +16,7 @@ from .state import default_state_dir
 from .world import AsyncWorld, WorldBusy
 
 RUNNING_STATE_DIR = "the running world's state dir (default: $LABKIT_STATE_DIR or ~/.labkit/world)"
+WEB_PORT = 8025  # the lecture page's port unless told (Mailpit's web port too: one or the other)
 
 
 def _world_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +30,13 @@ def _world_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-port", type=int, help="fixed ports: DNS on N, host i's smtp/submission/pop3/imap "
                    "on N+10(i+1)+0..3 (default: any free ports)")
     p.add_argument("--quiet", action="store_true", help="do not print the live trace")
+    p.add_argument("--web", nargs="?", type=int, const=WEB_PORT, metavar="PORT",
+                   help=f"serve the lecture page, live, on PORT (default {WEB_PORT}; 0: any free port)")
+    p.add_argument("--web-host", default="127.0.0.1", metavar="ADDRESS",
+                   help="the address the page listens on (default 127.0.0.1, this machine only); any other "
+                   "address gets a secret token in the page's URL")
+    p.add_argument("--web-token", metavar="TOKEN", help="the token the page's URL carries (default: a random one, "
+                   "when --web-host is not loopback)")
 
 
 def _control_parsers(sub: argparse._SubParsersAction) -> None:
@@ -87,6 +95,8 @@ async def run_world(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     await world.start()
     try:
+        if args.web is not None:
+            await world.serve_web(args.web_host, args.web, args.web_token)
         if args.json:
             print(json.dumps(world.info()), flush=True)
         else:
@@ -102,6 +112,8 @@ async def run_world(args: argparse.Namespace) -> int:
 def _print_summary(world: AsyncWorld) -> None:
     info = world.info()
     print(f"lab world running; state in {info['state_dir']} (Ctrl-C stops it)")
+    if "web" in info:
+        print(f"  lecture page: {info['web']['url']}")
     print(f"  DNS  ns.lab  {info['dns']['host']}:{info['dns']['port']}   (dig @{info['dns']['host']} "
           f"-p {info['dns']['port']} brilliant.com MX)")
     for name, host in info["hosts"].items():

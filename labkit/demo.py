@@ -21,7 +21,8 @@ from typing import Callable, IO
 
 from .render import TerminalRenderer, cut, terminal_size
 from .trace import TraceEvent
-from .world import World
+from .smtp.client import SendResult
+from .world import AsyncWorld, World
 
 ALBERT, BETTY = "albert@awesome.com", "betty@brilliant.com"
 ALBERT_PC = "1.2.3.100"  # Albert's computer, as the lecture's network shows it
@@ -49,11 +50,17 @@ class Step:
     extra: str = ""
 
 
+def send_from_alberts_pc(world: World | AsyncWorld, rcpt_to: list[str], message: bytes) -> SendResult:
+    """Albert's mail client at work, as the lecture draws it: from his computer (in
+    smtp.awesome.com's trusted network) to its submission port. Blocking."""
+    with world.connect("1.2.3.4", 587, source=ALBERT_PC) as sock:
+        return world.seams.send_mail(sock, helo="pc.awesome.com", mail_from=ALBERT, rcpt_to=rcpt_to, message=message)
+
+
 def run_story(world: World) -> tuple[list[Step], bytes]:
     """Send Albert's message through the world; return the steps and Betty's copy."""
     with world.tracer.record() as events:
-        with world.connect("1.2.3.4", 587, source=ALBERT_PC) as sock:
-            world.seams.send_mail(sock, helo="pc.awesome.com", mail_from=ALBERT, rcpt_to=[BETTY], message=MESSAGE)
+        send_from_alberts_pc(world, [BETTY], MESSAGE)
         world.wait_for_delivery(BETTY, timeout=10)
         betty = world.mailbox(BETTY)
         imap = world.host("brilliant.com").services["imap"]

@@ -168,7 +168,10 @@ class Row:
 
     def to_json(self) -> dict[str, Any]:
         e = self.event
-        return {"id": self.id, "note": self.is_note, "from": self.source, "to": self.target, "text": self.text,
+        lanes = [self.source] if self.is_note else [self.target, self.source] if e.direction == "S" else [
+            self.source, self.target]  # client first: lanes appear in the order hosts take part
+        return {"id": self.id, "note": self.is_note, "from": self.source, "to": self.target, "lanes": lanes,
+                "text": self.text,
                 "label": self.label, "protocol": e.protocol, "kind": e.kind, "student": bool(e.seam),
                 "failure": self.failure, "detail": e.line if self.is_note else "", "time": e.time}
 

@@ -80,6 +80,7 @@ class AsyncWorld:
             for h in self.config.hosts
         }
         self.control = ControlServer(self)
+        self.web: Any = None  # the lecture page, once serve_web() has started it
         self._lock_fd: int | None = None
         self._previous_state_variable: str | None = None
         self.started = False
@@ -136,11 +137,28 @@ class AsyncWorld:
         await self.context.boundary.in_thread(write_durably, self.state_dir / STATE_FILE,
                                               json.dumps(self.info(), indent=1).encode())
 
+    async def serve_web(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None) -> str:
+        """Serve the lecture page (:mod:`labkit.lecture`) on ``host:port``; returns its
+        URL, which world.json and :meth:`info` then name. Any address but loopback needs
+        a ``token`` (it is part of the URL)."""
+        from .lecture.server import LecturePage
+
+        if self.web is not None:
+            raise RuntimeError(f"the lecture page is already served at {self.web.url}")
+        page = LecturePage(self, token=token)
+        await page.start(host, port)
+        self.web = page
+        await self._publish_info()
+        return page.url
+
     async def stop(self) -> None:
         """Stop every server; returns within a couple of seconds even while a
         student's part hangs (its thread is abandoned: a daemon, it cannot keep the
         process alive)."""
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+        if self.web is not None:
+            await self.web.stop()
+            self.web = None
         await self.control.stop()
         if self.started and os.environ.get(STATE_DIR_VARIABLE) == str(self.state_dir):
             if self._previous_state_variable is None:
@@ -187,6 +205,7 @@ class AsyncWorld:
             },
             "state_dir": str(self.state_dir),
             "control": {"socket": str(self.control.path)} if self.control.path else None,
+            **({"web": {"url": self.web.url}} if self.web is not None else {}),
         }
 
     def host(self, name_or_domain: str) -> MailHost:
@@ -358,6 +377,10 @@ class World:
     def set_behaviour(self, host: str, behaviour: str) -> None:
         """Make a host misbehave (refuse, greylist, tarpit, drop, down) or behave (normal)."""
         self._on_loop(lambda: self.aworld.set_behaviour(host, behaviour))
+
+    def serve_web(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None) -> str:
+        """Serve the lecture page; returns its URL (see AsyncWorld.serve_web)."""
+        return self._loop.run(self.aworld.serve_web(host, port, token))
 
     def retry_now(self) -> None:
         """Try every deferred message now, on every host (like ``postqueue -f``)."""

@@ -109,6 +109,10 @@ class DeliveryQueue:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def waiting(self) -> list[QueueEntry]:
+        """The messages waiting for their next attempt (deferred), soonest first."""
+        return sorted((entry for _, entry in self._timers.values()), key=lambda e: e.next_attempt)
+
     def retry_now(self) -> None:
         """Flush the queue: try every deferred message now (like ``postqueue -f``)."""
         for timer, entry in list(self._timers.values()):
