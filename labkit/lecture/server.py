@@ -52,9 +52,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class LecturePage:
-    def __init__(self, world: "AsyncWorld", *, token: str | None = None) -> None:
+    """``feed``: options for the live feed (:class:`~labkit.lecture.feed.Feed`: delay, max_rows)."""
+
+    def __init__(self, world: "AsyncWorld", *, token: str | None = None, feed: dict[str, Any] | None = None) -> None:
         self.world = world
         self.token = token
+        self.feed_options = feed or {}
         self.url = ""
         self.feed: Feed | None = None
         self.views: dict[str, Any] = {}
@@ -69,7 +72,8 @@ class LecturePage:
         if not is_loopback(host) and not self.token:
             self.token = secrets.token_urlsafe(18)  # anyone on the network could press the buttons otherwise
         loop = asyncio.get_running_loop()
-        self.feed = Feed(self.world.tracer, loop, names=LANE_NAMES, on_views=self._views_changed)
+        self.feed = Feed(self.world.tracer, loop, names=LANE_NAMES, on_views=self._views_changed,
+                         **self.feed_options)
         app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024)
         app.router.add_get("/", self._index)
         app.router.add_get("/static/{name}", self._asset)

@@ -75,12 +75,19 @@ function layoutLanes() {
   header.replaceChildren(...lanes.map((name, i) => el("div", { className: "lane", style: `left:${at(i)}%` },
     ...breakable(name))));
   lines.replaceChildren(...lanes.map((_, i) => el("div", { style: `left:${at(i)}%` })));
+  measure();
   for (const row of rowsById.values()) place(row);
 }
 
 // A position across the lanes (a fraction of their width), as CSS: the lanes leave the
 // label column free on the right, but a text without a label, or a note, may run into it.
 const across = (f) => `((100% - var(--label-width)) * ${f / 100})`;
+const geometry = { lanes: 0, label: 0 }; // in pixels, measured when the lanes change, not per row
+
+function measure() {
+  geometry.lanes = $("lanes").clientWidth;
+  geometry.label = $("scroller").clientWidth - geometry.lanes;
+}
 
 function place(row) {
   const d = row.data;
@@ -88,9 +95,7 @@ function place(row) {
   const b = at(lanes.indexOf(d.to));
   if (d.note) {
     const box = row.firstChild;
-    const width = $("lanes").clientWidth;
-    const label = $("scroller").clientWidth - width;
-    const right = (a / 100) * width > (1 - a / 100) * width + label; // beside its lane, where there is room
+    const right = (a / 100) * geometry.lanes > (1 - a / 100) * geometry.lanes + geometry.label; // the roomier side
     box.style.left = right ? "" : `calc(${across(a)} + .4rem)`;
     box.style.right = right ? `calc(100% - ${across(a)} + .4rem)` : "";
     box.style.maxWidth = right ? `calc(${across(a)} - .8rem)` : `calc(100% - ${across(a)} - .8rem)`;
