@@ -96,7 +96,11 @@ async def run_world(args: argparse.Namespace) -> int:
     await world.start()
     try:
         if args.web is not None:
-            await world.serve_web(args.web_host, args.web, args.web_token)
+            try:
+                await world.serve_web(args.web_host, args.web, args.web_token)
+            except OSError as error:
+                raise OSError(f"the lecture page cannot listen on {args.web_host}:{args.web} ({error.strerror or error}):"
+                              " choose another port with --web PORT (0: any free port)") from None
         if args.json:
             print(json.dumps(world.info()), flush=True)
         else:

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -274,3 +275,13 @@ def test_labkit_world_json_names_the_page(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        run = subprocess.run([sys.executable, "-m", "labkit.cli", "world", "--web", str(port), "--state-dir",
+                              str(tmp_path / "s")], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert f"the lecture page cannot listen on 127.0.0.1:{port}" in run.stderr and "--web PORT" in run.stderr
+    assert not (tmp_path / "s" / "world.json").exists()  # the world did not stay up without its page
