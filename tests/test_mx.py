@@ -65,6 +65,8 @@ def test_a_hosts_resolver_is_named_in_the_servers_trace_over_udp_and_tcp() -> No
         lab_resolver(endpoint).resolve("brilliant.com", "MX")  # a plain resolver, as dig: unknown here
     clients = [(e.client, e.data["transport"]) for e in events if e.direction == "C"]
     assert clients == [("smtp.awesome.com", "udp")] * 3 + [("smtp.awesome.com", "tcp"), ("?", "udp")]
+    # to a program that reads them (a student's own query, the grader's proxy), the same plain address
+    assert (asking.nameservers, asking.port) == ([endpoint.host], endpoint.port)
 
 
 # -- the lecture world's domains --------------------------------------------------------

@@ -89,15 +89,30 @@ class _AskingAs(dns.nameserver.Do53Nameserver):
                 self.addresses.forget_peer(sockname)
 
 
+class _HostsResolver(dns.resolver.Resolver):
+    """A resolver that asks through :class:`_AskingAs`, while ``nameservers`` reads as
+    plain addresses, for programs that take them to ask by themselves (a student's own
+    query, the grader's proxy resolver, which sends them as JSON)."""
+
+    @property
+    def nameservers(self) -> list:
+        return [ns.answer_nameserver() if isinstance(ns, _AskingAs) else ns for ns in self._nameservers]
+
+    @nameservers.setter
+    def nameservers(self, nameservers: list) -> None:
+        dns.resolver.BaseResolver.nameservers.fset(self, nameservers)  # type: ignore[attr-defined]
+
+
 def lab_resolver(nameserver: Endpoint, *, timeout: float = 2.0, addresses: AddressMap | None = None,
                  source: str = "") -> dns.resolver.Resolver:
     """A dnspython Resolver that asks only the lab DNS server (no /etc/resolv.conf, no
     cache); ``timeout`` bounds each whole lookup. With ``addresses`` and ``source`` (a
     host's virtual address), the lab's server knows who asks, as a real one would."""
-    resolver = dns.resolver.Resolver(configure=False)
     if addresses is not None and source:
+        resolver: dns.resolver.Resolver = _HostsResolver(configure=False)
         resolver.nameservers = [_AskingAs(nameserver, addresses, source)]
     else:
+        resolver = dns.resolver.Resolver(configure=False)
         resolver.nameservers = [nameserver.host]
     resolver.port = nameserver.port
     resolver.timeout = resolver.lifetime = timeout
