@@ -58,7 +58,7 @@ def _control_parsers(sub: argparse._SubParsersAction) -> None:
 
 def run_control(args: argparse.Namespace) -> int:
     """`labkit behave` and `labkit dns-fault`: one request over the world's control channel."""
-    from .control import request
+    from .control import ControlError, request
     from .state import load_world_info
 
     if args.command == "behave":
@@ -73,6 +73,9 @@ def run_control(args: argparse.Namespace) -> int:
         return 1
     try:
         reply = request(info, message)
+    except ControlError as error:
+        print(f"labkit: {error}", file=sys.stderr)
+        return 1
     except (ConnectionRefusedError, FileNotFoundError):
         print(f"labkit: no lab world running in {where} (its world.json is left from one that was killed): "
               "start one with `labkit world`", file=sys.stderr)

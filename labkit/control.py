@@ -113,6 +113,15 @@ def _peer_uid(sock: socket.socket) -> int | None:
     return struct.unpack("3i", credentials)[1]
 
 
+def _remove_private(directory: Path) -> None:
+    """Remove the temporary directory :func:`socket_path` made, if it did."""
+    if directory.name.startswith("labkit-control-"):
+        try:
+            directory.rmdir()
+        except OSError:
+            pass
+
+
 class ControlServer:
     """The world's end of the channel, on the world's event loop."""
 
@@ -122,10 +131,19 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self, path: Path) -> None:
-        path.unlink(missing_ok=True)  # a killed world's socket; the state dir's lock is ours
-        self._server = await asyncio.start_unix_server(self._serve, path=str(path), limit=MAX_REQUEST)
+        """Listen on ``path``. Where Unix sockets cannot be made (Windows, a file system
+        without them) the world runs without the channel: world.json says ``null``."""
+        if not hasattr(socket, "AF_UNIX"):
+            return
+        try:
+            path.unlink(missing_ok=True)  # a killed world's socket; the state dir's lock is ours
+            server = await asyncio.start_unix_server(self._serve, path=str(path), limit=MAX_REQUEST)
+        except OSError:
+            log.debug("no control channel at %s", path, exc_info=True)
+            _remove_private(path.parent)
+            return
+        self._server, self.path = server, path
         os.chmod(path, 0o600)
-        self.path = path
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -134,8 +152,7 @@ class ControlServer:
             self._server = None
         if self.path is not None:
             self.path.unlink(missing_ok=True)
-            if self.path.parent.name.startswith("labkit-control-"):
-                self.path.parent.rmdir()
+            _remove_private(self.path.parent)
             self.path = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -170,10 +187,12 @@ class ControlServer:
 # -- the shell's side ------------------------------------------------------------------
 def request(info: dict[str, Any], message: dict[str, Any], timeout: float = TIMEOUT) -> dict[str, Any]:
     """Send ``message`` to the world ``info`` (its world.json) describes; its reply.
-    OSError (ConnectionRefusedError: the world is gone) if it cannot be reached."""
+    OSError (ConnectionRefusedError: the world is gone) if it cannot be reached;
+    ControlError if it has no control channel."""
     control = info.get("control") or {}
     if not control.get("socket"):
-        raise ConnectionRefusedError(f"the world in {info.get('state_dir')} has no control channel")
+        raise ControlError(f"the world in {info.get('state_dir')} has no control channel (it could not make its "
+                           "socket; see its log at DEBUG)")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(control["socket"])

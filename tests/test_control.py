@@ -127,3 +127,14 @@ def test_a_long_state_dir_gets_its_socket_in_a_private_directory(tmp_path):
         assert reply["ok"] and world.hosts["smtp.chaos.com"].behaviour == "down"
         assert json.loads((state / "world.json").read_text())["control"]["socket"] == str(path)
     assert not path.parent.exists()
+
+
+def test_a_world_that_cannot_make_its_socket_runs_without_the_channel(tmp_path):
+    state = tmp_path / "state"
+    (state / "control.sock").mkdir(parents=True)  # something that is not a socket is in the way
+    with World(state_dir=state) as world:
+        assert world.info()["control"] is None
+        world.send("albert@awesome.com", ["betty@brilliant.com"], b"Subject: still here\r\n\r\nhi\r\n")
+        world.wait_for_delivery("betty@brilliant.com")
+        run = labkit("behave", "chaos.com", "refuse", "--state-dir", str(state))
+        assert run.returncode == 1 and "has no control channel" in run.stderr
