@@ -21,3 +21,10 @@ _logging.getLogger("labkit").addHandler(_logging.NullHandler())  # the library c
 _aiosmtpd = _logging.getLogger("mail.log")
 _aiosmtpd.addHandler(_ToDebug())
 _aiosmtpd.propagate = False
+
+# labkit's own answer for each seam is fenced while a student's part for it runs (the
+# names come from the seam registry; the hook wraps them as their modules are imported).
+from . import fence as _fence  # noqa: E402
+from . import seams as _seams  # noqa: E402
+
+_fence.install(_seams.fenced_names)

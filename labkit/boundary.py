@@ -14,10 +14,10 @@ ordinary, reported failure:
 - Anything else becomes a :class:`SeamError`, and the trace gets a ``seam-error``
   event with the seam, the host, the input and the student's own traceback (labkit's
   frames trimmed). Nothing is written to stderr.
-- The *reference fence*: while student code runs for a seam, calling labkit's own
-  implementation of that same seam (directly, through a subclass or a wrapper) raises
-  :class:`ReferenceUsed` and is recorded, so the call fails even if the student
-  catches the exception.
+- The *reference fence* (:mod:`labkit.fence`): while student code runs for a seam,
+  calling labkit's own implementation of that same seam (directly, through a subclass
+  or a wrapper) raises :class:`ReferenceUsed` and is recorded, so the call fails even
+  if the student catches the exception.
 
 labkit's own parts run through the same door without a deadline (their waits are
 bounded by their own timeouts) and, when called from the event loop, in labkit's
@@ -38,6 +38,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
+from .contracts import ContractError
+from .fence import ReferenceUsed, check_fence, entered  # noqa: F401 (re-exported)
 from .trace import Tracer
 
 log = logging.getLogger(__name__)
@@ -100,69 +102,7 @@ class Workers:
             self._jobs.put(None)
 
 
-# -- the reference fence ----------------------------------------------------------------
-class ReferenceUsed(RuntimeError):
-    """Student code called labkit's own implementation of the part it replaces."""
-
-
-@dataclass
-class _Frame:
-    seam: str
-    fenced: list[str] = field(default_factory=list)  # what the student tried to call
-
-
-_running = threading.local()
-
-
-def _stack() -> list[_Frame]:
-    stack = getattr(_running, "stack", None)
-    if stack is None:
-        stack = _running.stack = []
-    return stack
-
-
-def check_fence(seam: str, what: str) -> None:
-    """Raise :class:`ReferenceUsed` if student code for ``seam`` is running here."""
-    for frame in _stack():
-        if frame.seam == seam:
-            frame.fenced.append(what)
-            raise ReferenceUsed(
-                f"{what} is labkit's own {seam}: this part is yours to write, so it cannot be used "
-                f"while your {seam} runs (see labkit.lab for the helpers you may use)"
-            )
-
-
-def fenced(seam: str) -> Callable[[T], T]:
-    """Mark a function or class as labkit's reference for ``seam`` (see module doc)."""
-
-    def decorate(obj: Any) -> Any:
-        what = f"{obj.__module__}.{obj.__qualname__}"
-        if isinstance(obj, type):
-            init = obj.__init__
-
-            @functools.wraps(init)
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                check_fence(seam, what)
-                init(self, *args, **kwargs)
-
-            obj.__init__ = __init__  # type: ignore[misc]
-            return obj
-
-        @functools.wraps(obj)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            check_fence(seam, what)
-            return obj(*args, **kwargs)
-
-        return wrapper
-
-    return decorate
-
-
 # -- failures -------------------------------------------------------------------------
-class ContractError(TypeError):
-    """A seam returned something its contract does not allow; the message says what."""
-
-
 class SeamError(Exception):
     """A student's part failed: ``failure`` is raised, contract, deadline or fenced."""
 
@@ -340,15 +280,11 @@ class _Outcome:
 def _run_student(seam: str, impl: Callable[..., Any], args: tuple, kwargs: dict, check: Check | None) -> _Outcome:
     """Runs in a student worker thread: the call with the fence up for ``seam``, then
     the contract check (here, so a check that reads a file never runs on the loop)."""
-    frame = _Frame(seam)
-    stack = _stack()
-    stack.append(frame)
-    try:
-        value = impl(*args, **kwargs)
-    except BaseException as error:  # noqa: BLE001 - judged by the caller
-        return _Outcome(error=error, fenced=frame.fenced)
-    finally:
-        stack.remove(frame)
+    with entered(seam) as frame:
+        try:
+            value = impl(*args, **kwargs)
+        except BaseException as error:  # noqa: BLE001 - judged by the caller
+            return _Outcome(error=error, fenced=frame.fenced)
     if check is None:
         return _Outcome(value=value, fenced=frame.fenced)
     try:

@@ -2,7 +2,7 @@
 
 Each check returns the value (normalised where the contract allows two spellings, such
 as a Received header with or without its final CRLF) or raises
-:class:`~labkit.boundary.ContractError` with a message that names the problem in the
+:class:`ContractError` with a message that names the problem in the
 seam's own terms. The boundary treats a violation exactly like an exception: the
 servers answer as a careful real server would and nothing is lost.
 """
@@ -17,9 +17,11 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .boundary import ContractError
-
 MAX_LINE = 998  # RFC 5322 §2.1.1: a line is at most 998 characters before CRLF
+
+
+class ContractError(TypeError):
+    """A seam returned something its contract does not allow; the message says what."""
 
 
 def type_name(value: Any) -> str:
@@ -29,7 +31,7 @@ def type_name(value: Any) -> str:
 # -- resolve_mx -------------------------------------------------------------------------
 def next_hops(value: Any) -> list:
     """A non-empty list of NextHop, each with a host, a preference and addresses."""
-    from .dns.mx import NextHop
+    from .dns.hops import NextHop
 
     if not isinstance(value, (list, tuple)):
         raise ContractError(f"resolve_mx must return a list of NextHop, got {type_name(value)}"
@@ -70,7 +72,7 @@ def send_result(rcpt_to: Sequence[str]) -> Callable[[Any], Any]:
     """A SendResult with a reply for every recipient, each in accepted or refused."""
 
     def check(value: Any) -> Any:
-        from .smtp.client import Reply, SendResult
+        from .smtp.reply import Reply, SendResult
 
         if not isinstance(value, SendResult):
             raise ContractError(f"send_mail must return a SendResult(accepted, refused, data_reply) or raise "
@@ -194,11 +196,15 @@ def reply_delay(value: Any) -> float:
 _REPLY = re.compile(r"[45][0-9][0-9]( [^\r\n]*)?")
 
 
-def route(is_mailbox: Callable[[str], bool]) -> Callable[[Any], Any]:
-    """Local(mailbox) for a mailbox of this host, Relay(), or Refuse(a 4xx/5xx reply)."""
+def route(request: Any) -> Callable[[Any], Any]:
+    """Local(mailbox) for a mailbox of this host (one of ``request.mailboxes``), Relay(),
+    or Refuse(a 4xx/5xx reply)."""
+
+    def is_mailbox(address: str) -> bool:
+        return address.lower() in request.mailboxes
 
     def check(value: Any) -> Any:
-        from .mta.routing import Local, Refuse, Relay
+        from .mta.types import Local, Refuse, Relay
 
         if isinstance(value, Relay):
             return value

@@ -21,7 +21,7 @@ from typing import Callable, IO
 
 from .render import TerminalRenderer, cut, terminal_size
 from .trace import TraceEvent
-from .smtp.client import SendResult
+from .smtp.reply import SendResult
 from .world import AsyncWorld, World
 
 ALBERT, BETTY = "albert@awesome.com", "betty@brilliant.com"

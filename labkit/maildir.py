@@ -22,7 +22,6 @@ import threading
 import time
 from pathlib import Path
 from typing import Callable
-from .boundary import fenced
 
 from .commit import SPARES, Staged, run_now, write_new, write_temp
 from .commit import fsync_path as fsync_dir  # noqa: F401 (the store uses it by this name)
@@ -32,7 +31,6 @@ _watchers: dict[Path, list[Callable[[Path], None]]] = {}
 _watch_lock = threading.Lock()
 
 
-@fenced("deliver")
 def write_durably(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync the dir."""
     tmp = os.fspath(path.with_name(f".{path.name}.{os.getpid()}.{next(_counter)}.tmp"))
@@ -51,7 +49,6 @@ def create(maildir: Path) -> Path:
 _HOST = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
 
 
-@fenced("deliver")
 def unique_name() -> str:
     """A Maildir file name unique to this host, process and moment (maildir(5))."""
     now = time.time()
@@ -121,7 +118,6 @@ def sweep(maildir: Path) -> list[str]:
     return removed
 
 
-@fenced("deliver")
 def stage(maildir: Path, message: bytes) -> tuple[str, Staged]:
     """Write ``message`` to ``maildir/tmp`` and say where it goes once durable (for
     :mod:`labkit.commit`, which batches the flushes); returns (unique name, Staged).
@@ -137,7 +133,6 @@ def stage(maildir: Path, message: bytes) -> tuple[str, Staged]:
     return name, Staged([(tmp, os.path.join(root, "new", name))], [lambda: notify(maildir)])
 
 
-@fenced("deliver")
 def deliver(maildir: Path, message: bytes) -> str:
     """Store ``message`` in ``maildir/new`` durably; returns the file's unique name.
 

@@ -1,7 +1,7 @@
 """A sans-IO POP3 server session (RFC 1939, RFC 2449 CAPA, RFC 5034 AUTH PLAIN).
 
 Bytes in, bytes out: :class:`POP3Session` implements :class:`labkit.session.Session` and
-never touches a socket; :func:`labkit.session.serve_session` serves it on a port::
+never touches a socket; :func:`labkit.serve.serve_session` serves it on a port::
 
     await serve_session(lambda peer: POP3Session(peer, accounts, hostname="pop.x"),
                         protocol="pop3", server_name="pop.x")
@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from .accounts import Account, Accounts
-from .boundary import fenced
 from .session import PeerInfo, stream
 from .store import Folder, MailboxLock, MailboxLocked, MailStore, MessageInfo, StoreError
 
@@ -172,7 +171,6 @@ def apop_digest(banner: str, password: str) -> str:
     return hashlib.md5((banner + password).encode()).hexdigest()
 
 
-@fenced("pop3_session")
 class POP3Session:
     """One POP3 connection, sans-IO: feed :meth:`receive` bytes, send what it returns."""
 

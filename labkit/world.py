@@ -34,7 +34,7 @@ from .dns.server import DNSServer, Fault
 from .maildir import write_durably
 from .mta.host import SERVICES, MailHost
 from .seams import Seams
-from .smtp.client import SendResult
+from .smtp.reply import SendResult
 from .state import STATE_FILE
 from .trace import TraceEvent, Tracer, delivered_to
 

@@ -13,7 +13,7 @@ import pytest
 
 from labkit.aio import BackgroundLoop
 from labkit.config import AuthConfig, MTAConfig, WorldConfig, load_config
-from labkit.session import serve_session
+from labkit.serve import serve_session
 from labkit.world import World
 
 FAST_MTA = MTAConfig(retry_schedule=(0.1, 0.2, 0.4), max_queue_time=20.0, tarpit_delay=0.05)

@@ -85,11 +85,11 @@ class Probe:
         self.transcript: list[Line] = []
         self._cleanups = contextlib.ExitStack()
 
-    def __call__(self, *args: Any, check: Callable[[Any], Any] | None = None, step: str = "", **kwargs: Any) -> Any:
-        """Call the implementation; exceptions of the seam's contract pass through."""
+    def __call__(self, *args: Any, step: str = "", **kwargs: Any) -> Any:
+        """Call the implementation as the world would (:meth:`SeamSpec.call_part`: the
+        deadline, the fence, the seam's contract); its own exceptions pass through."""
         try:
-            return self.boundary.call(self.seam, "", self.impl, *args, student=True, check=check,
-                                      passes=self.spec.passing(), **kwargs)
+            return self.spec.call_part(self.boundary, "", (self.impl, True), *args, **kwargs)
         except SeamError as error:
             raise self.broken(error.failure, error.detail, error.traceback, step) from None
 

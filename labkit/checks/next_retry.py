@@ -10,7 +10,6 @@ message bounces)? The schedule is a Postfix-like one in seconds, not the lab's. 
 
 from __future__ import annotations
 
-from .. import contracts
 from .harness import Broken, Probe, Rule, entry_points
 
 SCHEDULE = (60.0, 300.0, 1200.0, 3600.0)
@@ -23,7 +22,7 @@ def _ask(probe: Probe, attempts: int, queued_for: float, schedule: tuple[float, 
     """(how the call reads, its answer)."""
     step = f"next_retry({attempts}, {queued_for:g}, schedule={schedule}, max_queue_time={max_queue_time:g})"
     return step, probe(attempts, queued_for, schedule=schedule, max_queue_time=max_queue_time,
-                       check=contracts.retry_delay, step=step)
+                       step=step)
 
 
 def _runs(schedule: tuple[float, ...], attempts: int) -> list[tuple[int, float]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import dns.exception
@@ -21,41 +20,11 @@ import dns.nameserver
 import dns.query
 import dns.rdatatype
 import dns.resolver
-from ..boundary import fenced
 
 from ..net import AddressMap, Endpoint
+from .hops import MXError, NextHop, NullMXError, PermanentMXError, TemporaryMXError
 
 ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)  # A first, then AAAA
-
-
-@dataclass(frozen=True)
-class NextHop:
-    """One host to try, with the addresses to connect to."""
-
-    host: str  # the MX target ("smtp.brilliant.com"), or the domain itself for an implicit MX
-    preference: int  # MX preference (0 for an implicit MX)
-    addresses: tuple[str, ...]  # its A then AAAA addresses
-    implicit: bool = False  # True when there was no MX and the domain's own address is used
-
-
-class MXError(Exception):
-    """No next hop for ``domain``; the message names the domain and the rule."""
-
-    def __init__(self, domain: str, message: str) -> None:
-        super().__init__(message)
-        self.domain = domain
-
-
-class TemporaryMXError(MXError):
-    """DNS could not answer now (SERVFAIL, timeout, REFUSED): try again later (4xx)."""
-
-
-class PermanentMXError(MXError):
-    """DNS says there is nowhere to deliver (NXDOMAIN, no MX and no address): bounce (5xx)."""
-
-
-class NullMXError(PermanentMXError):
-    """The domain publishes a null MX (RFC 7505): it does not accept mail."""
 
 
 class _AskingAs(dns.nameserver.Do53Nameserver):
@@ -120,7 +89,6 @@ def lab_resolver(nameserver: Endpoint, *, timeout: float = 2.0, addresses: Addre
     return resolver
 
 
-@fenced("resolve_mx")
 def resolve_mx(domain: str, resolver: dns.resolver.Resolver) -> list[NextHop]:
     """Ordered next hops for mail to ``domain``, per RFC 5321 §5.1.
 

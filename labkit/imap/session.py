@@ -33,7 +33,6 @@ from functools import partial
 from typing import Callable, Generator, Iterable, Iterator
 
 from labkit.accounts import Account, Accounts
-from labkit.boundary import fenced
 from labkit.maildir import watch
 from labkit.session import PeerInfo, stream
 from labkit.store import (
@@ -200,7 +199,6 @@ def pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts.get(ch, re.escape(ch)) for ch in pattern), re.S)
 
 
-@fenced("imap_session")
 class IMAPSession:
     """One IMAP connection's server side."""
 

@@ -33,7 +33,7 @@ from ..checks.harness import DINNER
 from ..control import ControlError, perform, state
 from ..demo import ALBERT, ALBERT_PC, BETTY, send_from_alberts_pc
 from ..net import is_loopback
-from ..smtp.client import SendResult, SMTPError
+from ..smtp.reply import SendResult, SMTPError
 from . import views
 from .feed import Feed, sse
 

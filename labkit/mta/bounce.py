@@ -9,29 +9,10 @@ from __future__ import annotations
 import email.utils
 import re
 import secrets
-from dataclasses import dataclass
-from ..boundary import fenced
+
+from .types import Failure
 
 _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why one recipient could not be delivered."""
-
-    recipient: str
-    diagnostic: str  # the remote reply ("550 5.1.1 ... user unknown") or our reason
-    remote_mta: str = ""  # the host that refused, if one did
-    action: str = "failed"  # failed | delayed
-
-    @property
-    @fenced("make_bounce")  # finding the status code is part of the bounce lab
-    def status(self) -> str:
-        """The enhanced status code (RFC 3463) from the diagnostic, or a generic one."""
-        found = _STATUS.search(self.diagnostic)
-        if found:
-            return found.group(1)
-        return "5.0.0" if self.action == "failed" else "4.0.0"
 
 
 def _header_section(message: bytes) -> bytes:
@@ -39,7 +20,14 @@ def _header_section(message: bytes) -> bytes:
     return message if end < 0 else message[: end + 2]
 
 
-@fenced("make_bounce")
+def status(failure: Failure) -> str:
+    """The enhanced status code (RFC 3463) from the diagnostic, or a generic one."""
+    found = _STATUS.search(failure.diagnostic)
+    if found:
+        return found.group(1)
+    return "5.0.0" if failure.action == "failed" else "4.0.0"
+
+
 def make_bounce(
     *, reporting_mta: str, queue_id: str, sender: str, failures: list[Failure], original: bytes, arrived: float
 ) -> bytes:
@@ -48,7 +36,7 @@ def make_bounce(
     lines_text = "\r\n".join(f"<{f.recipient}>: {f.diagnostic}" for f in failures)
     per_recipient = "\r\n\r\n".join(
         "\r\n".join(
-            [f"Final-Recipient: rfc822; {f.recipient}", f"Action: {f.action}", f"Status: {f.status}"]
+            [f"Final-Recipient: rfc822; {f.recipient}", f"Action: {f.action}", f"Status: {status(f)}"]
             + ([f"Remote-MTA: dns; {f.remote_mta}"] if f.remote_mta else [])
             + [f"Diagnostic-Code: smtp; {f.diagnostic}"]
         )

@@ -19,16 +19,15 @@ import asyncio
 import ipaddress
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import contracts
 from ..boundary import SeamError
 from ..session import PeerInfo
 from ..smtp import replies
 from ..smtp.client import has_control
-from .received import HopInfo, count_received
-from .routing import Local, Refuse, Relay, Route, RouteRequest
+from .received import count_received
+from .types import HopInfo, Local, Refuse, Relay, Route, RouteRequest, Transaction
 from .spool import QueueEntry
 
 if TYPE_CHECKING:
@@ -44,28 +43,6 @@ def domain_of(address: str) -> str:
 def crlf(data: bytes) -> bytes:
     """Normalise line endings to CRLF (RFC 5322 §2.1: bare CR or LF are not allowed)."""
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-
-
-@dataclass
-class Transaction:
-    """One client's session state as the policy sees it (RFC 5321 §3.3: a mail
-    transaction is MAIL, one or more RCPT, DATA; :meth:`reset` starts a new one)."""
-
-    peer: str  # the client's address as traces name it (virtual in the lab: 1.2.3.4)
-    client: tuple[str, int] = ("", 0)  # the client's socket address, as this server sees it
-    helo: str = ""
-    extended: bool = False  # EHLO rather than HELO
-    login: str = ""  # the account address after AUTH, "" before
-    trusted: bool = False  # the client is in the host's trusted networks
-    mail_from: str | None = None  # None: no MAIL yet; "": the null reverse-path <> (a bounce)
-    smtp_utf8: bool = False
-    recipients: list[str] = field(default_factory=list)
-    local: dict[str, str] = field(default_factory=dict)  # recipient -> mailbox, for route Local
-
-    def reset(self) -> None:
-        """RSET, a new HELO/EHLO, or the end of DATA (RFC 5321 §4.1.1.5)."""
-        self.mail_from, self.smtp_utf8 = None, False
-        self.recipients, self.local = [], {}
 
 
 @dataclass
@@ -112,6 +89,10 @@ class MTA:
         """Whether this service offers AUTH (RFC 4954): submission only (RFC 6409); the
         lab has no TLS, and port 25 takes mail for this host from anyone without it."""
         return self.role == "submission"
+
+    @property
+    def max_message_size(self) -> int:
+        return self.host.mta.max_message_size
 
     def greeting(self) -> str:
         return f"220 {self.hostname} ESMTP labkit"
@@ -181,10 +162,8 @@ class MTA:
         request = self._rcpt_request(txn, address)
         if isinstance(request, str):
             return request
-        impl, student = route
         try:
-            decision = self.boundary.call("route", self.hostname, impl, request, student=student,
-                                          check=contracts.route(self._is_mailbox))
+            decision = self.host.call("route", request, part=route)
         except SeamError as error:
             return replies.LOCAL_ERROR.format(f"route failed ({error.failure})")
         return self._rcpt_apply(txn, address, decision)
@@ -196,9 +175,6 @@ class MTA:
         if route[1]:
             return await self.boundary.in_thread(self._rcpt, txn, address, route)
         return self._rcpt(txn, address, route)
-
-    def _is_mailbox(self, address: str) -> bool:
-        return self.host.mailbox_for(address) is not None
 
     def _rcpt_request(self, txn: Transaction, address: str) -> RouteRequest | str:
         """The checks before routing; a reply string if one fails."""
@@ -260,10 +236,8 @@ class MTA:
         begun = self._begin(txn, message)
         if isinstance(begun, str):
             return begun
-        impl, student = stamper
         try:
-            stamp = self.boundary.call("received_header", self.hostname, impl, begun.hop, student=student,
-                                       check=contracts.received_field)
+            stamp = self.host.call("received_header", begun.hop, part=stamper)
         except SeamError as error:
             return replies.LOCAL_ERROR.format(f"received_header failed ({error.failure})")
         return begun, self._commit(begun, stamp)

@@ -25,16 +25,15 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from .. import contracts, maildir
+from .. import maildir
 from ..boundary import SeamError
 from ..commit import Stage, Staged
 from ..net import close_socket
-from ..seams import SEAMS
-from ..dns.mx import NullMXError, PermanentMXError, TemporaryMXError
-from ..smtp.client import SendResult, SMTPError, SMTPPermanentError
-from .bounce import Failure
+from ..dns.hops import NullMXError, PermanentMXError, TemporaryMXError
+from ..smtp.reply import SendResult, SMTPError, SMTPPermanentError
 from .core import domain_of
 from .spool import QueueEntry
+from .types import Failure
 
 if TYPE_CHECKING:
     from .host import MailHost
@@ -42,9 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MAX_PARALLEL = 16  # deliveries in flight per host
 STOP_GRACE = 1.0  # seconds deliveries in flight get when the world stops
-# The exceptions that are a seam's answer, not its failure (SeamSpec.passes).
-_MX_ANSWERS = SEAMS["resolve_mx"].passing()
-_SEND_ANSWERS = SEAMS["send_mail"].passing()
 
 
 @dataclass(frozen=True)
@@ -250,8 +246,7 @@ class DeliveryQueue:
             return _failed(f"550 5.1.1 <{rcpt}>: user unknown (mailbox removed while queued)")
         stamped = self._stamped(entry, account.address, message)
         try:
-            name = await self._boundary.acall("deliver", self.host.name, impl, account.maildir, stamped, student=True,
-                                              check=contracts.delivered_file(account.maildir, stamped))
+            name = await self.host.acall("deliver", account.maildir, stamped, part=(impl, True))
         except SeamError as error:
             return _deferred(f"451 4.3.0 your deliver failed ({error.one_line()}); the message stays queued",
                              seam="deliver")
@@ -263,11 +258,10 @@ class DeliveryQueue:
         host, context = self.host, self.host.context
         context.tracer.note("dns", "lookup", f"{host.name} asks DNS: which hosts receive mail for {domain}?",
                             client=host.name, domain=domain)
-        impl, student = host.part("resolve_mx")
-        seam = "resolve_mx" if student else ""
+        part = host.part("resolve_mx")
+        seam = "resolve_mx" if part[1] else ""
         try:
-            hops = await self._boundary.acall("resolve_mx", host.name, impl, domain, context.resolver(host.address),
-                                              student=student, check=contracts.next_hops, passes=_MX_ANSWERS)
+            hops = await host.acall("resolve_mx", domain, context.resolver(host.address), part=part)
         except NullMXError as error:  # RFC 7505 §4.2
             return {r: _failed(f"556 5.1.10 {error}", seam=seam) for r in rcpts}
         except PermanentMXError as error:
@@ -297,7 +291,8 @@ class DeliveryQueue:
         """One SMTP transaction with one address of an MX. A student's client is
         checked against what the receiving world host really accepted."""
         host, context = self.host, self.host.context
-        impl, student = host.part("send_mail")
+        part = host.part("send_mail")
+        student = part[1]
         seam = "send_mail" if student else ""
         try:
             endpoint = context.addresses.resolve(address, 25)
@@ -309,9 +304,8 @@ class DeliveryQueue:
         result: SendResult | None = None
         error: Exception | None = None
         try:
-            result = await self._boundary.acall(
-                "send_mail", host.name, impl, sock, helo=host.name, mail_from=entry.mail_from, rcpt_to=rcpts,
-                message=message, student=student, check=contracts.send_result(rcpts), passes=_SEND_ANSWERS)
+            result = await host.acall("send_mail", sock, helo=host.name, mail_from=entry.mail_from, rcpt_to=rcpts,
+                                      message=message, part=part)
         except (SMTPError, SeamError) as failure:
             error = failure
         finally:
@@ -417,11 +411,9 @@ class DeliveryQueue:
         """Seconds until the next attempt, or None to give up (the ``next_retry`` seam;
         if a student's fails, the message stays queued for the schedule's first delay)."""
         host = self.host
-        impl, student = host.part("next_retry")
         try:
-            return await self._boundary.acall(
-                "next_retry", host.name, impl, entry.attempts + 1, now - entry.arrived, student=student,
-                check=contracts.retry_delay, schedule=host.mta.retry_schedule, max_queue_time=host.mta.max_queue_time)
+            return await host.acall("next_retry", entry.attempts + 1, now - entry.arrived,
+                                    schedule=host.mta.retry_schedule, max_queue_time=host.mta.max_queue_time)
         except SeamError:
             return host.mta.retry_schedule[0]
 
@@ -432,12 +424,9 @@ class DeliveryQueue:
             host.context.tracer.note("mta", "discarded", f"{host.name} discarded undeliverable bounce {entry.queue_id}",
                                      server=host.name, queue_id=entry.queue_id)
             return True
-        impl, student = host.part("make_bounce")
         try:
-            dsn = await self._boundary.acall(
-                "make_bounce", host.name, impl, student=student, check=contracts.bounce_message(entry.mail_from),
-                reporting_mta=host.name, queue_id=entry.queue_id, sender=entry.mail_from, failures=failures,
-                original=message, arrived=entry.arrived)
+            dsn = await host.acall("make_bounce", reporting_mta=host.name, queue_id=entry.queue_id,
+                                   sender=entry.mail_from, failures=failures, original=message, arrived=entry.arrived)
         except SeamError:
             return False
         await host.inject(dsn, mail_from="", recipients=[entry.mail_from])

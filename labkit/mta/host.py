@@ -8,13 +8,15 @@ import functools
 import ipaddress
 import time
 from pathlib import Path
+from typing import Any
 
 from .. import maildir
 from ..accounts import Account, Accounts, LoginPenalty
 from ..config import BEHAVIOURS, AuthConfig, HostConfig, MTAConfig
 from ..context import LabContext
 from ..net import SERVICE_PORTS, Endpoint
-from ..session import SessionPart, SessionServer, failure_line, serve_session
+from ..seams import SEAMS
+from ..serve import SessionPart, SessionServer, failure_line, serve_session
 from .delivery import DeliveryQueue
 from .server import serve_smtp
 from .spool import QueueEntry, Spool
@@ -65,9 +67,19 @@ class MailHost:
             account = next(iter(self.accounts), None)
         return account
 
-    def part(self, seam: str):
+    def part(self, seam: str) -> tuple[Any, bool]:
         """``(implementation, is it a student's?)`` of ``seam`` on this host."""
         return self.context.seams.part(seam, self.name)
+
+    def call(self, seam: str, *args: Any, part: tuple[Any, bool] | None = None, **kwargs: Any) -> Any:
+        """Call this host's ``seam`` (or the ``part`` already looked up) from a plain
+        thread, the one way the world calls a part (:meth:`SeamSpec.call_part`)."""
+        return SEAMS[seam].call_part(self.context.boundary, self.name, part or self.part(seam), *args, **kwargs)
+
+    async def acall(self, seam: str, *args: Any, part: tuple[Any, bool] | None = None, **kwargs: Any) -> Any:
+        """:meth:`call` from the event loop."""
+        return await SEAMS[seam].acall_part(self.context.boundary, self.name, part or self.part(seam), *args,
+                                            **kwargs)
 
     def call_soon(self, fn, *args) -> None:
         """Run ``fn(*args)`` on this host's event loop, from any thread."""
@@ -179,7 +191,7 @@ class MailHost:
 
 
 # What a careful server says when its session broke (then it closes the connection);
-# see labkit.session.failure_line, and labkit.smtp.replies.SESSION_FAILED for SMTP.
+# see labkit.serve.failure_line, and labkit.smtp.replies.SESSION_FAILED for SMTP.
 _READING_FAILED = {
     # RFC 2449 §8.1.2: SYS/TEMP, a problem on the server's side that may go away
     "pop3": "-ERR [SYS/TEMP] {host}: internal error in the POP3 session ({failure})",

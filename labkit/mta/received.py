@@ -9,26 +9,11 @@ from __future__ import annotations
 
 import email.utils
 import re
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from ..boundary import fenced
+
+from .types import HopInfo
 
 
-@dataclass(frozen=True)
-class HopInfo:
-    """What a receiving MTA knows about one hop when it stamps the message."""
-
-    helo: str  # the name the client gave in HELO/EHLO
-    peer_address: str  # the client's address (virtual in the lab world: 1.2.3.4)
-    peer_name: str  # the name DNS gives that address, or "" if unknown
-    by: str  # this MTA's name, e.g. smtp.brilliant.com
-    protocol: str  # SMTP, ESMTP, ESMTPA (authenticated), … (RFC 3848)
-    queue_id: str  # FFDC3387
-    recipients: tuple[str, ...]
-    timestamp: float
-
-
-@fenced("received_header")
 def received_header(hop: HopInfo) -> str:
     """The ``Received:`` header field for ``hop``, folded, without a final CRLF.
 

@@ -6,10 +6,7 @@ uses seconds), and give up after a time ("at least 4-5 days"), then bounce.
 
 from __future__ import annotations
 
-from ..boundary import fenced
 
-
-@fenced("next_retry")
 def next_retry(attempts: int, queued_for: float, *, schedule: tuple[float, ...],
                max_queue_time: float) -> float | None:
     """Seconds until the next try after ``attempts`` failed tries of a message queued

@@ -10,48 +10,10 @@ an MTA that relays for anyone is an *open relay*, and spammers find it in hours)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ..boundary import fenced
 from ..smtp import replies
+from .types import Local, Refuse, Relay, Route, RouteRequest
 
 
-@dataclass(frozen=True)
-class RouteRequest:
-    """What the MTA knows when a client says ``RCPT TO:<recipient>``."""
-
-    recipient: str  # as the client wrote it: betty@brilliant.com
-    domain: str  # its domain, lower case, no trailing dot
-    local_domains: frozenset[str]  # the domains this host receives mail for
-    mailboxes: frozenset[str]  # every deliverable address here, lower case (postmaster too)
-    role: str  # "smtp" (port 25: mail for us) or "submission" (port 587: our users' outgoing mail)
-    authenticated: str = ""  # the AUTH login, "" if the client did not log in
-    trusted: bool = False  # the client is in this host's trusted networks (Postfix: mynetworks)
-
-
-@dataclass(frozen=True)
-class Local:
-    """Deliver into the mailbox ``mailbox`` (an address in ``RouteRequest.mailboxes``)."""
-
-    mailbox: str
-
-
-@dataclass(frozen=True)
-class Relay:
-    """Queue it and send it on to the domain's mail exchanger (MX)."""
-
-
-@dataclass(frozen=True)
-class Refuse:
-    """Refuse the recipient with this reply, e.g. ``550 5.1.1 <x@y>: user unknown``."""
-
-    reply: str
-
-
-Route = Local | Relay | Refuse
-
-
-@fenced("route")
 def route(request: RouteRequest) -> Route:
     """The lab MTA's routing: local domains are delivered to existing mailboxes (an
     unknown user is refused at once, RFC 5321 §3.3, so no bounce is ever needed); other

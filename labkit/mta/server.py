@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from ..session import SessionFactory, SessionPart, SessionServer, failure_line, session_handler
+from ..serve import SessionPart, SessionServer, failure_line, session_handler
+from ..session import SessionFactory
 from ..smtp import replies
 from ..trace import LineTracer, new_session_id
 from .core import MTA, Transaction

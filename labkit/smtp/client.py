@@ -19,8 +19,9 @@ import base64
 import enum
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from ..boundary import fenced
+
+# The types of the send_mail contract live in .reply (student-facing); imported here for the core's use.
+from .reply import Reply, SendResult, SMTPError, SMTPPermanentError, SMTPTransientError, Stage
 
 # -- reply codes (RFC 5321 §4.2.2-§4.2.3) ---------------------------------------------
 SERVICE_READY = 220
@@ -40,68 +41,19 @@ MAX_REPLY_LINES = 1000
 #: Message lines shown in the transcript before it summarises the rest.
 TRANSCRIPT_DATA_LINES = 200
 
-Stage = str
-"""Where a transaction failed: connect, greeting, EHLO, AUTH, MAIL, RCPT or DATA."""
-
 Listener = Callable[[str, str], None]
 """Called with ("C" or "S", line) for every protocol line, as it happens."""
 
 
-# -- replies --------------------------------------------------------------------------
-# RFC 3463 §2 (class.subject.detail); RFC 2034 §4: its class matches the reply's.
-_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 # RFC 5321 §4.2: Reply-line = *( Reply-code "-" [ textstring ] CRLF )
 #                             Reply-code [ SP textstring ] CRLF
 _REPLY_LINE = re.compile(rb"([2-5][0-9][0-9])(?:([ -])(.*))?")
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One (possibly multi-line) server reply."""
-
-    code: int
-    lines: tuple[str, ...]  # text of each line, without "250-" / "250 "
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-    @property
-    def positive(self) -> bool:
-        return 200 <= self.code < 400
-
-    @property
-    def transient(self) -> bool:
-        return 400 <= self.code < 500
-
-    @property
-    def permanent(self) -> bool:
-        return 500 <= self.code < 600
-
-    @property
-    def enhanced(self) -> str | None:
-        """The RFC 3463 enhanced status code ("5.1.1") the text starts with, if any."""
-        match = _ENHANCED.match(self.lines[0]) if self.lines else None
-        if match and match.group(1) == str(self.code)[0]:
-            return match.group(0)
-        return None
-
-    def one_line(self) -> str:
-        """The reply on one line, for error messages: ``550 5.1.1 no such user``."""
-        return " ".join([str(self.code), *(line for line in self.lines if line)])
-
-    def __str__(self) -> str:
-        last = len(self.lines) - 1
-        return "\r\n".join(
-            f"{self.code}{'-' if i < last else (' ' if line else '')}{line}" for i, line in enumerate(self.lines)
-        )
 
 
 class MalformedReply(ValueError):
     """The server sent something that is not an SMTP reply line (RFC 5321 §4.2)."""
 
 
-@fenced("send_mail")
 class ReplyParser:
     """Turns the server's byte stream into :class:`Reply` objects, however it is split.
 
@@ -159,37 +111,11 @@ class ReplyParser:
         return reply
 
 
-# -- errors ---------------------------------------------------------------------------
-class SMTPError(Exception):
-    """An SMTP transaction failed at ``stage``; ``reply`` is the server's answer, if any."""
-
-    def __init__(self, problem: str, *, stage: Stage, reply: Reply | None = None) -> None:
-        self.problem, self.stage, self.reply = problem, stage, reply
-        said = f" (server said: {reply.one_line()})" if reply is not None else ""
-        super().__init__(f"{stage}: {problem}{said}")
-
-
-class SMTPTransientError(SMTPError):
-    """A 4xx reply or a connection problem: try again later."""
-
-
-class SMTPPermanentError(SMTPError):
-    """A 5xx reply or a message this server cannot take: give up, bounce."""
-
-
 def error_for(problem: str, stage: Stage, reply: Reply | None = None) -> SMTPError:
     """The right error class for a failed reply: permanent for 5xx, otherwise transient
     (4xx, or a code that makes no sense here: a broken server, so try later)."""
     cls = SMTPPermanentError if reply is not None and reply.permanent else SMTPTransientError
     return cls(problem, stage=stage, reply=reply)
-
-
-@dataclass
-class SendResult:
-    accepted: dict[str, Reply]  # recipient -> its RCPT reply, for recipients the server took
-    refused: dict[str, Reply]  # recipient -> RCPT reply (4xx or 5xx)
-    data_reply: Reply | None  # the reply after ".", None if no recipient was accepted
-    transcript: list[tuple[str, str]] = field(default_factory=list)  # ("C" or "S", line)
 
 
 # -- commands and message data --------------------------------------------------------
@@ -287,7 +213,6 @@ class State(enum.Enum):
     DONE = "done"
 
 
-@fenced("send_mail")
 class ClientTransaction:
     """One SMTP transaction, lock-step (no PIPELINING), from greeting to QUIT.
 

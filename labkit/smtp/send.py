@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
-from ..boundary import fenced
 
 from .client import ClientTransaction, SendResult, SMTPTransientError
 
 RECV_SIZE = 65536
 
 
-@fenced("send_mail")
 def drive(sock: socket.socket, transaction: ClientTransaction, timeout: float = 30.0) -> SendResult:
     """Run ``transaction`` over a connected socket until it has finished; return its
     result or raise its :class:`~labkit.smtp.client.SMTPError`. ``timeout`` bounds
@@ -40,7 +38,6 @@ def drive(sock: socket.socket, transaction: ClientTransaction, timeout: float = 
             transaction.receive_data(data)
 
 
-@fenced("send_mail")
 def send_mail(
     sock: socket.socket,
     *,

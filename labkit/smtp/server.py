@@ -4,7 +4,7 @@ Bytes in, bytes out, like the POP3 and IMAP sessions: :class:`SMTPServerSession`
 fed what the client sent and returns the replies; it never touches a socket. It parses
 the dialogue and keeps its state machine; every decision about mail (may this client
 send? does this recipient exist? queue it) is the MTA core's
-(:class:`labkit.mta.core.MTA`), so it answers exactly as the aiosmtpd front end does.
+(:class:`labkit.mta.core.MTA`, through :class:`labkit.mta.types.MTAPolicy`), so it answers exactly as the aiosmtpd front end does.
 It is the ``smtp_session`` seam's reference::
 
     world.use(host="smtp.brilliant.com", smtp_session=SMTPServerSession)
@@ -33,14 +33,11 @@ import binascii
 import enum
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
-from ..boundary import fenced
+from ..mta.types import MTAPolicy
 from ..session import BaseSession, PeerInfo
 from . import replies
-
-if TYPE_CHECKING:
-    from ..mta.core import MTA
 
 CRLF = b"\r\n"
 MAX_COMMAND_LINE = 512  # octets, with CRLF (RFC 5321 §4.5.3.1.4)
@@ -115,14 +112,13 @@ class SyntaxProblem(Exception):
     """A command's arguments do not parse: answered 501."""
 
 
-@fenced("smtp_session")
 class SMTPServerSession(BaseSession):
     """One SMTP connection, server side; ``mta`` decides, this class parses."""
 
     timeout = 300.0  # RFC 5321 §4.5.3.2.7: at least 5 minutes
     reply_delay = 0.0  # seconds the adapter holds back the reply (a failed AUTH's)
 
-    def __init__(self, peer: PeerInfo, mta: "MTA", *, hostname: str) -> None:
+    def __init__(self, peer: PeerInfo, mta: MTAPolicy, *, hostname: str) -> None:
         self.peer, self.mta, self.hostname = peer, mta, hostname
         self.closed = False
         self.state = State.GREETED
@@ -243,8 +239,8 @@ class SMTPServerSession(BaseSession):
             if keyword == "SIZE":
                 if not value.isdigit():
                     raise SyntaxProblem
-                if int(value) > self.mta.host.mta.max_message_size:
-                    return SIZE_TOO_BIG.format(self.mta.host.mta.max_message_size)
+                if int(value) > self.mta.max_message_size:
+                    return SIZE_TOO_BIG.format(self.mta.max_message_size)
             elif keyword == "BODY":
                 if value not in ("7BIT", "8BITMIME"):
                     raise SyntaxProblem
@@ -300,7 +296,7 @@ class SMTPServerSession(BaseSession):
             self._data_problem = self._data_problem or TEXT_TOO_LONG
             return ""
         self._size += len(line)
-        limit = self.mta.host.mta.max_message_size
+        limit = self.mta.max_message_size
         if self._size > limit:
             self._data_problem, self._message = self._data_problem or TOO_MUCH_DATA.format(limit), []
         elif not self._data_problem:
