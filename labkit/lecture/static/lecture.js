@@ -252,7 +252,9 @@ function clearView() {
 
 // -- the mailboxes ------------------------------------------------------------------------
 const chosen = { box: "", message: "" };
-const rawSources = new Map();
+const rawSources = new Map(); // message name -> its source, while shown
+const openSources = new Set(); // the messages whose source is shown
+let lastBoxes = [];
 
 function highlight(text, names) {
   const wanted = names.filter(Boolean).sort((a, b) => b.length - a.length);
@@ -277,24 +279,28 @@ function showMessage(box, message) {
         ...[...hops].reverse().map((hop, i) => el("li", {},
           el("span", { className: "n" }, `hop ${hops.length - i}: `), ...highlight(`Received: ${hop.raw}`, hop.names)))));
   }
-  const raw = el("pre", { className: "raw", hidden: !rawSources.has(message.name) }, rawSources.get(message.name) || "");
-  const button = el("button", { type: "button" }, raw.hidden ? "Show the raw source" : "Hide the raw source");
+  // whether the source is shown lives here, not in the DOM: the panel is redrawn as mail comes
+  const shown = openSources.has(message.name);
+  const raw = el("pre", { className: "raw", hidden: !shown }, rawSources.get(message.name) || "loading…");
+  const button = el("button", { type: "button" }, shown ? "Hide the raw source" : "Show the raw source");
   button.addEventListener("click", async () => {
-    if (raw.hidden && !rawSources.has(message.name)) {
+    if (openSources.delete(message.name)) {
+      rawSources.delete(message.name);
+    } else {
+      openSources.add(message.name);
+      renderMailboxes(lastBoxes);
       const query = new URLSearchParams({ address: box.address, name: message.name });
       const response = await fetch(`/api/message?${query}`);
       rawSources.set(message.name, await response.text());
-      raw.textContent = rawSources.get(message.name);
     }
-    raw.hidden = !raw.hidden;
-    if (raw.hidden) rawSources.delete(message.name);
-    button.textContent = raw.hidden ? "Show the raw source" : "Hide the raw source";
+    renderMailboxes(lastBoxes);
   });
   parts.push(el("p", {}, button), raw);
   return el("div", { id: "message" }, ...parts);
 }
 
 function renderMailboxes(boxes) {
+  lastBoxes = boxes;
   if (!chosen.box) chosen.box = (boxes.find((b) => b.address === "betty@brilliant.com") || boxes[0] || {}).address;
   const box = boxes.find((b) => b.address === chosen.box) || boxes[0];
   if (!box) return;
