@@ -3,6 +3,8 @@
 #   make test   creates .venv, installs labkit with its test tools, runs the suite
 # and one opens the labs:
 #   make lab    installs JupyterLab and nbgrader, generates the student release, opens it
+# and one is for the lecture hall:
+#   make lecture   runs the lab world with its live page (http://127.0.0.1:8025/)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +12,7 @@ STAMP := $(VENV)/.installed
 LAB_STAMP := $(VENV)/.lab-installed
 LABS := $(notdir $(patsubst %/,%,$(dir $(wildcard notebooks/*/*.ipynb))))
 
-.PHONY: demo test world bench lab release clean
+.PHONY: demo test world lecture bench lab release clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +35,9 @@ demo: $(STAMP)
 
 world: $(STAMP)
 	$(BIN)/labkit world $(ARGS)
+
+lecture: $(STAMP)
+	$(BIN)/labkit world --web $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)

@@ -104,7 +104,9 @@ class _FencingLoader(importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         self.loader.exec_module(module)
         for attribute, seam in self.names:
-            setattr(module, attribute, fence(seam, getattr(module, attribute)))
+            found = vars(module).get(attribute)  # a graded kernel's stand-in module has none of them
+            if found is not None:
+                setattr(module, attribute, fence(seam, found))
 
 
 class _FencingFinder(importlib.abc.MetaPathFinder):

@@ -27,11 +27,18 @@ from .seams import SEAMS
 from .session import BaseSession as Session
 from .session import PeerInfo
 from .smtp.reply import Reply, SendResult, SMTPError, SMTPPermanentError, SMTPTransientError
-from .store import MailStore
 
 __doc__ = (__doc__ or "") + "\n\n".join(spec.doc for spec in SEAMS.values()) + "\n"
 
 MTA = MTAPolicy  # the name the labs used first
+
+
+def __getattr__(name: str):  # MailStore on first use: it is labkit's Maildir code, not a type
+    if name == "MailStore":
+        from .store import MailStore
+
+        return MailStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 STUDENT_MODULES = ("labkit.lab", "labkit.notebook", "labkit.checks", "labkit.imap.parser")
 """The labkit modules a student's code may import (and their submodules)."""

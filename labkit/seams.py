@@ -278,6 +278,8 @@ def default_sendmail() -> str:
 def check_implementation(spec: SeamSpec, impl: Any) -> None:
     """Raise a TypeError, in the student's cell, if ``impl`` cannot be this seam."""
     if spec.kind == "program":
+        if callable(getattr(impl, "run", None)):  # a program elsewhere (a graded notebook's, run in its kernel)
+            return
         path = Path(impl)
         if not path.is_file() or not os.access(path, os.X_OK):
             raise TypeError(f"{spec.name} must be an executable program (chmod +x it); {impl!r} is not one")
@@ -301,6 +303,17 @@ def check_implementation(spec: SeamSpec, impl: Any) -> None:
                             "(subclass labkit.lab.Session and write start() and receive())")
 
 
+def check_parts(parts: dict[str, Any]) -> None:
+    """``world.use(**parts)``'s arguments: known seams, and parts that fit them (``None``
+    for labkit's own); a TypeError, in the student's cell, for the first that does not."""
+    for name, impl in parts.items():
+        spec = SEAMS.get(name)
+        if spec is None:
+            raise TypeError(f"no seam named {name!r}; the seams are: {', '.join(SEAMS)}")
+        if impl is not None:
+            check_implementation(spec, impl)
+
+
 class Seams:
     """Which implementation runs each part, everywhere or on one host."""
 
@@ -315,12 +328,7 @@ class Seams:
     def use(self, host: str | None = None, **parts: Any) -> list[str]:
         """Swap parts (``None`` restores labkit's own); returns the names swapped.
         Unknown names and implementations that cannot fit raise TypeError at once."""
-        for name, impl in parts.items():
-            spec = SEAMS.get(name)
-            if spec is None:
-                raise TypeError(f"no seam named {name!r}; the seams are: {', '.join(SEAMS)}")
-            if impl is not None:
-                check_implementation(spec, impl)
+        check_parts(parts)
         with self._lock:
             for name, impl in parts.items():
                 if host is None:

@@ -81,6 +81,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 
 from .commit import Staged, flush, install, write_temp
+from .imap.wire import not_atom_char
 from .maildir import create as create_maildir
 from .maildir import fsync_dir, notify, sweep_tmp, unique_name, write_durably
 
@@ -279,14 +280,6 @@ def split_name(filename: str) -> tuple[str, str]:
     """A Maildir file name -> (key, info letters); ``info`` is "" without a ``:2,`` suffix."""
     key, sep, info = filename.partition(INFO_SEPARATOR)
     return key, (info[2:] if sep and info.startswith("2,") else "")
-
-
-_ATOM_SPECIALS = frozenset('(){ %*"\\]')
-
-
-def not_atom_char(text: str) -> str | None:
-    """The first character of ``text`` that an RFC 3501 §9 atom cannot hold, or None."""
-    return next((c for c in text if not 0x20 < ord(c) < 0x7F or c in _ATOM_SPECIALS), None)
 
 
 def is_keyword(flag: str) -> bool:

@@ -1,4 +1,5 @@
-"""Lab 0's answers, judged against the run's own trace; a seeded world repeats its IDs."""
+"""Lab 0's answers, judged against the run's own record (trace, Betty's Maildir); a
+seeded world repeats its IDs."""
 
 from __future__ import annotations
 
@@ -11,17 +12,18 @@ from labkit.world import World
 BETTY = "betty@brilliant.com"
 
 
-def story(seed: str | None = "lab 0"):
-    with World(lecture_config(), seed=seed) as world:
+def story(state_dir, seed: str | None = "lab 0") -> World:
+    """A world that ran the story and stopped: its record stays (its own state dir)."""
+    with World(lecture_config(), seed=seed, state_dir=state_dir) as world:
         world.send("albert@awesome.com", [BETTY], b"Subject: Dinner\r\n\r\nHey\r\n", source="1.2.3.100")
         world.wait_for_delivery(BETTY)
         world.wait_for(lambda e: e.kind == "delivered" and e.server == "smtp.awesome.com")  # the relay's own note
-        return world.tracer.events(), world.messages(BETTY)[0]
+    return world
 
 
 @pytest.fixture(scope="module")
-def run():
-    return story()
+def run(tmp_path_factory):
+    return story(tmp_path_factory.mktemp("story"))
 
 
 def queue_ids(events) -> list[str]:
@@ -29,10 +31,10 @@ def queue_ids(events) -> list[str]:
 
 
 def test_right_answers_pass(run):
-    events, copy = run
+    events = run.tracer.events()
     awesome = next(e.data["queue_id"] for e in events if e.kind == "queued" and e.server == "smtp.awesome.com")
     brilliant = next(e.data["queue_id"] for e in events if e.kind == "delivered" and e.server == "smtp.brilliant.com")
-    report = checks.story.run(events, copy, awesome_queue_id=awesome, brilliant_queue_id=brilliant.lower(),
+    report = checks.story.run(run, awesome_queue_id=awesome, brilliant_queue_id=brilliant.lower(),
                               mx_host="smtp.brilliant.com", mx_address="1.2.3.5", hops=2)
     assert report.passed and len(report) == 5, str(report)
 
@@ -45,19 +47,19 @@ def test_right_answers_pass(run):
     ({"hops": 1}, "Betty's copy"),
 ])
 def test_wrong_answers_fail_without_giving_the_answer(run, answers, says):
-    events, copy = run
-    result = checks.story.run(events, copy, **answers).results[0]
+    result = checks.story.run(run, **answers).results[0]
     assert result.status == "fail" and says in result.text()
-    assert not any(qid in result.text() for qid in queue_ids(events))
+    assert not any(qid in result.text() for qid in queue_ids(run.tracer.events()))
 
 
 def test_an_unknown_question_is_a_clear_error(run):
     with pytest.raises(KeyError, match="no question 'queue'"):
-        checks.story.run(*run, queue="x")
+        checks.story.run(run, queue="x")
 
 
-def test_a_seeded_world_gives_the_same_queue_ids_every_run(run):
+def test_a_seeded_world_gives_the_same_queue_ids_every_run(run, tmp_path):
     """The same IDs; the order of the two hosts' notes may differ (smtp.brilliant.com
     stores the message after its 250, while smtp.awesome.com notes that 250)."""
-    assert sorted(queue_ids(story()[0])) == sorted(queue_ids(run[0]))
-    assert sorted(queue_ids(story(seed=None)[0])) != sorted(queue_ids(run[0]))
+    ids = sorted(queue_ids(run.tracer.events()))
+    assert sorted(queue_ids(story(tmp_path / "again").tracer.events())) == ids
+    assert sorted(queue_ids(story(tmp_path / "unseeded", seed=None).tracer.events())) != ids

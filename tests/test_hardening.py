@@ -169,26 +169,22 @@ class Reply:
 
 
 class Responsiveness:
-    """How fast the rest of the world answers: another host's SMTP and POP3 greetings and
-    a DNS query, each timed (seconds); a round must take well under 100 ms each."""
+    """Whether the rest of the world answers: another host's SMTP and POP3 greetings and
+    a DNS query. A round made while a command provably waits for a lock of the store
+    (``during``) is answered only if that wait is off the event loop: on the loop, the
+    loop itself would wait until the lock is released, which ``during`` does only after.
+    Timeouts are generous (10 s): a slow machine makes a round slower, never wrong."""
 
     def __init__(self, world: WorldProcess) -> None:
-        self.world, self.worst = world, 0.0
+        self.world = world
         self.dns = world.info["dns"]
 
     def round(self) -> None:
         for host, service in (("mx2.careful.com", "smtp"), ("plain.com", "pop3")):
-            started = time.perf_counter()
-            with socket.create_connection(self.world.endpoint(host, service), timeout=1) as sock:
+            with socket.create_connection(self.world.endpoint(host, service), timeout=10) as sock:
                 assert sock.recv(100)[:1] in (b"2", b"+")
-            self.note(started)
-        started = time.perf_counter()
         query = dns.message.make_query("brilliant.com", "MX")
-        assert dns.query.udp(query, self.dns["host"], port=self.dns["port"], timeout=1).answer
-        self.note(started)
-
-    def note(self, started: float) -> None:
-        self.worst = max(self.worst, time.perf_counter() - started)
+        assert dns.query.udp(query, self.dns["host"], port=self.dns["port"], timeout=10).answer
 
     def during(self, lock: Path, send: Callable[[], Reply]) -> bytes:
         """Hold the store's ``lock``, send a command that needs it, and probe the world
@@ -258,7 +254,6 @@ def test_the_loop_never_waits_for_the_disk(tmp_path):
         finally:
             imap.close()
             pop3.close()
-    assert probe.worst < 0.1, f"the world took {probe.worst * 1000:.0f} ms to answer"
 
 
 # -- 4. bounded memory under any input ------------------------------------------------------

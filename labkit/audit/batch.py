@@ -1,5 +1,10 @@
 """`labkit check --batch students.csv`: every student's setup, in parallel, into a CSV
-of the grader's shape (``student,assignment,score,max_score,status,reason``)."""
+of the grader's shape (``student,assignment,score,max_score,status,reason``).
+
+Every row has the same ``max_score`` (one rubric for the class). The reason says what
+failed and what came back, the setup's failures apart from the roster's (a password the
+servers all refuse: status ``check roster``); rules that could not run because of
+another are not listed again."""
 
 from __future__ import annotations
 
@@ -10,12 +15,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import IO
 
+from .rubric import BECAUSE_TIME, AuditReport, rubric
 from .run import check
 from .target import Target
 
 COLUMNS = ("student", "assignment", "score", "max_score", "status", "reason")
 ASSIGNMENT = "mail-setup"
 REASON_RULES = 4  # failed rules named in the reason column; the rest are counted
+REASON_GOT = 90  # characters of what came back, per failed rule
 
 
 def read_students(stream: IO[str]) -> list[dict[str, str]]:
@@ -27,21 +34,40 @@ def read_students(stream: IO[str]) -> list[dict[str, str]]:
 def grade(row: dict[str, str], make_target: Callable[[dict[str, str]], Target]) -> dict[str, str]:
     """One student's grade row; never raises."""
     out = {"student": row.get("student", ""), "assignment": ASSIGNMENT, "score": "0", "max_score": "0"}
-    if not row.get("domain"):
-        return {**out, "status": "missing", "reason": "no domain given"}
     try:
-        target = make_target(row)
+        target = make_target({**row, "domain": row.get("domain") or "missing.invalid"})
+        out["max_score"] = f"{sum(r.points for r in rubric(target.services)):g}"
+        if not row.get("domain"):
+            return {**out, "status": "missing", "reason": "no domain given"}
         report = check(target)
     except Exception as error:  # a bug or a bad row must not stop the batch
         return {**out, "status": "crashed", "reason": f"{type(error).__name__}: {error}"}
-    failed = [r.rule for r in report.failures]
-    reason = "; ".join(failed[:REASON_RULES]) + (f" (+{len(failed) - REASON_RULES} more)"
-                                                 if len(failed) > REASON_RULES else "")
-    status = "graded"
-    if target.expired():
-        status, reason = "timed out", "; ".join(filter(None, ["time limit reached", reason]))
-    return {**out, "score": f"{report.score:g}", "max_score": f"{report.max_score:g}", "status": status,
-            "reason": reason}
+    return {**out, **grade_of(report)}
+
+
+def grade_of(report: AuditReport) -> dict[str, str]:
+    """The score, status and reason columns of one report."""
+    status = "timed out" if report.timed_out else "check roster" if report.roster else "graded"
+    return {"score": f"{report.score:g}", "max_score": f"{report.max_score:g}", "status": status,
+            "reason": reason(report)}
+
+
+def reason(report: AuditReport) -> str:
+    """``roster: …; setup: RULE — what came back; …; time limit: …`` (only the parts there are)."""
+    parts = [f"roster: {report.roster}"] if report.roster else []
+    failed = [f"{r.rule} — {_short(r.got or r.expected)}" for r in report.failures]
+    if failed:
+        more = f" (+{len(failed) - REASON_RULES} more)" if len(failed) > REASON_RULES else ""
+        parts.append("setup: " + "; ".join(failed[:REASON_RULES]) + more)
+    if report.timed_out:
+        cut = sum(1 for r in report.unchecked if getattr(r, "cause", "") == BECAUSE_TIME)
+        parts.append(f"time limit reached: {cut} rule{'s' * (cut != 1)} not checked")
+    return "; ".join(parts)
+
+
+def _short(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= REASON_GOT else line[:REASON_GOT - 1] + "…"
 
 
 class Progress:

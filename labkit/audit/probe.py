@@ -2,19 +2,23 @@
 
 :class:`SMTPProbe` speaks lock-step SMTP (:mod:`labkit.smtp.lockstep`) with the client
 core's command builders, ``choose_auth`` and ``auth_steps``:
-greeting, EHLO, AUTH, then any number of MAIL/RCPT questions, each ended with RSET
-(RFC 5321 §4.1.1.5) so no transaction ever reaches DATA: an open relay learns nothing
-it could relay. Every wait is bounded by a deadline, not only per ``recv``, so a
-server that drips one byte at a time cannot stall the check.
+greeting, EHLO, STARTTLS, AUTH, then any number of MAIL/RCPT questions, each ended with
+RSET (RFC 5321 §4.1.1.5) so no transaction ever reaches DATA: an open relay learns
+nothing it could relay. Every wait is bounded by a deadline, not only per ``recv``, so a
+server that drips one byte at a time cannot stall the check, and by what is left of
+the check's time limit.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
+from collections.abc import Callable
 
-from ..smtp.client import Reply, auth_steps, choose_auth, mail_command, parse_extensions, rcpt_command
+from ..smtp.client import Reply, ReplyParser, auth_steps, choose_auth, mail_command, parse_extensions, rcpt_command
 from ..smtp.lockstep import LockstepClient, SessionBroken
 from .target import Line
+from .tls import TLS
 
 ProbeError = SessionBroken  # what a probe raises when the session broke
 
@@ -22,15 +26,34 @@ ProbeError = SessionBroken  # what a probe raises when the session broke
 class SMTPProbe(LockstepClient):
     """Lock-step questions to one SMTP server: EHLO, AUTH, MAIL/RCPT then RSET."""
 
-    def __init__(self, sock: socket.socket, *, timeout: float, transcript: list[Line]) -> None:
-        super().__init__(sock, timeout=timeout, transcript=transcript)
+    def __init__(self, sock: socket.socket, *, budget: Callable[[], float], transcript: list[Line]) -> None:
+        super().__init__(sock, timeout=budget(), transcript=transcript)
+        self.budget = budget
         self.extensions: dict[str, str] = {}
+
+    def reply(self) -> Reply:
+        self.timeout = self.budget()  # the per-reply timeout, cut to the check's time limit
+        return super().reply()
 
     # -- SMTP -------------------------------------------------------------------------
     def ehlo(self, name: str) -> Reply:
         reply = self.command(f"EHLO {name}")
         if reply.code == 250:
             self.extensions = parse_extensions(reply)
+        return reply
+
+    def starttls(self, tls: TLS, host: str, use: str, context: ssl.SSLContext) -> Reply:
+        """STARTTLS and the handshake (RFC 3207 §4); afterwards the client forgets what
+        it learnt in clear and must say EHLO again (§4.2). The reply when it was refused."""
+        reply = self.command("STARTTLS")
+        if reply.code != 220:
+            return reply
+        if self.pending:  # nothing may come before the handshake: injected commands (CVE-2011-0411)
+            raise self._broken("the server sent more after 220 to STARTTLS, before the TLS handshake")
+        self.sock.settimeout(self.budget())
+        self.sock = tls.wrap(self.sock, host, use, context, self.transcript)
+        self.extensions = {}
+        self.parser = ReplyParser(on_line=lambda line: self.transcript.append(("S", line)))
         return reply
 
     def auth(self, user: str, password: str) -> Reply | None:

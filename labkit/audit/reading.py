@@ -1,9 +1,13 @@
 """The reading rules: the test message is found over IMAP (RFC 3501) and POP3 (RFC
-1939, where offered), its header shows the receiving host's Received line (RFC 5321
-§4.4), and both services refuse a wrong password.
+1939), its header shows the receiving host's Received line (RFC 5321 §4.4), and both
+services refuse a wrong password.
 
 The clients are the stdlib's imaplib and poplib, instrumented to keep a transcript
-(passwords masked) and to connect through the :class:`~labkit.audit.target.Connector`.
+(passwords masked), to connect through the :class:`~labkit.audit.target.Connector` and
+to cut every wait to the check's time limit. They speak TLS wherever the server offers
+it: STARTTLS on 143 and 110 (RFC 2595), else implicit TLS on 993 and 995 (RFC 8314
+§3.2, §3.1); a password goes in clear only to a service that offers neither. Both wait
+for the test message together, once: then each looks.
 """
 
 from __future__ import annotations
@@ -14,75 +18,334 @@ import imaplib
 import poplib
 import re
 import socket
+import ssl
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 from ..checks.result import Result
 from ..dns.mx import NextHop
 from ..smtp.client import SECRET
-from .rows import excerpt, not_checked, skipped
+from .rows import excerpt
+from .rubric import (BECAUSE_INPUT, IMAP_FOUND, IMAP_WRONG, MESSAGE, POP3_FOUND, POP3_WRONG, RECEIVED, Rule, after,
+                     not_checked, time_up)
 from .smtp_rules import Greeted
-from .target import ConnectFailed, Connector, Line, Target
+from .target import ConnectFailed, Line, TimeUp
+from .tls import IMPLICIT_PORTS, HandshakeFailed
+from .visit import Visit
 
 IMAP_PORT, POP3_PORT = 143, 110
-RULE_IMAP_FOUND = "IMAP: the test message is in INBOX"
-RULE_IMAP_WRONG = "IMAP: a wrong password is refused"
-RULE_POP3_FOUND = "POP3: the test message is in the maildrop"
-RULE_POP3_WRONG = "POP3: a wrong password is refused"
-RULE_RECEIVED = "the receiving host added a Received line"
-RULES = (RULE_IMAP_FOUND, RULE_IMAP_WRONG, RULE_POP3_FOUND, RULE_POP3_WRONG, RULE_RECEIVED)
 POP3_SCAN = 50  # newest messages looked at for the test message
 POLL_FIRST, POLL_MOST = 0.05, 1.0  # seconds between looks while waiting for delivery
+# response codes that say the login failed for another reason than the password (RFC 5530, RFC 3206)
+NOT_THE_PASSWORD = ("PRIVACYREQUIRED", "UNAVAILABLE", "SYS/", "IN-USE", "LOGIN-DELAY", "CONTACTADMIN")
 
-T = TypeVar("T")
 Failure = (imaplib.IMAP4.error, poplib.error_proto, OSError, EOFError)
+
+
+class LoginRefused(Exception):
+    """The server refused the user's password (not: it broke, or wants TLS first)."""
 
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace").rstrip("\r\n")
 
 
-class TracedIMAP(imaplib.IMAP4):
-    """imaplib's client, connecting through a Connector and keeping a transcript."""
+def _problem(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return "no reply in time (timed out)"
+    text = str(error.args[0] if error.args else error)
+    return text[2:-1] if text.startswith(("b'", 'b"')) else text or type(error).__name__
 
-    def __init__(self, connector: Connector, host: NextHop, transcript: list[Line]) -> None:
-        self._connector, self._mail_host, self._transcript = connector, host, transcript
-        super().__init__(host.host, IMAP_PORT, timeout=connector.timeout)
+
+class _Traced:
+    """What both clients share: connect through the Connector (with implicit TLS where
+    asked), and cut each wait to the time limit."""
+
+    port: int
+    sock: socket.socket
+
+    def _setup(self, visit: Visit, host: NextHop, transcript: list[Line], name: str,
+               context: ssl.SSLContext | None) -> None:
+        self._visit, self._mail_host, self._transcript, self._name, self._implicit = (visit, host, transcript, name,
+                                                                                     context)
 
     def _create_socket(self, timeout: float | None = None) -> socket.socket:
-        return self._connector.connect(self._mail_host.host, self._mail_host.addresses, IMAP_PORT, self._transcript)
+        host, visit = self._mail_host, self._visit
+        sock = visit.target.connector().connect(host.host, host.addresses, self.port, self._transcript)
+        if self._implicit is not None:
+            sock.settimeout(visit.target.budget())
+            sock = visit.tls.wrap(sock, host.host, f"{self._name} {self.port}", self._implicit, self._transcript)
+        return sock
+
+    def _wait(self) -> None:
+        self.sock.settimeout(self._visit.target.budget())
+
+
+class TracedIMAP(_Traced, imaplib.IMAP4):
+    """imaplib's client, connecting through a Connector and keeping a transcript."""
+
+    def __init__(self, visit: Visit, host: NextHop, transcript: list[Line], port: int = IMAP_PORT,
+                 context: ssl.SSLContext | None = None) -> None:
+        self._setup(visit, host, transcript, "IMAP", context)
+        imaplib.IMAP4.__init__(self, host.host, port, timeout=visit.target.budget())
 
     def send(self, data: bytes) -> None:
         words = _text(data).split(" ")
         shown = " ".join(words[:3] + [SECRET]) if len(words) > 3 and words[1].upper() == "LOGIN" else _text(data)
         self._transcript.append(("C", shown))
+        self._wait()
         super().send(data)
 
     def readline(self) -> bytes:
+        self._wait()
         line = super().readline()
         self._transcript.append(("S", _text(line)))
         return line
 
+    def read(self, size: int) -> bytes:
+        self._wait()
+        return super().read(size)
 
-class TracedPOP3(poplib.POP3):
+
+class TracedPOP3(_Traced, poplib.POP3):
     """poplib's client, likewise."""
 
-    def __init__(self, connector: Connector, host: NextHop, transcript: list[Line]) -> None:
-        self._connector, self._mail_host, self._transcript = connector, host, transcript
-        super().__init__(host.host, POP3_PORT, timeout=connector.timeout)
-
-    def _create_socket(self, timeout: float | None) -> socket.socket:
-        return self._connector.connect(self._mail_host.host, self._mail_host.addresses, POP3_PORT, self._transcript)
+    def __init__(self, visit: Visit, host: NextHop, transcript: list[Line], port: int = POP3_PORT,
+                 context: ssl.SSLContext | None = None) -> None:
+        self._setup(visit, host, transcript, "POP3", context)
+        poplib.POP3.__init__(self, host.host, port, timeout=visit.target.budget())
 
     def _putline(self, line: bytes) -> None:
         self._transcript.append(("C", "PASS " + SECRET if line.upper().startswith(b"PASS ") else _text(line)))
+        self._wait()
         super()._putline(line)
+
+    def _getline(self) -> tuple[bytes, int]:
+        self._wait()
+        return super()._getline()
 
     def _getresp(self) -> bytes:  # status lines only: message lines would swamp the transcript
         line = super()._getresp()
         self._transcript.append(("S", _text(line)))
         return line
+
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """How to speak to one mailbox service: its ports, its client, its STARTTLS."""
+
+    name: str  # IMAP | POP3
+    port: int
+    client: Any  # TracedIMAP | TracedPOP3
+    offers_tls: Callable[[Any], bool]
+    starttls: Callable[[Any, ssl.SSLContext], object]
+    found: Rule
+    wrong: Rule
+
+    @property
+    def tls_port(self) -> int:
+        return IMPLICIT_PORTS[self.name.lower()]
+
+
+def _pop3_offers_tls(pop: TracedPOP3) -> bool:
+    try:
+        return "STLS" in pop.capa()  # RFC 2449 CAPA, RFC 2595 §4 STLS
+    except poplib.error_proto:
+        return False
+
+
+IMAP = Mailbox("IMAP", IMAP_PORT, TracedIMAP, lambda imap: "STARTTLS" in imap.capabilities,
+               lambda imap, context: imap.starttls(context), IMAP_FOUND, IMAP_WRONG)
+POP3 = Mailbox("POP3", POP3_PORT, TracedPOP3, _pop3_offers_tls, lambda pop, context: pop.stls(context),
+               POP3_FOUND, POP3_WRONG)
+
+
+def connect(service: Mailbox, host: NextHop, visit: Visit, transcript: list[Line]):
+    """A session ready to log in, over TLS wherever the server offers it: STARTTLS on
+    the plain port, else implicit TLS on its own port; in clear only when neither
+    works. The way found is remembered for the check's later sessions."""
+    tls, key = visit.tls, (service.name, host.host)
+    way = visit.ways.get(key)
+    implicit_use = f"{service.name} {service.tls_port}"
+
+    def implicit() -> Any:
+        client = tls.attempt(host.host, implicit_use, lambda context: service.client(
+            visit, host, transcript, service.tls_port, context))
+        visit.ways[key] = "implicit"
+        return client
+
+    if way == "implicit":
+        return implicit()
+    try:
+        plain = service.client(visit, host, transcript, service.port)
+    except ConnectFailed as error:
+        if way is not None:
+            raise
+        try:
+            return implicit()
+        except ConnectFailed as other:
+            raise ConnectFailed(f"port {service.port}: {error}; port {service.tls_port}: {other}") from other
+    if way == "clear":
+        return plain
+    if service.offers_tls(plain):
+        try:
+            client = _starttls(service, host, visit, transcript, plain)
+        except HandshakeFailed as error:
+            try:
+                return implicit()
+            except (ConnectFailed, HandshakeFailed, *Failure):
+                raise HandshakeFailed(f"{error}; the password was not sent in clear") from error
+        visit.ways[key] = "starttls"
+        return client
+    if way is None:
+        try:
+            client = implicit()
+        except (ConnectFailed, HandshakeFailed, *Failure):
+            pass
+        else:
+            _close(plain)
+            return client
+    visit.ways[key] = "clear"
+    tls.clear.append(f"{host.host} {service.name} {service.port}")
+    return plain
+
+
+def _starttls(service: Mailbox, host: NextHop, visit: Visit, transcript: list[Line], first: Any) -> Any:
+    use = f"{service.name} {service.port} STARTTLS"
+    pending = [first]
+
+    def handshake(context: ssl.SSLContext) -> Any:
+        client = pending.pop() if pending else service.client(visit, host, transcript, service.port)
+        try:
+            service.starttls(client, context)
+        except ssl.SSLCertVerificationError:
+            _close(client)
+            raise
+        except (ssl.SSLError, *Failure) as error:
+            _close(client)
+            raise visit.tls.failure(host.host, use, f"STARTTLS failed: {_problem(error)}", transcript) from error
+        visit.tls.handshaken(host.host, use, context, client.sock, transcript)
+        return client
+
+    return visit.tls.attempt(host.host, use, handshake)
+
+
+def log_in(service: Mailbox, client: Any, visit: Visit, password: str) -> None:
+    """LOGIN, or USER and PASS; :class:`LoginRefused` when the password is what was wrong."""
+    target = visit.target
+    if service is IMAP and "LOGINDISABLED" in client.capabilities:  # RFC 3501 §6.2.3
+        raise imaplib.IMAP4.error("LOGINDISABLED: the server takes no password in clear, and offers no TLS "
+                                  "labkit check could use")
+    try:
+        if service is IMAP:
+            client.login(target.login_name, password)
+        else:
+            client.user(target.login_name)
+            client.pass_(password)
+    except (imaplib.IMAP4.error, poplib.error_proto) as error:
+        text = _problem(error)
+        if isinstance(error, imaplib.IMAP4.abort) or any(code in text.upper() for code in NOT_THE_PASSWORD):
+            raise
+        raise LoginRefused(text) from error
+
+
+# -- finding the test message --------------------------------------------------------------
+class Reader:
+    """One service's look for the test message: open (log in), look, read its header."""
+
+    def __init__(self, service: Mailbox, host: NextHop, visit: Visit, message_id: str) -> None:
+        self.service, self.host, self.visit, self.message_id = service, host, visit, message_id
+        self.transcript: list[Line] = []
+        self.client: Any = None
+        self.row: Result | None = None  # set once this reader's verdict is known
+        self.found: Any = None
+        self.step = "connect"
+        self.unreachable = False  # no session at all: the wrong-password rule cannot run either
+
+    def open(self) -> None:
+        try:
+            self.client = connect(self.service, self.host, self.visit, self.transcript)
+            self.step = "LOGIN" if self.service is IMAP else "USER, PASS"
+            log_in(self.service, self.client, self.visit, self.visit.target.password or "")
+            self.visit.accepted(self.service.name, self.service.found.title)
+            if self.service is IMAP:
+                self.step = "SELECT INBOX"
+                ok(self.client.select("INBOX"))
+        except LoginRefused as refused:
+            self.visit.refused(self.service.name, self.service.found.title, str(refused))
+            self._fail(refused, "are --user/--login and --password right? does the server ask the right user "
+                       "database (Dovecot: passdb)?")
+        except (ConnectFailed, HandshakeFailed, TimeUp, *Failure) as error:
+            self._fail(error, f"is the {self.service.name} server (Dovecot) running, listening on port "
+                       f"{self.service.port} or {self.service.tls_port}, and open in the firewall?")
+
+    def look(self) -> None:
+        """One look; sets :attr:`found`, or :attr:`row` if the session broke."""
+        try:
+            self.found = self._look_imap() if self.service is IMAP else self._look_pop3()
+        except (ConnectFailed, HandshakeFailed, TimeUp, LoginRefused, *Failure) as error:
+            self._fail(error, "")
+
+    def _look_imap(self) -> bytes | None:
+        self.step = f"SEARCH HEADER Message-ID {self.message_id}"
+        self.client.noop()  # RFC 3501 §6.1.2: lets the server report new mail
+        numbers = ok(self.client.search(None, "HEADER", "Message-ID", f'"{self.message_id}"'))[0].split()
+        return numbers[-1] if numbers else None
+
+    def _look_pop3(self) -> int | None:
+        self.step = "STAT, TOP"
+        if self.client is None:  # RFC 1939 §8: a maildrop is a snapshot: log in again for new mail
+            self.client = connect(self.service, self.host, self.visit, self.transcript)
+            log_in(self.service, self.client, self.visit, self.visit.target.password or "")
+        count = self.client.stat()[0]
+        for number in range(count, max(0, count - POP3_SCAN), -1):
+            if self.message_id.encode() in b"\n".join(self.client.top(number, 0)[1]):
+                return number
+        _close(self.client)
+        self.client = None
+        return None
+
+    def header(self) -> bytes:
+        """The found message's header (FETCH BODY.PEEK[HEADER], or TOP n 0)."""
+        try:
+            if self.service is IMAP:
+                self.step = "FETCH"
+                data = ok(self.client.fetch(self.found.decode(), "(BODY.PEEK[HEADER])"))
+                return next((item[1] for item in data if isinstance(item, tuple)), b"")
+            return b"\r\n".join(self.client.top(self.found, 0)[1])
+        except (TimeUp, *Failure):
+            return b""
+
+    def verdict(self, waited: float) -> Result:
+        rule = self.service.found
+        if self.row is not None:
+            return self.row
+        if self.found is not None:
+            shown = self.found.decode() if isinstance(self.found, bytes) else self.found
+            return Result(rule.title, "pass", info=f"message {shown}" + (" in INBOX" if self.service is IMAP else ""))
+        if self.visit.target.expired():
+            return time_up(rule)
+        return Result(rule.title, "fail", step=self.step, expected=f"the message {self.message_id}",
+                      got=f"not there after {waited:g}s", rfc=rule.rfc,
+                      transcript=excerpt(self.transcript, max(0, len(self.transcript) - 8)),
+                      hint="the MTA took it: does it deliver where the IMAP and POP3 server reads (Dovecot: "
+                      "mail_location)? the MTA's log says where it went")
+
+    def close(self) -> None:
+        _close(self.client)
+
+    def _fail(self, error: BaseException, hint: str) -> None:
+        rule = self.service.found
+        if isinstance(error, TimeUp) or (isinstance(error, TimeoutError) and self.visit.target.expired()):
+            self.row = time_up(rule)
+        else:
+            self.row = Result(rule.title, "fail", step=self.step, expected=f"a {self.service.name} session that "
+                              "finds the message", got=_problem(error), rfc=rule.rfc,
+                              transcript=excerpt(self.transcript, max(0, len(self.transcript) - 8)), hint=hint)
+        self.unreachable = self.step == "connect"
 
 
 def ok(answer: tuple[str, list]) -> list:
@@ -93,148 +356,51 @@ def ok(answer: tuple[str, list]) -> list:
     return data
 
 
-def _problem(error: BaseException) -> str:
-    if isinstance(error, TimeoutError):
-        return "no reply in time (timed out)"
-    text = str(error.args[0] if error.args else error)
-    return text[2:-1] if text.startswith(("b'", 'b"')) else text or type(error).__name__
-
-
-def poll(deadline: float, look: Callable[[], T | None]) -> T | None:
-    """``look()`` until it finds something or the deadline passes (bounded, backing off)."""
+def wait_for(readers: list[Reader], visit: Visit) -> float:
+    """Look with every reader until one finds the message or ``--wait`` has passed, then
+    let the others look once more: one wait for all. Returns the seconds waited."""
+    target = visit.target
+    started = time.monotonic()
+    deadline = started + target.wait
+    if target.deadline is not None:
+        deadline = min(deadline, target.deadline)
     pause = POLL_FIRST
     while True:
-        found = look()
-        if found is not None or time.monotonic() >= deadline:
-            return found
+        looking = [r for r in readers if r.row is None and r.found is None]
+        for reader in looking:
+            reader.look()
+        if any(r.found is not None for r in readers) or not looking or time.monotonic() >= deadline:
+            break
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 2, POLL_MOST)
+    if any(r.found is not None for r in readers):
+        for reader in readers:
+            if reader.row is None and reader.found is None:
+                reader.look()
+    return round(time.monotonic() - started, 1)
 
 
-# -- IMAP -------------------------------------------------------------------------------
-def imap_find(host: NextHop, target: Target, message_id: str) -> tuple[Result, bytes | None]:
-    transcript: list[Line] = []
-    rfc = "RFC 3501 §6.2.3, §6.3.1, §6.4.4"
-    client: TracedIMAP | None = None
-    step = "connect"
-    try:
-        client = TracedIMAP(target.connector(), host, transcript)
-        step = "LOGIN"
-        client.login(target.login_name, target.password or "")
-        step = "SELECT INBOX"
-        ok(client.select("INBOX"))
-        step = f"SEARCH HEADER Message-ID {message_id}"
-        imap = client
-
-        def look() -> bytes | None:
-            imap.noop()  # RFC 3501 §6.1.2: lets the server report new mail
-            numbers = ok(imap.search(None, "HEADER", "Message-ID", f'"{message_id}"'))[0].split()
-            return numbers[-1] if numbers else None
-
-        number = poll(time.monotonic() + target.wait, look)
-        if number is None:
-            return Result(RULE_IMAP_FOUND, "fail", step=step, expected=f"the message {message_id} in INBOX",
-                          got=f"not there after {target.wait:g}s", rfc=rfc, transcript=excerpt(transcript, 0),
-                          hint="the MTA took it: does it deliver where the IMAP server reads (mail_location)? "
-                          "the MTA's log says where it went"), None
-        step = "FETCH"
-        data = ok(client.fetch(number.decode(), "(BODY.PEEK[HEADER])"))
-        header = next((item[1] for item in data if isinstance(item, tuple)), b"")
-        return Result(RULE_IMAP_FOUND, "pass", info=f"message {number.decode()} in INBOX"), header
-    except (ConnectFailed, *Failure) as error:
-        hint = "are --user/--login and --password right?" if step == "LOGIN" else ""
-        return Result(RULE_IMAP_FOUND, "fail", step=step, expected="an IMAP session that finds the message",
-                      got=_problem(error), rfc=rfc, transcript=excerpt(transcript, max(0, len(transcript) - 8)),
-                      hint=hint or "is the IMAP server (Dovecot) running and listening on port 143?"), None
-    finally:
-        _close(client)
-
-
-def imap_refuses(host: NextHop, target: Target) -> Result:
-    return _refuses(RULE_IMAP_WRONG, "RFC 3501 §6.2.3", "NO",
-                    lambda transcript: TracedIMAP(target.connector(), host, transcript),
-                    lambda imap: imap.login(target.login_name, wrong(target.password)), imaplib.IMAP4.error)
-
-
-# -- POP3 -------------------------------------------------------------------------------
-def pop3_find(host: NextHop, target: Target, message_id: str | None) -> list[Result]:
-    """Both POP3 rows; skipped when no POP3 service answers (it is optional)."""
-    transcript: list[Line] = []
-    try:
-        client = TracedPOP3(target.connector(), host, transcript)
-    except (ConnectFailed, *Failure) as error:
-        because = f"no POP3 service on {host.host} port {POP3_PORT} ({_problem(error)})"
-        return [skipped(RULE_POP3_FOUND, because), skipped(RULE_POP3_WRONG, because)]
-    found = _pop3_found(client, host, target, message_id, transcript)
-    return [found, _pop3_refuses(host, target)]
-
-
-def _pop3_found(client: TracedPOP3, host: NextHop, target: Target, message_id: str | None,
-                transcript: list[Line]) -> Result:
-    rfc = "RFC 1939 §7"
-    if message_id is None:
-        _close(client)
-        return not_checked(RULE_POP3_FOUND, "the test message was not accepted", rfc)
-    step = "USER, PASS, STAT, TOP"
-    clients: list[TracedPOP3 | None] = [client]
-
-    def look() -> int | None:
-        if clients[0] is None:  # RFC 1939 §8: a maildrop is a snapshot: log in again for new mail
-            clients[0] = TracedPOP3(target.connector(), host, transcript)
-        pop = clients[0]
-        pop.user(target.login_name)
-        pop.pass_(target.password or "")
-        count = pop.stat()[0]
-        for number in range(count, max(0, count - POP3_SCAN), -1):
-            if message_id.encode() in b"\n".join(pop.top(number, 0)[1]):
-                return number
-        _close(pop)
-        clients[0] = None
-        return None
-
-    try:
-        number = poll(time.monotonic() + target.wait, look)
-    except (ConnectFailed, *Failure) as error:
-        return Result(RULE_POP3_FOUND, "fail", step=step, expected="a POP3 session that finds the message",
-                      got=_problem(error), rfc=rfc, transcript=excerpt(transcript, max(0, len(transcript) - 8)))
-    finally:
-        _close(clients[0])
-    if number is None:
-        return Result(RULE_POP3_FOUND, "fail", step="TOP", expected=f"the message {message_id}",
-                      got=f"not in the newest {POP3_SCAN} messages after {target.wait:g}s", rfc=rfc,
-                      transcript=excerpt(transcript, max(0, len(transcript) - 8)))
-    return Result(RULE_POP3_FOUND, "pass", info=f"message {number}")
-
-
-def _pop3_refuses(host: NextHop, target: Target) -> Result:
-    def log_in(pop: TracedPOP3) -> None:
-        pop.user(target.login_name)
-        pop.pass_(wrong(target.password))
-
-    return _refuses(RULE_POP3_WRONG, "RFC 1939 §7", "-ERR",
-                    lambda transcript: TracedPOP3(target.connector(), host, transcript), log_in, poplib.error_proto)
-
-
-Client = TypeVar("Client", TracedIMAP, TracedPOP3)
-
-
-def _refuses(rule: str, rfc: str, expected: str, connect: Callable[[list[Line]], Client],
-             log_in: Callable[[Client], object], refusal: type[Exception]) -> Result:
+# -- a wrong password ------------------------------------------------------------------------
+def refuses(service: Mailbox, host: NextHop, visit: Visit) -> Result:
     """Log in with a wrong password: the server must say no."""
-    transcript: list[Line] = []
-    client: Client | None = None
+    rule, transcript = service.wrong, []
+    client = None
     try:
-        client = connect(transcript)
-        log_in(client)
-    except refusal as error:
-        return Result(rule, "pass", info=_problem(error))
-    except (ConnectFailed, *Failure) as error:
-        return Result(rule, "fail", step="connect" if client is None else "log in", got=_problem(error), rfc=rfc,
-                      transcript=excerpt(transcript))
+        client = connect(service, host, visit, transcript)
+        log_in(service, client, visit, wrong(visit.target.password))
+    except LoginRefused as refused:
+        return Result(rule.title, "pass", info=str(refused))
+    except TimeUp:
+        return time_up(rule)
+    except (ConnectFailed, HandshakeFailed, *Failure) as error:
+        if visit.target.expired():
+            return time_up(rule)
+        return Result(rule.title, "fail", step="connect" if client is None else "log in", got=_problem(error),
+                      rfc=rule.rfc, transcript=excerpt(transcript))
     finally:
         _close(client)
-    return Result(rule, "fail", step="log in with a wrong password", expected=expected,
-                  got="logged in with a wrong password", rfc=rfc, transcript=excerpt(transcript),
+    return Result(rule.title, "fail", step="log in with a wrong password", expected="a refusal (NO, -ERR)",
+                  got="logged in with a wrong password", rfc=rule.rfc, transcript=excerpt(transcript),
                   hint="the server lets anyone in: check its password database (Dovecot: passdb)")
 
 
@@ -242,12 +408,12 @@ def wrong(password: str | None) -> str:
     return f"{password or ''}-not-the-password"
 
 
-def _close(client: imaplib.IMAP4 | poplib.POP3 | None) -> None:
+def _close(client: Any) -> None:
     if client is None:
         return
     try:
         client.quit() if isinstance(client, poplib.POP3) else client.logout()  # both also close
-    except Failure:
+    except (TimeUp, *Failure):
         try:
             client.close() if isinstance(client, poplib.POP3) else client.shutdown()
         except OSError:
@@ -266,25 +432,48 @@ def received_by(header: bytes, receiver: Greeted) -> Result:
     for line in lines:
         match = _BY.search(line)
         if match and match.group(1).lower().rstrip(".") in names:
-            return Result(RULE_RECEIVED, "pass", info=line[:160])
-    return Result(RULE_RECEIVED, "fail", step="the test message's header",
+            return Result(RECEIVED.title, "pass", info=line[:160])
+    return Result(RECEIVED.title, "fail", step="the test message's header",
                   expected=f"Received: from … by {receiver.host.host} …",
-                  got="\n".join(lines) or "no Received line at all", rfc="RFC 5321 §4.4",
+                  got="\n".join(lines) or "no Received line at all", rfc=RECEIVED.rfc,
                   hint="the MTA must stamp each message it receives; is its host name right?")
 
 
-def check_reading(host: NextHop, target: Target, message_id: str | None, receiver: Greeted | None) -> list[Result]:
-    """The reading rows (the caller makes sure there are credentials)."""
-    header = None
-    if message_id is None:
-        rows = [not_checked(RULE_IMAP_FOUND, "the test message was not accepted", "RFC 3501 §6.4.4")]
-    else:
-        found, header = imap_find(host, target, message_id)
-        rows = [found]
-    rows.append(imap_refuses(host, target))
-    rows += pop3_find(host, target, message_id)
-    if header is None or receiver is None:
-        rows.append(not_checked(RULE_RECEIVED, "the test message was not read back", "RFC 5321 §4.4"))
+def check_reading(host: NextHop, visit: Visit, message_id: str | None, receiver: Greeted | None) -> list[Result]:
+    """The reading rows of the services the rubric grades."""
+    target = visit.target
+    services = [s for s in (IMAP, POP3) if s.name.lower() in target.services]
+    if not visit.credentials:
+        because = visit.no_credentials()
+        return [not_checked(rule, because, BECAUSE_INPUT) for s in services for rule in (s.found, s.wrong)] + [
+            not_checked(RECEIVED, because, BECAUSE_INPUT)]
+    readers = [Reader(s, host, visit, message_id) for s in services] if message_id else []
+    for reader in readers:
+        reader.open()
+    try:
+        waited = wait_for(readers, visit) if readers else 0.0
+        found = {r.service.name: r.verdict(waited) for r in readers}
+        source = next((r for r in readers if r.found is not None), None)
+        header = source.header() if source is not None else b""
+    finally:
+        for reader in readers:
+            reader.close()
+    rows: list[Result] = []
+    for service in services:
+        reader = next((r for r in readers if r.service is service), None)
+        rows.append(found[service.name] if reader else after(service.found, MESSAGE))
+        if reader is not None and reader.unreachable:
+            rows.append(after(service.wrong, service.found))  # the service is down: one failure, not two
+        else:
+            rows.append(refuses(service, host, visit))
+    if receiver is None or message_id is None:
+        rows.append(after(RECEIVED, MESSAGE))
+    elif source is None:
+        rows.append(after(RECEIVED, *(s.found for s in services)))
+    elif not header:
+        rows.append(time_up(RECEIVED) if target.expired() else Result(
+            RECEIVED.title, "fail", step=source.step, expected="the test message's header", got="no header came back",
+            rfc=RECEIVED.rfc, transcript=excerpt(source.transcript, max(0, len(source.transcript) - 8))))
     else:
         rows.append(received_by(header, receiver))
     return rows

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..checks.result import TRANSCRIPT_CONTEXT, Result
+from ..checks.result import TRANSCRIPT_CONTEXT
 from ..smtp.client import Reply
 from .target import Line
 
@@ -17,17 +17,6 @@ def excerpt(transcript: list[Line], start: int = 0, end: int | None = None) -> l
     if len(lines) > TRANSCRIPT_CONTEXT + AFTER:
         lines = lines[:AFTER] + [("*", "…")] + lines[-TRANSCRIPT_CONTEXT:]
     return list(lines)
-
-
-def not_checked(rule: str, because: str, rfc: str = "") -> Result:
-    """A rule that could not be checked because something it needs failed first: it
-    counts as failed (a setup that cannot be probed does not get the points)."""
-    return Result(rule, "fail", got=f"not checked: {because}", rfc=rfc)
-
-
-def skipped(rule: str, because: str) -> Result:
-    """A rule that does not apply here (no --user, no POP3 offered): no points either way."""
-    return Result(rule, "skip", got=because)
 
 
 def said(reply: Reply | None) -> str:

@@ -1,10 +1,9 @@
 """Checks for ``deliver``, the Maildir write (maildir(5), qmail's rules).
 
 The rules call the student's function on a fresh Maildir and judge the files it leaves
-and the system calls it makes: a :class:`DiskSpy` wraps ``os.fsync``, ``os.fdatasync``,
-``os.rename``, ``os.replace`` and ``os.link`` while it runs, records each call and still
-makes it (a spy, not a mock: the disk really gets the writes). The last rule plugs the
-function into the world, where Betty reads the message over IMAP. ::
+and the system calls it makes (:class:`~labkit.diskspy.DiskSpy`: fsync, rename, link,
+recorded where the student's code runs). The last rule plugs the function into the
+world, where Betty reads the message over IMAP. ::
 
     from labkit import checks
     checks.deliver.run(deliver)
@@ -12,105 +11,18 @@ function into the world, where Betty reads the message over IMAP. ::
 
 from __future__ import annotations
 
-import functools
 import os
-import stat
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
+from ..diskspy import MOVES, DiskSpy
 from ..maildir import create
 from .harness import ALBERT, BETTY, Broken, Probe, Rule, entry_points
 
 HOST = "smtp.brilliant.com"
 MESSAGE = ("Return-Path: <albert@awesome.com>\r\nFrom: Albert <albert@awesome.com>\r\nTo: Betty <betty@brilliant.com>"
            "\r\nSubject: Grüße\r\n\r\nDinner tonight?\r\n.\r\n-Albert\r\n").encode()
-SYNCS = ("fsync", "fdatasync")
-MOVES = ("rename", "replace", "link")
-
-
-@dataclass(frozen=True)
-class Call:
-    """One recorded call: what was synced (by inode), or what moved where."""
-
-    name: str
-    ino: int
-    is_dir: bool = False
-    src: str = ""  # rename/replace/link: the real paths
-    dst: str = ""
-    size: int = -1  # rename/replace/link: how many bytes the file held at that moment
-
-    def text(self, maildir: Path, names: dict[int, str]) -> str:
-        """The call as a student reads it: paths inside the Maildir, inodes named."""
-        if self.name in SYNCS:
-            return f"os.{self.name}({names.get(self.ino, 'another directory' if self.is_dir else 'another file')})"
-        root = os.path.realpath(maildir) + os.sep
-        src, dst = (path.removeprefix(root) for path in (self.src, self.dst))
-        return f"os.{self.name}({src!r}, {dst!r}) of a file of {self.size} bytes"
-
-
-class DiskSpy:
-    """Records the student's fsync and rename calls (in ``os`` and in the module of
-    ``impl``, for ``from os import fsync``) while in a ``with`` block."""
-
-    def __init__(self, impl: Any) -> None:
-        self.calls: list[Call] = []
-        self._namespaces = [os.__dict__, getattr(impl, "__globals__", {})]
-        self._saved: list[tuple[dict, str, Any]] = []
-
-    def __enter__(self) -> "DiskSpy":
-        real = {name: getattr(os, name) for name in (*SYNCS, *MOVES) if hasattr(os, name)}
-        spies = [(fn, (self._sync if name in SYNCS else self._move)(name, fn)) for name, fn in real.items()]
-        for namespace in self._namespaces:
-            for key, value in list(namespace.items()):
-                for fn, spy in spies:
-                    if value is fn:
-                        self._saved.append((namespace, key, value))
-                        namespace[key] = spy
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for namespace, key, value in reversed(self._saved):
-            namespace[key] = value
-        self._saved.clear()
-
-    def _sync(self, name: str, real: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(real)
-        def spy(fd: Any) -> Any:
-            st = os.fstat(fd if isinstance(fd, int) else fd.fileno())
-            self.calls.append(Call(name, st.st_ino, is_dir=stat.S_ISDIR(st.st_mode)))
-            return real(fd)
-
-        return spy
-
-    def _move(self, name: str, real: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(real)
-        def spy(src: Any, dst: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                st = os.stat(src, dir_fd=kwargs.get("src_dir_fd"))
-                call = Call(name, st.st_ino, src=os.path.realpath(src), dst=os.path.realpath(dst), size=st.st_size)
-            except (OSError, TypeError):
-                call = None
-            result = real(src, dst, *args, **kwargs)
-            if call is not None:
-                self.calls.append(call)
-            return result
-
-        return spy
-
-    def synced(self, ino: int) -> list[int]:
-        """Where in :attr:`calls` the inode ``ino`` was fsynced."""
-        return [i for i, call in enumerate(self.calls) if call.name in SYNCS and call.ino == ino]
-
-    def story(self, maildir: Path, name: str) -> str:
-        """Every call, in order, for the message ``name`` delivered into ``maildir``."""
-        names = {(maildir / sub).stat().st_ino: f"{sub}/" for sub in ("new", "tmp", "cur")}
-        names[(maildir / "new" / name).stat().st_ino] = "the message's file"
-        return "\n".join(c.text(maildir, names) for c in self.calls) or "no fsync, rename or link at all"
-
-
 def _maildir(probe: Probe) -> Path:
     """A fresh, empty Maildir for this rule."""
     return create(Path(probe.enter(tempfile.TemporaryDirectory(prefix="labkit-check-"))) / "Maildir")
@@ -123,7 +35,7 @@ def _deliver(probe: Probe, maildir: Path, message: bytes = MESSAGE) -> str:
 
 def _spied(probe: Probe) -> tuple[Path, str, DiskSpy]:
     maildir = _maildir(probe)
-    with DiskSpy(probe.impl) as spy:
+    with DiskSpy.watching(probe.impl) as spy:
         name = _deliver(probe, maildir)
     return maildir, name, spy
 

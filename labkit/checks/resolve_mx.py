@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..dns.hops import MXError, NextHop, NullMXError, PermanentMXError, TemporaryMXError
-from ..dns.mx import lab_resolver
+from ..dns.resolver import lab_resolver
 from ..dns.server import DNSServer, serve_in_background
 from ..trace import Tracer
 from .harness import Broken, Probe, Rule, entry_points

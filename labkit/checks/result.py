@@ -17,11 +17,14 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Iterator, Literal
 
-Status = Literal["pass", "fail", "warn", "skip"]
+Status = Literal["pass", "fail", "warn", "skip", "unchecked"]
+"""``unchecked``: a rule that could not run (a rule it needs failed first, time ran out):
+shown, not earned, but not another failure."""
 Line = tuple[str, str]
 """One transcript line: (``C`` client, ``S`` server or ``*`` a note, text)."""
 
 TRANSCRIPT_CONTEXT = 12  # lines shown before the failing step, and a few after
+MARKS = {"pass": "PASS", "fail": "FAIL", "warn": "WARN", "skip": "SKIP", "unchecked": "----"}
 
 
 @dataclass
@@ -41,11 +44,11 @@ class Result:
 
     @property
     def passed(self) -> bool:
-        return self.status != "fail"
+        return self.status not in ("fail", "unchecked")
 
     def text(self) -> str:
         """The row as plain text: one line when it passed, the whole story when not."""
-        mark = {"pass": "PASS", "fail": "FAIL", "warn": "WARN", "skip": "SKIP"}[self.status]
+        mark = MARKS[self.status]
         head = f"[{mark}] {self.rule}" + (f": {self.info}" if self.info else "")
         head += f"  ({self.rfc})" if self.rfc and self.status != "pass" else ""
         if self.status == "pass":
@@ -108,8 +111,8 @@ class Report:
         raise KeyError(f"no rule {rule!r} in {self.title!r}; rules: {', '.join(r.rule for r in self.results)}")
 
     def summary(self) -> str:
-        counts = {s: sum(1 for r in self.results if r.status == s) for s in ("pass", "fail", "warn", "skip")}
-        shown = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        counts = {s: sum(1 for r in self.results if r.status == s) for s in MARKS}
+        shown = ", ".join(f"{n} {'not checked' if s == 'unchecked' else s}" for s, n in counts.items() if n)
         return f"{self.title}: {shown or 'nothing checked'} (score {self.score:g}/{self.max_score:g})"
 
     def __str__(self) -> str:
@@ -119,7 +122,7 @@ class Report:
 
     def _repr_html_(self) -> str:  # Jupyter shows this
         rows = []
-        colours = {"pass": "#1a7f37", "fail": "#cf222e", "warn": "#9a6700", "skip": "#6e7781"}
+        colours = {"pass": "#1a7f37", "fail": "#cf222e", "warn": "#9a6700", "skip": "#6e7781", "unchecked": "#6e7781"}
         for r in self.results:
             detail = "" if r.status == "pass" else f"<pre style='margin:2px 0 6px 1.5em'>{html.escape(r.text())}</pre>"
             info = f": {html.escape(r.info)}" if r.info and r.status == "pass" else ""

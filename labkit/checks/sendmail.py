@@ -17,13 +17,12 @@ shell, earns nothing. ::
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..programs import run_program
 from .harness import ALBERT, BETTY, CAROL, Broken, Probe, Rule, entry_points
 from .received_header import clause
 
@@ -74,22 +73,21 @@ def _run(probe: Probe, args: list[str], message: bytes = MESSAGE, *, state_dir: 
     (scratch / "sitecustomize.py").write_text(FENCE)
     fenced = scratch / "fenced"
     python_path = os.pathsep.join(filter(None, [str(scratch), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "LABKIT_STATE_DIR": str(state_dir), "PYTHONPATH": python_path, FENCE_VARIABLE: str(fenced)}
+    env = {"LABKIT_STATE_DIR": str(state_dir), "PYTHONPATH": python_path, FENCE_VARIABLE: str(fenced)}
     step = f"echo <message> | sendmail {' '.join(args)}"
-    process = subprocess.Popen([probe.impl, *args], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, env=env, start_new_session=True)
-    try:
-        _, err = process.communicate(message, timeout=probe.boundary.deadline)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # its own session: the program and anything it started
-        process.communicate()
-        raise probe.broken("deadline", f"still running after {probe.boundary.deadline:g}s; killed", step=step) from None
-    stderr = err.decode("utf-8", "replace")
+    program = probe.impl
+    if hasattr(program, "run"):  # a graded notebook's program: its kernel runs it
+        ended = program.run(list(args), message, env, probe.boundary.deadline)
+    else:
+        ended = run_program([str(program), *args], message, {**os.environ, **env}, probe.boundary.deadline)
+    if ended.status is None:
+        raise probe.broken("deadline", f"still running after {probe.boundary.deadline:g}s; killed", step=step)
     if fenced.exists():
         raise probe.broken("fenced", "it ran labkit.sendmail (labkit-sendmail)", step=step)
-    if process.returncode != 0 and "Traceback (most recent call last)" in stderr:
+    if ended.status != 0 and "Traceback (most recent call last)" in ended.stderr:
+        stderr = ended.stderr
         raise probe.broken("raised", stderr.strip().splitlines()[-1], stderr[stderr.index("Traceback"):], step=step)
-    return Ran(step, process.returncode, stderr)
+    return Ran(step, ended.status, ended.stderr)
 
 
 def _expect_status(ran: Ran, status: int, name: str, hint: str) -> None:

@@ -1,8 +1,9 @@
 """Checks for the answers of "The life of an e-mail": questions about one run of the
-world, judged against that run's own trace (queue IDs differ from run to run, so only
-the student's own output has the answer).
+world, judged against that run's own record, its trace and Betty's Maildir (queue IDs
+differ from run to run, so only the student's own output has the answer). When the lab
+is graded, the world is the grader's, so the record is the grader's own.
 
-    report = checks.story.run(events, betty_copy, brilliant_queue_id="1F122369", hops=2)
+    report = checks.story.run(world, brilliant_queue_id="1F122369", hops=2)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from typing import Any, Callable
 
 from ..trace import TraceEvent
+from .harness import BETTY
 from .result import Report, Result
 
 _A_RECORD = re.compile(r"^(\S+)\.\s+\d+\s+IN\s+A\s+(\S+)$")
@@ -66,8 +68,10 @@ QUESTIONS: dict[str, tuple[str, str, str, Callable[[list[TraceEvent], bytes], An
 }
 
 
-def run(events: list[TraceEvent], betty_copy: bytes, **answers: Any) -> Report:
-    """One row per answer given: right, or what this run's trace says instead."""
+def run(world: Any, **answers: Any) -> Report:
+    """One row per answer given: right, or what this run of ``world`` says instead."""
+    events, copies = world.tracer.events(), world.messages(BETTY)
+    betty_copy = copies[0] if copies else b""
     report = Report("the life of an e-mail")
     for name, answer in answers.items():
         if name not in QUESTIONS:
@@ -85,7 +89,7 @@ def run(events: list[TraceEvent], betty_copy: bytes, **answers: Any) -> Report:
     return report
 
 
-def check(events: list[TraceEvent], betty_copy: bytes, **answers: Any) -> None:
+def check(world: Any, **answers: Any) -> None:
     """For a test cell: :func:`run`, then raise :class:`~labkit.checks.CheckFailed` if
     an answer is wrong, else show the rows."""
-    run(events, betty_copy, **answers).assert_passed()
+    run(world, **answers).assert_passed()

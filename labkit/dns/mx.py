@@ -17,21 +17,10 @@ import dns.name
 import dns.rdatatype
 import dns.resolver
 
-from ..net import Endpoint
 from .hops import MXError, NextHop, NullMXError, PermanentMXError, TemporaryMXError
+from .resolver import lab_resolver  # noqa: F401 (where it was first)
 
 ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)  # A first, then AAAA
-
-
-def lab_resolver(nameserver: Endpoint, *, timeout: float = 2.0) -> dns.resolver.Resolver:
-    """A dnspython Resolver that asks only the lab DNS server (no /etc/resolv.conf, no
-    cache); ``timeout`` bounds each whole lookup."""
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = [nameserver.host]
-    resolver.port = nameserver.port
-    resolver.timeout = resolver.lifetime = timeout
-    resolver.cache = None
-    return resolver
 
 
 def resolve_mx(domain: str, resolver: dns.resolver.Resolver) -> list[NextHop]:

@@ -1,8 +1,10 @@
 """Grading a course of submissions: ``labkit grade`` (see :mod:`labkit.grade.run`).
 
 nbgrader stays the gradebook and the file layout TAs know; labkit adds what it lacks for
-network labs: each submission runs sandboxed (:mod:`.sandbox`), its protocol behaviour
-is judged from outside the student's process (:mod:`.agent`, :mod:`.remote`,
-:mod:`.verdict`), submissions are graded in parallel (:mod:`.worker`, or a
-dask.distributed cluster), and the feedback shows transcripts, never hidden tests.
+network labs: each submission runs in a pod (:mod:`.pod`): a sandboxed kernel that holds
+no answer key, and beside it, in its network namespace, the judge (:mod:`.judge`) with
+the lab world and the checks, which judges every autograded cell where it stands
+(:mod:`.verdict`) by calling the student's parts in the kernel (:mod:`.stand_ins`).
+Submissions are graded in parallel (:mod:`.worker`, or a dask.distributed cluster), and
+the feedback shows transcripts, never hidden tests.
 """

@@ -24,15 +24,18 @@ from ..checks import Report, Result
 RESULT_FILE = ".labkit-result.json"
 
 
-def course_config(course: Path) -> tuple[str, str]:
-    """(the gradebook's URL, the course id), from the course's nbgrader_config.py."""
+def course_nbgrader_config(course: Path):
+    """The course's nbgrader configuration (its ``nbgrader_config.py``), as traitlets reads it."""
     from traitlets.config import Config
     from traitlets.config.loader import PyFileConfigLoader
 
-    config = Config()
     path = course / "nbgrader_config.py"
-    if path.exists():
-        config = PyFileConfigLoader(path.name, str(course)).load_config()
+    return PyFileConfigLoader(path.name, str(course)).load_config() if path.exists() else Config()
+
+
+def course_config(course: Path) -> tuple[str, str]:
+    """(the gradebook's URL, the course id), from the course's nbgrader_config.py."""
+    config = course_nbgrader_config(course)
     directory = config.get("CourseDirectory", {})
     url = directory.get("db_url", "") or f"sqlite:///{course / 'gradebook.db'}"
     return url, directory.get("course_id", "") or "default"
@@ -104,13 +107,13 @@ def record(course: Path, result: dict) -> None:
         gradebook.db.commit()
     folder = course / "autograded" / student / assignment
     folder.mkdir(parents=True, exist_ok=True)
-    if result.get("executed"):
-        (folder / notebook).write_text(result["executed"])
+    if result.get("executed"):  # what a kernel printed may hold text no encoder takes (a lone surrogate)
+        (folder / notebook).write_text(result["executed"], encoding="utf-8", errors="backslashreplace")
     saved = {k: v for k, v in result.items() if k != "executed"}
     (folder / RESULT_FILE).write_text(json.dumps(saved))
     feedback = course / "feedback" / student / assignment
     feedback.mkdir(parents=True, exist_ok=True)
-    (feedback / f"{stem}.html").write_text(feedback_page(saved))
+    (feedback / f"{stem}.html").write_text(feedback_page(saved), encoding="utf-8", errors="backslashreplace")
 
 
 def earlier(course: Path, student: str, assignment: str) -> dict | None:
@@ -122,7 +125,7 @@ def earlier(course: Path, student: str, assignment: str) -> dict | None:
         return None
 
 
-def _report(data: dict) -> Report:
+def report_from_json(data: dict) -> Report:
     report = Report(data["title"])
     for row in data["results"]:
         row = dict(row)
@@ -142,9 +145,9 @@ def feedback_page(result: dict) -> str:
         colour = "#1a7f37" if cell["score"] == cell["points"] else "#cf222e"
         parts.append(f"<h2 style='color:{colour}'>{html.escape(grade_id)}: {cell['score']:g} / {cell['points']:g}</h2>")
         for data in cell.get("reports", []):
-            parts.append(_report(data)._repr_html_())
-        if not cell.get("reports") and cell.get("why"):
-            parts.append(f"<p>{html.escape(cell['why'])}</p>")
+            parts.append(report_from_json(data)._repr_html_())
+        if not cell.get("reports") and cell.get("unjudged"):
+            parts.append(f"<p>could not be judged: {html.escape(cell['unjudged'])}</p>")
     style = "body{font-family:sans-serif;max-width:60em;margin:auto} pre{background:#f6f8fa;padding:.5em}"
     return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>" \
            f"{''.join(parts)}</body></html>"
@@ -153,4 +156,10 @@ def feedback_page(result: dict) -> str:
 def missing(student: str, assignment: str, notebook: str, max_score: float) -> dict:
     return {"student": student, "assignment": assignment, "notebook": notebook, "status": "missing",
             "reason": "no submission", "score": 0.0, "max_score": max_score, "cells": {}, "flags": []}
+
+
+def invalid(student: str, assignment: str, notebook: str, max_score: float, reason: str) -> dict:
+    """The row of a submission that is not a gradable notebook, or whose student could not be told."""
+    return {"student": student, "assignment": assignment, "notebook": notebook, "status": "invalid",
+            "reason": reason, "score": 0.0, "max_score": max_score, "cells": {}, "flags": []}
 

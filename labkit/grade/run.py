@@ -18,8 +18,11 @@ import argparse
 import csv
 import json
 import os
+import shutil
+import signal
 import statistics
 import sys
+import tempfile
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -27,41 +30,63 @@ from typing import Callable, Iterable, TextIO
 
 import nbformat
 
-from . import collect, gradebook, sandbox
+from . import collect, gradebook
+from . import pod as pods
+from .worker import InvalidSubmission, Status, given_cells, read_submission, suspicious
 
-STATUSES = ("graded", "flagged", "timed out", "crashed", "missing")
+STATUSES = tuple(s.value for s in Status)
 CSV_FIELDS = ["student", "assignment", "score", "max_score", "status", "reason"]
 WORKER_TASKS = 20  # submissions per worker process before the pool is renewed
 
 
-def job_for(submission: collect.Submission, source: dict, course: Path, limits: sandbox.Limits,
-            notebook_name: str, protected: list[str]) -> dict:
-    return {"student": submission.student, "assignment": submission.assignment, "notebook_name": notebook_name,
-            "notebook": json.loads(submission.notebook.read_text()), "source": source,
-            "course": str(course.resolve()), "protected": protected, "limits": limits.to_dict()}
+def job_for(submission: collect.Submission, source: dict, shape: dict, notebook_name: str, given: dict[str, str]
+            ) -> dict:
+    """One submission's job: all a worker needs (nothing of the course but the
+    assignment's source notebook, which never reaches the kernel)."""
+    return {**shape, "student": submission.student, "assignment": submission.assignment,
+            "notebook_name": notebook_name, "notebook": submission.notebook.read_bytes().decode("utf-8"),
+            "source": source, "given": given}
 
 
 def run_job(job: dict) -> dict:
-    """One submission, in this (worker) process: what a pool process or a dask worker
-    runs. The student's code is not here but in the sandboxed kernel the worker starts;
-    a failure of the worker itself still gives the submission a row."""
+    """One submission, in this (worker) process: what a pool process runs. The
+    student's code is not here but in the pod's sandboxed kernel; a failure of the
+    worker itself still gives the submission a row."""
     from .worker import grade as grade_one
 
     try:
         return grade_one(job)
     except Exception as error:  # a bug of ours: this submission gets a row saying so
-        return _failed(job, "crashed", f"the grader failed on this submission: {type(error).__name__}: {error}")
+        return _failed(job, Status.UNJUDGED, f"could not be judged: the grader failed on this submission: "
+                                             f"{type(error).__name__}: {error}")
 
 
-def _failed(job: dict, status: str, reason: str) -> dict:
+def run_job_apart(job: dict) -> dict:
+    """One submission in a process of its own (``python -m labkit.grade.worker``), for
+    a dask worker: its threads must not share the pod's mounts and namespaces."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="labkit-grade-job-") as folder:
+        job = {**job, "run_dir": folder, "student_package": ""}  # the process makes its own (lab_kernel)
+        paths = os.path.join(folder, "job.json"), os.path.join(folder, "result.json")
+        with open(paths[0], "w") as f:
+            json.dump(job, f)
+        done = subprocess.run([sys.executable, "-m", "labkit.grade.worker", *paths], capture_output=True, text=True)
+        if done.returncode != 0 or not os.path.exists(paths[1]):
+            return _failed(job, Status.UNJUDGED, f"could not be judged: the grading process failed "
+                                                 f"({done.returncode}): {done.stderr[-300:]}")
+        with open(paths[1]) as f:
+            return json.load(f)
+
+
+def _failed(job: dict, status: Status, reason: str) -> dict:
     source = nbformat.reads(json.dumps(job["source"]), as_version=4)
     cells = {c.metadata["nbgrader"]["grade_id"]: {"points": float(c.metadata["nbgrader"].get("points", 0)),
-                                                  "score": 0.0, "in_notebook": False, "outside": None,
-                                                  "why": reason, "reports": []}
+                                                  "score": 0.0, "passed": None, "unjudged": reason, "reports": []}
              for c in source.cells if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
              and not c.metadata["nbgrader"].get("solution")}
     return {"student": job["student"], "assignment": job["assignment"], "notebook": job["notebook_name"],
-            "status": status, "reason": reason, "score": 0.0,
+            "status": status.value, "reason": reason, "score": 0.0,
             "max_score": sum(c["points"] for c in cells.values()), "cells": cells, "flags": []}
 
 
@@ -92,84 +117,124 @@ class Progress:
 
 def grade(assignments: str | list[str], course: Path, *, workers: int | None = None, student: str | None = None,
           force: bool = False, submissions_from: Path | None = None, dask: str | None = None,
-          limits: sandbox.Limits | None = None, progress: Callable[[dict], None] | None = None) -> list[dict]:
+          limits: pods.Limits | None = None, progress: Callable[[dict], None] | None = None,
+          sandboxed: bool = True, roster: Path | None = None) -> list[dict]:
     """Grade every submission of ``assignments`` (one or several, graded together);
-    returns the rows (see the module doc)."""
+    returns the rows (see the module doc). ``sandboxed=False`` is
+    ``--unsafe-no-sandbox``. Nothing is left behind: the run's scratch directory and
+    control groups go at the end, on Ctrl-C too."""
     assignments = [assignments] if isinstance(assignments, str) else list(assignments)
     course = course.resolve()
-    limits = limits or sandbox.Limits()
+    limits = limits or pods.Limits()
     sources = {a: gradebook.source_notebook(course, a) for a in assignments}
-    # what a submission must not see: the course (gradebook, others' work) and the sources
-    protected = sorted({str(course), *(str(p.parent.parent.resolve()) for p in sources.values())})
-    with _Pool(workers or os.cpu_count() or 1, dask, protected, limits) as pool:  # kernels warm meanwhile
-        rows, jobs = [], []
-        for assignment, source_path in sources.items():
-            found_rows, found_jobs = _collect(course, assignment, source_path, limits, protected, student, force,
-                                              submissions_from)
-            rows += found_rows
-            jobs += found_jobs
-        report = progress or Progress(len(jobs))
-        digests = {(j["student"], j["assignment"]): j["digest"] for j in jobs}
-        for result in pool.run(jobs):
-            result["digest"] = digests[(result["student"], result["assignment"])]
-            gradebook.record(course, result)  # here only: the gradebook has one writer
-            result.pop("executed", None)
-            rows.append(result)
-            report(result)
+    run = pods.run_id()
+    if sandboxed:
+        pods.Cgroup.sweep()  # what earlier runs that were killed left behind
+    run_dir = tempfile.mkdtemp(prefix=f"labkit-grade-{run}-")  # short names below: sockets live there
+    try:
+        packages = {a: kernel_package(Path(run_dir), a, path) for a, path in sources.items()}
+        shape = {"limits": limits.to_dict(), "sandboxed": sandboxed, "run": run, "run_dir": run_dir,
+                 "student_package": next(iter(packages.values()))}
+        with _Pool(workers or os.cpu_count() or 1, dask, shape) as pool:  # pods warm meanwhile
+            rows, jobs = [], []
+            for assignment, source_path in sources.items():
+                found_rows, found_jobs = _collect(course, assignment, source_path, shape, packages[assignment],
+                                                  student, force, submissions_from, roster)
+                rows += found_rows
+                jobs += found_jobs
+            report = progress or Progress(len(jobs))
+            digests = {(j["student"], j["assignment"]): j["digest"] for j in jobs}
+            for result in pool.run(jobs):
+                result["digest"] = digests[(result["student"], result["assignment"])]
+                try:
+                    gradebook.record(course, result)  # here only: the gradebook has one writer
+                except Exception as error:  # a result we could not write down: its row says so
+                    result = _failed(next(j for j in jobs if (j["student"], j["assignment"]) == (
+                        result["student"], result["assignment"])), Status.UNJUDGED,
+                        f"could not be judged: the grader could not record it: {type(error).__name__}: {error}")
+                result.pop("executed", None)
+                rows.append(result)
+                report(result)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if sandboxed:
+            pods.Cgroup.sweep(run)
     rows.sort(key=lambda r: (r["assignment"], r["student"]))
     write_csv(course / "grades.csv", rows)
     return rows
 
 
-def _collect(course: Path, assignment: str, source_path: Path, limits: sandbox.Limits, protected: list[str],
-             student: str | None, force: bool, submissions_from: Path | None) -> tuple[list[dict], list[dict]]:
-    """The rows already decided (missing, graded before) and the jobs still to do."""
+def kernel_package(run_dir: Path, assignment: str, source_path: Path) -> str:
+    """The kernel's labkit for one lab (:func:`~labkit.grade.pod.lab_kernel`)."""
+    helpers, graded = pods.lab_kernel(json.loads(source_path.read_text()))
+    return str(pods.student_package(run_dir / "student" / assignment, helpers, graded))
+
+
+def _collect(course: Path, assignment: str, source_path: Path, shape: dict, package: str, student: str | None,
+             force: bool, submissions_from: Path | None, roster: Path | None) -> tuple[list[dict], list[dict]]:
+    """The rows already decided (missing, invalid, graded before) and the jobs still to do."""
     source = json.loads(source_path.read_text())
     notebook_name = source_path.name
     gradebook.ensure_assignment(course, assignment)
+    problems: dict[str, str] = {}
     if submissions_from is not None:
-        collect.import_lms(submissions_from, course, assignment, notebook_name)
+        problems = collect.import_lms(submissions_from, course, assignment, notebook_name,
+                                      collect.read_roster(roster) if roster else None)
     found = collect.submissions(course, assignment, notebook_name, gradebook.known_students(course), only=student)
-    max_score = sum(float(c.get("metadata", {}).get("nbgrader", {}).get("points", 0)) for c in source["cells"]
-                    if c.get("metadata", {}).get("nbgrader", {}).get("grade") and c["cell_type"] == "code"
-                    and not c["metadata"]["nbgrader"].get("solution"))
+    parsed = nbformat.reads(json.dumps(source), as_version=4)
+    max_score = sum(float(c.metadata["nbgrader"].get("points", 0)) for c in parsed.cells
+                    if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
+                    and not c.metadata["nbgrader"].get("solution"))
+    given = given_cells(parsed, gradebook.course_nbgrader_config(course))
     rows, jobs = [], []
+    students = {s.student for s in found}
+    rows += [gradebook.invalid(who, assignment, notebook_name, max_score, why) for who, why in problems.items()
+             if who not in students]
     for submission in found:
+        if submission.student in problems:
+            rows.append(gradebook.invalid(submission.student, assignment, notebook_name, max_score,
+                                          problems[submission.student]))
+            continue
         if submission.notebook is None:
             rows.append(gradebook.missing(submission.student, assignment, notebook_name, max_score))
+            continue
+        try:
+            handed_in = read_submission(submission.notebook.read_bytes())
+        except (InvalidSubmission, OSError) as error:
+            rows.append(gradebook.invalid(submission.student, assignment, notebook_name, max_score,
+                                          f"invalid submission: {error}"))
             continue
         before = gradebook.earlier(course, submission.student, assignment)
         if before is not None and not force and before.get("digest") == submission.digest:
             rows.append(before)
             continue
-        job = job_for(submission, source, course, limits, notebook_name, protected)
-        job["digest"] = submission.digest
+        job = job_for(submission, source, {**shape, "student_package": package}, notebook_name, given)
+        job["digest"], job["suspicious"] = submission.digest, suspicious(handed_in)
         jobs.append(job)
     return rows, jobs
 
 
 class _Pool:
     """Where the jobs run: this machine's worker processes (started at once, each warming
-    its first kernel while the coordinator collects), or a dask.distributed cluster.
+    its first pod while the coordinator collects), or a dask.distributed cluster (each
+    job in a process of its own there).
 
     Worker processes are reused (their imports cost a second): the isolation that matters
-    is each submission's own sandboxed kernel. They are renewed all the same, a whole
-    pool every ``WORKER_TASKS`` submissions per worker, the next pool warming while the
-    last jobs of this one finish. Not with ``max_tasks_per_child``: before Python 3.13 a
-    pool using it stops for good once a worker retires with jobs still queued (CPython
-    gh-115634), which a course of a few dozen submissions per worker is enough for."""
+    is each submission's own pod. They are renewed all the same, a whole pool every
+    ``WORKER_TASKS`` submissions per worker, the next pool warming while the last jobs of
+    this one finish. Not with ``max_tasks_per_child``: before Python 3.13 a pool using it
+    stops for good once a worker retires with jobs still queued (CPython gh-115634)."""
 
-    def __init__(self, workers: int, dask: str | None, protected: list[str], limits: sandbox.Limits) -> None:
-        self.dask, self.workers, self.protected, self.limits = dask, workers, protected, limits
+    def __init__(self, workers: int, dask: str | None, shape: dict) -> None:
+        self.dask, self.workers, self.shape = dask, workers, shape
         self.local: ProcessPoolExecutor | None = None if dask else self._start()
 
     def _start(self) -> ProcessPoolExecutor:
         from .worker import warm
 
-        pool = ProcessPoolExecutor(max_workers=self.workers, initializer=warm,
-                                   initargs=(self.protected, self.limits.to_dict()))
+        pool = ProcessPoolExecutor(max_workers=self.workers, initializer=warm, initargs=(self.shape,))
         for _ in range(self.workers):
-            pool.submit(int)  # start the processes (and their first kernels) now
+            pool.submit(int)  # start the processes (and their first pods) now
         return pool
 
     def __enter__(self) -> "_Pool":
@@ -187,7 +252,7 @@ class _Pool:
             import distributed
 
             with distributed.Client(self.dask) as client:
-                for future in distributed.as_completed(client.map(run_job, jobs, pure=False)):
+                for future in distributed.as_completed(client.map(run_job_apart, jobs, pure=False)):
                     yield future.result()
             return
         share = WORKER_TASKS * self.workers
@@ -205,17 +270,21 @@ class _Pool:
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     """``grades.csv``: a row per student and assignment; these rows replace their
-    earlier ones, the other rows (other students, other assignments) stay."""
+    earlier ones, the other rows (other students, other assignments) stay. A field a
+    spreadsheet would take for a formula is neutralised (OWASP's CSV injection advice)."""
     fresh_keys = {(r["assignment"], r["student"]) for r in rows}
     kept = []
     if path.exists():
         with open(path, newline="") as f:
-            kept = [r for r in csv.DictReader(f) if (r.get("assignment"), r.get("student")) not in fresh_keys]
+            kept = [{k: r.get(k, "") for k in CSV_FIELDS} for r in csv.DictReader(f)
+                    if r.get("assignment") is not None and r.get("student") is not None
+                    and (collect.plain(r["assignment"]), collect.plain(r["student"])) not in fresh_keys]
     fresh = [{k: (f"{r[k]:g}" if isinstance(r[k], float) else r[k]) for k in CSV_FIELDS} for r in rows]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, CSV_FIELDS)
         writer.writeheader()
-        writer.writerows(sorted(kept + fresh, key=lambda r: (r["assignment"], r["student"])))
+        for row in sorted(kept + fresh, key=lambda r: (str(r["assignment"]), str(r["student"]))):
+            writer.writerow({k: collect.spreadsheet_safe(collect.shown(str(v))) for k, v in row.items()})
 
 
 def summary(rows: list[dict]) -> str:
@@ -232,10 +301,11 @@ def summary(rows: list[dict]) -> str:
             high = 100 if low == 80 else low + 20
             count = sum(1 for s in scores if low <= s < high or (high == 100 and s == 100))
             lines.append(f"  {low:3}-{high:<3}% {'#' * count} {count}")
-    attention = [r for r in rows if r["status"] in ("flagged", "timed out", "crashed")]
+    attention = [r for r in rows if r["status"] in ("flagged", "timed out", "crashed", "unjudged", "invalid")]
     if attention:
         lines.append("needs a human look:")
-        lines += [f"  {r['student']:16} {r['status']:9} {r['reason'][:150]}" for r in attention]
+        lines += [f"  {collect.shown(r['student']):16} {r['status']:9} {collect.shown(r['reason'][:150])}"
+                  for r in attention]
     return "\n".join(lines)
 
 
@@ -247,23 +317,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="submissions graded at once (default: the machine's cores)")
     parser.add_argument("--student", help="grade this student only")
     parser.add_argument("--force", action="store_true", help="grade again what was graded already")
-    parser.add_argument("--submissions", type=Path, help="an LMS download: a zip or folder of STUDENT_*.ipynb")
+    parser.add_argument("--submissions", type=Path, help="an LMS download: a zip or folder, one folder per student "
+                        "(Moodle: NAME_ID_assignsubmission_file_/) or STUDENT_*.ipynb files (Canvas)")
     parser.add_argument("--dask", metavar="ADDRESS", help="run the grading on this dask.distributed scheduler")
     parser.add_argument("--time-limit", type=float, help="seconds for a whole notebook (default 300)")
     parser.add_argument("--cell-time-limit", type=float, help="seconds for one cell (default 60)")
+    parser.add_argument("--roster", type=Path, help="for --submissions: a CSV mapping the LMS's names and ids to "
+                        "student ids (columns: student, and lms_id and/or lms_name)")
+    parser.add_argument("--unsafe-no-sandbox", action="store_true",
+                        help="grade without the sandbox (no root or no bubblewrap): each kernel runs as you, with your "
+                        "network and files, and could read labkit's own answers: only for a course that trusts its "
+                        "students")
     args = parser.parse_args(argv)
-    limits = sandbox.Limits(**{k: v for k, v in (("notebook_seconds", args.time_limit),
-                                                  ("cell_seconds", args.cell_time_limit)) if v})
-    warning = sandbox.isolation_warning()
-    if warning:
-        print(f"labkit grade: warning: {warning}", file=sys.stderr)
+    limits = pods.Limits(**{k: v for k, v in (("notebook_seconds", args.time_limit),
+                                               ("cell_seconds", args.cell_time_limit)) if v})
+    sandboxed = not args.unsafe_no_sandbox
+    missing = pods.missing_isolation()
+    if sandboxed and missing:
+        print(f"labkit grade: {missing}; without it a submission could read labkit's own answers and the course. "
+              "Run it as root where bubblewrap is installed, or, for students you trust, with --unsafe-no-sandbox.",
+              file=sys.stderr)
+        return 2
+    if not sandboxed:
+        print("labkit grade: warning: --unsafe-no-sandbox: submissions run as you, unconfined", file=sys.stderr)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         rows = grade(args.assignments, args.course, workers=args.workers, student=args.student, force=args.force,
-                     submissions_from=args.submissions, dask=args.dask, limits=limits)
-    except (FileNotFoundError, RuntimeError) as error:
+                     submissions_from=args.submissions, dask=args.dask, limits=limits, sandboxed=sandboxed,
+                     roster=args.roster)
+    except (FileNotFoundError, RuntimeError, ValueError) as error:
         print(f"labkit grade: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("labkit grade: stopped; what was graded is in the gradebook", file=sys.stderr)
+        return 130
     print(summary(rows))
     print(f"grades: {args.course / 'grades.csv'}; feedback: {args.course / 'feedback'}")
     return 0
-

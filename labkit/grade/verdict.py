@@ -1,109 +1,136 @@
-"""The outside verdict: each autograded test cell's checks, run in the grader's process.
+"""What an autograded cell asks, read from the course's own copy of it; and what a
+student's cells do that a TA should hear of.
 
-A lab's test cells call ``labkit.checks`` (``checks.send_mail.check(send_mail,
-["delivers"])``). The grader reads those calls from the cell as the course wrote it
-(restored from the source notebook, so a student's edit changes nothing), and runs the
-same checks here, against the student's objects in their kernel (:mod:`.remote`). A
-cell's outside verdict is what the gradebook gets; a cell with no such call (a plain
-``assert``) keeps its in-notebook result.
+Every autograded test cell of a lab is one or more check calls, in one of two forms::
 
-:func:`suspicious` reads the student's own cells for what a submission must not do
-(reach into labkit's internals, patch the checks, open the course's files).
+    checks.send_mail.check(send_mail, ["delivers", "helo-fallback"])    # a seam's rules
+    checks.story.check(world, awesome_queue_id=awesome_queue_id)         # answers about a run
+
+:func:`parse` reads them with :mod:`ast` (never running the cell): the names in it are
+looked up in the student's kernel by the judge, the rules are literals. A cell with any
+other statement cannot be judged outside the notebook; ``tests/test_grading.py`` keeps
+every lab's cells in these forms.
+
+:func:`suspicious` reads a student's solution cells for what a TA should look at (an
+import of labkit's own answer, a patch of the checks). It decides nothing: in grading
+the answer is not in the kernel at all (see :mod:`labkit.grade.pod`).
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+import pkgutil
+import threading
 from dataclasses import dataclass, field
+from functools import cache
 
-from ..checks import Report, Result
-from .remote import REMOTE_SEAMS, AgentClient, StudentRaised, remote_part
+import labkit
+
+from ..checks import SEAM_CHECKS
+from ..lab import STUDENT_MODULES
 
 
-@dataclass
+_AST = threading.Lock()  # CPython 3.11's ast counts its recursion per interpreter: one parse at a time
+
+
+def parse_python(source: str) -> ast.Module:
+    """``ast.parse``, one at a time in this process."""
+    with _AST:
+        return ast.parse(source)
+
+
+class NotJudgeable(ValueError):
+    """The cell is not in a form the judge can run outside the notebook."""
+
+
+@dataclass(frozen=True)
 class CheckCall:
-    """One ``checks.<module>.check(...)`` statement of a test cell."""
+    """One ``checks.<module>.check(...)`` of an autograded cell."""
 
-    module: str
-    args: list[str]  # source text of each positional argument
-    keywords: dict[str, str] = field(default_factory=dict)
+    module: str  # send_mail, story, ...
+    target: str  # the name of the student's part (or world) in their notebook
+    rules: list[str] | None = None  # the rules to run (None: every rule)
+    answers: dict[str, str] = field(default_factory=dict)  # story: question -> the name holding the answer
 
 
-def check_calls(source: str) -> tuple[list[CheckCall], bool]:
-    """The check calls of a test cell, and whether it has other statements too."""
+def parse(source: str) -> list[CheckCall]:
+    """The check calls of an autograded cell, or :class:`NotJudgeable` saying why not."""
     try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return [], True
-    calls, other = [], False
-    for statement in tree.body:
-        call = statement.value if isinstance(statement, ast.Expr) else None
-        func = getattr(call, "func", None)
-        if (isinstance(call, ast.Call) and isinstance(func, ast.Attribute) and func.attr in ("check", "run")
-                and isinstance(func.value, ast.Attribute) and isinstance(func.value.value, ast.Name)
-                and func.value.value.id == "checks"):
-            calls.append(CheckCall(func.value.attr, [ast.unparse(a) for a in call.args],
-                                   {k.arg: ast.unparse(k.value) for k in call.keywords if k.arg}))
-        else:
-            other = True
-    return calls, other
-
-
-def outside(source: str, agent: AgentClient, *, deadline: float) -> tuple[bool | None, list[Report], str]:
-    """Run the cell's checks here: (passed, or None when they cannot run outside;
-    their reports; why not, if not)."""
-    calls, other = check_calls(source)
+        tree = parse_python(source)
+    except SyntaxError as error:
+        raise NotJudgeable(f"it is not Python ({error.msg})") from None
+    calls = [_call(statement) for statement in tree.body]
     if not calls:
-        return None, [], "no labkit check in this cell"
-    reports = []
-    for call in calls:
+        raise NotJudgeable("it has no check")
+    return calls
+
+
+def _call(statement: ast.stmt) -> CheckCall:
+    call = statement.value if isinstance(statement, ast.Expr) else None
+    func = getattr(call, "func", None)
+    if not (isinstance(call, ast.Call) and isinstance(func, ast.Attribute) and func.attr in ("check", "run")
+            and isinstance(func.value, ast.Attribute) and isinstance(func.value.value, ast.Name)
+            and func.value.value.id == "checks" and func.value.attr in SEAM_CHECKS):
+        raise NotJudgeable(f"line {statement.lineno} is not a labkit check: {ast.unparse(statement)[:80]}")
+    module = func.value.attr
+    if not call.args or not isinstance(call.args[0], ast.Name):
+        raise NotJudgeable(f"line {statement.lineno}: the first argument must be a name in the notebook")
+    target = call.args[0].id
+    if module == "story":
+        if len(call.args) != 1 or not all(k.arg and isinstance(k.value, ast.Name) for k in call.keywords):
+            raise NotJudgeable(f"line {statement.lineno}: checks.story.check(world, question=name, ...)")
+        return CheckCall(module, target, answers={k.arg: k.value.id for k in call.keywords if k.arg})
+    rules = None
+    if len(call.args) > 1:
         try:
-            report = _run(call, agent, deadline)
-        except StudentRaised as error:
-            report = _broken(call, "looking them up in your notebook", "they are defined",
-                             f"{error.remote_type}: {error}")
-        except (OSError, ConnectionError, ValueError) as error:  # the kernel is gone or wedged
-            report = _broken(call, "reaching your notebook's kernel", "a kernel that answers",
-                             f"{type(error).__name__}: {error} (the kernel died, or hit a limit of the sandbox)")
-        if report is None:
-            return None, [], f"checks.{call.module} cannot run outside the notebook"
-        reports.append(report)
-    return all(r.passed for r in reports), reports, ""
+            rules = ast.literal_eval(call.args[1])
+        except ValueError:
+            raise NotJudgeable(f"line {statement.lineno}: the rules must be a literal list") from None
+        if not (isinstance(rules, list) and all(isinstance(r, str) for r in rules)):
+            raise NotJudgeable(f"line {statement.lineno}: the rules must be a list of names")
+    if len(call.args) > 2 or call.keywords:
+        raise NotJudgeable(f"line {statement.lineno}: only checks.{module}.check(part, [rules])")
+    return CheckCall(module, target, rules)
 
 
-def _broken(call: CheckCall, step: str, expected: str, got: str) -> Report:
-    report = Report(call.module)
-    report.add(Result(f"the objects this cell checks ({', '.join(call.args)})", "fail", step=step,
-                      expected=expected, got=got))
-    return report
-
-
-def _run(call: CheckCall, agent: AgentClient, deadline: float) -> Report | None:
-    checks = importlib.import_module(f"labkit.checks.{call.module}")
-    if call.module == "story":
-        events, copy = (agent.eval(a) for a in call.args[:2])
-        return checks.run(events, copy, **{name: agent.eval(expr) for name, expr in call.keywords.items()})
-    if call.module not in REMOTE_SEAMS or not call.args:
-        return None
-    impl = remote_part(call.module, agent, agent.handle(call.args[0]))
-    rules = ast.literal_eval(call.args[1]) if len(call.args) > 1 else None
-    return checks.run(impl, rules, deadline=deadline)
-
-
-# -- what a submission must not do ---------------------------------------------------------
-# labkit modules a student's code may use; the rest are labkit's own answers and machinery.
-ALLOWED = ("labkit.lab", "labkit.world", "labkit.notebook", "labkit.checks", "labkit.imap.parser")
+# -- what a submission's own code does ----------------------------------------------------------
 _FORBIDDEN_NAMES = {"__wrapped__": "unwraps a fenced function", "sys.modules": "reaches into loaded modules",
                     "gc.get_referents": "walks the interpreter's objects", "gc.get_objects": "walks the "
                     "interpreter's objects", "ctypes": "uses ctypes", "sys.setprofile": "changes the profiler",
                     "sys.settrace": "changes the tracer", "importlib.reload": "reloads modules"}
 
 
+@cache
+def allowed_names() -> frozenset[tuple[str, str]]:
+    """(module, name) pairs a student may import from labkit: everything in the student
+    modules, and each of labkit.lab's types under every module name labkit gives it
+    (``from labkit.smtp.client import Reply`` is ``labkit.lab.Reply``)."""
+    from .. import lab
+
+    types = {id(getattr(lab, name)): name for name in lab.__all__}
+    allowed = set()
+    for info in pkgutil.walk_packages(labkit.__path__, "labkit."):
+        if info.name.startswith(("labkit.grade", "labkit.audit")):
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except Exception:  # noqa: S112 - a module that cannot be imported here offers nothing
+            continue
+        for name, value in vars(module).items():
+            if id(value) in types and getattr(lab, types[id(value)]) is value:
+                allowed.add((info.name, name))
+    return frozenset(allowed)
+
+
+def _is_student_module(name: str) -> bool:
+    return any(name == m or name.startswith(m + ".") for m in STUDENT_MODULES) or name == "labkit"
+
+
 def suspicious(source: str) -> list[str]:
-    """What the student's own code does that it must not (one sentence each)."""
+    """What the student's own code does that a TA should look at (one sentence each)."""
     try:
-        tree = ast.parse(source)
+        tree = parse_python(source)
     except SyntaxError:
         return []
     found: list[str] = []
@@ -113,17 +140,20 @@ def suspicious(source: str) -> list[str]:
             found.append(text)
 
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            for name in names:
-                if name.startswith("labkit") and not name.startswith(ALLOWED) and name != "labkit":
-                    note(f"imports {name}, labkit's own code")
-                if name == "ctypes":
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("labkit"):
+            module = node.module or ""
+            if not _is_student_module(module):
+                for alias in node.names:
+                    if (module, alias.name) not in allowed_names():
+                        note(f"imports {module}.{alias.name}, labkit's own code")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("labkit.") and not _is_student_module(alias.name):
+                    note(f"imports {alias.name}, labkit's own code")
+                if alias.name == "ctypes":
                     note("uses ctypes")
         dotted = _dotted(node)
         if dotted:
-            if dotted.startswith("labkit.") and not dotted.startswith(ALLOWED):
-                note(f"uses {dotted}, labkit's own code")
             if dotted.startswith("checks.") and isinstance(getattr(node, "ctx", None), (ast.Store, ast.Del)):
                 note(f"changes {dotted}: the checks")
             for name, why in _FORBIDDEN_NAMES.items():
@@ -131,8 +161,6 @@ def suspicious(source: str) -> list[str]:
                     note(why)
         if isinstance(node, ast.Attribute) and node.attr == "__wrapped__":
             note(_FORBIDDEN_NAMES["__wrapped__"])
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and "gradebook" in node.value:
-            note("names the gradebook")
     return found
 
 

@@ -1,16 +1,20 @@
-"""Grading one submission: ``python -m labkit.grade.worker JOB.json RESULT.json``, so
-every submission gets a fresh process, locally or on a dask worker.
+"""Grading one submission, in a worker process (a pool's, a dask worker's, or
+``python -m labkit.grade.worker JOB.json RESULT.json``).
 
-1. **Restore** the course's cells: every test cell (and read-only cell) is put back as
-   the source notebook has it; an edited or deleted test cell is flagged and earns
-   nothing.
-2. **Run** the notebook with nbclient in a sandboxed kernel (:mod:`.sandbox`), with a
-   time cap for the whole notebook and each cell, and a cap on output. The agent
-   (:mod:`.agent`) is started in the kernel first.
-3. **Judge from outside**: each test cell's checks run here against the student's
-   objects in the kernel (:mod:`.verdict`). The cell's score is that verdict; where the
-   notebook's own result disagrees, the submission is flagged.
-4. **Clean up**: the kernel and everything it started are killed.
+1. **Read** it: a notebook that is not JSON, not nbformat, not UTF-8, too large or too
+   deep is ``invalid``, with the reason, and nothing runs.
+2. **Restore** the course's cells: each test cell and read-only code cell is put back as
+   the course has it; one the student edited (compared with the cell they were given,
+   the release's: hidden tests never count as an edit) or deleted is flagged for a human.
+   Cells the student added, notes included, run as they are and cost nothing.
+3. **Run** it in a pod (:mod:`.pod`): a sandboxed kernel with no answer key, and beside
+   it the judge with the lab world and the checks. Every cell but the autograded test
+   cells runs in the kernel (time caps per cell and for the whole notebook, output
+   capped); each **test cell is judged by the judge, in order, where it stands**: its
+   checks run against the student's objects as they are at that point (:mod:`.verdict`).
+   A test cell never runs in the kernel, so its hidden tests never reach it.
+4. **Decide** from data: each cell's score is the judge's verdict, or 0 with "could not be
+   judged: WHY"; the status is one of :class:`Status`; flags are :class:`Flag` s.
 """
 
 from __future__ import annotations
@@ -19,28 +23,69 @@ import atexit
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import nbformat
-from jupyter_client import AsyncKernelManager
-from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from . import sandbox, verdict
-from .remote import AgentClient
+from ..channel import ChannelClosed, RemoteError
+from . import pod as pods
+from . import verdict
 
-BOOTSTRAP = "import labkit.grade.agent as _labkit_agent; _labkit_agent.bootstrap({sock!r}, {audit!r}, {protected!r})"
-AUDIT_FLAGS = {"course-files": "opened the course's files (the hidden tests or the gradebook)",
-               "sqlite": "opened a database (the gradebook?)", "network": "connected to another machine"}
+MAX_NOTEBOOK_BYTES = 20 << 20  # a handed-in notebook (the labs' are ~100 kB with outputs)
+MAX_JSON_DEPTH = 64
+BOOTSTRAP = "import labkit.graded as _labkit_graded\n_labkit_graded.channel()"
+PROCESS_NOTE = 50  # processes a notebook may start before the TA is told
+
+
+class Status(str, Enum):
+    """A submission's status in grades.csv."""
+
+    GRADED = "graded"
+    FLAGGED = "flagged"  # graded, and something a human should look at
+    TIMED_OUT = "timed out"
+    CRASHED = "crashed"
+    UNJUDGED = "unjudged"  # a cell could not be judged for a reason of the grader's
+    INVALID = "invalid"  # not a notebook
+    MISSING = "missing"
+
+
+class FlagKind(str, Enum):
+    """What a human should look at (the status is then ``flagged``)."""
+
+    EDITED_TEST = "edited test cell"
+    DELETED_TEST = "deleted test cell"
+    EDITED_LOCKED = "edited read-only cell"
+    LABKIT_INTERNALS = "the student's code"
+    FLOOD = "output"
+
+
+@dataclass(frozen=True)
+class Flag:
+    kind: FlagKind
+    detail: str
+
+    def text(self) -> str:
+        return f"{self.kind.value} {self.detail}"
+
+
+@dataclass
+class Run:
+    """What happened when the notebook ran."""
+
+    status: Status = Status.GRADED
+    reason: str = ""
+    executed: set[str] = field(default_factory=set)  # grade ids of the cells that ran to the end
+    stderr: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # for the reason, not flags
 
 
 def nbgrader_meta(cell: Any) -> dict:
@@ -52,10 +97,58 @@ def is_test(cell: Any) -> bool:
     return bool(meta.get("grade")) and not meta.get("solution") and cell.get("cell_type") == "code"
 
 
-def restore(submitted: Any, source: Any) -> tuple[Any, list[str], set[str]]:
-    """The submission with the course's test and read-only cells put back: (notebook,
-    flags, ids of the test cells that were edited or deleted)."""
-    cells, flags, tampered = [], [], set()
+def points(cell: Any) -> float:
+    try:
+        return float(nbgrader_meta(cell).get("points", 0))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+# -- 1. reading ----------------------------------------------------------------------------------
+class InvalidSubmission(ValueError):
+    """Not a notebook that can be graded; the message says why."""
+
+
+def read_submission(data: bytes) -> Any:
+    """The handed-in notebook, or :class:`InvalidSubmission`."""
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        raise InvalidSubmission(f"it is {len(data) // 1024} kB, over the limit of {MAX_NOTEBOOK_BYTES >> 20} MB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidSubmission(f"it is not UTF-8 text (byte {error.start})") from None
+    try:
+        raw = json.loads(text)  # the C parser guards its own recursion: a RecursionError, not a crash
+    except RecursionError:
+        raise InvalidSubmission(f"its JSON is nested over {MAX_JSON_DEPTH} deep") from None
+    except ValueError as error:
+        raise InvalidSubmission(f"it is not JSON ({error})") from None
+    if _depth(raw) > MAX_JSON_DEPTH:
+        raise InvalidSubmission(f"its JSON is nested over {MAX_JSON_DEPTH} deep")
+    try:
+        notebook = nbformat.reads(json.dumps(raw), as_version=4)
+        nbformat.validate(notebook)
+    except Exception as error:
+        raise InvalidSubmission(f"it is not a Jupyter notebook ({str(error).splitlines()[0][:200]})") from None
+    return notebook
+
+
+def _depth(value: Any) -> int:
+    """How deep lists and objects nest in parsed JSON (counted without recursing)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            todo += [(child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)]
+    return deepest
+
+
+# -- 2. restoring the course's cells -----------------------------------------------------------------
+def restore(submitted: Any, source: Any, given: dict[str, str]) -> tuple[Any, list[Flag]]:
+    """The submission with the course's test and read-only code cells put back
+    (``given``: each such cell's text as the release handed it out)."""
+    cells, flags = [], []
     theirs: dict[str, Any] = {}  # grade id: the copy kept, the first
     for cell in submitted.cells:
         grade_id = nbgrader_meta(cell).get("grade_id")
@@ -68,20 +161,20 @@ def restore(submitted: Any, source: Any) -> tuple[Any, list[str], set[str]]:
     for position, cell in enumerate(ours):
         meta = nbgrader_meta(cell)
         grade_id = meta["grade_id"]
-        if not (meta.get("locked") or is_test(cell)):
+        test, locked_code = is_test(cell), meta.get("locked") and cell.cell_type == "code"
+        if not (test or meta.get("locked")):
             continue
         if grade_id not in theirs:
-            if is_test(cell):
-                flags.append(f"deleted test cell {grade_id} (restored; it earns nothing)")
-                tampered.add(grade_id)
+            if test:
+                flags.append(Flag(FlagKind.DELETED_TEST, f"{grade_id} (the course's own was judged)"))
             before = [nbgrader_meta(c).get("grade_id") for c in ours[:position]]
             index = max((i + 1 for i, c in enumerate(cells) if nbgrader_meta(c).get("grade_id") in before), default=0)
             cells.insert(index, nbformat.from_dict(dict(cell)))
             continue
         mine = theirs[grade_id]
-        if is_test(cell) and mine.source.strip() != cell.source.strip():
-            flags.append(f"edited test cell {grade_id} (restored; it earns nothing)")
-            tampered.add(grade_id)
+        if (test or locked_code) and mine.source.strip() != given.get(grade_id, cell.source).strip():
+            kind = FlagKind.EDITED_TEST if test else FlagKind.EDITED_LOCKED
+            flags.append(Flag(kind, f"{grade_id} (the course's own was {'judged' if test else 'run'})"))
         mine.source, mine.cell_type = cell.source, cell.cell_type
         mine.metadata["nbgrader"] = dict(meta)
     restored = nbformat.from_dict(dict(submitted))
@@ -89,18 +182,37 @@ def restore(submitted: Any, source: Any) -> tuple[Any, list[str], set[str]]:
     for cell in restored.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    return restored, flags, tampered
+    return restored, flags
 
 
-class SandboxedKernelManager(AsyncKernelManager):
-    """A kernel started through :func:`labkit.grade.sandbox.kernel_command`."""
+def suspicious(notebook: Any) -> list[str]:
+    """What the student's answer cells do that a TA should look at (:func:`verdict.suspicious`),
+    read in the coordinator, which parses alone (CPython 3.11's ``ast`` counts its
+    recursion per interpreter, not per thread: two threads parsing at once can fail)."""
+    found: list[str] = []
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and nbgrader_meta(cell).get("solution"):
+            found += [s for s in verdict.suspicious(cell.source) if s not in found]
+    return found
 
-    wrap: Any = None
 
-    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        return self.wrap(super().format_kernel_cmd(extra_arguments))
+def given_cells(source: Any, config: Any = None) -> dict[str, str]:
+    """Each test and read-only code cell's text as nbgrader's release hands it out
+    (``ClearHiddenTests`` with the course's configuration)."""
+    from nbgrader.preprocessors import ClearHiddenTests
+
+    clear = ClearHiddenTests(config=config) if config is not None else ClearHiddenTests()
+    given = {}
+    for cell in source.cells:
+        meta = nbgrader_meta(cell)
+        if meta.get("grade_id") and cell.cell_type == "code" and (is_test(cell) or meta.get("locked")):
+            copy = nbformat.from_dict(dict(cell))
+            clear._remove_hidden_test_region(copy)
+            given[meta["grade_id"]] = copy.source
+    return given
 
 
+# -- 3. running and judging ------------------------------------------------------------------------------
 class CappedClient(NotebookClient):
     """nbclient keeping at most ``budget`` bytes of output (the rest: a flood, dropped)."""
 
@@ -116,354 +228,277 @@ class CappedClient(NotebookClient):
         return super().output(outs, msg, display_id, cell_index)
 
 
+class Cause(str, Enum):
+    """Why a test cell could not be judged."""
+
+    CHANNEL = "channel"  # the notebook's channel to the judge broke (only the notebook can break it)
+    COURSE = "course"  # the course's cell is not in a form the judge runs
+    JUDGE = "judge"  # the judge failed, or took too long
+    STOPPED = "stopped"  # the notebook stopped before this cell (crashed, timed out)
+
+
 @dataclass
-class Run:
-    """What happened when the notebook ran."""
+class Judged:
+    """One test cell's verdict: ``passed`` (None when it could not be judged: ``cause``
+    says why, ``unjudged`` in words), and the check reports."""
 
-    status: str = "graded"  # graded | timed out | crashed
-    reason: str = ""
-    executed: set[str] = field(default_factory=set)  # grade ids of the cells that ran to the end
-    stderr: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # for the reason, not flags
+    passed: bool | None
+    reports: list = field(default_factory=list)
+    unjudged: str = ""
+    cause: Cause | None = None
 
 
-def in_notebook(cell: Any) -> bool:
-    """The notebook's own verdict on a test cell: it ran without an error."""
-    return not any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+def judge(pod: pods.Pod, cell: Any, deadline: float, limit: float) -> Judged:
+    try:
+        answer = pod.channel.request("judge.cell", {"source": cell.source, "deadline": deadline}, timeout=limit)
+    except TimeoutError:
+        return Judged(None, unjudged=f"its checks were still running after {limit:g}s", cause=Cause.JUDGE)
+    except (ChannelClosed, RemoteError) as error:
+        return Judged(None, unjudged=f"the grader's judge failed ({error})", cause=Cause.JUDGE)
+    unjudged = str(answer.get("unjudged") or "")
+    if not unjudged:
+        return Judged(answer.get("passed"), answer.get("reports", []))
+    cause = Cause.CHANNEL if answer.get("cause") == "channel" else Cause.COURSE if answer.get("cause") == "course" \
+        else Cause.JUDGE
+    return Judged(None, [], unjudged, cause)
+
+
+def _outputs(judged: Judged) -> list:
+    """The judge's verdict as the cell's outputs (an error output when it failed, as
+    nbgrader and formgrader read a failed test cell)."""
+    from .gradebook import report_from_json
+
+    reports = [report_from_json(r) for r in judged.reports]
+    html = "".join(r._repr_html_() for r in reports) or f"<p>{judged.unjudged}</p>"
+    text = "\n".join(str(r) for r in reports) or f"could not be judged: {judged.unjudged}"
+    outputs = [nbformat.v4.new_output("display_data", data={"text/html": html, "text/plain": text})]
+    if not judged.passed:
+        outputs.append(nbformat.v4.new_output("error", ename="CheckFailed", evalue=text.splitlines()[0][:300]
+                                              if text else "failed", traceback=[]))
+    return outputs
+
+
+def _execute(client: CappedClient, pod: pods.Pod, run: Run, limits: pods.Limits, started: float,
+             deadline: float) -> dict[str, Judged]:
+    judged: dict[str, Judged] = {}
+    notebook_deadline = started + limits.notebook_seconds
+    stopped = ""  # why the cells after this point were not run (or judged)
+    for index, cell in enumerate(client.nb.cells):
+        if cell.cell_type != "code":
+            continue
+        grade_id = nbgrader_meta(cell).get("grade_id", f"cell {index}")
+        left = notebook_deadline - time.monotonic()
+        if not stopped and left <= 0:
+            run.status, run.reason = Status.TIMED_OUT, f"the notebook took over {limits.notebook_seconds:g}s"
+            stopped = run.reason
+        if is_test(cell):
+            judged[grade_id] = Judged(None, unjudged=stopped, cause=Cause.STOPPED) if stopped else judge(
+                pod, cell, deadline, max(1.0, min(limits.cell_seconds, left)))
+            cell.outputs = _outputs(judged[grade_id])
+            continue
+        if stopped:
+            continue
+        client.timeout = max(1, int(min(limits.cell_seconds, left)))
+        try:
+            client.execute_cell(cell, index)
+        except CellTimeoutError:
+            run.status = Status.TIMED_OUT
+            run.reason = run.reason or f"cell {grade_id} still ran after {client.timeout}s (interrupted)"
+            _interrupt(pod)
+            continue
+        except DeadKernelError:
+            run.status, run.reason = Status.CRASHED, f"the kernel died in cell {grade_id} (os._exit or a crash)"
+            stopped = f"the kernel died in cell {grade_id} before this cell"
+            continue
+        if index == 0:  # the bootstrap
+            if any(o.get("output_type") == "error" for o in cell.outputs):
+                run.status, run.reason = Status.CRASHED, "the grading channel could not start in the kernel"
+                stopped = run.reason
+            continue
+        run.executed.add(grade_id)
+        if any(o.get("name") == "stderr" for o in cell.outputs if o.get("output_type") == "stream"):
+            run.stderr.append(grade_id)
+    return judged
+
+
+def _interrupt(pod: pods.Pod) -> None:
+    """Interrupt the running cell (a message on the control channel: a signal would stop
+    at bubblewrap, which does not pass it on)."""
+    from jupyter_core.utils import run_sync
+
+    try:
+        pod.km.kernel_spec.interrupt_mode = "message"
+        run_sync(pod.km.interrupt_kernel)()
+    except Exception:
+        pass
 
 
 def grade(job: dict) -> dict:
     """Grade one submission (see the module doc); returns the result as JSON data."""
     started = time.monotonic()
-    limits = sandbox.Limits(**job.get("limits", {}))
-    source = _notebook(job["source"])
-    submitted = _notebook(job["notebook"])
-    notebook, flags, tampered = restore(submitted, source)
-    protected = [p for p in job.get("protected", [job.get("course", "")]) if p]  # hidden from the kernel
-    key = kernel_key(protected, limits, job.get("bwrap"), job.get("scratch"))
-    kernel = Kernel.take(key)
-    Kernel.warm(key)  # the next submission's kernel starts while this one runs (it mostly waits on sockets)
-    run = Run()
-    cells: dict[str, dict] = {}
-    bootstrap = nbformat.v4.new_code_cell(BOOTSTRAP.format(sock=kernel.agent_path, audit=kernel.audit_path,
-                                                           protected=protected))
-    client = CappedClient(nbformat.v4.new_notebook(cells=[bootstrap] + list(notebook.cells), metadata=notebook.metadata),
-                          km=kernel.km, timeout=limits.cell_seconds, kernel_name="python3", allow_errors=True,
-                          resources={"metadata": {"path": kernel.workdir}})
-    client.budget = limits.output_bytes
-    judge = Judge(source, AgentClient(kernel.agent_path), job.get("deadline", 5.0))
+    limits = pods.Limits(**job.get("limits", {}))
+    source = nbformat.reads(json.dumps(job["source"]), as_version=4)
     try:
-        kernel.wait()
+        submitted = read_submission(job["notebook"].encode("utf-8", "surrogateescape")
+                                    if isinstance(job["notebook"], str) else job["notebook"])
+    except InvalidSubmission as error:
+        return invalid(job, str(error))
+    notebook, flags = restore(submitted, source, job.get("given", {}))
+    pod = _Pods.take(job)
+    run = Run()
+    judged: dict[str, Judged] = {}
+    bootstrap = nbformat.v4.new_code_cell(BOOTSTRAP)
+    client = CappedClient(nbformat.v4.new_notebook(cells=[bootstrap] + list(notebook.cells), metadata=notebook.metadata),
+                          km=pod.km, timeout=limits.cell_seconds, kernel_name="python3", allow_errors=True,
+                          resources={"metadata": {"path": pod.workdir}})
+    client.budget = limits.output_bytes
+    try:
+        pod.wait()
         with client.setup_kernel():
-            _execute(client, run, limits, started, kernel.km, judge)
-            if run.status != "crashed":
-                cells = judge.finish(client.nb)
-    except Exception as error:  # the kernel would not even start
-        run.status, run.reason = "crashed", f"the notebook could not run: {type(error).__name__}: {error}"
+            judged = _execute(client, pod, run, limits, started, job.get("deadline", 5.0))
+    except Exception as error:  # the pod would not even start
+        run.status, run.reason = Status.CRASHED, f"the notebook could not run: {type(error).__name__}: {error}"
     finally:
-        kernel.kill()
+        pod.kill()
+        pod.remove()
     executed = client.nb
     executed.cells = executed.cells[1:]  # without the bootstrap
     if client.flooded:
-        flags.append(f"output over {limits.output_bytes // 1024} kB was dropped (a flood)")
-    audit_flags, started_processes = _audit(kernel.audit_path)
-    flags += audit_flags
-    if kernel.limit_hit or started_processes >= limits.processes:
-        # Whatever cell it was in then: the notebook could not go on, so the same status always.
-        run.status = "crashed"
+        flags.append(Flag(FlagKind.FLOOD, f"over {limits.output_bytes // 1024} kB was dropped (a flood)"))
+    if pod.limit_hit:  # whatever cell it was in then: the notebook could not go on, so the same status always
+        run.status = Status.CRASHED
         run.reason = f"it hit the sandbox's limit of {limits.processes} processes and threads (forks without end?)"
-    elif started_processes > PROCESS_NOTE:
-        run.notes.append(f"started {started_processes} processes")
-    for sus in _solution_flags(executed):
-        flags.append(f"the student's code {sus}")
-    kernel.remove()
-    return _result(job, source, executed, run, cells, flags, tampered, time.monotonic() - started)
+    flags += [Flag(FlagKind.LABKIT_INTERNALS, sus) for sus in job.get("suspicious", [])]
+    return _result(job, source, executed, run, judged, flags, time.monotonic() - started)
 
 
+def invalid(job: dict, why: str) -> dict:
+    """The row of a submission that cannot be graded: 0 points, ``invalid``, why."""
+    source = nbformat.reads(json.dumps(job["source"]), as_version=4)
+    return _result(job, source, None, Run(Status.INVALID, f"invalid submission: {why}"), {}, [], 0.0)
+
+
+def _result(job: dict, source: Any, executed: Any, run: Run, judged: dict[str, Judged], flags: list[Flag],
+            elapsed: float) -> dict:
+    """Scores per cell and in all, the status, and the reason a TA reads."""
+    cells: dict[str, dict] = {}
+    total = max_score = 0.0
+    unjudgeable = []  # cells that could not be judged for a reason other than the run stopping
+    for cell in source.cells:
+        if not is_test(cell):
+            continue
+        grade_id = nbgrader_meta(cell)["grade_id"]
+        verdict_of = judged.get(grade_id) or Judged(None, unjudged=run.reason or "the notebook did not get here",
+                                                    cause=Cause.STOPPED)
+        score = points(cell) if verdict_of.passed else 0.0
+        cells[grade_id] = {"points": points(cell), "score": score, "passed": verdict_of.passed,
+                           "unjudged": verdict_of.unjudged, "reports": verdict_of.reports}
+        total += score
+        max_score += points(cell)
+        if verdict_of.cause is not None and verdict_of.cause is not Cause.STOPPED:
+            unjudgeable.append(grade_id)
+    status = run.status
+    if status is Status.GRADED and unjudgeable:
+        status = Status.UNJUDGED
+    if status is Status.GRADED and any(f.kind is not FlagKind.FLOOD for f in flags):
+        status = Status.FLAGGED
+    failed = [g for g, c in cells.items() if c["passed"] is False]
+    unjudged = [f"{g} ({c['unjudged']})" for g, c in cells.items() if c["passed"] is None and run.status
+                is not Status.INVALID]
+    reasons = [run.reason] if run.reason else []
+    if failed:
+        reasons.append(f"failed: {', '.join(failed)}")
+    if unjudged and status not in (Status.TIMED_OUT, Status.CRASHED):
+        reasons.append("could not be judged: " + "; ".join(unjudged))
+    reasons += [f.text() for f in flags]
+    if run.stderr:
+        reasons.append(f"wrote to stderr in {', '.join(run.stderr)}")
+    reasons += run.notes
+    return {"student": job["student"], "assignment": job["assignment"], "notebook": job["notebook_name"],
+            "status": status.value, "reason": "; ".join(reasons), "score": total, "max_score": max_score,
+            "cells": cells, "flags": [{"kind": f.kind.value, "detail": f.detail} for f in flags],
+            "elapsed": round(elapsed, 2), "executed": nbformat.writes(executed) if executed is not None else ""}
+
+
+# -- pods, one warming while another runs ------------------------------------------------------------------
 _SCRATCH: list[str] = []
 
 
-def _scratch() -> str:
-    """This process's directory for its kernels' files: hidden from every kernel, but for
-    the kernel's own shared directory (bound back in)."""
+def scratch(parent: str | None = None) -> str:
+    """This process's directory for its pods (under the run's, if it gave one)."""
     if not _SCRATCH:
-        _SCRATCH.append(tempfile.mkdtemp(prefix="labkit-grade-"))
+        _SCRATCH.append(tempfile.mkdtemp(prefix=f"w{os.getpid()}-", dir=parent))
         atexit.register(shutil.rmtree, _SCRATCH[0], True)
     return _SCRATCH[0]
 
 
-def kernel_key(protected: list[str], limits: sandbox.Limits, bwrap: bool | None = None,
-               scratch: str | None = None) -> tuple:
-    """What a kernel is made for: two submissions with the same key can use the same
-    kind of kernel (the same directories hidden, the same limits)."""
-    return tuple(protected), tuple(sorted(limits.to_dict().items())), bwrap, scratch
+def prepare(run_dir: str | None, sandboxed: bool) -> None:
+    """A worker process's start (before it has threads): its own mounts, where the pods'
+    small file systems live; its scratch directory."""
+    if sandboxed and os.geteuid() == 0:
+        pods.private_mounts()
+    scratch(run_dir)
 
 
-def warm(protected: list[str], limits: dict) -> None:
-    """A worker process's start: its first kernel starts before its first submission."""
-    Kernel.warm(kernel_key(protected, sandbox.Limits(**limits)))
+class _Pods:
+    """The next submission's pod starts while this one runs (a kernel and a judge take
+    about a second to start: that overlaps the waiting grading is mostly made of); every
+    submission still gets a pod of its own, never used before."""
 
-
-class Kernel:
-    """One submission's sandboxed kernel, with its private directories, control group
-    and the agent's socket. A worker starts the next submission's kernel while the
-    current one runs (:meth:`warm`), so a kernel's start-up (half a second) overlaps the
-    waiting that grading is mostly made of; every submission still gets a kernel of its
-    own, never used before."""
-
-    _spare: "tuple[tuple, Kernel] | None" = None
+    _spare: "tuple[tuple, pods.Pod] | None" = None
     _lock = threading.Lock()
 
-    def __init__(self, key: tuple) -> None:
-        protected, limits_items, bwrap, scratch = key
-        limits = sandbox.Limits(**dict(limits_items))
-        self.token = uuid.uuid4().hex[:12]
-        self.root = tempfile.mkdtemp(prefix=f"kernel-{self.token}-", dir=scratch or _scratch())
-        self.shared, self.workdir = os.path.join(self.root, "shared"), os.path.join(self.root, "work")
-        os.makedirs(self.shared)
-        os.makedirs(self.workdir)
-        self.agent_path, self.audit_path = os.path.join(self.shared, "agent.sock"), os.path.join(self.shared, "audit.log")
-        self.cgroup = sandbox.Cgroup(f"labkit-grade-{self.token}", processes=limits.processes,
-                                     memory=limits.memory_bytes) if sandbox.isolation()["cgroup"] else None
-        self.km = SandboxedKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(self.shared, "kernel"),
-                                         connection_file=os.path.join(self.shared, "kernel.json"))
-        self.km.wrap = lambda argv: sandbox.kernel_command(
-            [sys.executable, *argv[1:]] if argv and argv[0].endswith("python") else argv, limits=limits,
-            workdir=self.workdir, shared=self.shared, hidden=[*protected, scratch or _scratch()],
-            job=self.token, use_bwrap=bwrap, cgroup=self.cgroup)
-        self._log = open(os.path.join(self.shared, "kernel.log"), "wb")  # the kernel's own stdout and stderr
-        self._started = threading.Thread(target=self._start, name="labkit-grade-kernel", daemon=True)
-        self._error: Exception | None = None
-        self.limit_hit = False  # the sandbox refused a process or thread (its pids limit)
-        self._started.start()
-
-    def _start(self) -> None:
-        try:
-            run_sync(self.km.start_kernel)(cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT)
-        except Exception as error:
-            self._error = error
-
-    def wait(self) -> None:
-        """The kernel has started (or raise why it could not)."""
-        self._started.join()
-        if self._error is not None:
-            raise self._error
+    @staticmethod
+    def key(job: dict) -> tuple:
+        return (job["student_package"], tuple(sorted(job.get("limits", {}).items())), job.get("sandboxed", True),
+                job.get("run", ""), job.get("run_dir"))
 
     @classmethod
-    def take(cls, key: tuple) -> "Kernel":
-        """The kernel warmed for ``key``, or a new one."""
+    def make(cls, key: tuple) -> pods.Pod:
+        student, limits, sandboxed, run, run_dir = key
+        return pods.Pod(scratch(run_dir), student, pods.Limits(**dict(limits)), sandboxed=sandboxed, run=run)
+
+    @classmethod
+    def take(cls, job: dict) -> pods.Pod:
+        key = cls.key(job)
         with cls._lock:
             spare, cls._spare = cls._spare, None
-        if spare is not None and spare[0] == key:
-            return spare[1]
-        if spare is not None:
-            spare[1].discard()
-        return cls(key)
+        if spare is not None and spare[0] != key:
+            spare[1].kill()
+            spare[1].remove()
+            spare = None
+        pod = spare[1] if spare is not None else cls.make(key)
+        cls.warm(key)
+        return pod
 
     @classmethod
     def warm(cls, key: tuple) -> None:
         with cls._lock:
             if cls._spare is None:
-                cls._spare = (key, cls(key))
-
-    def kill(self) -> None:
-        self._started.join()
-        self.limit_hit = self.cgroup is not None and self.cgroup.limit_hit()
-        _kill(self.km, self.token, self.cgroup)
-        self._log.close()
-
-    def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def discard(self) -> None:
-        self.kill()
-        self.remove()
+                cls._spare = (key, cls.make(key))
 
 
 @atexit.register
 def _discard_spare() -> None:
-    spare, Kernel._spare = Kernel._spare, None
+    spare, _Pods._spare = _Pods._spare, None
     if spare is not None:
-        spare[1].discard()
+        spare[1].kill()
+        spare[1].remove()
 
 
-def _notebook(data: dict) -> Any:
-    """A notebook from its JSON (as in a file: sources may be lists of lines)."""
-    return nbformat.reads(json.dumps(data), as_version=4)
-
-
-def _execute(client: CappedClient, run: Run, limits: sandbox.Limits, started: float, km: AsyncKernelManager,
-             judge: "Judge") -> None:
-    deadline = started + limits.notebook_seconds
-    solutions = [i for i, c in enumerate(client.nb.cells) if c.cell_type == "code" and nbgrader_meta(c).get("solution")]
-    last_solution = solutions[-1] if solutions else 0
-    for index, cell in enumerate(client.nb.cells):
-        if cell.cell_type != "code":
-            continue
-        left = deadline - time.monotonic()
-        if left <= 0:
-            run.status, run.reason = "timed out", f"the notebook took over {limits.notebook_seconds:g}s"
-            return
-        client.timeout = max(1, int(min(limits.cell_seconds, left)))
-        grade_id = nbgrader_meta(cell).get("grade_id", f"cell {index}")
-        try:
-            client.execute_cell(cell, index)
-        except CellTimeoutError:
-            run.status = "timed out"
-            run.reason = f"cell {grade_id} still ran after {client.timeout}s"
-            _interrupt(km)
-            return
-        except DeadKernelError:
-            run.status, run.reason = "crashed", f"the kernel died in cell {grade_id} (os._exit or a crash)"
-            return
-        if index == 0 and not in_notebook(cell):  # the bootstrap
-            run.status, run.reason = "crashed", "the grading agent could not start in the kernel"
-            return
-        run.executed.add(grade_id)
-        if any(o.get("name") == "stderr" for o in cell.outputs if o.get("output_type") == "stream"):
-            run.stderr.append(grade_id)
-        if index == last_solution:
-            judge.ready()
-
-
-def _interrupt(km: AsyncKernelManager) -> None:
-    """Interrupt the running cell (a message on the control channel: a signal would stop
-    at bubblewrap, which does not pass it on)."""
-    try:
-        km.kernel_spec.interrupt_mode = "message"
-        run_sync(km.interrupt_kernel)()
-    except Exception:
-        pass
-
-
-class Judge:
-    """The outside verdict, in a thread of its own, started once the notebook has run its
-    last solution cell (the student's code is all defined then): while the kernel goes on
-    with the notebook's own test cells, this judges the same cells from outside (the
-    checks mostly wait on sockets, so the two overlap). One cell at a time, in order."""
-
-    def __init__(self, source: Any, agent: AgentClient, deadline: float) -> None:
-        self.tests = [c for c in source.cells if is_test(c)]
-        self.agent, self.deadline = agent, deadline
-        self.outside: dict[str, tuple[bool | None, list, str]] = {}
-        self._thread = threading.Thread(target=self._work, name="labkit-grade-judge", daemon=True)
-
-    def ready(self) -> None:
-        """The student's code has run: judging may begin."""
-        if self._thread.ident is None:
-            self._thread.start()
-
-    def finish(self, executed: Any) -> dict[str, dict]:
-        """Wait for the outside verdicts; add each cell's own verdict in the notebook."""
-        self.ready()
-        self._thread.join()
-        ran = {nbgrader_meta(c).get("grade_id"): c for c in executed.cells if c.get("execution_count")}
-        judged = {}
-        for cell in self.tests:
-            grade_id = nbgrader_meta(cell)["grade_id"]
-            passed, reports, why = self.outside.get(grade_id, (None, [], "not judged"))
-            judged[grade_id] = {"points": float(nbgrader_meta(cell).get("points", 0)),
-                                "in_notebook": grade_id in ran and in_notebook(ran[grade_id]), "outside": passed,
-                                "only_checks": not verdict.check_calls(cell.source)[1], "why": why,
-                                "reports": [r.to_json() for r in reports]}
-        return judged
-
-    def _work(self) -> None:
-        for cell in self.tests:
-            self.outside[nbgrader_meta(cell)["grade_id"]] = verdict.outside(cell.source, self.agent,
-                                                                           deadline=self.deadline)
-
-
-def _kill(km: AsyncKernelManager, token: str, cgroup: sandbox.Cgroup | None) -> None:
-    """The kernel, its process group, and anything else a submission started."""
-    try:
-        run_sync(km.shutdown_kernel)(now=True)
-    except Exception:
-        pass
-    if cgroup is not None:
-        cgroup.remove()
-    for pid in sandbox.strays(token):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-
-PROCESS_NOTE = 50  # processes a notebook may start before the TA is told
-
-
-def _audit(path: str) -> tuple[list[str], int]:
-    """What the audit hook saw: (flags for a human, how many processes it started)."""
-    try:
-        with open(path) as f:
-            events = [json.loads(line) for line in f if line.strip()]
-    except (OSError, ValueError):
-        return [], 0
-    first = {e["kind"]: e["detail"] for e in reversed(events)}
-    flags = [f"{AUDIT_FLAGS[kind]}: {detail}" for kind, detail in first.items() if kind in AUDIT_FLAGS]
-    return flags, sum(1 for e in events if e["kind"] == "process")
-
-
-def _solution_flags(executed: Any) -> list[str]:
-    found: list[str] = []
-    for cell in executed.cells:
-        if cell.cell_type == "code" and nbgrader_meta(cell).get("solution"):
-            found += [s for s in verdict.suspicious(cell.source) if s not in found]
-    return found
-
-
-def _result(job: dict, source: Any, executed: Any, run: Run, cells: dict[str, dict], flags: list[str],
-            tampered: set[str], elapsed: float) -> dict:
-    """Scores per cell and in all, the status, and the reason a TA reads."""
-    total = max_score = 0.0
-    disagreements = []
-    for cell in source.cells:
-        if not is_test(cell):
-            continue
-        grade_id = nbgrader_meta(cell)["grade_id"]
-        entry = cells.setdefault(grade_id, {"points": float(nbgrader_meta(cell).get("points", 0)),
-                                            "in_notebook": False, "outside": None, "why": run.reason,
-                                            "reports": []})
-        if entry["outside"] is None:  # no check to run outside: the notebook's own result
-            passed = entry["in_notebook"]
-        elif entry.get("only_checks"):
-            passed = entry["outside"]
-            if entry["in_notebook"] != passed and grade_id in run.executed:
-                disagreements.append(grade_id)
-        else:  # checks and plain asserts: both must hold
-            passed = entry["outside"] and entry["in_notebook"]
-        entry["score"] = entry["points"] if passed and grade_id not in tampered else 0.0
-        total += entry["score"]
-        max_score += entry["points"]
-    patched = [g for g in disagreements if cells[g]["in_notebook"]]
-    if patched:
-        flags.append(f"{', '.join(patched)} passed in the notebook but not outside it (patched checks?)")
-    if len(patched) < len(disagreements):
-        flags.append(f"{', '.join(g for g in disagreements if g not in patched)} failed in the notebook but passed "
-                     "outside it")
-    if any(f.startswith((AUDIT_FLAGS["course-files"], AUDIT_FLAGS["sqlite"])) for f in flags):
-        for entry in cells.values():  # the course's files are off limits: no points at all, a human decides
-            entry["score"] = 0.0
-        total = 0.0
-    cheating = [f for f in flags if not f.startswith("output over")]
-    status = run.status
-    if status == "graded" and cheating:
-        status = "flagged"
-    lost = [grade_id for grade_id, entry in cells.items() if entry["score"] < entry["points"]]
-    reasons = ([run.reason] if run.reason else []) + ([f"failed: {', '.join(lost)}"] if lost else []) + flags
-    if run.stderr:
-        reasons.append(f"wrote to stderr in {', '.join(run.stderr)}")
-    reasons += run.notes
-    return {"student": job["student"], "assignment": job["assignment"], "notebook": job["notebook_name"],
-            "status": status, "reason": "; ".join(reasons), "score": total, "max_score": max_score,
-            "cells": cells, "flags": flags, "elapsed": round(elapsed, 2),
-            "executed": nbformat.writes(executed)}
+def warm(job_shape: dict) -> None:
+    """A pool process's start: its first pod starts before its first submission."""
+    prepare(job_shape.get("run_dir"), job_shape.get("sandboxed", True))
+    _Pods.warm(_Pods.key(job_shape))
 
 
 def main() -> None:
     job_path, result_path = sys.argv[1:3]
     with open(job_path) as f:
         job = json.load(f)
+    prepare(job.get("run_dir"), job.get("sandboxed", True))
+    if not job.get("student_package"):  # a job of its own (dask): its own copy of the kernel's labkit
+        job["student_package"] = str(pods.student_package(Path(scratch()) / "student", *pods.lab_kernel(job["source"])))
     result = grade(job)
     with open(result_path + ".tmp", "w") as f:
         json.dump(result, f)

@@ -7,6 +7,12 @@
 - :mod:`.session`: :class:`IMAPSession`, the :class:`labkit.session.Session`
 """
 
-from .session import IMAPSession
-
 __all__ = ["IMAPSession"]
+
+
+def __getattr__(name: str):  # the session on first use: the parser alone stays light (the IMAP lab's helper)
+    if name == "IMAPSession":
+        from .session import IMAPSession
+
+        return IMAPSession
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,9 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, TypeVar, Union
 
-from labkit.store import not_atom_char
-
-from .wire import MONTHS, decode_mailbox
+from .wire import MONTHS, decode_mailbox, not_atom_char
 
 MAX_LINE = 64 * 1024
 """Longest command text (without literals); RFC 7162 §4 asks servers for at least 8192."""

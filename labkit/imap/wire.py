@@ -8,6 +8,14 @@ import datetime
 import re
 from typing import AbstractSet, Iterable
 
+_ATOM_SPECIALS = frozenset('(){ %*"\\]')
+
+
+def not_atom_char(text: str) -> str | None:
+    """The first character of ``text`` that an RFC 3501 §9 atom cannot hold, or None."""
+    return next((c for c in text if not 0x20 < ord(c) < 0x7F or c in _ATOM_SPECIALS), None)
+
+
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 CRLF = b"\r\n"
 NIL = b"NIL"

@@ -1,0 +1,721 @@
+"""One submission's pod: its kernel and its judge, each sandboxed, sharing one network namespace.
+
+The grader starts a pod per submission (:class:`Pod`, from a worker process). The pod's
+launcher (``python -m labkit.grade.pod``, which jupyter_client starts as the kernel's
+command) makes a fresh network namespace with nothing but its own loopback, then starts:
+
+- the **judge** (:mod:`labkit.grade.judge`): labkit whole, the lab world and the checks;
+- the **kernel**: the student's notebook, with a file system that holds the Python
+  runtime, the student-facing part of labkit (:func:`student_package`) and a working
+  directory: no reference implementation, no course, no ``notebooks/``, no ``.git``, no
+  other kernel's files, no grader's home.
+
+Both run under bubblewrap (their own mount, PID, IPC and UTS namespaces, a read-only
+system, size-capped tmpfs for everything they can write) as unprivileged users of the
+host (a fresh uid each, dropped to with ``setpriv``, never root mapped into a user
+namespace), with resource limits and, where the grader is root, a control group each.
+The judge and the kernel share only the network namespace (the notebook's sockets reach
+the judge's world on loopback) and one channel, a socket pair handed to both at start
+(:mod:`labkit.channel`); the worker talks to the judge over another pair.
+
+This needs root (or the same capabilities) and bubblewrap (apt: bubblewrap).
+``labkit grade --unsafe-no-sandbox`` runs the same pod without them: the kernel as the
+grader, with the grader's network and file system, for a course that trusts its students.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import pkgutil
+import random
+import resource
+import shutil
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import labkit
+
+KERNEL_FD, JUDGE_CONTROL_FD, JUDGE_KERNEL_FD = 3, 3, 4  # where each process finds its channels
+UID_BASE, UID_SPAN = 0x4C4B0000, 0x10000  # the sandboxes' users: a fresh uid per process, never a real user
+STUDENT_ROOT = "/opt/labkit"  # where the kernel finds the student-facing labkit
+HOME = "/home/student"  # the kernel's working directory and home (a tmpfs)
+COMMON = "/run/labkit"  # the judge's scratch (its worlds, its checks' files), the kernel's to use too
+MARKER = "LABKIT_GRADE_POD"  # in every pod process's environment
+MAX_SOCKET_DIR = 100  # bytes: the kernel's sockets ("k-4") must fit a Unix socket's 107
+HIGH_FD = 100  # where the launcher parks descriptors before it places them at 3 and 4
+MAX_KERNEL_MESSAGE = 64 << 20  # bytes of one message from a kernel to the worker
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one submission may use."""
+
+    notebook_seconds: float = 300.0  # wall clock for the whole notebook
+    cell_seconds: float = 60.0  # wall clock for one cell
+    cpu_seconds: int = 300
+    memory_bytes: int = 3 << 30  # address space (threads' stacks count too)
+    processes: int = 256  # processes and threads: more than the kernel and its worlds need
+    file_bytes: int = 64 << 20  # the largest file it may write
+    disk_bytes: int = 256 << 20  # each tmpfs it can write (its home, /tmp, /dev/shm)
+    shared_bytes: int = 1 << 20  # the directory of its connection file and sockets
+    open_files: int = 1024
+    output_bytes: int = 2 << 20  # notebook output kept; the rest is dropped (a flood)
+    judge_memory_bytes: int = 4 << 30  # the judge: the lab world and the checks
+    judge_processes: int = 512
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# -- what this machine can do --------------------------------------------------------------------
+def isolation() -> dict[str, bool]:
+    """bubblewrap and setpriv on PATH, root (for the network namespace, the users and
+    the control groups), a control group tree we may write."""
+    root = os.geteuid() == 0
+    return {"bwrap": shutil.which("bwrap") is not None, "setpriv": shutil.which("setpriv") is not None,
+            "root": root, "cgroup": root and Cgroup.available()}
+
+
+def missing_isolation() -> str:
+    """Why the sandbox cannot be had here (a sentence for the TA), or ``""``."""
+    can = isolation()
+    missing = [what for what, ok in (("bubblewrap (apt install bubblewrap)", can["bwrap"]),
+                                     ("setpriv (util-linux)", can["setpriv"]), ("root", can["root"])) if not ok]
+    return ("the grading sandbox needs " + " and ".join(missing)) if missing else ""
+
+
+# -- Linux calls Python 3.11 does not wrap ------------------------------------------------------
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
+MS_REC, MS_PRIVATE = 0x4000, 1 << 18
+PR_SET_PDEATHSIG = 1
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{what}: {os.strerror(error)}")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def mount(source: str | None, target: str, kind: str | None, flags: int, options: str | None) -> None:
+    enc = (lambda v: v.encode() if v is not None else None)
+    _check(_libc.mount(enc(source), enc(target), enc(kind), ctypes.c_ulong(flags), enc(options)), f"mount {target}")
+
+
+def private_mounts() -> None:
+    """This process (a worker, before it has threads) gets mounts of its own: the small
+    tmpfs it makes for each kernel vanish with it, and nothing reaches the host's table."""
+    unshare(CLONE_NEWNS)
+    mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+
+
+def loopback_up() -> None:
+    """Bring up ``lo`` in a new network namespace (SIOCSIFFLAGS, IFF_UP)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock, 0x8913, request))[1]
+        fcntl.ioctl(sock, 0x8914, struct.pack("16sH14x", b"lo", flags | 1))
+
+
+# -- the student-facing labkit -------------------------------------------------------------------------
+ROOTS = ("labkit.lab", "labkit.notebook", "labkit.checks", "labkit.imap.parser", "labkit.graded", "labkit.reader",
+         "labkit.muttrc", "labkit.diskspy", "labkit.programs", "labkit.accounts")
+
+
+def kernel_modules(helpers: tuple[str, ...] = ()) -> list[str]:
+    """The labkit modules a graded kernel holds: the student modules, the lab's own
+    ``helpers``, and what they import at module level (lazy imports inside functions are
+    the other world's: a notebook's World is the judge's there), found by reading the
+    source, not running it."""
+    from ..lab import STUDENT_MODULES
+
+    base = Path(labkit.__file__).parent
+    todo, found = ["labkit", *STUDENT_MODULES, *ROOTS, *helpers], set()
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        path = _module_path(base, name)
+        if path is None:
+            continue
+        found.add(name)
+        parent = name.rpartition(".")[0]
+        if parent:
+            todo.append(parent)
+        todo += _top_level_imports(path, name)
+    return sorted(found)
+
+
+def _module_path(base: Path, name: str) -> Path | None:
+    parts = name.split(".")[1:]
+    for candidate in (base.joinpath(*parts).with_suffix(".py") if parts else None,
+                      base.joinpath(*parts, "__init__.py")):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
+
+
+def _top_level_imports(path: Path, name: str) -> list[str]:
+    from .verdict import parse_python
+
+    tree = parse_python(path.read_text())
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in tree.body:  # module level only: not in functions, not under TYPE_CHECKING
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("labkit")]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[:len(anchor) - node.level + 1]
+                module = ".".join([*anchor, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            if module.startswith("labkit"):
+                found.append(module)
+                found += [f"{module}.{a.name}" for a in node.names]  # a submodule, if it is one
+    return found
+
+
+def lab_kernel(notebook: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What a lab's kernel holds beyond the student modules: (the helpers its notebook
+    names in ``metadata.labkit.helpers``, the seams its test cells check and whose
+    answers must therefore not be there)."""
+    from .verdict import NotJudgeable, parse
+
+    helpers = tuple(notebook.get("metadata", {}).get("labkit", {}).get("helpers", []))
+    graded: set[str] = set()
+    for cell in notebook["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade") and not meta.get("solution") and cell["cell_type"] == "code":
+            text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            try:
+                graded |= {c.module for c in parse(text) if c.module != "story"}
+            except NotJudgeable:
+                continue
+    return helpers, tuple(sorted(graded))
+
+
+def student_package(dest: Path, helpers: tuple[str, ...] = (), graded: tuple[str, ...] = ()) -> Path:
+    """Write the kernel's labkit under ``dest`` (``dest/labkit/...``): the modules of
+    :func:`kernel_modules` (with a lab's ``helpers``, such as ``labkit.store`` for the
+    IMAP lab), the lecture world's zone files, and for each other labkit module that
+    labkit.lab's types live in or are re-exported from, a stand-in that gives those types
+    under that name (``from labkit.smtp.client import Reply`` works when graded) and says
+    why anything else is not there. A helper that would bring labkit's answer for one of
+    the ``graded`` seams is refused (ValueError)."""
+    from ..seams import SEAMS
+    from .verdict import allowed_names
+
+    base = Path(labkit.__file__).parent
+    modules = kernel_modules(tuple(helpers))
+    for seam in graded:
+        spec = SEAMS[seam]
+        held = {name.partition(":")[0] for name in (spec.reference, *spec.answers)} & set(modules)
+        if held:
+            raise ValueError(f"the helpers {list(helpers)} bring {sorted(held)}, labkit's answer for {seam}, "
+                             "which this lab grades")
+    for name in modules:
+        source = _module_path(base, name)
+        assert source is not None
+        target = dest / source.relative_to(base.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    shutil.copytree(base / "worlds", dest / "labkit" / "worlds", dirs_exist_ok=True)
+    from .. import lab
+
+    shims: dict[str, list[str]] = {}
+    for module, name in allowed_names():
+        defined = getattr(getattr(lab, name, None), "__module__", "")
+        if module not in modules and defined in modules:  # only what the kernel has (a helper stays out)
+            shims.setdefault(module, []).append(name)
+    shims.setdefault("labkit.world", [])  # the README's `from labkit.world import World`
+    for module, names in shims.items():
+        target = dest.joinpath(*module.split(".")).with_suffix(".py")
+        for package in module.split(".")[1:-1]:  # a shim's packages: empty ones where they are not there
+            init = dest.joinpath(*module.split(".")[: module.split(".").index(package) + 1], "__init__.py")
+            if not init.exists():
+                init.parent.mkdir(parents=True, exist_ok=True)
+                init.write_text('"""Not in a graded notebook: only what labkit.lab offers."""\n')
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(_shim(module, sorted(names)))
+    return dest
+
+
+def _shim(module: str, names: list[str]) -> str:
+    lines = [f'"""{module} in a graded notebook: only labkit.lab\'s types are here."""', ""]
+    if names:
+        lines.append(f"from labkit.lab import {', '.join(names)}  # noqa: F401")
+    if module == "labkit.world":
+        lines.append("from labkit.notebook import World  # noqa: F401")
+    lines += ["", "", "def __getattr__(name):",  # ImportError, not AttributeError: `from` keeps its message
+              "    if name.startswith('__'):",
+              "        raise AttributeError(name)",
+              f"    raise ImportError(f\"{module}.{{name}} is part of labkit's own answer, which is not in your "
+              "notebook while it is graded: import what your code uses from labkit.lab\")", ""]
+    return "\n".join(lines)
+
+
+# -- control groups ---------------------------------------------------------------------------------------
+class Cgroup:
+    """A control group for one process tree (root only): at most ``processes``
+    processes and threads, at most ``memory`` bytes, whatever it forks; and at the end,
+    everything still in it killed and the group removed. cgroup v2, or v1's controllers.
+    Named ``labkit-grade-RUN-TOKEN`` so that a run removes all of its own at the end."""
+
+    ROOT = "/sys/fs/cgroup"
+    PREFIX = "labkit-grade-"
+
+    def __init__(self, name: str, *, processes: int, memory: int) -> None:
+        self.paths: list[str] = []
+        for path, settings in self._trees(name, processes, memory):
+            try:
+                os.mkdir(path)
+                for key, value in settings.items():
+                    with open(f"{path}/{key}", "w") as f:
+                        f.write(str(value))
+            except OSError:
+                continue
+            self.paths.append(path)
+
+    @classmethod
+    def _trees(cls, name: str, processes: int, memory: int) -> list[tuple[str, dict[str, int]]]:
+        if os.path.exists(f"{cls.ROOT}/cgroup.controllers"):  # v2: one tree
+            return [(f"{cls.ROOT}/{name}", {"pids.max": processes, "memory.max": memory})]
+        return [(f"{cls.ROOT}/pids/{name}", {"pids.max": processes}),
+                (f"{cls.ROOT}/memory/{name}", {"memory.limit_in_bytes": memory})]
+
+    @classmethod
+    def available(cls) -> bool:
+        return os.access(f"{cls.ROOT}/cgroup.controllers", os.W_OK) or os.access(f"{cls.ROOT}/pids", os.W_OK)
+
+    def pids(self) -> set[int]:
+        return set().union(*(_pids_in(path) for path in self.paths)) if self.paths else set()
+
+    def limit_hit(self) -> bool:
+        """Whether a fork or a thread was refused because the pids limit was reached."""
+        for path in self.paths:
+            try:
+                with open(f"{path}/pids.events") as f:
+                    if any(line.split()[:1] == ["max"] and int(line.split()[1]) > 0 for line in f):
+                        return True
+            except (OSError, ValueError, IndexError):
+                continue
+        return False
+
+    def remove(self) -> None:
+        for path in self.paths:
+            _remove_group(path)
+        self.paths = []
+
+    @classmethod
+    def sweep(cls, run: str | None = None) -> int:
+        """Remove the groups of run ``run`` (default: of every run whose grader is gone);
+        how many were removed."""
+        removed = 0
+        for tree in (cls.ROOT, f"{cls.ROOT}/pids", f"{cls.ROOT}/memory"):
+            try:
+                names = os.listdir(tree)
+            except OSError:
+                continue
+            for name in names:
+                if not name.startswith(cls.PREFIX):
+                    continue
+                owner = name[len(cls.PREFIX):].split("-")[0]
+                if (run is not None and owner == run) or (run is None and not _alive(owner)):
+                    removed += _remove_group(f"{tree}/{name}")
+        return removed
+
+
+def run_id() -> str:
+    """This grading run's name in its control groups: the coordinator's pid."""
+    return str(os.getpid())
+
+
+def _alive(owner: str) -> bool:
+    return owner.isdigit() and os.path.exists(f"/proc/{owner}")
+
+
+def _pids_in(path: str) -> set[int]:
+    try:
+        with open(f"{path}/cgroup.procs") as f:
+            return {int(line) for line in f if line.strip()}
+    except OSError:
+        return set()
+
+
+def _remove_group(path: str) -> int:
+    """Kill what is in it, then remove it (bounded: a few seconds at most)."""
+    for _ in range(100):
+        left = _pids_in(path)
+        if not left:
+            break
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.02)
+    for _ in range(50):
+        try:
+            os.rmdir(path)
+            return 1
+        except FileNotFoundError:
+            return 0
+        except OSError as error:
+            if error.errno != errno.EBUSY:
+                return 0
+            time.sleep(0.02)
+    return 0
+
+
+# -- the pod's two processes ----------------------------------------------------------------------------
+def _system_view() -> list[str]:
+    """bubblewrap's read-only system for both: /usr, its top-level links, /etc, the
+    Python runtime and the venv (each at its own path)."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = f"/{name}"
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    args += ["--ro-bind", "/etc", "/etc"]
+    for prefix in sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix), sys.prefix}):
+        if not prefix.startswith("/usr/"):
+            args += bind(prefix, prefix)
+    return args
+
+
+def bind(source: str, dest: str, *, how: str = "--ro-bind") -> list[str]:
+    """Mount ``source`` at ``dest``, its parents made first as plain 0755 directories
+    (bubblewrap would make them 0700, root's: another user could not get through)."""
+    args, parent = [], os.path.dirname(dest)
+    parents = []
+    while parent not in ("/", ""):
+        parents.append(parent)
+        parent = os.path.dirname(parent)
+    for path in reversed(parents):
+        args += ["--perms", "0755", "--dir", path]
+    return [*args, how, source, dest]
+
+
+def _venv_labkit() -> list[str]:
+    """labkit installed into the venv (not in editable mode) would be there for the
+    kernel to read: hide it."""
+    hidden = []
+    for entry in sys.path:
+        candidate = Path(entry) / "labkit"
+        if entry.startswith((sys.prefix, sys.base_prefix)) and (candidate / "__init__.py").is_file():
+            hidden += ["--tmpfs", str(candidate)]
+    return hidden
+
+
+def _drop(uid: int) -> list[str]:
+    """setpriv to the unprivileged ``uid``: no groups, no capabilities, no new privileges."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+            "--bounding-set=-all", "--no-new-privs", "--"]
+
+
+def kernel_command(kernel_argv: list[str], *, uid: int, shared: str, common: str, student: str,
+                   limits: Limits) -> list[str]:
+    """The kernel under bubblewrap, as ``uid``."""
+    size = str(limits.disk_bytes)
+    python = kernel_argv[0]
+    return ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", *_system_view(), *_venv_labkit(), *bind(student, STUDENT_ROOT),
+            "--proc", "/proc", "--dev", "/dev", *_tmpfs("/tmp", size), *_tmpfs("/dev/shm", size), *_tmpfs(HOME, size),
+            *bind(shared, shared, how="--bind"), *bind(common, COMMON, how="--bind"), "--chdir", HOME, "--clearenv",
+            *_env(HOME, {"PYTHONPATH": STUDENT_ROOT, "LABKIT_CHANNEL_FD": str(KERNEL_FD),
+                         "NBGRADER_EXECUTION": "autograde"}),
+            "--", *_drop(uid), python, *kernel_argv[1:]]
+
+
+def judge_command(*, uid: int, common: str, limits: Limits) -> list[str]:
+    """The judge under bubblewrap, as ``uid``: the labkit package (only it, not the
+    repository around it), read-only; its scratch is the pod's common tmpfs, which the
+    kernel sees too (a world's Maildirs, a check's files: where a student's deliver
+    writes and a student's POP3 session reads). It holds nothing secret: the course's
+    cells reach it over the worker's channel, in memory."""
+    package = os.path.dirname(os.path.abspath(labkit.__file__))
+    binds = bind(package, package) if not package.startswith((sys.prefix, sys.base_prefix)) else []
+    return ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", *_system_view(), *binds, "--proc", "/proc", "--dev", "/dev",
+            *_tmpfs("/tmp", str(limits.disk_bytes)), *bind(common, COMMON, how="--bind"), "--chdir", COMMON,
+            "--clearenv", *_env(COMMON, {"PYTHONPATH": os.path.dirname(package)}), "--", *_drop(uid),
+            *_judge_argv()]
+
+
+def _tmpfs(path: str, size: str) -> list[str]:
+    """A size-capped tmpfs any of the sandbox's users may write (it is theirs alone)."""
+    parent = os.path.dirname(path)
+    return [*(["--perms", "0755", "--dir", parent] if parent != "/" else []),
+            "--perms", "1777", "--size", size, "--tmpfs", path]
+
+
+def _judge_argv() -> list[str]:
+    return [sys.executable, "-m", "labkit.grade.judge", "--control", str(JUDGE_CONTROL_FD),
+            "--kernel", str(JUDGE_KERNEL_FD)]
+
+
+def _env(home: str, extra: dict[str, str]) -> list[str]:
+    variables = {"PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin", "HOME": home,
+                 "TMPDIR": home, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", **extra}
+    return [arg for name, value in variables.items() for arg in ("--setenv", name, value)]
+
+
+class Pod:
+    """One submission's kernel and judge (see the module doc), made by a worker: the
+    kernel manager (``km``) for nbclient, and the worker's channel to the judge."""
+
+    def __init__(self, scratch: str, student: str, limits: Limits, *, sandboxed: bool, run: str) -> None:
+        self.limits, self.sandboxed = limits, sandboxed
+        self.token = uuid.uuid4().hex[:12]
+        self.uid = UID_BASE + random.randrange(0, UID_SPAN - 1, 2)  # the kernel's; the judge's is uid + 1
+        self.root = os.path.join(scratch, f"p{self.token}")
+        # The kernel's sockets are files here: a Unix socket's path has at most 107 bytes.
+        self.shared = os.path.join(self.root, "s")
+        if len(self.shared) > MAX_SOCKET_DIR:
+            self.root = os.path.join(tempfile.mkdtemp(prefix="lg-"), f"p{self.token}")
+            self.shared = os.path.join(self.root, "s")
+        self.common = os.path.join(self.root, "c")
+        os.makedirs(self.shared, mode=0o700)
+        os.makedirs(self.common, mode=0o1777)
+        if sandboxed:  # tmpfs of their own: what the kernel writes here is capped too
+            mount("tmpfs", self.shared, "tmpfs", 0, f"size={limits.shared_bytes},mode=0700,uid={self.uid},"
+                                                   f"gid={self.uid}")
+            mount("tmpfs", self.common, "tmpfs", 0, f"size={limits.disk_bytes},mode=1777")
+        self.workdir = HOME if sandboxed else os.path.join(self.root, "home")
+        if not sandboxed:
+            os.makedirs(self.workdir)
+        self.cgroups = {which: Cgroup(f"{Cgroup.PREFIX}{run}-{self.token}-{which}", processes=processes, memory=memory)
+                        for which, processes, memory in (("kernel", limits.processes, limits.memory_bytes),
+                                                         ("judge", limits.judge_processes, limits.judge_memory_bytes))
+                        } if sandboxed and Cgroup.available() else {}
+        self._control, judge_end = socket.socketpair()
+        self._judge_end = judge_end
+        self.log_path = os.path.join(self.root, "pod.log")
+        spec = {"sandboxed": sandboxed, "uid": self.uid, "student": student, "shared": self.shared,
+                "common": self.common,
+                "limits": limits.to_dict(), "cgroups": {k: g.paths for k, g in self.cgroups.items()},
+                "control": judge_end.fileno(), "log": self.log_path, "marker": self.token}
+        self.km = kernel_manager(spec, kernel_name="python3", transport="ipc", ip=os.path.join(self.shared, "k"),
+                                 connection_file=os.path.join(self.shared, "kernel.json"))
+        import zmq  # the worker's sockets to the kernel take no message over the limit (a kernel that floods is
+        self.km.context.setsockopt(zmq.MAXMSGSIZE, MAX_KERNEL_MESSAGE)  # cut off, not held in memory)
+        self._error: BaseException | None = None
+        self._started = threading.Thread(target=self._start, name="labkit-pod-start", daemon=True)
+        self._started.start()
+        self.channel: Any = None
+        self.limit_hit = False
+
+    def _start(self) -> None:
+        from jupyter_core.utils import run_sync
+
+        try:
+            self.km.write_connection_file()
+            if self.sandboxed:
+                os.chown(self.km.connection_file, self.uid, self.uid)
+            with open(self.log_path, "ab") as log:
+                run_sync(self.km.start_kernel)(cwd=self.workdir if not self.sandboxed else self.root, stdout=log,
+                                              stderr=log, pass_fds=[self._judge_end.fileno()])
+        except BaseException as error:  # noqa: BLE001 - said when the worker waits for it
+            self._error = error
+        finally:
+            self._judge_end.close()
+
+    def wait(self) -> None:
+        """The kernel and judge have started (or raise why they could not)."""
+        from ..channel import Channel
+
+        self._started.join()
+        if self._error is not None:
+            raise self._error
+        if self.channel is None:
+            self.channel = Channel(self._control, name="labkit-worker-judge").start()
+
+    def kill(self) -> None:
+        """The kernel, the judge, and everything either started."""
+        from jupyter_core.utils import run_sync
+
+        self._started.join()
+        self.limit_hit = "kernel" in self.cgroups and self.cgroups["kernel"].limit_hit()
+        if self.channel is not None:
+            self.channel.close("the submission is graded")
+        else:
+            self._control.close()
+        try:
+            run_sync(self.km.shutdown_kernel)(now=True)
+        except Exception:
+            pass
+        for group in self.cgroups.values():
+            group.remove()
+        for pid in strays(self.token):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def remove(self) -> None:
+        if self.sandboxed:
+            for mounted in (self.shared, self.common):
+                try:
+                    _check(_libc.umount2(mounted.encode(), 2), "umount")  # MNT_DETACH
+                except OSError:
+                    pass
+        shutil.rmtree(self.root, ignore_errors=True)
+        if os.path.basename(os.path.dirname(self.root)).startswith("lg-"):  # the short place, for long TMPDIRs
+            shutil.rmtree(os.path.dirname(self.root), ignore_errors=True)
+
+
+def kernel_manager(spec: dict, **kwargs: Any) -> Any:
+    """A jupyter_client kernel manager whose kernel is started through the pod's
+    launcher (:func:`launch`) with ``spec``."""
+    from jupyter_client import AsyncKernelManager
+
+    class PodKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            argv = super().format_kernel_cmd(extra_arguments)
+            if argv and os.path.basename(argv[0]).startswith("python"):
+                argv = [sys.executable, *argv[1:]]
+            return [sys.executable, "-m", "labkit.grade.pod", "--spec", json.dumps(spec), "--", *argv]
+
+    return PodKernelManager(**kwargs)
+
+
+def strays(marker: str) -> list[int]:
+    """Processes still carrying a pod's marker (started by it, escaped its groups)."""
+    found = []
+    needle = f"{MARKER}={marker}".encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+# -- the launcher ----------------------------------------------------------------------------------------------
+def _limit(limits: Limits, *, judge: bool) -> None:
+    memory = limits.judge_memory_bytes if judge else limits.memory_bytes
+    processes = limits.judge_processes if judge else limits.processes
+    for limit, value in ((resource.RLIMIT_CPU, limits.cpu_seconds), (resource.RLIMIT_AS, memory),
+                         (resource.RLIMIT_NPROC, processes), (resource.RLIMIT_FSIZE, limits.file_bytes),
+                         (resource.RLIMIT_NOFILE, limits.open_files), (resource.RLIMIT_CORE, 0)):
+        soft, hard = resource.getrlimit(limit)
+        if hard != resource.RLIM_INFINITY and value > hard:
+            value = hard
+        resource.setrlimit(limit, (value, value))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over the file limit fails (EFBIG), no kill
+
+
+def _join(paths: list[str]) -> None:
+    for path in paths:
+        with open(f"{path}/cgroup.procs", "w") as f:
+            f.write(str(os.getpid()))
+
+
+def _place(fd: int, target: int) -> None:
+    """Put descriptor ``fd`` at ``target``, inheritable."""
+    if fd != target:
+        os.dup2(fd, target, inheritable=True)
+        os.close(fd)
+    else:
+        os.set_inheritable(fd, True)
+
+
+def _only(last: int) -> None:
+    """Close every descriptor above ``last``: a process gets its standard streams and
+    its channels (0 to ``last``), nothing else this launcher held."""
+    os.closerange(last + 1, os.sysconf("SC_OPEN_MAX"))
+
+
+def launch(spec: dict, kernel_argv: list[str]) -> None:
+    """The pod's launcher (the kernel's command, run by jupyter_client): the network
+    namespace, then the judge (a child) and the kernel (this process, exec'd)."""
+    limits = Limits(**spec["limits"])
+    sandboxed = spec["sandboxed"]
+    os.environ[MARKER] = spec["marker"]
+    os.environ.pop("JPY_PARENT_PID", None)  # in a PID namespace ipykernel would take its parent for dead
+    if sandboxed:
+        unshare(CLONE_NEWNET)
+        loopback_up()
+    judge_end, kernel_end = socket.socketpair()
+    # Out of the way of the numbers the two processes expect (then into place in each), and
+    # the originals closed: the worker's channel to the judge must never reach the kernel.
+    originals = [spec["control"], judge_end.detach(), kernel_end.detach(),
+                 os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)]
+    control, judge_end_fd, kernel_end_fd, log = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, HIGH_FD) for fd in originals)
+    for fd in originals:
+        os.close(fd)
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(kernel_end_fd)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+            os.setsid()
+            _join(spec["cgroups"].get("judge", []))
+            _limit(limits, judge=True)
+            _place(control, JUDGE_CONTROL_FD)
+            _place(judge_end_fd, JUDGE_KERNEL_FD)
+            _only(JUDGE_KERNEL_FD)
+            if sandboxed:
+                argv = judge_command(uid=spec["uid"] + 1, common=spec["common"], limits=limits)
+            else:  # the same common scratch, at its own path
+                os.environ["TMPDIR"] = spec["common"]
+                argv = _judge_argv()
+            os.execvp(argv[0], argv)
+        finally:
+            os._exit(127)
+    os.close(control)
+    os.close(judge_end_fd)
+    os.close(log)
+    _join(spec["cgroups"].get("kernel", []))
+    _limit(limits, judge=False)
+    _place(kernel_end_fd, KERNEL_FD)
+    _only(KERNEL_FD)
+    if sandboxed:
+        argv = kernel_command(kernel_argv, uid=spec["uid"], shared=spec["shared"], common=spec["common"],
+                              student=spec["student"], limits=limits)
+    else:
+        os.environ.update({"LABKIT_CHANNEL_FD": str(KERNEL_FD), "NBGRADER_EXECUTION": "autograde"})
+        argv = kernel_argv
+    os.execvp(argv[0], argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="labkit.grade.pod")
+    parser.add_argument("--spec", required=True)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    launch(json.loads(args.spec), command)
+
+
+if __name__ == "__main__":
+    main()
