@@ -18,6 +18,7 @@ def story():
     with World() as world:
         world.send(ALBERT, [BETTY], DINNER)
         world.wait_for(lambda e: e.kind == "delivered" and e.server == "smtp.awesome.com")
+        world.wait_for_delivery(BETTY)  # smtp.brilliant.com stores it after its 250: maybe after that note
         yield world.tracer.events()
 
 
@@ -45,7 +46,7 @@ def test_queue_ids_and_deliveries_are_notes_on_their_hosts_lane(story):
     notes = [(r.source, r.text) for r in Sequencer().rows(story) if r.is_note]
     assert notes[0][0] == "smtp.awesome.com" and notes[0][1].startswith("queued ")
     assert ("smtp.brilliant.com", f"delivered to <{BETTY}> (Maildir)") in notes
-    assert notes[-1] == ("smtp.awesome.com", f"delivered to <{BETTY}>")
+    assert ("smtp.awesome.com", f"delivered to <{BETTY}>") in notes and len(notes) == 3
 
 
 def test_failures_are_marked_whatever_the_protocol():

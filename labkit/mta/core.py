@@ -281,7 +281,6 @@ class MTA:
         except OSError as error:
             return replies.SPOOL_FAILED.format(error.strerror or error)
         host = self.host
-        host.note_queued(queued)
         host.queue.accepted(queued, begun.stamped)
         host.context.receipts.accepted(txn.client, begun.entry.recipients, begun.entry.queue_id)
         return replies.QUEUED.format(begun.entry.queue_id)

@@ -139,6 +139,7 @@ class DeliveryQueue:
         message (:meth:`enqueue`)."""
         host = self.host
         if self._stopping or not entry.recipients or set(entry.names) != set(entry.recipients):
+            host.note_queued(entry)  # it waits in the queue: the trace says so (a local copy says delivered)
             host.call_soon(self.enqueue, entry, 0.0, message)
             return
 
@@ -153,6 +154,7 @@ class DeliveryQueue:
 
         def done(future: Future) -> None:  # in the committer thread
             if future.exception() is not None or not future.result():
+                host.note_queued(entry)
                 host.call_soon(self.enqueue, entry, 0.0, message)
 
         host.context.committer.submit(stage).add_done_callback(done)
