@@ -57,6 +57,7 @@ HOME = "/home/student"  # the kernel's working directory and home (a tmpfs)
 COMMON = "/run/labkit"  # the judge's scratch (its worlds, its checks' files), the kernel's to use too
 MARKER = "LABKIT_GRADE_POD"  # in every pod process's environment
 MAX_SOCKET_DIR = 100  # bytes: the kernel's sockets ("k-4") must fit a Unix socket's 107
+SHORT_PREFIX = "lg-"  # a pod's place when the run's directory is too deep for its sockets
 HIGH_FD = 100  # where the launcher parks descriptors before it places them at 3 and 4
 MAX_KERNEL_MESSAGE = 64 << 20  # bytes of one message from a kernel to the worker
 
@@ -494,8 +495,8 @@ class Pod:
         self.root = os.path.join(scratch, f"p{self.token}")
         # The kernel's sockets are files here: a Unix socket's path has at most 107 bytes.
         self.shared = os.path.join(self.root, "s")
-        if len(self.shared) > MAX_SOCKET_DIR:
-            self.root = os.path.join(tempfile.mkdtemp(prefix="lg-"), f"p{self.token}")
+        if len(self.shared) > MAX_SOCKET_DIR:  # a short place, named for the run (which sweeps it at its end)
+            self.root = os.path.join(tempfile.mkdtemp(prefix=f"{SHORT_PREFIX}{run}-"), f"p{self.token}")
             self.shared = os.path.join(self.root, "s")
         self.common = os.path.join(self.root, "c")
         os.makedirs(self.shared, mode=0o700)
@@ -583,7 +584,7 @@ class Pod:
                 except OSError:
                     pass
         shutil.rmtree(self.root, ignore_errors=True)
-        if os.path.basename(os.path.dirname(self.root)).startswith("lg-"):  # the short place, for long TMPDIRs
+        if os.path.basename(os.path.dirname(self.root)).startswith(SHORT_PREFIX):  # the short place, for long TMPDIRs
             shutil.rmtree(os.path.dirname(self.root), ignore_errors=True)
 
 
