@@ -62,8 +62,10 @@ else:
             break
         lines.append(line)
     message = b"".join(lines)
+header = BytesHeaderParser().parsebytes(message)
+if not sender:  # mutt gives no -f: the sender is the author
+    sender = next((address for _, address in getaddresses(header.get_all("From", []))), "")
 if use_headers:
-    header = BytesHeaderParser().parsebytes(message)
     fields = header.get_all("To", []) + header.get_all("Cc", []) + header.get_all("Bcc", [])
     recipients += [address for _, address in getaddresses(fields) if address]
     if not KEEPS_BCC:
