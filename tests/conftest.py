@@ -13,6 +13,7 @@ import pytest
 
 from labkit.aio import BackgroundLoop
 from labkit.config import AuthConfig, MTAConfig, WorldConfig, load_config
+from labkit.mutt import on_terminal as run_in_pty  # noqa: F401 - the tests' name for it
 from labkit.serve import serve_session
 from labkit.world import World
 
@@ -39,44 +40,6 @@ def need(tool: str) -> str:
     if path is None:
         pytest.skip(f"{tool} is not installed (.ci/run installs it)")
     return path
-
-
-def run_in_pty(argv: list[str], env: dict[str, str] | None = None, timeout: float = 30,
-               keys: bytes = b"") -> tuple[int, bytes]:
-    """Run an interactive program on a pseudo-terminal (mutt wants one), typing
-    ``keys`` first; returns (status, screen)."""
-    import os
-    import pty
-    import subprocess
-    import threading
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
-    os.close(slave)
-    if keys:
-        os.write(master, keys)
-    screen = bytearray()
-
-    def drain() -> None:
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the client has gone
-                return
-            if not chunk:
-                return
-            screen.extend(chunk)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        status = proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        reader.join(timeout=5)
-        os.close(master)
-    return status, bytes(screen)
 
 
 @contextmanager
