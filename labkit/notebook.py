@@ -98,14 +98,15 @@ def _participants(events: list[TraceEvent], names: dict[str, str]) -> list[str]:
 
 def _attributed(events: Iterable[TraceEvent]) -> list[TraceEvent]:
     """Protocol lines and notes, with DNS queries credited to the MTA that asked
-    (the MTA notes "lookup" just before; the resolver's own address says nothing)."""
-    asking = ""
+    (the MTA notes "lookup" just before; the resolver's own address says nothing), and
+    to a student's resolve_mx when it asked them (the note's seam)."""
+    asking, seam = "", ""
     shown: list[TraceEvent] = []
     for e in events:
         if e.kind == "lookup":
-            asking = e.client
+            asking, seam = e.client, e.seam
         if e.protocol == "dns" and e.direction in ("C", "S") and asking:
-            e = dataclasses.replace(e, client=asking)
+            e = dataclasses.replace(e, client=asking, seam=e.seam or seam)
         if e.direction in ("C", "S") or e.kind in ("queued", "delivered", "deferred", "failed", "seam-error",
                                                    "seam-call"):
             shown.append(e)
