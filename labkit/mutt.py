@@ -73,8 +73,12 @@ def pager_text(muttrc: str, *, timeout: float = 30) -> str:
         rc.write_text(muttrc + "\n".join([
             f'set display_filter="cat > {shown}"', "set wait_key=no", "set move=no", "set sort=date",
             "ignore *", f"unignore {' '.join(SHOWN_FIELDS)}", ""]))
-        status, screen = on_terminal([mutt, "-n", "-F", str(rc), "-e", "push <last-entry><display-message><exit><quit>"],
-                                     {**os.environ, "TERM": "vt100"}, timeout)
+        try:
+            status, screen = on_terminal([mutt, "-n", "-F", str(rc), "-e",
+                                          "push <last-entry><display-message><exit><quit>"],
+                                         {**os.environ, "TERM": "vt100"}, timeout)
+        except subprocess.TimeoutExpired:  # an empty folder: mutt stops at the error, waiting for keys
+            status, screen = None, b"(no message to show)"
         if not shown.exists():
             raise RuntimeError(f"mutt showed nothing (status {status}): {_MARKER.sub('', screen.decode(errors='replace'))[-300:]}")
         return _MARKER.sub("", shown.read_text(errors="replace"))

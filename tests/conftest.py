@@ -62,3 +62,24 @@ def observed_server(session_class: type, accounts, *, protocol: str, hostname: s
                                         protocol=protocol, server_name=hostname))
         yield server.sockets[0].getsockname()[1], ended
         loop.run(close(server))
+
+
+@pytest.fixture(scope="session")
+def visible_rules(tmp_path_factory):
+    """``visible_rules(lab)``: the check rules the student's release of ``lab`` (as nbgrader
+    generates it, hidden tests gone) runs where the student sees them, by seam."""
+    pytest.importorskip("nbgrader")
+    from labkit.grade import verdict
+    from submissions import Course, meta, text
+
+    course = Course(tmp_path_factory.mktemp("course"))
+
+    def rules(lab: str) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for cell in course.release(lab)["cells"]:
+            if cell["cell_type"] == "code" and meta(cell).get("grade") and not meta(cell).get("solution"):
+                for call in verdict.parse(text(cell)):
+                    found.setdefault(call.module, set()).update(call.rules or [])
+        return found
+
+    return rules

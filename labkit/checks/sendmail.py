@@ -19,6 +19,7 @@ shell, earns nothing. ::
 from __future__ import annotations
 
 import email.utils
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..programs import run_program
+from ..state import STATE_FILE
 from ..trace import delivered_to
 from .harness import ALBERT, BETTY, CAROL, Broken, Probe, Rule, entry_points
 from .received_header import clause
@@ -73,17 +75,24 @@ class Ran:
 
 
 def _scratch(probe: Probe) -> Path:
-    return Path(probe.enter(tempfile.TemporaryDirectory(prefix="labkit-check-sendmail-")))
+    """A folder the program may read and write (when graded it runs in the notebook's
+    kernel, as another user than the checks), removed when the rule ends."""
+    path = Path(probe.enter(tempfile.TemporaryDirectory(prefix="labkit-check-sendmail-")))
+    path.chmod(0o1777)  # like /tmp: everyone may add files, only their owner removes them
+    return path
 
 
-def _run(probe: Probe, args: list[str], message: bytes = MESSAGE, *, state_dir: Path) -> Ran:
-    """Run the student's program with ``args``; a crash, a hang or labkit's own
-    sendmail is a :class:`Broken` in the boundary's words."""
+def _run(probe: Probe, args: list[str], message: bytes = MESSAGE, *, world: Any = None) -> Ran:
+    """Run the student's program with ``args``, ``$LABKIT_STATE_DIR`` holding ``world``'s
+    world.json (None: no world runs); a crash, a hang or labkit's own sendmail is a
+    :class:`Broken` in the boundary's words."""
     scratch = _scratch(probe)
     (scratch / "sitecustomize.py").write_text(FENCE)
+    if world is not None:  # the world's own state dir is the checks' alone
+        (scratch / STATE_FILE).write_text(json.dumps(world.info()))
     fenced = scratch / "fenced"
     python_path = os.pathsep.join(filter(None, [str(scratch), os.environ.get("PYTHONPATH")]))
-    env = {"LABKIT_STATE_DIR": str(state_dir), "PYTHONPATH": python_path, FENCE_VARIABLE: str(fenced)}
+    env = {"LABKIT_STATE_DIR": str(scratch), "PYTHONPATH": python_path, FENCE_VARIABLE: str(fenced)}
     step = f"echo <message> | sendmail {' '.join(args)}"
     program = probe.impl
     if hasattr(program, "run"):  # a graded notebook's program: its kernel runs it
@@ -141,7 +150,7 @@ def _envelope_sender(copy: Any, rcpt: str, sender: str, ran: Ran, hint: str) -> 
 
 def delivers(probe: Probe, sender: str = ALBERT, recipients: tuple[str, ...] = (BETTY, CAROL)) -> None:
     world = _world(probe)
-    ran = _run(probe, ["-oi", "-f", sender, *recipients], state_dir=world.state_dir)
+    ran = _run(probe, ["-oi", "-f", sender, *recipients], world=world)
     _expect_status(ran, 0, "EX_OK", hint="exit 0 only once the server has accepted the message (250 after DATA)")
     host = world.host(sender.rpartition("@")[2]).name
     for rcpt, stored in zip(recipients, _delivered(probe, world, ran, recipients, sender=sender)):
@@ -159,7 +168,7 @@ def delivers(probe: Probe, sender: str = ALBERT, recipients: tuple[str, ...] = (
 
 def as_mutt(probe: Probe) -> None:
     world = _world(probe)
-    ran = _run(probe, ["-oem", "-oi", "--", BETTY, PAT], state_dir=world.state_dir)
+    ran = _run(probe, ["-oem", "-oi", "--", BETTY, PAT], world=world)
     _expect_status(ran, 0, "EX_OK", hint="mutt runs 'sendmail -oem -oi -- rcpt ...': -oX options you do not need "
                    "(-oem: how to report errors) are ignored, '--' ends the options, and without -f the sender is "
                    "the From: header's address")
@@ -170,7 +179,7 @@ def as_mutt(probe: Probe) -> None:
 
 def envelope_sender(probe: Probe) -> None:
     world = _world(probe)
-    ran = _run(probe, ["-oi", "-f", ALBERT, BETTY], LIST_MESSAGE, state_dir=world.state_dir)
+    ran = _run(probe, ["-oi", "-f", ALBERT, BETTY], LIST_MESSAGE, world=world)
     _expect_status(ran, 0, "EX_OK", hint="-f names the envelope sender: log in and say MAIL FROM as that address")
     (copy,) = _delivered(probe, world, ran, (BETTY,), " (From: the party list, -f Albert)")
     _envelope_sender(copy, BETTY, ALBERT, ran, hint="-f sets the envelope sender (MAIL FROM, where bounces go), "
@@ -183,7 +192,7 @@ def envelope_sender(probe: Probe) -> None:
 
 def t_option(probe: Probe) -> None:
     world = _world(probe)
-    ran = _run(probe, ["-oi", "-f", ALBERT, "-t"], T_MESSAGE, state_dir=world.state_dir)
+    ran = _run(probe, ["-oi", "-f", ALBERT, "-t"], T_MESSAGE, world=world)
     _expect_status(ran, 0, "EX_OK", hint="-t: the recipients are the addresses in To:, Cc: and Bcc:")
     recipients = (BETTY, CAROL, PAT, TOM)
     copies = _delivered(probe, world, ran, recipients, ": To: Betty, Cc: Carol, Bcc: Pat and (folded) Tom",
@@ -202,7 +211,7 @@ def t_option(probe: Probe) -> None:
 def lone_dot(probe: Probe) -> None:
     world = _world(probe)
     message = MESSAGE + b".\nthe line after a lone dot\n"
-    ran = _run(probe, ["-oi", "-f", ALBERT, BETTY], message, state_dir=world.state_dir)
+    ran = _run(probe, ["-oi", "-f", ALBERT, BETTY], message, world=world)
     _expect_status(ran, 0, "EX_OK", hint="")
     (copy,) = _delivered(probe, world, ran, (BETTY,), ", with a line holding only '.'")
     body = copy.get_content()
@@ -211,7 +220,7 @@ def lone_dot(probe: Probe) -> None:
                      repr(body), hint="with -oi (or -i) only the end of the input ends the message. Over SMTP the "
                      "lines end in CRLF: smtplib sends bytes as they are, and after a bare LF a '.' is not at the "
                      "start of a line, so it is not unstuffed (RFC 5321 §2.3.8, §4.5.2)")
-    ran = _run(probe, ["-f", ALBERT, BETTY], message, state_dir=world.state_dir)
+    ran = _run(probe, ["-f", ALBERT, BETTY], message, world=world)
     _expect_status(ran, 0, "EX_OK", hint="")
     probe.wait(world, lambda e: delivered_to(BETTY)(e) and len(world.messages(BETTY)) == 2,
                step=f"{ran.step}, without -i", expected="Betty has the second message")
@@ -225,21 +234,21 @@ def lone_dot(probe: Probe) -> None:
 
 def no_recipient(probe: Probe) -> None:
     world = _world(probe)
-    ran = _run(probe, ["-oi", "-f", ALBERT], state_dir=world.state_dir)
+    ran = _run(probe, ["-oi", "-f", ALBERT], world=world)
     _expect_status(ran, 64, "EX_USAGE", hint="no recipient on the command line and no -t: a usage error, as "
                    "Postfix's sendmail says; sysexits.h numbers tell mutt what went wrong")
 
 
 def unknown_recipient(probe: Probe) -> None:
     world = _world(probe)
-    ran = _run(probe, ["-oi", "-f", ALBERT, NOBODY], state_dir=world.state_dir)
+    ran = _run(probe, ["-oi", "-f", ALBERT, NOBODY], world=world)
     _expect_status(ran, 67, "EX_NOUSER", hint="the server refused the recipient at RCPT with 550: say so on stderr "
                    "and exit 67, so mutt tells the user the address is wrong (smtplib raises SMTPRecipientsRefused)")
 
 
 def some_refused(probe: Probe) -> None:
     world = _world(probe)
-    ran = _run(probe, ["-oi", "-f", ALBERT, BETTY, NOBODY, CAROL], state_dir=world.state_dir)
+    ran = _run(probe, ["-oi", "-f", ALBERT, BETTY, NOBODY, CAROL], world=world)
     _delivered(probe, world, ran, (BETTY, CAROL), f" ({NOBODY} refused at RCPT, the others accepted)",
                hint="one refused recipient must not stop the others: after a refused RCPT go on, and send the "
                     "message (DATA) to the ones accepted, as smtplib's sendmail() does")
@@ -252,7 +261,7 @@ def some_refused(probe: Probe) -> None:
 
 
 def no_world(probe: Probe) -> None:
-    ran = _run(probe, ["-oi", "-f", ALBERT, BETTY], state_dir=_scratch(probe))
+    ran = _run(probe, ["-oi", "-f", ALBERT, BETTY])
     _expect_status(ran, 75, "EX_TEMPFAIL", hint="no world.json in $LABKIT_STATE_DIR: nothing runs there now, try "
                    "again later; a temporary failure")
 
