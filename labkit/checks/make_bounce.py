@@ -58,10 +58,21 @@ ELSEWHERE = Case((Failure("tom@twins.com", "550 5.1.1 <tom@twins.com>: Recipient
                  "<cafe.2@awesome.com>", "Caf\u00e9 au lait", queue_id="77AA0C3E")
 
 
+# The email package's generator, writing a message/delivery-status part whose payload is a str.
+_STATUS_AS_TEXT = "_handle_message_delivery_status"
+
+
 def _bounce(probe: Probe, case: Case = PARTY) -> Any:
     """The student's bounce for ``case``, parsed by the email package."""
-    data = probe(reporting_mta=HOST, queue_id=case.queue_id, sender=ALBERT, failures=list(case.failures),
-                 original=case.original, arrived=case.arrived, step=case.step)
+    try:
+        data = probe(reporting_mta=HOST, queue_id=case.queue_id, sender=ALBERT, failures=list(case.failures),
+                     original=case.original, arrived=case.arrived, step=case.step)
+    except Broken as broken:
+        if _STATUS_AS_TEXT in broken.got:
+            broken.hint = ("the email package writes a message/delivery-status part from a list of header blocks, "
+                           "not from a str: part.set_payload([block, ...]) with each block an email.message.Message "
+                           "(block['Final-Recipient'] = 'rfc822; ...'); or write the whole bounce as text")
+        raise
     return parsed(data)
 
 

@@ -21,7 +21,8 @@ def fields(*pairs: tuple[str, str]) -> Message:
 
 
 def make(*, no_date=False, remote_everywhere=False, remote_is_me=False, angle_recipient=False,
-         status_from_code=False, headers_only_some=False, human_last=False, no_report_type=False):
+         status_from_code=False, headers_only_some=False, human_last=False, no_report_type=False,
+         status_as_str=False):
     def make_bounce(*, reporting_mta, queue_id, sender, failures, original, arrived):
         report = MIMEMultipart("report") if no_report_type else MIMEMultipart("report",
                                                                                 report_type="delivery-status")
@@ -47,7 +48,7 @@ def make(*, no_date=False, remote_everywhere=False, remote_is_me=False, angle_re
             block.append(("Diagnostic-Code", f"smtp; {f.diagnostic}"))
             blocks.append(fields(*block))
         status_part = MIMEBase("message", "delivery-status")
-        status_part.set_payload(blocks)
+        status_part.set_payload("\n".join(b.as_string() for b in blocks) if status_as_str else blocks)
         head = original.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
         if headers_only_some:
             head = "\r\n".join(line for line in head.split("\r\n") if line.split(":")[0] in ("From", "To", "Subject"))
@@ -71,4 +72,6 @@ MISTAKES = {
     "only From, To and Subject of the original": (make(headers_only_some=True), "original", "Message-ID"),
     "the explanation last": (make(human_last=True), "report", "in order"),
     "no report-type": (make(no_report_type=True), "report", "report-type=delivery-status"),
+    "the delivery-status part's payload a str (the email package cannot write it)": (
+        make(status_as_str=True), "report", "list of header blocks"),
 }
