@@ -4,11 +4,7 @@ executable, with one mistake turned on, and returns its path."""
 
 from __future__ import annotations
 
-import atexit
-import shutil
-import sys
-import tempfile
-from pathlib import Path
+from mistakes.programs import program_maker
 
 SCRIPT = r'''#!{python}
 """sendmail for the lab world: reads a message, submits it to the sender's mail host."""
@@ -112,21 +108,8 @@ sys.exit(EX_OK)
 
 FLAGS = ("last_argument_only", "only_oi", "reads_to_eof", "first_lines_only", "from_header_wins", "rewrites_from",
          "stops_at_first_refusal", "ignores_partial_refusal")
-_folder: Path | None = None
-
-
-def make(**mistakes: bool) -> str:
-    """The path of the program with ``mistakes`` (names from FLAGS) on."""
-    global _folder
-    assert set(mistakes) <= set(FLAGS), f"no such mistake: {set(mistakes) - set(FLAGS)}"
-    if _folder is None:
-        _folder = Path(tempfile.mkdtemp(prefix="labkit-independent-sendmail-"))
-        atexit.register(shutil.rmtree, _folder, True)
-    flags = "\n".join(f"{flag.upper()} = {bool(mistakes.get(flag))}" for flag in FLAGS)
-    path = _folder / ("sendmail-" + ("-".join(sorted(mistakes)) or "good"))
-    path.write_text(SCRIPT.replace("{python}", sys.executable).replace("{flags}", flags))
-    path.chmod(0o755)
-    return str(path)
+make = program_maker(SCRIPT, FLAGS, "labkit-independent-sendmail-")
+"""make(**mistakes): the path of the program with the FLAGS named on."""
 
 
 good = make()
