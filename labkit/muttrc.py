@@ -9,14 +9,20 @@ import sys
 from urllib.parse import quote
 
 
+# mutt's own default is "/usr/sbin/sendmail -oem -oi": without -oi a line holding only
+# "." in a message would end it there (sendmail(8) -i).
+MUTT_OPTIONS = "-oem -oi"
+
+
 def sendmail_command(state_dir: str, program: str | None = None) -> str:
     """The sendmail command line mutt should run to submit into this world: labkit's
-    own, or ``program`` (a student's), told where the world is by $LABKIT_STATE_DIR."""
+    own, or ``program`` (a student's), told where the world is by $LABKIT_STATE_DIR,
+    with mutt's usual options."""
     if program is not None:
-        return f"env LABKIT_STATE_DIR={shlex.quote(state_dir)} {shlex.quote(program)}"
+        return f"env LABKIT_STATE_DIR={shlex.quote(state_dir)} {shlex.quote(program)} {MUTT_OPTIONS}"
     labkits = shutil.which("labkit-sendmail")
     base = shlex.quote(labkits) if labkits else f"{shlex.quote(sys.executable)} -m labkit.sendmail"
-    return f"{base} --state-dir {shlex.quote(state_dir)}"
+    return f"{base} --state-dir {shlex.quote(state_dir)} {MUTT_OPTIONS}"
 
 
 def muttrc(info: dict, address: str, *, maildir: bool = False, sendmail: str | None = None) -> str:

@@ -11,12 +11,13 @@ command) makes a fresh network namespace with nothing but its own loopback, then
   other kernel's files, no grader's home.
 
 Both run under bubblewrap (their own mount, PID, IPC and UTS namespaces, a read-only
-system, size-capped tmpfs for everything they can write) as unprivileged users of the
-host (a fresh uid each, dropped to with ``setpriv``, never root mapped into a user
-namespace), with resource limits and, where the grader is root, a control group each.
-The judge and the kernel share only the network namespace (the notebook's sockets reach
-the judge's world on loopback) and one channel, a socket pair handed to both at start
-(:mod:`labkit.channel`); the worker talks to the judge over another pair.
+system, size-capped tmpfs for everything they can write) as the pod's unprivileged user
+of the host (a fresh uid per pod, dropped to with ``setpriv``, never root mapped into a
+user namespace), with resource limits and, where the grader is root, a control group
+each. The judge and the kernel share the network namespace (the notebook's sockets reach
+the judge's world on loopback), a scratch directory (a world's Maildirs, a check's files)
+and one channel, a socket pair handed to both at start (:mod:`labkit.channel`); they see
+nothing else of each other. The worker talks to the judge over another pair.
 
 This needs root (or the same capabilities) and bubblewrap (apt: bubblewrap).
 ``labkit grade --unsafe-no-sandbox`` runs the same pod without them: the kernel as the
@@ -57,6 +58,7 @@ HOME = "/home/student"  # the kernel's working directory and home (a tmpfs)
 COMMON = "/run/labkit"  # the judge's scratch (its worlds, its checks' files), the kernel's to use too
 MARKER = "LABKIT_GRADE_POD"  # in every pod process's environment
 MAX_SOCKET_DIR = 100  # bytes: the kernel's sockets ("k-4") must fit a Unix socket's 107
+SHORT_PREFIX = "lg-"  # a pod's place when the run's directory is too deep for its sockets
 HIGH_FD = 100  # where the launcher parks descriptors before it places them at 3 and 4
 MAX_KERNEL_MESSAGE = 64 << 20  # bytes of one message from a kernel to the worker
 
@@ -490,12 +492,14 @@ class Pod:
     def __init__(self, scratch: str, student: str, limits: Limits, *, sandboxed: bool, run: str) -> None:
         self.limits, self.sandboxed = limits, sandboxed
         self.token = uuid.uuid4().hex[:12]
-        self.uid = UID_BASE + random.randrange(0, UID_SPAN - 1, 2)  # the kernel's; the judge's is uid + 1
+        # The pod's user: the kernel's and the judge's (one user, so the files of the scratch they
+        # share are both's; they see nothing else of each other: two mount and PID namespaces).
+        self.uid = UID_BASE + random.randrange(0, UID_SPAN)
         self.root = os.path.join(scratch, f"p{self.token}")
         # The kernel's sockets are files here: a Unix socket's path has at most 107 bytes.
         self.shared = os.path.join(self.root, "s")
-        if len(self.shared) > MAX_SOCKET_DIR:
-            self.root = os.path.join(tempfile.mkdtemp(prefix="lg-"), f"p{self.token}")
+        if len(self.shared) > MAX_SOCKET_DIR:  # a short place, named for the run (which sweeps it at its end)
+            self.root = os.path.join(tempfile.mkdtemp(prefix=f"{SHORT_PREFIX}{run}-"), f"p{self.token}")
             self.shared = os.path.join(self.root, "s")
         self.common = os.path.join(self.root, "c")
         os.makedirs(self.shared, mode=0o700)
@@ -583,7 +587,7 @@ class Pod:
                 except OSError:
                     pass
         shutil.rmtree(self.root, ignore_errors=True)
-        if os.path.basename(os.path.dirname(self.root)).startswith("lg-"):  # the short place, for long TMPDIRs
+        if os.path.basename(os.path.dirname(self.root)).startswith(SHORT_PREFIX):  # the short place, for long TMPDIRs
             shutil.rmtree(os.path.dirname(self.root), ignore_errors=True)
 
 
@@ -621,7 +625,7 @@ def strays(marker: str) -> list[int]:
 # -- the launcher ----------------------------------------------------------------------------------------------
 def _limit(limits: Limits, *, judge: bool) -> None:
     memory = limits.judge_memory_bytes if judge else limits.memory_bytes
-    processes = limits.judge_processes if judge else limits.processes
+    processes = limits.judge_processes + limits.processes  # one user's, the two counted together; each its group
     for limit, value in ((resource.RLIMIT_CPU, limits.cpu_seconds), (resource.RLIMIT_AS, memory),
                          (resource.RLIMIT_NPROC, processes), (resource.RLIMIT_FSIZE, limits.file_bytes),
                          (resource.RLIMIT_NOFILE, limits.open_files), (resource.RLIMIT_CORE, 0)):
@@ -685,7 +689,7 @@ def launch(spec: dict, kernel_argv: list[str]) -> None:
             _place(judge_end_fd, JUDGE_KERNEL_FD)
             _only(JUDGE_KERNEL_FD)
             if sandboxed:
-                argv = judge_command(uid=spec["uid"] + 1, common=spec["common"], limits=limits)
+                argv = judge_command(uid=spec["uid"], common=spec["common"], limits=limits)
             else:  # the same common scratch, at its own path
                 os.environ["TMPDIR"] = spec["common"]
                 argv = _judge_argv()

@@ -157,6 +157,8 @@ def grade(assignments: str | list[str], course: Path, *, workers: int | None = N
                 report(result)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+        for short in Path(tempfile.gettempdir()).glob(f"{pods.SHORT_PREFIX}{run}-*"):  # pods of a deep TMPDIR
+            shutil.rmtree(short, ignore_errors=True)
         if sandboxed:
             pods.Cgroup.sweep(run)
     rows.sort(key=lambda r: (r["assignment"], r["student"]))

@@ -428,8 +428,17 @@ def scratch(parent: str | None = None) -> str:
     """This process's directory for its pods (under the run's, if it gave one)."""
     if not _SCRATCH:
         _SCRATCH.append(tempfile.mkdtemp(prefix=f"w{os.getpid()}-", dir=parent))
-        atexit.register(shutil.rmtree, _SCRATCH[0], True)
+        at_exit(shutil.rmtree, _SCRATCH[0], True)
     return _SCRATCH[0]
+
+
+def at_exit(fn: Any, *args: Any) -> None:
+    """Run ``fn(*args)`` when this process ends: a pool's worker process too, which
+    leaves by os._exit (no atexit) after multiprocessing's own finalizers."""
+    import multiprocessing.util
+
+    atexit.register(fn, *args)
+    multiprocessing.util.Finalize(None, fn, args, exitpriority=10)
 
 
 def prepare(run_dir: str | None, sandboxed: bool) -> None:
@@ -478,12 +487,14 @@ class _Pods:
                 cls._spare = (key, cls.make(key))
 
 
-@atexit.register
 def _discard_spare() -> None:
     spare, _Pods._spare = _Pods._spare, None
     if spare is not None:
         spare[1].kill()
         spare[1].remove()
+
+
+at_exit(_discard_spare)
 
 
 def warm(job_shape: dict) -> None:

@@ -336,10 +336,10 @@ class DeliveryQueue:
                 return {r: _deferred(f"{down[1]} (not tried again yet: {domain} was unreachable just now)")
                         for r in rcpts}
             del self._down[domain]
-        context.tracer.note("dns", "lookup", f"{host.name} asks DNS: which hosts receive mail for {domain}?",
-                            client=host.name, domain=domain)
         part = host.part("resolve_mx")
         seam = "resolve_mx" if part[1] else ""
+        context.tracer.note("dns", "lookup", f"{host.name} asks DNS: which hosts receive mail for {domain}?",
+                            client=host.name, domain=domain, seam=seam)  # the queries that follow are the seam's
         try:
             hops = await host.acall("resolve_mx", domain, context.resolver(host.address), part=part)
         except NullMXError as error:  # RFC 7505 §4.2
