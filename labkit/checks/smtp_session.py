@@ -189,8 +189,8 @@ def _landed(world: Any) -> list[bytes]:
     """Betty's Maildir, once what mta.data queued for her is stored there: the host
     makes a message durable in its spool before its 250 and delivers it right after
     (as Postfix does)."""
-    queued = [e for e in world.tracer.events()
-              if e.kind == "queued" and e.server == HOST and BETTY in e.data.get("recipients", ())]
+    queued = [e for e in world.tracer.events() if e.server == HOST and e.protocol == "smtp"
+              and "queued as" in e.line]  # mta.data's 250s, as the session sent them
     if queued:
         try:
             world.wait_for(settled(BETTY), timeout=STORE_WAIT, count=len(queued))
