@@ -140,6 +140,16 @@ def answered(course: Course, lab: str, changes: dict[str, Callable[[str], str]] 
     return notebook
 
 
+def check_rules(notebook: dict) -> dict[str, list[str]]:
+    """The rules each autograded test cell of ``notebook`` runs (grade id -> rule names),
+    read as the judge reads them (:func:`labkit.grade.verdict.parse`)."""
+    from labkit.grade import verdict
+
+    return {meta(c)["grade_id"]: [rule for call in verdict.parse(text(c)) for rule in call.rules or []]
+            for c in notebook["cells"] if meta(c).get("grade") and not meta(c).get("solution")
+            and c["cell_type"] == "code"}
+
+
 def jupyterlab_save(notebook: dict) -> str:
     """The notebook as JupyterLab writes it after a student ran it: nbformat's JSON, each
     source a list of lines, outputs and execution counts, the kernel's language info."""
