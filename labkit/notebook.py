@@ -20,6 +20,7 @@ from typing import Iterable
 
 from .picture import Picture
 from .render import Annotator
+from .statechart import state_diagram
 from .trace import TraceEvent, delivered_to, settled
 
 

@@ -115,7 +115,10 @@ class Picture:
             return None
         image = Image.new("RGB", (self.width * SCALE, self.height * SCALE), "white")
         draw = ImageDraw.Draw(image)
-        font = ImageFont.load_default(size=FONT_SIZE * SCALE)
+        try:  # a system font with every character (§, …) where there is one; Pillow's own otherwise
+            font: Any = ImageFont.truetype("DejaVuSans.ttf", FONT_SIZE * SCALE)
+        except OSError:
+            font = ImageFont.load_default(size=FONT_SIZE * SCALE)
         for item in self._items:
             if isinstance(item, _Box):
                 draw.rounded_rectangle([item.x * SCALE, item.y * SCALE, (item.x + item.width) * SCALE,
