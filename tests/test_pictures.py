@@ -6,10 +6,10 @@ from __future__ import annotations
 import base64
 import re
 import time
-from pathlib import Path
 
 import pytest
 
+from conftest import chromium_page
 from labkit.notebook import follow, sequence, state_diagram
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -81,12 +81,8 @@ def test_the_state_diagrams_are_the_tables_the_code_runs():
 def test_an_untrusted_notebook_shows_the_diagrams_in_a_browser(world, tmp_path):
     """Rendered as JupyterLab renders an untrusted notebook (the safe types only: PNG and
     text), the diagrams are pictures, not loose text (Debian's chromium, via Playwright)."""
-    chromium = "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.skip("chromium is not installed (apt: chromium; .ci/run installs it)")
     nbformat = pytest.importorskip("nbformat")
     nbconvert = pytest.importorskip("nbconvert")
-    from playwright.sync_api import sync_playwright
 
     notebook = nbformat.v4.new_notebook()
     for picture in (sequence(story(world)), state_diagram("smtp-server")):
@@ -100,16 +96,9 @@ def test_an_untrusted_notebook_shows_the_diagrams_in_a_browser(world, tmp_path):
         "image/png", "text/plain"]}})  # what an untrusted notebook may show
     page_file = tmp_path / "untrusted.html"
     page_file.write_text(exporter.from_notebook_node(notebook)[0])
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(page_file.as_uri())
-            images = page.evaluate("() => [...document.querySelectorAll('.jp-OutputArea img')]"
-                                   ".map(i => [i.naturalWidth, i.naturalHeight])")
-            page.screenshot(path=str(tmp_path / "untrusted.png"), full_page=True)
-        finally:
-            browser.close()
+    with chromium_page({"width": 1400, "height": 900}) as page:
+        page.goto(page_file.as_uri())
+        images = page.evaluate("() => [...document.querySelectorAll('.jp-OutputArea img')]"
+                               ".map(i => [i.naturalWidth, i.naturalHeight])")
+        page.screenshot(path=str(tmp_path / "untrusted.png"), full_page=True)
     assert len(images) == 2 and all(w > 400 and h > 300 for w, h in images), images
