@@ -20,7 +20,7 @@ from typing import Iterable
 
 from .picture import Picture
 from .render import Annotator
-from .statechart import state_diagram
+from .statechart import state_diagram  # noqa: F401 - notebooks import it from here
 from .trace import TraceEvent, delivered_to, settled
 
 
