@@ -169,7 +169,8 @@ def host_names_mixed(probe: Probe) -> None:
     _expect_hosts("MIXED.mx.test", hops, ["first.mx.test", "second.mx.test"], NAMES)
 
 
-IMPLICIT = "no MX records (NoAnswer): the domain itself is the mail host, preference 0 (RFC 5321 §5.1)"
+IMPLICIT = ("no MX records (NoAnswer): the domain itself is the mail host, preference 0 (RFC 5321 §5.1): "
+            "NextHop(domain, 0, addresses, implicit=True)")
 
 
 def _implicit(probe: Probe, domain: str, address: str) -> None:
