@@ -102,3 +102,19 @@ def test_an_untrusted_notebook_shows_the_diagrams_in_a_browser(world, tmp_path):
                                ".map(i => [i.naturalWidth, i.naturalHeight])")
         page.screenshot(path=str(tmp_path / "untrusted.png"), full_page=True)
     assert len(images) == 2 and all(w > 400 and h > 300 for w, h in images), images
+
+
+def test_a_graded_kernel_draws_no_state_diagram_and_says_why(tmp_path):
+    """The tables are labkit's own answer, which a graded kernel does not hold: the cell
+    still runs, and the picture says why it is empty."""
+    import subprocess
+    import sys
+
+    from labkit.grade.pod import student_package
+
+    package = student_package(tmp_path / "student")
+    code = (f"import sys; sys.path.insert(0, {str(package)!r})\nfrom labkit.notebook import state_diagram\n"
+            "print(state_diagram('smtp-client')); print(state_diagram('smtp-server'))")
+    done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.count("a graded notebook does not hold") == 2
