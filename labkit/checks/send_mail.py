@@ -86,6 +86,8 @@ def _data_mistake(wanted: bytes, got: bytes) -> str:
     return ""
 
 
+END_OF_DATA = ("after DATA's 354 the message goes, then a line with a single '.' (CRLF . CRLF), and only then does "
+               "the server reply (RFC 5321 §4.1.1.4)")
 MULTILINE = ("a multi-line reply is 'NNN-text' lines, then one 'NNN text' line (RFC 5321 §4.2.1): read up to that "
              "last line, or the rest of the reply is taken as the answer to your next command")
 
@@ -454,7 +456,8 @@ def in_the_world(probe: Probe) -> None:
 
 
 RULES: list[Rule] = [
-    Rule("delivers", "sends one message: EHLO, MAIL, RCPT, DATA, the message, '.', QUIT", "RFC 5321 §3.3", delivers),
+    Rule("delivers", "sends one message: EHLO, MAIL, RCPT, DATA, the message, '.', QUIT", "RFC 5321 §3.3", delivers,
+         hint=END_OF_DATA),
     Rule("delivers-other", "sends another message: other people, another helo name, no final newline",
          "RFC 5321 §3.3", delivers_other, variant_of="delivers"),
     Rule("greeting-multiline", "waits for the whole multi-line greeting", "RFC 5321 §4.2.1", multiline_greeting,
