@@ -443,6 +443,16 @@ def _env(home: str, extra: dict[str, str]) -> list[str]:
     return [arg for name, value in variables.items() for arg in ("--setenv", name, value)]
 
 
+SHORT = "lg-"  # a pod's short place in TMPDIR (when the run's own path is too long for its sockets)
+
+
+def short_places(run: str) -> list[str]:
+    """Run ``run``'s short places still there: a worker that was stopped before its exit
+    handlers ran (its spare pod) leaves its own; the coordinator removes them at the end."""
+    tmp = tempfile.gettempdir()
+    return [os.path.join(tmp, name) for name in os.listdir(tmp) if name.startswith(f"{SHORT}{run}-")]
+
+
 class Pod:
     """One submission's kernel and judge (see the module doc), made by a worker: the
     kernel manager (``km``) for nbclient, and the worker's channel to the judge."""
@@ -455,7 +465,7 @@ class Pod:
         # The kernel's sockets are files here: a Unix socket's path has at most 107 bytes.
         self.shared = os.path.join(self.root, "s")
         if len(self.shared) > MAX_SOCKET_DIR:
-            self.root = os.path.join(tempfile.mkdtemp(prefix="lg-"), f"p{self.token}")
+            self.root = os.path.join(tempfile.mkdtemp(prefix=f"{SHORT}{run}-"), f"p{self.token}")
             self.shared = os.path.join(self.root, "s")
         os.makedirs(self.shared, mode=0o700)
         if sandboxed:  # a tmpfs of its own: what the kernel writes here is capped too
@@ -536,7 +546,7 @@ class Pod:
             except OSError:
                 pass
         shutil.rmtree(self.root, ignore_errors=True)
-        if os.path.basename(os.path.dirname(self.root)).startswith("lg-"):  # the short place, for long TMPDIRs
+        if os.path.basename(os.path.dirname(self.root)).startswith(SHORT):  # the short place, for long TMPDIRs
             shutil.rmtree(os.path.dirname(self.root), ignore_errors=True)
 
 
