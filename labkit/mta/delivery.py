@@ -366,6 +366,8 @@ class DeliveryQueue:
                     return await self._send(address, hop.host, entry, rcpts, message)
                 except _NextAddress as reason:
                     last, unreachable = str(reason), unreachable and reason.unreachable
+                    context.tracer.note("smtp", "unreachable", f"{host.name}: {reason}: trying the next",
+                                        client=host.name, server=hop.host, address=address)
         if unreachable:  # as Postfix's dead destination: the rest of its queue waits
             self._down[domain] = (time.monotonic() + host.mta.retry_schedule[0], last)
         return {r: _deferred(last) for r in rcpts}
