@@ -46,7 +46,8 @@ def test_queue_ids_and_deliveries_are_notes_on_their_hosts_lane(story):
     notes = [(r.source, r.text) for r in Sequencer().rows(story) if r.is_note]
     assert notes[0][0] == "smtp.awesome.com" and notes[0][1].startswith("queued ")
     assert ("smtp.brilliant.com", f"delivered to <{BETTY}> (Maildir)") in notes
-    assert ("smtp.awesome.com", f"delivered to <{BETTY}>") in notes and len(notes) == 3
+    assert ("smtp.awesome.com", "MX: smtp.brilliant.com") in notes  # the lookup's answer, on the asking host
+    assert ("smtp.awesome.com", f"delivered to <{BETTY}>") in notes and len(notes) == 4
 
 
 def test_failures_are_marked_whatever_the_protocol():
