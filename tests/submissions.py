@@ -103,7 +103,7 @@ class Course:
             gradebook.update_or_create_student(student)
 
     def rows(self) -> dict[tuple[str, str], dict]:
-        with open(self.path / "grades.csv", newline="") as f:
+        with open(self.path / "labkit-grades.csv", newline="") as f:
             return {(r["assignment"], r["student"]): r for r in csv.DictReader(f)}
 
     def grade(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
