@@ -4,6 +4,8 @@
 # and one opens the labs:
 #   make lab    installs JupyterLab and nbgrader, generates the student release, copies
 #               new labs into my-labs/ (never over a student's work), opens it
+# and one is for the lecture hall:
+#   make lecture   runs the lab world with its live page (http://127.0.0.1:8025/)
 # For instructors: make formgrader (nbgrader's formgrader on the course, grading/).
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +14,7 @@ STAMP := $(VENV)/.installed
 LAB_STAMP := $(VENV)/.lab-installed
 LABS := $(notdir $(patsubst %/,%,$(dir $(wildcard notebooks/*/*.ipynb))))
 
-.PHONY: demo test world bench lab release formgrader clean
+.PHONY: demo test world lecture bench lab release formgrader clean
 # jupyter refuses to run as root unless told (containers, VMs)
 AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
@@ -45,6 +47,9 @@ demo: $(STAMP)
 
 world: $(STAMP)
 	$(BIN)/labkit world $(ARGS)
+
+lecture: $(STAMP)
+	$(BIN)/labkit world --web $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)

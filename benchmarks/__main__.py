@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-SUITES = ["mta", "mail", "grading"]
+SUITES = ["mta", "mail", "grading", "lecture"]
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or SUITES

@@ -172,6 +172,10 @@ class Channel:
         except OSError as error:
             why = f"{type(error).__name__}: {error}"
         self._closed(why)
+        try:  # the other side hears it at once (its waiting requests fail, not hang)
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _closed(self, why: str) -> None:
         with self._pending_lock:
@@ -429,6 +433,8 @@ def field(args: dict, name: str, kind: type | tuple[type, ...], *, default: Any 
             raise BadRequest(f"missing {name!r}")
         return default
     value = args[name]
+    if value is None and default is None:  # an optional field sent as null
+        return None
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
         raise BadRequest(f"{name!r} must be {getattr(kind, '__name__', kind)}")
     if isinstance(value, (str, list)) and len(value) > limit:

@@ -9,10 +9,14 @@ import signal
 import sys
 
 from .audit import cli as check_cli
-from .config import ConfigError
+from .config import BEHAVIOURS, ConfigError
+from .dns.server import FAULTS
 from .render import TerminalRenderer
 from .state import default_state_dir
 from .world import AsyncWorld, WorldBusy
+
+RUNNING_STATE_DIR = "the running world's state dir (default: $LABKIT_STATE_DIR or ~/.labkit/world)"
+WEB_PORT = 8025  # the lecture page's port unless told (Mailpit's web port too: one or the other)
 
 
 def _world_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +30,64 @@ def _world_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-port", type=int, help="fixed ports: DNS on N, host i's smtp/submission/pop3/imap "
                    "on N+10(i+1)+0..3 (default: any free ports)")
     p.add_argument("--quiet", action="store_true", help="do not print the live trace")
+    p.add_argument("--web", nargs="?", type=int, const=WEB_PORT, metavar="PORT",
+                   help=f"serve the lecture page, live, on PORT (default {WEB_PORT}; 0: any free port)")
+    p.add_argument("--web-host", default="127.0.0.1", metavar="ADDRESS",
+                   help="the address the page listens on (default 127.0.0.1, this machine only); any other "
+                   "address gets a secret token in the page's URL")
+    p.add_argument("--web-token", metavar="TOKEN", help="the token the page's URL carries (default: a random one, "
+                   "when --web-host is not loopback)")
+
+
+def _control_parsers(sub: argparse._SubParsersAction) -> None:
+    state_dir = RUNNING_STATE_DIR
+    b = sub.add_parser("behave", help="make a host of the running world misbehave (or behave)",
+                       description="Switch a mail host of the running world: refuse (550 at RCPT), greylist (451 "
+                       "on a first try), tarpit (slow replies), drop (hang up after DATA), down (connection "
+                       "refused), or normal.")
+    b.add_argument("host", help="a mail host's name or a domain it serves (smtp.chaos.com, chaos.com)")
+    b.add_argument("behaviour", choices=BEHAVIOURS)
+    b.add_argument("--state-dir", help=state_dir)
+    d = sub.add_parser("dns-fault", help="break (or heal) DNS for one name in the running world",
+                       description="Answer the running world's DNS queries for NAME with SERVFAIL, or not at all "
+                       "(timeout); clear heals it.")
+    d.add_argument("name", help="a DNS name (brilliant.com, smtp.chaos.com)")
+    d.add_argument("fault", choices=(*FAULTS, "clear"))
+    d.add_argument("--state-dir", help=state_dir)
+
+
+def run_control(args: argparse.Namespace) -> int:
+    """`labkit behave` and `labkit dns-fault`: one request over the world's control channel."""
+    from .control import ControlError, request
+    from .state import load_world_info
+
+    if args.command == "behave":
+        message = {"op": "behave", "host": args.host, "behaviour": args.behaviour}
+    else:
+        message = {"op": "dns-fault", "name": args.name, "fault": args.fault}
+    where = args.state_dir or default_state_dir()
+    try:
+        info = load_world_info(args.state_dir)
+    except FileNotFoundError as error:
+        print(f"labkit: {error.args[0]}", file=sys.stderr)
+        return 1
+    try:
+        reply = request(info, message)
+    except ControlError as error:
+        print(f"labkit: {error}", file=sys.stderr)
+        return 1
+    except (ConnectionRefusedError, FileNotFoundError):
+        print(f"labkit: no lab world running in {where} (its world.json is left from one that was killed): "
+              "start one with `labkit world`", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as error:
+        print(f"labkit: no answer from the world in {where}: {error}", file=sys.stderr)
+        return 1
+    if not reply.get("ok"):
+        print(f"labkit: {reply.get('error')}", file=sys.stderr)
+        return 1
+    print(reply["said"])
+    return 0
 
 
 async def run_world(args: argparse.Namespace) -> int:
@@ -36,6 +98,12 @@ async def run_world(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     await world.start()
     try:
+        if args.web is not None:
+            try:
+                await world.serve_web(args.web_host, args.web, args.web_token)
+            except OSError as error:
+                raise OSError(f"the lecture page cannot listen on {args.web_host}:{args.web} ({error.strerror or error}):"
+                              " choose another port with --web PORT (0: any free port)") from None
         if args.json:
             print(json.dumps(world.info()), flush=True)
         else:
@@ -51,6 +119,8 @@ async def run_world(args: argparse.Namespace) -> int:
 def _print_summary(world: AsyncWorld) -> None:
     info = world.info()
     print(f"lab world running; state in {info['state_dir']} (Ctrl-C stops it)")
+    if "web" in info:
+        print(f"  lecture page: {info['web']['url']}")
     print(f"  DNS  ns.lab  {info['dns']['host']}:{info['dns']['port']}   (dig @{info['dns']['host']} "
           f"-p {info['dns']['port']} brilliant.com MX)")
     for name, host in info["hosts"].items():
@@ -78,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labkit", description="A lab kit that teaches how e-mail works.")
     sub = parser.add_subparsers(dest="command", required=True)
     _world_parser(sub)
+    _control_parsers(sub)
     check_cli.add_parser(sub)
     sub.add_parser("demo", help="replay the lecture: Albert writes to Betty", add_help=False)
     sub.add_parser("grade", help="grade every submission of an assignment (TAs)", add_help=False)
@@ -90,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                        description="Print a muttrc that reads ADDRESS's mail over IMAP (or its Maildir) and "
                        "sends with labkit-sendmail: labkit muttrc betty@brilliant.com > ~/.muttrc-betty")
     m.add_argument("address")
-    m.add_argument("--state-dir", help="the running world's state dir (default: $LABKIT_STATE_DIR or ~/.labkit/world)")
+    m.add_argument("--state-dir", help=RUNNING_STATE_DIR)
     m.add_argument("--maildir", action="store_true", help="read the Maildir directly instead of IMAP")
     m.add_argument("--sendmail", metavar="PROGRAM", help="send with this program (yours) instead of labkit-sendmail; "
                    "it finds the world through $LABKIT_STATE_DIR")
@@ -117,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_muttrc(args)
     if args.command == "check":
         return check_cli.run(args)
+    if args.command in ("behave", "dns-fault"):
+        return run_control(args)
     try:
         return asyncio.run(run_world(args))
     except (ConfigError, WorldBusy) as error:

@@ -29,13 +29,19 @@ class LabContext:
         # Every call into a seam, and labkit's own blocking work, goes through here.
         self.boundary = Boundary(self.tracer, deadline=self.deadline)
 
-    def resolver(self):
-        """A dnspython resolver that asks the lab's DNS server (and nothing else)."""
+    def resolver(self, source: str = ""):
+        """A dnspython resolver that asks the lab's DNS server (and nothing else); with
+        ``source``, a host's virtual address, the server's trace names that host."""
         from .dns.resolver import lab_resolver
 
         if self.dns is None:
             raise RuntimeError("the lab DNS server is not running")
-        return lab_resolver(self.dns)
+        return lab_resolver(self.dns, addresses=self.addresses, source=source)
+
+    def peer_name(self, peername: tuple | None) -> str:
+        """How traces name a connected peer: its host's name, its virtual address, or
+        its real address (a real client such as dig or swaks)."""
+        return self.name_for(self.addresses.peer_address(peername))
 
     def name_for(self, address: str) -> str:
         """The host name behind a virtual address, for traces (or the address itself)."""

@@ -541,7 +541,7 @@ class RemoteWorld:
         check_parts(parts)
         refs = {name: None if impl is None else {"$": "program", "v": str(impl)} if SEAMS[name].kind == "program"
                 else _ref(impl) for name, impl in parts.items()}
-        self._ask("world.use", {"host": where, "parts": refs})
+        self._ask("world.use", {"parts": refs, **({"host": where} if where else {})})
 
     def set_behaviour(self, host: str, behaviour: str) -> None:
         self._ask("world.behave", {"host": str(host), "behaviour": str(behaviour)})

@@ -147,6 +147,11 @@ class AddressMap:
                     del self._peers[key]
             self._peers[(sockname[0], sockname[1])] = (virtual, seam)
 
+    def forget_peer(self, sockname: tuple) -> None:
+        """Forget a socket noted with :meth:`note_peer` (its port may serve another next)."""
+        with self._lock:
+            self._peers.pop((sockname[0], sockname[1]), None)
+
     def peer_address(self, peername: tuple | None) -> str:
         """The virtual address of a connected peer, or its real address."""
         if not peername:

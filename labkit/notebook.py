@@ -12,12 +12,11 @@ Both return objects Jupyter shows as HTML (and print as plain text elsewhere).
 
 from __future__ import annotations
 
-import dataclasses
 import html
 from dataclasses import dataclass
 from typing import Iterable
 
-from .render import Annotator
+from .sequence import Annotator, Sequencer
 from .trace import TraceEvent, delivered_to, settled
 
 
@@ -87,78 +86,15 @@ def dialogue(events: Iterable[TraceEvent], *, protocol: str = "smtp", server: st
     return Shown(table, "\n".join(text))
 
 
-def _participants(events: list[TraceEvent], names: dict[str, str]) -> list[str]:
-    order: list[str] = []
-    for e in events:
-        for who in (names.get(e.client, e.client), names.get(e.server, e.server)):
-            if who and who not in order:
-                order.append(who)
-    return order
-
-
-def _attributed(events: Iterable[TraceEvent]) -> list[TraceEvent]:
-    """Protocol lines and notes, with DNS queries credited to the MTA that asked
-    (the MTA notes "lookup" just before; the resolver's own address says nothing)."""
-    asking = ""
-    shown: list[TraceEvent] = []
-    for e in events:
-        if e.kind == "lookup":
-            asking = e.client
-        if e.protocol == "dns" and e.direction in ("C", "S") and asking:
-            e = dataclasses.replace(e, client=asking)
-        if e.direction in ("C", "S") or e.kind in ("queued", "delivered", "deferred", "failed", "seam-error",
-                                                   "seam-call"):
-            shown.append(e)
-    return shown
-
-
-@dataclass
-class _Step:
-    """One arrow (consecutive lines one way on one connection) or one note."""
-
-    event: TraceEvent
-    count: int = 1
-
-    @property
-    def label(self) -> str:
-        e = self.event
-        if e.direction == "*":
-            return _note(e)
-        return e.line + (f" … (+{self.count - 1} lines)" if self.count > 1 else "")
-
-
-def _note(e: TraceEvent) -> str:
-    rcpt = e.data.get("recipient")
-    short = {"queued": f"queued {e.data.get('queue_id', '')}",
-             "delivered": f"delivered to <{rcpt}>" + (" (Maildir)" if e.data.get("detail", "").startswith("maildir")
-                                                      else ""),
-             "deferred": f"deferred <{rcpt}>", "failed": f"could not deliver to <{rcpt}>",
-             "seam-error": f"your {e.data.get('seam')} failed", "seam-call": f"your {e.data.get('seam')} ran"}
-    return short.get(e.kind, e.line)
-
-
-def _steps(events: list[TraceEvent]) -> list[_Step]:
-    steps: list[_Step] = []
-    for e in events:
-        last = steps[-1].event if steps else None
-        if last is not None and e.direction != "*" and (e.session, e.direction, e.protocol) == (
-                last.session, last.direction, last.protocol) and e.session:
-            steps[-1].count += 1
-        else:
-            steps.append(_Step(e))
-    return steps
-
-
 def sequence(events: Iterable[TraceEvent], *, names: dict[str, str] | None = None, title: str = "",
              participants: list[str] | None = None) -> Shown:
     """A sequence diagram: a lifeline per host, an arrow per turn of a dialogue (a
     multi-line reply, or a whole message, is one arrow), a note per MTA event; whatever
     went through a student's part is drawn in orange."""
-    names = names or {}
-    shown = _steps(_attributed(events))
-    lines = [step.event for step in shown if step.event.direction in ("C", "S")]
-    people = participants or _participants(lines, names)
-    if not people:
+    diagram = Sequencer(names)
+    shown = diagram.rows(events)
+    people = participants or diagram.lanes.order
+    if not any(not row.is_note for row in shown):
         return Shown("<i>(nothing in the trace)</i>", "(nothing in the trace)")
     cut = shown[:MAX_ARROWS]
     width, gap, top = 180, 22, 56
@@ -175,26 +111,24 @@ def sequence(events: Iterable[TraceEvent], *, names: dict[str, str] | None = Non
         parts.append(f"<text x='{x[p]}' y='38' text-anchor='middle' font-weight='bold'>{html.escape(p)}</text>"
                      f"<line x1='{x[p]}' y1='44' x2='{x[p]}' y2='{height - 8}' stroke='#d0d7de' stroke-dasharray='3,3'/>")
     text = [f"sequence: {' | '.join(people)}"]
-    for i, step in enumerate(cut):
-        e = step.event
+    for i, row in enumerate(cut):
+        e = row.event
         y = top + gap * (i + 1)
         colour = STUDENT if e.seam else COLOURS.get(e.protocol, "#24292f")
-        label = html.escape(step.label if len(step.label) <= 52 else step.label[:49] + "...")
-        if e.direction == "*":
-            at = x.get(names.get(e.server, e.server)) or x.get(names.get(e.client, e.client)) or x[people[0]]
+        label = html.escape(row.text if len(row.text) <= 52 else row.text[:49] + "...")
+        if row.is_note:
+            at = x.get(row.source) or x[people[0]]
             anchor, at = ("end", at - 6) if at > svg_width - width else ("start", at + 6)
             parts.append(f"<text x='{at}' y='{y}' text-anchor='{anchor}' fill='{colour}' font-style='italic'>"
                          f"{label}</text>")
-            text.append(f"  ** {step.label}")
+            text.append(f"  ** {row.text}")
             continue
-        client, server = names.get(e.client, e.client), names.get(e.server, e.server)
-        start, end = (x.get(client), x.get(server)) if e.direction == "C" else (x.get(server), x.get(client))
+        start, end = x.get(row.source), x.get(row.target)
         if start is None or end is None:
             continue
         parts.append(f"<line x1='{start}' y1='{y}' x2='{end}' y2='{y}' stroke='{colour}' marker-end='url(#a)'/>"
                      f"<text x='{(start + end) / 2}' y='{y - 4}' text-anchor='middle' fill='{colour}'>{label}</text>")
-        arrow = f"{client} -> {server}" if e.direction == "C" else f"{server} -> {client}"
-        text.append(f"  {arrow:45} {step.label}" + ("   (your code)" if e.seam else ""))
+        text.append(f"  {row.source + ' -> ' + row.target:45} {row.text}" + ("   (your code)" if e.seam else ""))
     if len(shown) > MAX_ARROWS:
         parts.append(f"<text x='10' y='{height - 4}' fill='#6e7781'>... {len(shown) - MAX_ARROWS} more events</text>")
         text.append(f"  ... {len(shown) - MAX_ARROWS} more events")

@@ -29,7 +29,8 @@ from .aio import BackgroundLoop
 from .boundary import DEFAULT_DEADLINE
 from .config import WorldConfig, load_config
 from .context import LabContext
-from .dns.server import DNSServer
+from .control import ControlServer, socket_path
+from .dns.server import DNSServer, Fault
 from .maildir import write_durably
 from .mta.host import SERVICES, MailHost
 from .seams import Seams
@@ -72,11 +73,14 @@ class AsyncWorld:
         self.base_port = base_port
         self.context = LabContext(tracer=tracer or Tracer(), seams=seams or Seams(), deadline=deadline)
         self.context.names.update({a: h.name for h in self.config.hosts for a in h.addresses})
-        self.dns = DNSServer.from_directory(self.config.zones_dir, name="ns.lab", tracer=self.context.tracer)
+        self.dns = DNSServer.from_directory(self.config.zones_dir, name="ns.lab", tracer=self.context.tracer,
+                                            peer_name=self.context.peer_name)
         self.hosts: dict[str, MailHost] = {
             h.name: MailHost(h, self.config.mta, self.context, self.state_dir, seed, self.config.auth)
             for h in self.config.hosts
         }
+        self.control = ControlServer(self)
+        self.web: Any = None  # the lecture page, once serve_web() has started it
         self._lock_fd: int | None = None
         self._previous_state_variable: str | None = None
         self.started = False
@@ -118,21 +122,44 @@ class AsyncWorld:
             self.context.addresses.add(self.config.dns_address, 53, self.context.dns)
             for index, host in enumerate(self.hosts.values()):
                 await host.start(self._ports(index))
+            await self.control.start(socket_path(self.state_dir))
         except BaseException:
             await self.stop()
             raise
         self.started = True
-        await self.context.boundary.in_thread(write_durably, self.state_dir / STATE_FILE,
-                                              json.dumps(self.info(), indent=1).encode())
+        await self._publish_info()
         self._previous_state_variable = os.environ.get(STATE_DIR_VARIABLE)
         os.environ[STATE_DIR_VARIABLE] = str(self.state_dir)  # how a student's sendmail finds us
         return self
+
+    async def _publish_info(self) -> None:
+        """Write world.json, for other programs (see :meth:`info`)."""
+        await self.context.boundary.in_thread(write_durably, self.state_dir / STATE_FILE,
+                                              json.dumps(self.info(), indent=1).encode())
+
+    async def serve_web(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None) -> str:
+        """Serve the lecture page (:mod:`labkit.lecture`) on ``host:port``; returns its
+        URL, which world.json and :meth:`info` then name. Any address but loopback needs
+        a ``token`` (it is part of the URL)."""
+        from .lecture.server import LecturePage
+
+        if self.web is not None:
+            raise RuntimeError(f"the lecture page is already served at {self.web.url}")
+        page = LecturePage(self, token=token)
+        await page.start(host, port)
+        self.web = page
+        await self._publish_info()
+        return page.url
 
     async def stop(self) -> None:
         """Stop every server; returns within a couple of seconds even while a
         student's part hangs (its thread is abandoned: a daemon, it cannot keep the
         process alive)."""
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+        if self.web is not None:
+            await self.web.stop()
+            self.web = None
+        await self.control.stop()
         if self.started and os.environ.get(STATE_DIR_VARIABLE) == str(self.state_dir):
             if self._previous_state_variable is None:
                 os.environ.pop(STATE_DIR_VARIABLE, None)
@@ -177,6 +204,8 @@ class AsyncWorld:
                 for account in host.accounts
             },
             "state_dir": str(self.state_dir),
+            "control": {"socket": str(self.control.path)} if self.control.path else None,
+            **({"web": {"url": self.web.url}} if self.web is not None else {}),
         }
 
     def host(self, name_or_domain: str) -> MailHost:
@@ -212,7 +241,17 @@ class AsyncWorld:
     def set_behaviour(self, host: str, behaviour: str) -> None:
         """Make a host misbehave (refuse, greylist, tarpit, drop, down) or behave (normal).
         (AsyncWorld: call it on the world's loop.)"""
-        self.host(host).behaviour = behaviour
+        mail_host = self.host(host)
+        mail_host.behaviour = behaviour
+        self.tracer.note("mta", "behaviour", f"{mail_host.name} now behaves: {behaviour}", server=mail_host.name,
+                         behaviour=behaviour)
+
+    def set_dns_fault(self, name: str, fault: Fault | None) -> None:
+        """Answer DNS queries for ``name`` with SERVFAIL (``"servfail"``), or not at all
+        (``"timeout"``); ``None`` heals it (see DNSServer.inject_fault)."""
+        self.dns.inject_fault(name, fault)
+        self.tracer.note("dns", "fault", f"DNS: {name} " + (f"now gets {fault}" if fault else "healed"),
+                         server=self.dns.name, name=name, fault=fault or "")
 
     def retry_now(self) -> None:
         """Try every deferred message now, on every host (like ``postqueue -f``)."""
@@ -339,6 +378,10 @@ class World:
         """Make a host misbehave (refuse, greylist, tarpit, drop, down) or behave (normal)."""
         self._on_loop(lambda: self.aworld.set_behaviour(host, behaviour))
 
+    def serve_web(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None) -> str:
+        """Serve the lecture page; returns its URL (see AsyncWorld.serve_web)."""
+        return self._loop.run(self.aworld.serve_web(host, port, token))
+
     def retry_now(self) -> None:
         """Try every deferred message now, on every host (like ``postqueue -f``)."""
         self._on_loop(self.aworld.retry_now)
@@ -374,5 +417,5 @@ def _same_as_async(name: str) -> Callable[..., Any]:
     return method
 
 
-for _name in ("info", "host", "mailbox", "use", "resolver", "connect", "messages", "reader", "muttrc"):
+for _name in ("info", "host", "mailbox", "use", "resolver", "connect", "messages", "reader", "muttrc", "set_dns_fault"):
     setattr(World, _name, _same_as_async(_name))

@@ -106,22 +106,31 @@ class Course:
         with open(self.path / "labkit-grades.csv", newline="") as f:
             return {(r["assignment"], r["student"]): r for r in csv.DictReader(f)}
 
+    def grade_command(self, *args: str) -> list[str]:
+        """``labkit grade ... --course grading``, as a TA types it."""
+        return [sys.executable, "-m", "labkit.cli", "grade", *args, "--course", "grading"]
+
     def grade(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         """``labkit grade ... --course grading`` as a TA types it, from the repository
         root's place; its temporary files in this course's own ``tmp/`` (so a test sees
         its own leftovers, never another's), its pid in ``.pids``."""
-        scratch = self.root / "tmp"
-        scratch.mkdir(exist_ok=True)
-        with subprocess.Popen([sys.executable, "-m", "labkit.cli", "grade", *args, "--course", "grading"],
-                              cwd=self.root, env={**python_env(), "TMPDIR": str(scratch)}, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) as process:
-            self.pids.append(process.pid)
+        with self.start_grading(*args) as process:
             try:
                 out, err = process.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
                 process.kill()
                 raise
         return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+    def start_grading(self, *args: str) -> subprocess.Popen:
+        """:meth:`grade`, started in the background (its pid names the run's scratch
+        folders and control groups); ``communicate()`` waits for it."""
+        scratch = self.root / "tmp"
+        scratch.mkdir(exist_ok=True)
+        process = subprocess.Popen(self.grade_command(*args), cwd=self.root, env={**python_env(), "TMPDIR": str(scratch)},
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.pids.append(process.pid)
+        return process
 
 
 def answered(course: Course, lab: str, changes: dict[str, Callable[[str], str]] | None = None) -> dict:
@@ -137,6 +146,30 @@ def answered(course: Course, lab: str, changes: dict[str, Callable[[str], str]] 
         grade_id = meta(cell).get("grade_id")
         if changes and grade_id in changes:
             cell["source"] = changes[grade_id](text(cell))
+    return notebook
+
+
+def released(course: Course, lab: str, changes: dict[str, Callable[[str], str]] | None = None) -> dict:
+    """The release of ``lab`` as handed out (the stubs), then ``changes`` (grade id -> a
+    change of that cell's text, as the student typed it)."""
+    notebook = course.release(lab)
+    for cell in notebook["cells"]:
+        grade_id = meta(cell).get("grade_id")
+        if changes and grade_id in changes:
+            cell["source"] = changes[grade_id](text(cell))
+    return notebook
+
+
+def with_cell(notebook: dict, code: str, *, after: str | None = None) -> dict:
+    """``notebook`` with a code cell the student added: after the cell ``after`` (a
+    grade id), else at the end."""
+    notebook = json.loads(json.dumps(notebook))
+    cell = dict(nbformat.v4.new_code_cell(code))
+    if notebook.get("nbformat_minor", 0) < 5:  # cell ids came with nbformat 4.5
+        cell.pop("id", None)
+    at = len(notebook["cells"]) if after is None else 1 + next(
+        i for i, c in enumerate(notebook["cells"]) if meta(c).get("grade_id") == after)
+    notebook["cells"].insert(at, cell)
     return notebook
 
 

@@ -19,6 +19,8 @@ from labkit.dns.mx import (
 )
 from labkit.dns.server import DNSServer, serve_in_background
 from labkit.dns.zones import load_zones
+from labkit.net import AddressMap
+from labkit.trace import Tracer
 
 ZONES = [Path(labkit.__file__).parent / "worlds" / "lecture" / "zones", Path(__file__).parent / "zones"]
 FAST_TIMEOUT = 0.3  # for the lookups that are meant to time out
@@ -48,6 +50,23 @@ def test_lab_resolver_asks_only_the_lab_server(server: DNSServer, resolver: dns.
     assert server.endpoint is not None
     assert resolver.nameservers == [server.endpoint.host]
     assert resolver.port == server.endpoint.port and resolver.cache is None and resolver.search == []
+
+
+def test_a_hosts_resolver_is_named_in_the_servers_trace_over_udp_and_tcp() -> None:
+    """The lab server names the host whose resolver asked (as a real server sees the
+    asking host's address), not the loopback address every lab socket has."""
+    addresses, tracer = AddressMap(), Tracer()
+    server = DNSServer(load_zones(ZONES[0]), tracer=tracer,
+                       peer_name=lambda peer: {"1.2.3.4": "smtp.awesome.com"}.get(addresses.peer_address(peer), "?"))
+    with serve_in_background(server) as endpoint, tracer.record() as events:
+        asking = lab_resolver(endpoint, addresses=addresses, source="1.2.3.4")
+        assert resolve_mx("brilliant.com", asking) == [NextHop("smtp.brilliant.com", 10, ("1.2.3.5",))]
+        assert asking.resolve("brilliant.com", "MX", tcp=True)[0].exchange.to_text() == "smtp.brilliant.com."
+        lab_resolver(endpoint).resolve("brilliant.com", "MX")  # a plain resolver, as dig: unknown here
+    clients = [(e.client, e.data["transport"]) for e in events if e.direction == "C"]
+    assert clients == [("smtp.awesome.com", "udp")] * 3 + [("smtp.awesome.com", "tcp"), ("?", "udp")]
+    # to a program that reads them (a student's own query, the grader's proxy), the same plain address
+    assert (asking.nameservers, asking.port) == ([endpoint.host], endpoint.port)
 
 
 # -- the lecture world's domains --------------------------------------------------------

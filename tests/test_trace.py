@@ -72,7 +72,24 @@ def test_json_lines_and_plain_terminal_output():
     renderer = TerminalRenderer(colour=False)
     text = renderer.format(tracer.events()[0])
     assert "smtp.awesome.com -> smtp.brilliant.com" in text and "<- sender command" in text
-    assert "\x1b[" not in text and "\x1b[31m" in TerminalRenderer(colour=True).format(tracer.events()[1])
+    assert "\x1b[" not in text and "\x1b[1;31m" in TerminalRenderer(colour=True).format(tracer.events()[1])
+
+
+def test_terminal_lines_wrap_at_the_width_and_labels_are_bold_not_dim():
+    long = TraceEvent("smtp", "smtp.awesome.com", "smtp.brilliant.com", "S", "354 " + "x" * 150, "s2")
+    data = TraceEvent("smtp", "smtp.awesome.com", "smtp.brilliant.com", "C", "DATA", "s2")
+    renderer = TerminalRenderer(colour=False, width=60)
+    assert renderer.format(data).split("\n")[1].strip() == "<- start of message"  # no room beside the line
+    assert all(len(line) <= 60 for line in renderer.lines(data))
+    renderer = TerminalRenderer(colour=False, width=60, dialogue=True)
+    assert renderer.format(data).endswith("C: DATA   <- start of message")
+    shown = renderer.lines(long)
+    assert len(shown) > 3 and all(len(line) <= 60 for line in shown)
+    assert "".join(line.strip() for line in shown[:-1]).endswith("x" * 150)  # nothing cut off
+    assert shown[-1].strip() == "<- go ahead; end with a lone '.'"  # its own line: no room
+    coloured = TerminalRenderer(colour=True, width=60, dialogue=True).format(data)
+    assert "\x1b[1m<- start of message" in coloured and "\x1b[2m" not in coloured
+    assert coloured.startswith("  smtp.awesome.com   ")  # who speaks, not both ends
 
 
 def test_address_map_routes_names_peers_and_refuses_the_unknown():

@@ -23,7 +23,8 @@ HELLO = b"From: albert@awesome.com\r\nSubject: queued\r\n\r\nbody %d\r\n"
 def test_json_contract_and_clean_shutdown(tmp_path):
     with WorldProcess(tmp_path / "state") as world:
         info = world.info
-        assert set(info) == {"dns", "hosts", "mailboxes", "state_dir"}
+        assert set(info) == {"dns", "hosts", "mailboxes", "state_dir", "control"}  # "web" only with --web
+        assert info["control"] == {"socket": str(tmp_path / "state" / "control.sock")}
         assert set(info["dns"]) == {"host", "port"}
         brilliant = info["hosts"]["smtp.brilliant.com"]
         assert brilliant["address"] == "1.2.3.5"
@@ -38,6 +39,7 @@ def test_json_contract_and_clean_shutdown(tmp_path):
         assert code == 0
         assert rest == ""  # exactly one line on stdout
     assert not (tmp_path / "state" / "world.json").exists()
+    assert not (tmp_path / "state" / "control.sock").exists()
 
 
 def test_sigint_also_stops_cleanly(tmp_path):

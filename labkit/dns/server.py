@@ -26,7 +26,7 @@ import struct
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 import dns.flags
 import dns.message
@@ -61,11 +61,14 @@ FAULTS: tuple[Fault, ...] = ("servfail", "timeout")
 
 
 class DNSServer:
-    """An authoritative server for ``zones``; ``name`` is how traces call it."""
+    """An authoritative server for ``zones``; ``name`` is how traces call it, and
+    ``peer_name`` how they call a client (from its (address, port); default: the address)."""
 
-    def __init__(self, zones: Iterable[dns.zone.Zone], *, name: str = "ns.lab", tracer: Tracer | None = None) -> None:
+    def __init__(self, zones: Iterable[dns.zone.Zone], *, name: str = "ns.lab", tracer: Tracer | None = None,
+                 peer_name: Callable[[tuple], str] | None = None) -> None:
         self.name = name
         self.tracer = tracer
+        self.peer_name = peer_name or (lambda peer: peer[0])
         # the most specific zone wins: longest origin first
         self.zones: tuple[dns.zone.Zone, ...] = tuple(sorted(zones, key=lambda z: len(z.origin), reverse=True))
         self.endpoint: Endpoint | None = None
@@ -92,6 +95,11 @@ class DNSServer:
                 self._faults.pop(key, None)
             else:
                 self._faults[key] = fault
+
+    def faults(self) -> dict[str, Fault]:
+        """The faults injected now: name (as DNS writes it, no final dot) -> fault."""
+        with self._lock:
+            return {name.to_text(omit_final_dot=True): fault for name, fault in self._faults.items()}
 
     @contextmanager
     def fault(self, name: str, fault: Fault | None) -> Iterator[None]:
@@ -289,7 +297,7 @@ class DNSServer:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
-        client = (writer.get_extra_info("peername") or ("?",))[0]
+        client = self.peer_name(writer.get_extra_info("peername") or ("?", 0))
         try:
             while True:
                 prefix = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_TIMEOUT)
@@ -326,7 +334,7 @@ class _UDPProtocol(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        reply = self.server._handle_safely(data, max_udp=UDP_LIMIT, client=addr[0])
+        reply = self.server._handle_safely(data, max_udp=UDP_LIMIT, client=self.server.peer_name(addr))
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
 

@@ -67,31 +67,48 @@ def plain(text: str) -> str:
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
+_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?([eE][+-]?\d+)?")
+
+
 def spreadsheet_safe(text: str) -> str:
     """A field a spreadsheet will not run: a leading ``=``, ``+``, ``-``, ``@``, tab or
-    CR gets a ``'`` in front (OWASP, CSV injection). Numbers stay numbers."""
-    if text[:1] in _FORMULA:
-        try:
-            float(text)
-            return text
-        except ValueError:
-            return "'" + text
+    CR gets a ``'`` in front (OWASP, CSV injection). Plain numbers stay numbers (not
+    whatever Python's float() reads: ``-inf`` is a formula to a spreadsheet)."""
+    if text[:1] in _FORMULA and not _NUMBER.fullmatch(text):
+        return "'" + text
     return text
 
 
-def read_roster(path: Path) -> dict[str, str]:
-    """LMS id or name (lower case) -> the course's student id."""
-    mapping: dict[str, str] = {}
+def shown(text: str) -> str:
+    """A name from a download as a TA may see it: control characters escaped (an escape
+    sequence a student chose must not reach a terminal or a CSV)."""
+    return "".join(c if not unicodedata.category(c).startswith("C") else repr(c)[1:-1] for c in text)
+
+
+@dataclass(frozen=True)
+class Roster:
+    """The course's students as the LMS knows them: by LMS id, and by name for the rows
+    that give no id."""
+
+    by_id: dict[str, str]
+    by_name: dict[str, str]
+
+
+def read_roster(path: Path) -> Roster:
+    """A roster CSV: ``student``, and ``lms_id`` and/or ``lms_name``."""
+    by_id: dict[str, str] = {}
+    by_name: dict[str, str] = {}
     with open(path, newline="", encoding="utf-8-sig") as f:
         for row in csv.DictReader(f):
             student = (row.get("student") or "").strip()
+            lms_id, name = (row.get("lms_id") or "").strip(), (row.get("lms_name") or "").strip()
             if not student:
                 continue
-            for key in ("lms_id", "lms_name"):
-                value = (row.get(key) or "").strip()
-                if value:
-                    mapping[value.lower()] = student
-    return mapping
+            if lms_id:
+                by_id[lms_id.lower()] = student
+            elif name:
+                by_name[name.lower()] = student
+    return Roster(by_id, by_name)
 
 
 @dataclass(frozen=True)
@@ -126,8 +143,15 @@ def _zip_time(info: zipfile.ZipInfo) -> datetime | None:
         return None
 
 
+class BadPath(ValueError):
+    """A download's entry whose path climbs out (``..``) or starts at the root."""
+
+
 def _identify(where: str, data: bytes, when: datetime | None = None) -> _Upload | None:
-    parts = PurePosixPath(where.replace("\\", "/")).parts
+    path = PurePosixPath(where.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts:
+        raise BadPath(where)
+    parts = path.parts
     folders = [p for p in parts[:-1] if p not in ("", ".")]
     for folder in folders:  # Moodle: the submission's own folder
         match = _MOODLE.match(folder)
@@ -142,28 +166,38 @@ def _identify(where: str, data: bytes, when: datetime | None = None) -> _Upload 
 
 
 def import_lms(download: Path, course: Path, assignment: str, notebook_name: str,
-               roster: dict[str, str] | None = None) -> dict[str, str]:
+               roster: "Roster | None" = None) -> dict[str, str]:
     """Copy an LMS download into ``submitted/``; returns the problems found, by student
     (or by the LMS's name where no student could be told): they get a row each, and
     nothing of theirs is graded."""
     claims: dict[str, list[_Upload]] = {}
     problems: dict[str, str] = {}
     for where, data, when in _uploads(download):
-        upload = _identify(where, data, when)
+        try:
+            upload = _identify(where, data, when)
+        except BadPath:
+            problems[f"(refused: {shown(where[:60])})"] = (f"invalid submission: {shown(where)}: a path out of the "
+                                                          "download (.. or /) is refused")
+            continue
         if upload is None:
-            problems[f"(unknown: {where[:60]})"] = f"invalid submission: {where} names no student (no LMS folder " \
-                                                   "or Canvas file name)"
+            problems[f"(unknown: {shown(where[:60])})"] = (f"invalid submission: {shown(where)} names no student "
+                                                          "(no LMS folder or Canvas file name)")
             continue
         student = _student(upload, roster)
+        if student is None:
+            problems[f"(unknown LMS id: {shown(upload.identity[:40])})"] = (
+                f"invalid submission: {shown(where)}: LMS id {shown(upload.identity)} is not in the roster")
+            continue
         why = valid_id(student)
         if why:
-            problems[f"(invalid: {student[:40]!r})"] = f"invalid submission: {where}: student id {student!r}: {why}"
+            problems[f"(invalid: {shown(student[:40])})"] = (f"invalid submission: {shown(where)}: student id "
+                                                            f"{shown(student)!r}: {why}")
             continue
         claims.setdefault(student, []).append(upload)
     for student, uploads in claims.items():
         identities = {u.identity for u in uploads}
         if len(identities) > 1:
-            problems[student] = ("invalid submission: " + " and ".join(u.where for u in uploads)
+            problems[student] = ("invalid submission: " + " and ".join(shown(u.where) for u in uploads)
                                  + f" both claim student {student}")
             continue
         chosen = _one(uploads, notebook_name)
@@ -180,12 +214,17 @@ def import_lms(download: Path, course: Path, assignment: str, notebook_name: str
     return problems
 
 
-def _student(upload: _Upload, roster: dict[str, str] | None) -> str:
-    if roster:
-        for key in (upload.identity, upload.name):
-            if key.lower() in roster:
-                return roster[key.lower()]
-    return upload.name
+def _student(upload: _Upload, roster: "Roster | None") -> str | None:
+    """The course's student for an upload: by the roster (its LMS id; by name only for
+    a roster row without an id), None for an id the roster does not have; without a
+    roster, the LMS's own name."""
+    if roster is None:
+        return upload.name
+    if upload.identity.lower() in roster.by_id:
+        return roster.by_id[upload.identity.lower()]
+    if upload.identity.isdigit():  # an LMS id the roster does not know: never claimed by a name
+        return None
+    return roster.by_name.get(upload.name.lower())
 
 
 def _one(uploads: list[_Upload], notebook_name: str) -> _Upload | None:

@@ -130,13 +130,13 @@ def record(course: Path, result: dict, timestamp: "datetime | None" = None) -> N
         gradebook.db.commit()
     folder = course / "autograded" / student / assignment
     folder.mkdir(parents=True, exist_ok=True)
-    if result.get("executed"):
-        (folder / notebook).write_text(result["executed"])
+    if result.get("executed"):  # what a kernel printed may hold text no encoder takes (a lone surrogate)
+        (folder / notebook).write_text(result["executed"], encoding="utf-8", errors="backslashreplace")
     saved = {k: v for k, v in result.items() if k != "executed"}
     (folder / RESULT_FILE).write_text(json.dumps(saved))
     feedback = course / "feedback" / student / assignment
     feedback.mkdir(parents=True, exist_ok=True)
-    (feedback / f"{stem}.html").write_text(feedback_page(saved))
+    (feedback / f"{stem}.html").write_text(feedback_page(saved), encoding="utf-8", errors="backslashreplace")
 
 
 def _late_penalty(course: Path, student: str, score: float, seconds_late: float) -> float | None:

@@ -217,17 +217,18 @@ class Judge:
         try:
             calls = verdict.parse(source)
         except verdict.NotJudgeable as error:
-            return {"passed": None, "reports": [], "unjudged": f"the course's cell cannot be run outside the "
-                                                                f"notebook: {error}"}
+            return {"passed": None, "reports": [], "cause": "course",
+                    "unjudged": f"the course's cell cannot be run outside the notebook: {error}"}
         reports = []
         for call in calls:
             if self.kernel.closed.is_set():
                 break
             reports.append(self._run(call, float(deadline)))
         if self.kernel.closed.is_set():
-            return {"passed": None, "reports": [], "unjudged": f"the notebook's kernel was lost "
-                                                                f"({self.kernel.why_closed})"}
-        return {"passed": all(r.passed for r in reports), "reports": [r.to_json() for r in reports], "unjudged": ""}
+            return {"passed": None, "reports": [], "cause": "channel",
+                    "unjudged": f"the notebook's channel to the grader was lost ({self.kernel.why_closed})"}
+        return {"passed": all(r.passed for r in reports), "reports": [r.to_json() for r in reports], "unjudged": "",
+                "cause": ""}
 
     def _lookup(self, name: str) -> Any:
         return Decoder(special=_refs)(self.kernel.request("lookup", {"name": name}, timeout=30))

@@ -57,6 +57,9 @@ HOME = "/home/student"  # the kernel's working directory and home (a tmpfs)
 COMMON = "/run/labkit"  # the judge's scratch (its worlds, its checks' files), the kernel's to use too
 MARKER = "LABKIT_GRADE_POD"  # in every pod process's environment
 MAX_SOCKET_DIR = 100  # bytes: the kernel's sockets ("k-4") must fit a Unix socket's 107
+SHORT_PREFIX = "lg-"  # a pod's place when the run's directory is too deep for its sockets
+HIGH_FD = 100  # where the launcher parks descriptors before it places them at 3 and 4
+MAX_KERNEL_MESSAGE = 64 << 20  # bytes of one message from a kernel to the worker
 
 
 @dataclass(frozen=True)
@@ -239,9 +242,12 @@ def student_package(dest: Path, helpers: tuple[str, ...] = (), graded: tuple[str
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
     shutil.copytree(base / "worlds", dest / "labkit" / "worlds", dirs_exist_ok=True)
+    from .. import lab
+
     shims: dict[str, list[str]] = {}
     for module, name in allowed_names():
-        if module not in modules:
+        defined = getattr(getattr(lab, name, None), "__module__", "")
+        if module not in modules and defined in modules:  # only what the kernel has (a helper stays out)
             shims.setdefault(module, []).append(name)
     shims.setdefault("labkit.world", [])  # the README's `from labkit.world import World`
     for module, names in shims.items():
@@ -489,8 +495,8 @@ class Pod:
         self.root = os.path.join(scratch, f"p{self.token}")
         # The kernel's sockets are files here: a Unix socket's path has at most 107 bytes.
         self.shared = os.path.join(self.root, "s")
-        if len(self.shared) > MAX_SOCKET_DIR:
-            self.root = os.path.join(tempfile.mkdtemp(prefix="lg-"), f"p{self.token}")
+        if len(self.shared) > MAX_SOCKET_DIR:  # a short place, named for the run (which sweeps it at its end)
+            self.root = os.path.join(tempfile.mkdtemp(prefix=f"{SHORT_PREFIX}{run}-"), f"p{self.token}")
             self.shared = os.path.join(self.root, "s")
         self.common = os.path.join(self.root, "c")
         os.makedirs(self.shared, mode=0o700)
@@ -515,6 +521,8 @@ class Pod:
                 "control": judge_end.fileno(), "log": self.log_path, "marker": self.token}
         self.km = kernel_manager(spec, kernel_name="python3", transport="ipc", ip=os.path.join(self.shared, "k"),
                                  connection_file=os.path.join(self.shared, "kernel.json"))
+        import zmq  # the worker's sockets to the kernel take no message over the limit (a kernel that floods is
+        self.km.context.setsockopt(zmq.MAXMSGSIZE, MAX_KERNEL_MESSAGE)  # cut off, not held in memory)
         self._error: BaseException | None = None
         self._started = threading.Thread(target=self._start, name="labkit-pod-start", daemon=True)
         self._started.start()
@@ -576,7 +584,7 @@ class Pod:
                 except OSError:
                     pass
         shutil.rmtree(self.root, ignore_errors=True)
-        if os.path.basename(os.path.dirname(self.root)).startswith("lg-"):  # the short place, for long TMPDIRs
+        if os.path.basename(os.path.dirname(self.root)).startswith(SHORT_PREFIX):  # the short place, for long TMPDIRs
             shutil.rmtree(os.path.dirname(self.root), ignore_errors=True)
 
 
@@ -640,6 +648,12 @@ def _place(fd: int, target: int) -> None:
         os.set_inheritable(fd, True)
 
 
+def _only(last: int) -> None:
+    """Close every descriptor above ``last``: a process gets its standard streams and
+    its channels (0 to ``last``), nothing else this launcher held."""
+    os.closerange(last + 1, os.sysconf("SC_OPEN_MAX"))
+
+
 def launch(spec: dict, kernel_argv: list[str]) -> None:
     """The pod's launcher (the kernel's command, run by jupyter_client): the network
     namespace, then the judge (a child) and the kernel (this process, exec'd)."""
@@ -651,11 +665,13 @@ def launch(spec: dict, kernel_argv: list[str]) -> None:
         unshare(CLONE_NEWNET)
         loopback_up()
     judge_end, kernel_end = socket.socketpair()
-    control = spec["control"]
-    # Out of the way of the numbers the two processes expect, then into place in each.
-    control, judge_end_fd, kernel_end_fd = (os.dup(control), os.dup(judge_end.detach()),
-                                            os.dup(kernel_end.detach()))
-    log = os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    # Out of the way of the numbers the two processes expect (then into place in each), and
+    # the originals closed: the worker's channel to the judge must never reach the kernel.
+    originals = [spec["control"], judge_end.detach(), kernel_end.detach(),
+                 os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)]
+    control, judge_end_fd, kernel_end_fd, log = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, HIGH_FD) for fd in originals)
+    for fd in originals:
+        os.close(fd)
     child = os.fork()
     if child == 0:
         try:
@@ -668,6 +684,7 @@ def launch(spec: dict, kernel_argv: list[str]) -> None:
             _limit(limits, judge=True)
             _place(control, JUDGE_CONTROL_FD)
             _place(judge_end_fd, JUDGE_KERNEL_FD)
+            _only(JUDGE_KERNEL_FD)
             if sandboxed:
                 argv = judge_command(uid=spec["uid"] + 1, common=spec["common"], limits=limits)
             else:  # the same common scratch, at its own path
@@ -682,6 +699,7 @@ def launch(spec: dict, kernel_argv: list[str]) -> None:
     _join(spec["cgroups"].get("kernel", []))
     _limit(limits, judge=False)
     _place(kernel_end_fd, KERNEL_FD)
+    _only(KERNEL_FD)
     if sandboxed:
         argv = kernel_command(kernel_argv, uid=spec["uid"], shared=spec["shared"], common=spec["common"],
                               student=spec["student"], limits=limits)

@@ -148,13 +148,20 @@ def grade(assignments: str | list[str], course: Path, *, workers: int | None = N
             for result in pool.run(jobs):
                 result["digest"] = digests[(result["student"], result["assignment"])]
                 handed_in = course / "submitted" / result["student"] / result["assignment"]
-                gradebook.record(course, result, gradebook.timestamp_of(handed_in))  # the gradebook's one writer
+                try:
+                    gradebook.record(course, result, gradebook.timestamp_of(handed_in))  # the gradebook's one writer
+                except Exception as error:  # a result we could not write down: its row says so
+                    result = _failed(next(j for j in jobs if (j["student"], j["assignment"]) == (
+                        result["student"], result["assignment"])), Status.UNJUDGED,
+                        f"could not be judged: the grader could not record it: {type(error).__name__}: {error}")
                 _late(result)
                 result.pop("executed", None)
                 rows.append(result)
                 report(result)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+        for short in Path(tempfile.gettempdir()).glob(f"{pods.SHORT_PREFIX}{run}-*"):  # pods of a deep TMPDIR
+            shutil.rmtree(short, ignore_errors=True)
         if sandboxed:
             pods.Cgroup.sweep(run)
     rows.sort(key=lambda r: (r["assignment"], r["student"]))
@@ -296,7 +303,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(f, CSV_FIELDS)
         writer.writeheader()
         for row in sorted(kept + fresh, key=lambda r: (str(r["assignment"]), str(r["student"]))):
-            writer.writerow({k: collect.spreadsheet_safe(str(v)) for k, v in row.items()})
+            writer.writerow({k: collect.spreadsheet_safe(collect.shown(str(v))) for k, v in row.items()})
 
 
 def summary(rows: list[dict]) -> str:
@@ -316,7 +323,8 @@ def summary(rows: list[dict]) -> str:
     attention = [r for r in rows if r["status"] in ("flagged", "timed out", "crashed", "unjudged", "invalid")]
     if attention:
         lines.append("needs a human look:")
-        lines += [f"  {r['student']:16} {r['status']:9} {r['reason'][:150]}" for r in attention]
+        lines += [f"  {collect.shown(r['student']):16} {r['status']:9} {collect.shown(r['reason'][:150])}"
+                  for r in attention]
     return "\n".join(lines)
 
 

@@ -117,25 +117,31 @@ def read_submission(data: bytes) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise InvalidSubmission(f"it is not UTF-8 text (byte {error.start})") from None
-    depth = deepest = 0
-    for char in text:  # before json.loads: a deeply nested file must not exhaust the parser
-        if char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_JSON_DEPTH:
-                raise InvalidSubmission(f"its JSON is nested over {MAX_JSON_DEPTH} deep")
-        elif char in "]}":
-            depth -= 1
     try:
-        raw = json.loads(text)
+        raw = json.loads(text)  # the C parser guards its own recursion: a RecursionError, not a crash
+    except RecursionError:
+        raise InvalidSubmission(f"its JSON is nested over {MAX_JSON_DEPTH} deep") from None
     except ValueError as error:
         raise InvalidSubmission(f"it is not JSON ({error})") from None
+    if _depth(raw) > MAX_JSON_DEPTH:
+        raise InvalidSubmission(f"its JSON is nested over {MAX_JSON_DEPTH} deep")
     try:
         notebook = nbformat.reads(json.dumps(raw), as_version=4)
         nbformat.validate(notebook)
     except Exception as error:
         raise InvalidSubmission(f"it is not a Jupyter notebook ({str(error).splitlines()[0][:200]})") from None
     return notebook
+
+
+def _depth(value: Any) -> int:
+    """How deep lists and objects nest in parsed JSON (counted without recursing)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            todo += [(child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)]
+    return deepest
 
 
 # -- 2. restoring the course's cells -----------------------------------------------------------------
@@ -222,28 +228,39 @@ class CappedClient(NotebookClient):
         return super().output(outs, msg, display_id, cell_index)
 
 
+class Cause(str, Enum):
+    """Why a test cell could not be judged."""
+
+    CHANNEL = "channel"  # the notebook's channel to the judge broke (only the notebook can break it)
+    COURSE = "course"  # the course's cell is not in a form the judge runs
+    JUDGE = "judge"  # the judge failed, or took too long
+    STOPPED = "stopped"  # the notebook stopped before this cell (crashed, timed out)
+
+
 @dataclass
 class Judged:
-    """One test cell's verdict: ``passed`` (None when it could not be judged, then
-    ``unjudged`` says why), the check reports, and whether the cause is the grader's."""
+    """One test cell's verdict: ``passed`` (None when it could not be judged: ``cause``
+    says why, ``unjudged`` in words), and the check reports."""
 
     passed: bool | None
     reports: list = field(default_factory=list)
     unjudged: str = ""
-    grader_side: bool = False
+    cause: Cause | None = None
 
 
 def judge(pod: pods.Pod, cell: Any, deadline: float, limit: float) -> Judged:
     try:
         answer = pod.channel.request("judge.cell", {"source": cell.source, "deadline": deadline}, timeout=limit)
     except TimeoutError:
-        return Judged(None, unjudged=f"its checks were still running after {limit:g}s", grader_side=True)
+        return Judged(None, unjudged=f"its checks were still running after {limit:g}s", cause=Cause.JUDGE)
     except (ChannelClosed, RemoteError) as error:
-        return Judged(None, unjudged=f"the grader's judge failed ({error})", grader_side=True)
+        return Judged(None, unjudged=f"the grader's judge failed ({error})", cause=Cause.JUDGE)
     unjudged = str(answer.get("unjudged") or "")
-    kernel_lost = unjudged.startswith("the notebook's kernel was lost")
-    return Judged(answer.get("passed") if not unjudged else None, answer.get("reports", []), unjudged,
-                  grader_side=bool(unjudged) and not kernel_lost)
+    if not unjudged:
+        return Judged(answer.get("passed"), answer.get("reports", []))
+    cause = Cause.CHANNEL if answer.get("cause") == "channel" else Cause.COURSE if answer.get("cause") == "course" \
+        else Cause.JUDGE
+    return Judged(None, [], unjudged, cause)
 
 
 def _outputs(judged: Judged) -> list:
@@ -275,7 +292,7 @@ def _execute(client: CappedClient, pod: pods.Pod, run: Run, limits: pods.Limits,
             run.status, run.reason = Status.TIMED_OUT, f"the notebook took over {limits.notebook_seconds:g}s"
             stopped = run.reason
         if is_test(cell):
-            judged[grade_id] = Judged(None, unjudged=stopped) if stopped else judge(
+            judged[grade_id] = Judged(None, unjudged=stopped, cause=Cause.STOPPED) if stopped else judge(
                 pod, cell, deadline, max(1.0, min(limits.cell_seconds, left)))
             cell.outputs = _outputs(judged[grade_id])
             continue
@@ -384,22 +401,23 @@ def _result(job: dict, source: Any, executed: Any, run: Run, judged: dict[str, J
     """Scores per cell and in all, the status, and the reason a TA reads."""
     cells: dict[str, dict] = {}
     total = max_score = 0.0
-    grader_side = []
+    unjudgeable = []  # cells that could not be judged for a reason other than the run stopping
     for cell in source.cells:
         if not is_test(cell):
             continue
         grade_id = nbgrader_meta(cell)["grade_id"]
-        verdict_of = judged.get(grade_id) or Judged(None, unjudged=run.reason or "the notebook did not get here")
+        verdict_of = judged.get(grade_id) or Judged(None, unjudged=run.reason or "the notebook did not get here",
+                                                    cause=Cause.STOPPED)
         share = credit(cell, verdict_of)
         score = round(points(cell) * share, 2)
         cells[grade_id] = {"points": points(cell), "score": score, "passed": verdict_of.passed,
                            "share": share, "unjudged": verdict_of.unjudged, "reports": verdict_of.reports}
         total += score
         max_score += points(cell)
-        if verdict_of.grader_side:
-            grader_side.append(grade_id)
+        if verdict_of.cause is not None and verdict_of.cause is not Cause.STOPPED:
+            unjudgeable.append(grade_id)
     status = run.status
-    if status is Status.GRADED and grader_side:
+    if status is Status.GRADED and unjudgeable:
         status = Status.UNJUDGED
     if status is Status.GRADED and any(f.kind is not FlagKind.FLOOD for f in flags):
         status = Status.FLAGGED
@@ -430,8 +448,17 @@ def scratch(parent: str | None = None) -> str:
     """This process's directory for its pods (under the run's, if it gave one)."""
     if not _SCRATCH:
         _SCRATCH.append(tempfile.mkdtemp(prefix=f"w{os.getpid()}-", dir=parent))
-        atexit.register(shutil.rmtree, _SCRATCH[0], True)
+        at_exit(shutil.rmtree, _SCRATCH[0], True)
     return _SCRATCH[0]
+
+
+def at_exit(fn: Any, *args: Any) -> None:
+    """Run ``fn(*args)`` when this process ends: a pool's worker process too, which
+    leaves by os._exit (no atexit) after multiprocessing's own finalizers."""
+    import multiprocessing.util
+
+    atexit.register(fn, *args)
+    multiprocessing.util.Finalize(None, fn, args, exitpriority=10)
 
 
 def prepare(run_dir: str | None, sandboxed: bool) -> None:
@@ -480,12 +507,14 @@ class _Pods:
                 cls._spare = (key, cls.make(key))
 
 
-@atexit.register
 def _discard_spare() -> None:
     spare, _Pods._spare = _Pods._spare, None
     if spare is not None:
         spare[1].kill()
         spare[1].remove()
+
+
+at_exit(_discard_spare)
 
 
 def warm(job_shape: dict) -> None:

@@ -105,6 +105,10 @@ class DeliveryQueue:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def waiting(self) -> list[QueueEntry]:
+        """The messages waiting for their next attempt (deferred), soonest first."""
+        return sorted((entry for _, entry in self._timers.values()), key=lambda e: e.next_attempt)
+
     def retry_now(self) -> None:
         """Flush the queue: try every deferred message now (like ``postqueue -f``)."""
         for timer, entry in list(self._timers.values()):
@@ -257,7 +261,7 @@ class DeliveryQueue:
         part = host.part("resolve_mx")
         seam = "resolve_mx" if part[1] else ""
         try:
-            hops = await host.acall("resolve_mx", domain, context.resolver(), part=part)
+            hops = await host.acall("resolve_mx", domain, context.resolver(host.address), part=part)
         except NullMXError as error:  # RFC 7505 §4.2
             return {r: _failed(f"556 5.1.10 {error}", seam=seam) for r in rcpts}
         except PermanentMXError as error:
