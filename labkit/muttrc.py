@@ -10,18 +10,24 @@ from pathlib import Path
 from urllib.parse import quote
 
 
+# mutt's own default is "/usr/sbin/sendmail -oem -oi": without -oi a line holding only
+# "." in a message would end it there (sendmail(8) -i).
+MUTT_OPTIONS = "-oem -oi"
+
+
 def sendmail_command(state_dir: str, program: str | None = None) -> str:
     """The sendmail command line mutt should run to submit into this world: labkit's
-    own, or ``program`` (a student's), told where the world is by $LABKIT_STATE_DIR."""
+    own, or ``program`` (a student's), told where the world is by $LABKIT_STATE_DIR,
+    with mutt's usual options."""
     if program is not None:
-        return f"env LABKIT_STATE_DIR={shlex.quote(state_dir)} {shlex.quote(program)}"
+        return f"env LABKIT_STATE_DIR={shlex.quote(state_dir)} {shlex.quote(program)} {MUTT_OPTIONS}"
     # The labkit-sendmail script by its absolute path: its #! line names the venv's Python, so
     # mutt finds labkit with a bare PATH. (Not "python -m labkit.sendmail": mutt runs it with
     # argv[0] "python", and Python then finds its home through PATH, not the venv.)
     script = Path(sys.executable).parent / "labkit-sendmail"
     found = str(script) if script.exists() else shutil.which("labkit-sendmail")
     base = shlex.quote(found) if found else f"{shlex.quote(sys.executable)} -m labkit.sendmail"
-    return f"{base} --state-dir {shlex.quote(state_dir)}"
+    return f"{base} --state-dir {shlex.quote(state_dir)} {MUTT_OPTIONS}"
 
 
 def muttrc(info: dict, address: str, *, maildir: bool = False, sendmail: str | None = None) -> str:

@@ -127,10 +127,10 @@ class AddressMap:
             raise
         return sock
 
-    async def open_connection(self, address: str, port: int, *, source: str = "", **kwargs):
+    async def open_connection(self, address: str, port: int, *, source: str = "", seam: str = "", **kwargs):
         """asyncio version of :meth:`connect`: returns ``(reader, writer)``."""
         endpoint = self.resolve(address, port)
-        sock = self._socket(endpoint, source)
+        sock = self._socket(endpoint, source, seam)
         try:
             sock.setblocking(False)
             await asyncio.get_running_loop().sock_connect(sock, (endpoint.host, endpoint.port))

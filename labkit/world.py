@@ -31,6 +31,7 @@ from .config import WorldConfig, load_config
 from .context import LabContext
 from .control import ControlServer, socket_path
 from .dns.server import DNSServer, Fault
+from .machine import Machine
 from .maildir import write_durably
 from .mta.host import SERVICES, MailHost
 from .seams import Seams
@@ -83,6 +84,7 @@ class AsyncWorld:
         self.web: Any = None  # the lecture page, once serve_web() has started it
         self._lock_fd: int | None = None
         self._previous_state_variable: str | None = None
+        self.machines: dict[str, Machine] = {}
         self.started = False
 
     @property
@@ -160,6 +162,8 @@ class AsyncWorld:
             await self.web.stop()
             self.web = None
         await self.control.stop()
+        for machine in self.machines.values():
+            await machine.stop()
         if self.started and os.environ.get(STATE_DIR_VARIABLE) == str(self.state_dir):
             if self._previous_state_variable is None:
                 os.environ.pop(STATE_DIR_VARIABLE, None)
@@ -238,6 +242,14 @@ class AsyncWorld:
             self.tracer.note("seam", "seam-use", f"{where or 'every host'} now runs {whose} {name}",
                              server=where or "*", host=where or "*", part=name, seam=name if yours else "")
 
+    async def machine(self, address: str) -> Machine:
+        """A machine of the lab network at ``address`` (Albert's PC: 1.2.3.100) for
+        programs that are not labkit's: run them with its ``env`` and their connections
+        come from ``address`` (see :mod:`labkit.machine`). One per address."""
+        if address not in self.machines:
+            self.machines[address] = await Machine(self, address).start()
+        return self.machines[address]
+
     def set_behaviour(self, host: str, behaviour: str) -> None:
         """Make a host misbehave (refuse, greylist, tarpit, drop, down) or behave (normal).
         (AsyncWorld: call it on the world's loop.)"""
@@ -272,13 +284,15 @@ class AsyncWorld:
         files = [p for sub in ("new", "cur") for p in (maildir / sub).iterdir()]
         return [p.read_bytes() for p in sorted(files, key=lambda p: (p.stat().st_mtime, p.name))]
 
-    def muttrc(self, address: str, *, maildir: bool = False) -> str:
+    def muttrc(self, address: str, *, maildir: bool = False, machine: Machine | None = None) -> str:
         """A muttrc for a world user; it sends with the ``sendmail`` seam (labkit-sendmail
-        unless a student's program is plugged in: ``world.use(sendmail="./my-sendmail")``)."""
+        unless a student's program is plugged in: ``world.use(sendmail="./my-sendmail")``),
+        run on ``machine`` if given (its doors: see :meth:`machine`)."""
         from .muttrc import muttrc
 
         program, student = self.seams.part("sendmail")
-        return muttrc(self.info(), address, maildir=maildir, sendmail=str(program) if student else None)
+        info = machine.info() if machine is not None else self.info()
+        return muttrc(info, address, maildir=maildir, sendmail=str(program) if student else None)
 
     def reader(self, address: str, protocol: str = "imap"):
         """A logged-in IMAP (or POP3) reader for a world user: ``list()``, ``show(n)``."""
@@ -385,6 +399,11 @@ class World:
     def retry_now(self) -> None:
         """Try every deferred message now, on every host (like ``postqueue -f``)."""
         self._on_loop(self.aworld.retry_now)
+
+    def machine(self, address: str) -> Machine:
+        """A machine of the lab network for programs that are not labkit's (see
+        :meth:`AsyncWorld.machine`)."""
+        return self._loop.run(self.aworld.machine(address))
 
     def send(self, mail_from: str, rcpt_to: list[str], message: bytes, *, auth: bool = True, port: int = 587,
              client: Callable[..., SendResult] | None = None, source: str = "") -> SendResult:

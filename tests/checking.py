@@ -16,9 +16,14 @@ def passes_every_rule(checks: ModuleType, impl: Any, *, deadline: float = 2.0) -
     assert len(report) == len(checks.RULES)
 
 
-def caught(checks: ModuleType, mistakes: dict, mistake: str, *, deadline: float = 1.0) -> Result:
-    """The row of the rule that must catch ``mistake``: failed, saying its word."""
+def caught(checks: ModuleType, mistakes: dict, mistake: str, *, deadline: float = 1.0,
+           visible: set[str] | None = None) -> Result:
+    """The row of the rule that must catch ``mistake``: failed, saying its word; with
+    ``visible`` (the rules the student's release runs where they can see them), that
+    rule is one of them."""
     impl, rule, word = mistakes[mistake]
+    if visible is not None:
+        assert rule in visible, f"{mistake}: {rule} is not a visible check of the release ({sorted(visible)})"
     title = next(r.title for r in checks.RULES if r.name == rule)
     result = checks.run(impl, only=[rule], deadline=deadline).result(title)
     assert result.status == "fail", f"{mistake}: {rule} passed"

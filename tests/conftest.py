@@ -13,6 +13,7 @@ import pytest
 
 from labkit.aio import BackgroundLoop
 from labkit.config import AuthConfig, MTAConfig, WorldConfig, load_config
+from labkit.mutt import on_terminal as run_in_pty  # noqa: F401 - the tests' name for it
 from labkit.serve import serve_session
 from labkit.world import World
 
@@ -41,44 +42,6 @@ def need(tool: str) -> str:
     return path
 
 
-def run_in_pty(argv: list[str], env: dict[str, str] | None = None, timeout: float = 30,
-               keys: bytes = b"") -> tuple[int, bytes]:
-    """Run an interactive program on a pseudo-terminal (mutt wants one), typing
-    ``keys`` first; returns (status, screen)."""
-    import os
-    import pty
-    import subprocess
-    import threading
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
-    os.close(slave)
-    if keys:
-        os.write(master, keys)
-    screen = bytearray()
-
-    def drain() -> None:
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the client has gone
-                return
-            if not chunk:
-                return
-            screen.extend(chunk)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        status = proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        reader.join(timeout=5)
-        os.close(master)
-    return status, bytes(screen)
-
-
 @contextmanager
 def observed_server(session_class: type, accounts, *, protocol: str, hostname: str) -> Iterator[tuple[int, queue.Queue]]:
     """Serve ``session_class`` on a free loopback port; yields (port, ended), where
@@ -99,3 +62,24 @@ def observed_server(session_class: type, accounts, *, protocol: str, hostname: s
                                         protocol=protocol, server_name=hostname))
         yield server.sockets[0].getsockname()[1], ended
         loop.run(close(server))
+
+
+@pytest.fixture(scope="session")
+def visible_rules(tmp_path_factory):
+    """``visible_rules(lab)``: the check rules the student's release of ``lab`` (as nbgrader
+    generates it, hidden tests gone) runs where the student sees them, by seam."""
+    pytest.importorskip("nbgrader")
+    from labkit.grade import verdict
+    from submissions import Course, meta, text
+
+    course = Course(tmp_path_factory.mktemp("course"))
+
+    def rules(lab: str) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for cell in course.release(lab)["cells"]:
+            if cell["cell_type"] == "code" and meta(cell).get("grade") and not meta(cell).get("solution"):
+                for call in verdict.parse(text(cell)):
+                    found.setdefault(call.module, set()).update(call.rules or [])
+        return found
+
+    return rules

@@ -324,3 +324,19 @@ def test_a_pop3_session_in_the_kernel_asks_the_judge_for_its_users(pair, world):
         policies.serve_accounts({"accounts": 99, "method": "_by_login", "args": []}, [])
     with pytest.raises(BadRequest):
         policies.serve_accounts({"accounts": 1, "method": "authenticate", "args": ["betty"]}, [])
+
+
+def test_a_hosts_own_resolver_crosses_as_a_resolver(pair, world):
+    """The resolver a world's host hands resolve_mx (one that tells the lab's server who
+    asks) reaches the kernel as a resolver asking the same server."""
+    parts, judge, policies = pair
+    seen = {}
+
+    def record(domain, resolver):
+        seen["resolver"] = resolver
+        return SEAMS["resolve_mx"].load_reference()(domain, resolver)
+
+    remote = stand_in(SEAMS["resolve_mx"], judge, policies, _ref(parts, record))
+    hosts_own = world.context.resolver(source="1.2.3.4")
+    assert [h.host for h in remote("brilliant.com", hosts_own)] == ["smtp.brilliant.com"]
+    assert (seen["resolver"].nameservers, seen["resolver"].port) == (hosts_own.nameservers, hosts_own.port)

@@ -10,15 +10,24 @@ from checking import caught, fails_with, passes_every_rule
 from labkit import checks
 from labkit.mta.retry import next_retry as labkits_own
 from mistakes.next_retry import MISTAKES, good
+from mistakes.independent import next_retry as independent
 
 
 def test_a_right_policy_passes_every_rule():
     passes_every_rule(checks.next_retry, good)
 
 
-@pytest.mark.parametrize("mistake", MISTAKES)
-def test_each_mistake_is_caught_with_its_message(mistake):
-    assert caught(checks.next_retry, MISTAKES, mistake).rfc == "RFC 5321 §4.5.4.1"
+CORPORA = {"labkit's": MISTAKES, "independent": independent.MISTAKES}
+
+
+def test_an_independently_written_right_answer_passes_every_rule():
+    passes_every_rule(checks.next_retry, independent.good)
+
+
+@pytest.mark.parametrize("corpus, mistake", [(c, m) for c, mistakes in CORPORA.items() for m in mistakes])
+def test_each_mistake_fails_a_visible_check_of_the_release_with_its_message(corpus, mistake, visible_rules):
+    visible = visible_rules("4-relaying")["next_retry"]
+    assert caught(checks.next_retry, CORPORA[corpus], mistake, visible=visible).rfc == "RFC 5321 §4.5.4.1"
 
 
 @pytest.mark.parametrize("impl, says", [

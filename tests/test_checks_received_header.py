@@ -10,15 +10,24 @@ from checking import caught, fails_with, passes_every_rule
 from labkit import checks
 from labkit.mta.received import received_header as labkits_own
 from mistakes.received_header import MISTAKES, good
+from mistakes.independent import received_header as independent
 
 
 def test_a_right_stamp_passes_every_rule():
     passes_every_rule(checks.received_header, good)
 
 
-@pytest.mark.parametrize("mistake", MISTAKES)
-def test_each_mistake_is_caught_with_its_message(mistake):
-    assert caught(checks.received_header, MISTAKES, mistake).rfc.startswith("RFC 532")
+CORPORA = {"labkit's": MISTAKES, "independent": independent.MISTAKES}
+
+
+def test_an_independently_written_right_answer_passes_every_rule():
+    passes_every_rule(checks.received_header, independent.good)
+
+
+@pytest.mark.parametrize("corpus, mistake", [(c, m) for c, mistakes in CORPORA.items() for m in mistakes])
+def test_each_mistake_fails_a_visible_check_of_the_release_with_its_message(corpus, mistake, visible_rules):
+    visible = visible_rules("4-relaying")["received_header"]
+    assert caught(checks.received_header, CORPORA[corpus], mistake, visible=visible).rfc.startswith("RFC 532")
 
 
 @pytest.mark.parametrize("impl, says", [

@@ -10,15 +10,24 @@ from checking import caught, fails_with, passes_every_rule
 from labkit import checks
 from labkit.mta.routing import route as labkits_own
 from mistakes.route import MISTAKES, good
+from mistakes.independent import route as independent
 
 
 def test_a_right_route_passes_every_rule():
     passes_every_rule(checks.route, good)
 
 
-@pytest.mark.parametrize("mistake", MISTAKES)
-def test_each_mistake_is_caught_with_its_message(mistake):
-    assert caught(checks.route, MISTAKES, mistake).rfc.startswith("RFC ")
+CORPORA = {"labkit's": MISTAKES, "independent": independent.MISTAKES}
+
+
+def test_an_independently_written_right_answer_passes_every_rule():
+    passes_every_rule(checks.route, independent.good)
+
+
+@pytest.mark.parametrize("corpus, mistake", [(c, m) for c, mistakes in CORPORA.items() for m in mistakes])
+def test_each_mistake_fails_a_visible_check_of_the_release_with_its_message(corpus, mistake, visible_rules):
+    visible = visible_rules("4-relaying")["route"]
+    assert caught(checks.route, CORPORA[corpus], mistake, visible=visible).rfc.startswith("RFC ")
 
 
 def test_an_open_relay_is_caught_in_the_world_too():

@@ -11,6 +11,7 @@ from checking import caught, fails_with, passes_every_rule
 from labkit import checks
 from labkit.seams import default_sendmail
 from mistakes.sendmail import MISTAKES, good
+from mistakes.independent import sendmail as independent
 
 DEADLINE = 3.0  # a program starts a Python, imports smtplib and talks SMTP: more than a function call
 
@@ -19,9 +20,17 @@ def test_a_right_program_passes_every_rule():
     passes_every_rule(checks.sendmail, good, deadline=DEADLINE)
 
 
-@pytest.mark.parametrize("mistake", MISTAKES)
-def test_each_mistake_is_caught_with_its_message(mistake):
-    caught(checks.sendmail, MISTAKES, mistake, deadline=DEADLINE)
+CORPORA = {"labkit's": MISTAKES, "independent": independent.MISTAKES}
+
+
+def test_an_independently_written_right_program_passes_every_rule():
+    passes_every_rule(checks.sendmail, independent.good, deadline=DEADLINE)
+
+
+@pytest.mark.parametrize("corpus, mistake", [(c, m) for c, mistakes in CORPORA.items() for m in mistakes])
+def test_each_mistake_fails_a_visible_check_of_the_release_with_its_message(corpus, mistake, visible_rules):
+    visible = visible_rules("7-unix-mail")["sendmail"]
+    caught(checks.sendmail, CORPORA[corpus], mistake, deadline=DEADLINE, visible=visible)
 
 
 def program(folder: Path, text: str, executable: bool = True) -> str:

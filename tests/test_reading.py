@@ -109,3 +109,17 @@ def test_mutt_sends_through_the_muttrc_with_a_bare_path(world, tmp_path):
     assert done.returncode == 0, done.stderr.decode()[-500:]
     world.wait_for_delivery("albert@awesome.com")
     assert b"It was lovely." in world.messages("albert@awesome.com")[-1]
+
+
+def test_mutt_sends_with_the_muttrc_and_a_lone_dot_line_stays_in_the_message(world, tmp_path):
+    """mutt hands its sendmail the body as typed: the muttrc's sendmail has -oi (mutt's
+    own default has it), so a line holding only '.' does not end the message there."""
+    mutt = need("mutt")
+    rc = tmp_path / "muttrc"
+    rc.write_text(world.muttrc("albert@awesome.com") + "set copy=no\n")
+    sent = subprocess.run([mutt, "-n", "-F", str(rc), "-s", "a dot", "betty@brilliant.com"],
+                          input=b"before\n.\nafter the dot\n", capture_output=True, timeout=60,
+                          env={**os.environ, "HOME": str(tmp_path)})
+    assert sent.returncode == 0, sent.stderr
+    world.wait_for_delivery("betty@brilliant.com")
+    assert world.messages("betty@brilliant.com")[0].endswith(b"\r\n\r\nbefore\r\n.\r\nafter the dot\r\n")

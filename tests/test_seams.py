@@ -573,3 +573,25 @@ def test_broken_seams_in_a_notebook_write_nothing_to_stderr(tmp_path):
     assert [text for name, text in streams if name == "stderr"] == []
     assert any("refused: DATA" in text for _, text in streams)
     assert streams[-1] == ("stdout", "done\n")
+
+
+def test_the_dns_queries_a_students_resolver_makes_are_drawn_as_its_own(world):
+    from labkit.notebook import sequence
+
+    def resolve_mx(domain, resolver):
+        return [NextHop(r.exchange.to_text(omit_final_dot=True), r.preference,
+                        tuple(a.address for a in resolver.resolve(r.exchange, "A")))
+                for r in resolver.resolve(domain, "MX")]
+
+    world.send(ALBERT, [BETTY], HELLO)
+    world.wait_for_delivery(BETTY)
+    theirs = [line for line in sequence(world.tracer.events()).text.splitlines()
+              if "-> ns.lab" in line or "ns.lab ->" in line]
+    assert theirs and not any("(your code)" in line for line in theirs)  # labkit's own resolver asked
+    since = time.time()
+    world.use(resolve_mx=resolve_mx)
+    world.send(ALBERT, [BETTY], HELLO)
+    world.wait_for_delivery(BETTY, since=since)
+    mine = [line for line in sequence([e for e in world.tracer.events() if e.time >= since]).text.splitlines()
+            if "-> ns.lab" in line or "ns.lab ->" in line]
+    assert mine and all("(your code)" in line for line in mine)

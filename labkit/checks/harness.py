@@ -66,6 +66,7 @@ class Rule:
     rfc: str  # "RFC 5321 §3.2"
     check: Callable[["Probe"], None]
     points: float = 1.0
+    variant_of: str = ""  # a hidden test's rule: the same rule in another situation (the visible rule's name)
 
 
 class Probe:

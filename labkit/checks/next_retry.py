@@ -1,8 +1,10 @@
 """Checks for ``next_retry``, the queue's retry policy (RFC 5321 §4.5.4.1).
 
-A pure function, so every rule just asks it: after this many failed attempts, with the
+A pure function, so most rules just ask it: after this many failed attempts, with the
 message queued this long, how long until the next try, or give up (None, and the
-message bounces)? The schedule is a Postfix-like one in seconds, not the lab's. ::
+message bounces)? The schedule is a Postfix-like one in seconds, not the lab's. Two
+messages may be in the queue at once, so the rules ask about several, interleaved, as
+the queue does; the last rule has smtp.awesome.com retry two greylisted messages with it. ::
 
     from labkit import checks
     checks.next_retry.run(next_retry)
@@ -10,9 +12,12 @@ message bounces)? The schedule is a Postfix-like one in seconds, not the lab's. 
 
 from __future__ import annotations
 
-from .harness import Broken, Probe, Rule, entry_points
+from .harness import ALBERT, Broken, Probe, Rule, entry_points
 
 SCHEDULE = (60.0, 300.0, 1200.0, 3600.0)
+LAB_SCHEDULE = (0.2, 0.5, 1.0, 2.0)  # the lab world's (worlds/lecture/world.toml)
+RELAY = "smtp.awesome.com"
+GREYLISTED = ("chuck@chaos.com", "postmaster@chaos.com")  # two triplets: both deferred at their first try
 MAX_QUEUE_TIME = 4 * 24 * 3600.0  # four days (Postfix: maximal_queue_lifetime = 5d)
 ONE_STEP = (30.0,)  # a schedule of one delay, repeated
 
@@ -42,10 +47,27 @@ def _delay(probe: Probe, attempts: int, queued_for: float, expected: float,
 
 
 # -- the rules ---------------------------------------------------------------------------
-def follows_schedule(probe: Probe) -> None:
-    for attempts, queued_for in _runs(SCHEDULE, len(SCHEDULE)):
-        _delay(probe, attempts, queued_for, SCHEDULE[attempts - 1],
+def follows_schedule(probe: Probe, schedule: tuple[float, ...] = SCHEDULE) -> None:
+    for attempts, queued_for in _runs(schedule, len(schedule)):
+        _delay(probe, attempts, queued_for, schedule[attempts - 1], schedule,
                hint="after the first failed attempt wait schedule[0], after the second schedule[1], ...")
+    late = 5000.0 * schedule[0] / SCHEDULE[0]  # a restart, a long outage: far behind the schedule
+    _delay(probe, 2, late, schedule[1], schedule, hint="count attempts, not time: the n-th retry waits "
+           "schedule[n-1] however long the message has waited (a stopped queue, a restart)")
+
+
+def two_messages(probe: Probe) -> None:
+    """Three messages' retries, interleaved as a queue makes them: each gets its own delay."""
+    runs = {name: iter(_runs(SCHEDULE, 6)) for name in "ABC"}
+    for name in "AABACBBCACAB":
+        attempts, queued_for = next(runs[name])
+        step, delay = _ask(probe, attempts, queued_for)
+        expected = SCHEDULE[min(attempts, len(SCHEDULE)) - 1]
+        if delay is None or abs(delay - expected) > 1e-6:
+            raise Broken(f"message {name}, in the queue with two others: {step}", f"{expected:g} seconds",
+                         repr(delay), hint="two messages (or more) are in the queue at once, and each has its own "
+                         "attempts: answer from the arguments alone; a counter of calls, or a delay remembered from "
+                         "an earlier call, mixes up two messages")
 
 
 def last_repeats(probe: Probe) -> None:
@@ -85,13 +107,37 @@ def not_early(probe: Probe) -> None:
                               "the next try may well be the one that works")
 
 
+def in_the_world(probe: Probe) -> None:
+    world = probe.world(host=RELAY)
+    world.set_behaviour("smtp.chaos.com", "greylist")
+    schedule = tuple(world.config.mta.retry_schedule)
+    for rcpt in GREYLISTED:
+        world.send(ALBERT, [rcpt], f"Subject: for {rcpt}\r\n\r\ngreylisted once\r\n".encode())
+    for rcpt in GREYLISTED:
+        probe.delivered(world, rcpt, step=f"{RELAY} (your next_retry) -> smtp.chaos.com (greylisting) -> {rcpt}")
+    for rcpt in GREYLISTED:
+        waits = [e.data.get("retry_in") for e in world.tracer.events() if e.kind == "deferred"
+                 and e.data.get("recipient") == rcpt]
+        if waits != [schedule[0]]:
+            raise Broken(f"{RELAY}: the message to {rcpt}, greylisted (451) at its first try, with another message "
+                         "in the queue", f"one retry, after schedule[0] = {schedule[0]:g}s",
+                         f"retries after {', '.join(f'{w:g}s' for w in waits) or 'none'}",
+                         hint="each message in the queue has its own attempts: answer from the arguments alone")
+
+
 RULES: list[Rule] = [
-    Rule("follows-schedule", "the n-th retry waits the schedule's n-th delay", "RFC 5321 §4.5.4.1",
-         follows_schedule),
+    Rule("follows-schedule", "the n-th retry waits the schedule's n-th delay (counting attempts, not time)",
+         "RFC 5321 §4.5.4.1", follows_schedule),
+    Rule("two-messages", "two messages in the queue at once: each waits by its own attempts", "RFC 5321 §4.5.4.1",
+         two_messages),
     Rule("last-repeats", "past the schedule's end, its last delay repeats", "RFC 5321 §4.5.4.1", last_repeats),
     Rule("non-decreasing", "delays never shrink, and are never negative", "RFC 5321 §4.5.4.1", non_decreasing),
     Rule("gives-up", "None (bounce) once queued for max_queue_time or longer", "RFC 5321 §4.5.4.1", gives_up),
     Rule("not-early", "never gives up before max_queue_time", "RFC 5321 §4.5.4.1", not_early),
+    Rule("in-the-world", f"on {RELAY}: two greylisted messages, each retried after schedule[0], both delivered",
+         "RFC 5321 §4.5.4.1, RFC 6647", in_the_world),
+    Rule("follows-schedule-lab", "the lab world's schedule too: the n-th retry waits its n-th delay",
+         "RFC 5321 §4.5.4.1", lambda probe: follows_schedule(probe, LAB_SCHEDULE), variant_of="follows-schedule"),
 ]
 
 run, check = entry_points("next_retry", RULES)

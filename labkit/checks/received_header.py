@@ -29,6 +29,11 @@ HOP = HopInfo(helo="smtp.awesome.com", peer_address="1.2.3.4", peer_name="smtp.a
 STRANGER = HopInfo(helo="laptop.local", peer_address="1.2.3.99", peer_name="", by=HOST, protocol="SMTP",
                    queue_id="0B77E1D2", recipients=(BETTY,), timestamp=WHEN)
 
+# Elsewhere (the hidden variants): a client whose HELO and DNS names differ, on New Year's Eve.
+ELSEWHERE = HopInfo(helo="mail.example.org", peer_address="203.0.113.7", peer_name="mx7.example.net",
+                    by="mx.staff.brilliant.com", protocol="ESMTPA", queue_id="A1B2C3D4",
+                    recipients=("dave@staff.brilliant.com",), timestamp=1767225599.0)
+
 _COMMENT = re.compile(r"\([^()]*\)")
 _FROM = re.compile(r"\bfrom\s+([^\s()]+)\s*\(([^)]*)\)", re.IGNORECASE)
 _WORD = {name: re.compile(rf"\b{name}\s+<?([^\s<>();]+)>?", re.IGNORECASE) for name in ("by", "with", "id", "for")}
@@ -83,8 +88,8 @@ def one_field(probe: Probe) -> None:
                      "'Received: ...' without a blank line or a second header (RFC 5322 §2.2)")
 
 
-def from_clause(probe: Probe) -> None:
-    for hop in (HOP, STRANGER):
+def from_clause(probe: Probe, hops: tuple[HopInfo, ...] = (HOP, STRANGER)) -> None:
+    for hop in hops:
         field = _stamp(probe, hop)
         found = _FROM.search(_parts(field)[0])
         tcp_info = f"{hop.peer_name} [{hop.peer_address}]" if hop.peer_name else f"[{hop.peer_address}]"
@@ -128,18 +133,18 @@ def for_one(probe: Probe) -> None:
                      "than one recipient leave 'for' out (RFC 5321 §7.2)")
 
 
-def date(probe: Probe) -> None:
-    for hop in (HOP, STRANGER):
+def date(probe: Probe, hops: tuple[HopInfo, ...] = (HOP, STRANGER)) -> None:
+    for hop in hops:
         field = _stamp(probe, hop)
         text = _COMMENT.sub("", _parts(field)[1]).strip()
-        expected = f"'; ' then a date like {_utc(WHEN)}"
+        expected = f"'; ' then a date like {_utc(hop.timestamp)}"
         if not text:
             raise Broken(_about(hop), expected, repr(unfolded(field)),
                          hint="the date comes last, after a ';' (RFC 5321 §4.4)")
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            when = None
+        when = _date(text)
+        if len(text.split()) > 6 and _date(" ".join(text.split()[:6])) is not None:
+            raise Broken(_about(hop), expected, repr(text), hint="the date comes last: after the ';' nothing but "
+                         "the date; every clause (for <...> too) goes before it (RFC 5321 §4.4)")
         if text.endswith("-0000"):
             raise Broken(_about(hop), f"{expected} (a numeric time zone)", repr(text),
                          hint="-0000 means 'time zone unknown' (RFC 5322 §3.3), which is what formatdate(t) writes; "
@@ -153,13 +158,21 @@ def date(probe: Probe) -> None:
                          hint="use hop.timestamp: the stamp says when this host received the message")
 
 
+def _date(text: str) -> datetime | None:
+    try:
+        return email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
 def _utc(timestamp: float) -> str:
     return email.utils.format_datetime(datetime.fromtimestamp(timestamp, timezone.utc))
 
 
 def _long(word: str) -> str:
-    """A long but valid domain name: four labels of up to 63 characters."""
-    return ".".join(f"{word}{i}".ljust(60, word[0]) for i in range(4))
+    """A long but valid domain name: four labels of up to 63 characters, with hyphens
+    (where textwrap would break a word)."""
+    return ".".join(f"{word}-hub{i}-".ljust(60, word[0]) for i in range(4))
 
 
 def folding(probe: Probe) -> None:
@@ -206,6 +219,10 @@ RULES: list[Rule] = [
          "RFC 5322 §2.1.1, §2.2.3", folding),
     Rule("in-the-world", f"on {HOST}: Betty's copy carries your Received field on top", "RFC 5321 §4.4",
          in_the_world),
+    Rule("from-elsewhere", "another client: its HELO name, then (its DNS name [its address])", "RFC 5321 §4.4",
+         lambda probe: from_clause(probe, (ELSEWHERE,)), variant_of="from"),
+    Rule("date-elsewhere", "another moment (New Year's Eve, 23:59:59 UTC): that date, numeric time zone",
+         "RFC 5321 §4.4, RFC 5322 §3.3", lambda probe: date(probe, (ELSEWHERE,)), variant_of="date"),
 ]
 
 

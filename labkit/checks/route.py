@@ -2,9 +2,10 @@
 
 Each rule asks the student's function about recipients as smtp.brilliant.com would see
 them (its domains brilliant.com and staff.brilliant.com, Betty's mailbox, postmaster),
-from strangers on port 25 and from users on the submission port. The rule that matters
-most is the open-relay one (RFC 5321 §3.6.2): spammers find an open relay in hours.
-The last rule plugs the function into the world and tries to relay through it. ::
+from strangers on port 25 and from users on the submission port; the rules ending in
+``-awesome`` ask the same as smtp.awesome.com (another host, other names). The rule
+that matters most is the open-relay one (RFC 5321 §3.6.2): spammers find an open relay
+in hours. The last rule plugs the function into the world and tries to relay through it. ::
 
     from labkit import checks
     checks.route.run(route)
@@ -13,28 +14,54 @@ The last rule plugs the function into the world and tries to relay through it. :
 from __future__ import annotations
 
 import smtplib
+from dataclasses import dataclass
 from typing import Any
 
 from ..mta.core import domain_of
 from ..mta.types import Local, Refuse, Relay, RouteRequest
 from .harness import ALBERT, BETTY, DINNER, Broken, Probe, Rule, entry_points
 
-HOST = "smtp.brilliant.com"
-DOMAINS = frozenset({"brilliant.com", "staff.brilliant.com"})
-MAILBOXES = frozenset(f"{user}@{domain}" for domain in DOMAINS for user in ("betty", "postmaster"))
 RELAY_REFUSALS = ("454", "550", "554")  # Postfix: 454 4.7.1 (defer_unauth_destination) or 554 5.7.1
+LOGIN_FIRST = ("530",)  # on the submission port: 530 5.7.0 Authentication required (RFC 4954 §6)
 
 
-def request(recipient: str, role: str = "smtp", authenticated: str = "", trusted: bool = False) -> RouteRequest:
-    """What smtp.brilliant.com knows at ``RCPT TO:<recipient>``."""
-    return RouteRequest(recipient, domain_of(recipient), DOMAINS, MAILBOXES, role, authenticated, trusted)
+@dataclass(frozen=True)
+class Host:
+    """A mail host as its route sees it: its domains, its users, a stranger's domain."""
+
+    name: str
+    domains: frozenset[str]
+    users: tuple[str, ...]
+    elsewhere: str  # a recipient at another domain, that only our users may send to
+    lookalike: str  # another domain whose name contains ours
+
+    @property
+    def mailboxes(self) -> frozenset[str]:
+        return frozenset(f"{u}@{d}" for d in self.domains for u in (*self.users, "postmaster"))
+
+    @property
+    def user(self) -> str:
+        return f"{self.users[0]}@{sorted(self.domains)[0]}"
+
+
+BRILLIANT = Host("smtp.brilliant.com", frozenset({"brilliant.com", "staff.brilliant.com"}), ("betty",),
+                 "carol@careful.com", "friend@brilliant.com.au")
+AWESOME = Host("smtp.awesome.com", frozenset({"awesome.com"}), ("albert",), BETTY, "someone@notawesome.com")
+HOST = BRILLIANT.name
+
+
+def request(recipient: str, role: str = "smtp", authenticated: str = "", trusted: bool = False,
+            host: Host = BRILLIANT) -> RouteRequest:
+    """What ``host`` knows at ``RCPT TO:<recipient>``."""
+    return RouteRequest(recipient, domain_of(recipient), host.domains, host.mailboxes, role, authenticated, trusted)
 
 
 def _about(asked: RouteRequest) -> str:
     who = (f"logged in as {asked.authenticated}" if asked.authenticated else
            "from a trusted network" if asked.trusted else "from a stranger")
     port = 25 if asked.role == "smtp" else 587
-    return f"route(RCPT TO:<{asked.recipient}> on port {port}, {who})"
+    where = "" if asked.local_domains == BRILLIANT.domains else f" at {', '.join(sorted(asked.local_domains))}"
+    return f"route(RCPT TO:<{asked.recipient}> on port {port}{where}, {who})"
 
 
 def _route(probe: Probe, asked: RouteRequest) -> Any:
@@ -55,12 +82,13 @@ def _refused(probe: Probe, asked: RouteRequest, codes: tuple[str, ...], hint: st
 
 
 # -- the rules ---------------------------------------------------------------------------
-def local_user(probe: Probe) -> None:
+def local_user(probe: Probe, host: Host = BRILLIANT) -> None:
     hint = ("mail for this host's own domains is delivered here, whoever sends it; relaying is the question only "
             "for other domains")
-    _local(probe, request(BETTY), "betty", hint)
-    _local(probe, request("betty@staff.brilliant.com"), "betty", hint)
-    _local(probe, request(BETTY, "submission", authenticated=BETTY), "betty", hint)
+    user = host.users[0]
+    for domain in sorted(host.domains):
+        _local(probe, request(f"{user}@{domain}", host=host), user, hint)
+    _local(probe, request(host.user, "submission", authenticated=host.user, host=host), user, hint)
 
 
 def case_insensitive(probe: Probe) -> None:
@@ -82,21 +110,31 @@ def unknown_user(probe: Probe) -> None:
     _refused(probe, request("Nobody@staff.brilliant.com", "submission", authenticated=BETTY), ("550",), hint)
 
 
-def no_open_relay(probe: Probe) -> None:
+def no_open_relay(probe: Probe, host: Host = BRILLIANT) -> None:
     hint = ("mail for other domains is relayed only for our own users on the submission port; anyone else gets "
             "454 4.7.1 Relay access denied, or spammers use this host")
-    for asked in (request("someone@relay-test.invalid"), request("carol@careful.com"),
-                  request("carol@careful.com", "submission"), request("x@brilliant.com.relay-test.invalid")):
-        _refused(probe, asked, RELAY_REFUSALS, hint)
+    mine = sorted(host.domains)[0]
+    for recipient in ("someone@relay-test.invalid", host.elsewhere, f"x@{mine}.relay-test.invalid"):
+        _refused(probe, request(recipient, host=host), RELAY_REFUSALS, hint)
+    _refused(probe, request(host.elsewhere, "submission", host=host), RELAY_REFUSALS + LOGIN_FIRST,
+             f"{hint} (on port 587, 530 5.7.0 Authentication required says the same)")
+    _refused(probe, request(host.elsewhere, trusted=True, host=host), RELAY_REFUSALS,
+             "port 25 takes mail for this host's own domains only, from anyone, even a trusted network: relaying "
+             "out is the submission port's job (RFC 6409 §4.3), so check request.role as well as trusted")
 
 
-def relays_for_users(probe: Probe) -> None:
-    for asked in (request("carol@careful.com", "submission", authenticated=BETTY),
-                  request("Carol@CAREFUL.com", "submission", trusted=True)):
+def relays_for_users(probe: Probe, host: Host = BRILLIANT) -> None:
+    hint = ("users who logged in (AUTH), and clients in the host's trusted networks, send their mail out through "
+            "the submission port")
+    lookalike = (f"{domain_of(host.lookalike)} is another domain, not one of ours: compare the recipient's whole "
+                 "domain with request.local_domains (is it in the set?), not a part of the address")
+    shouting = host.elsewhere.partition("@")[0].title() + "@" + domain_of(host.elsewhere).upper()
+    for asked, why in ((request(host.elsewhere, "submission", authenticated=host.user, host=host), hint),
+                       (request(shouting, "submission", trusted=True, host=host), hint),
+                       (request(host.lookalike, "submission", authenticated=host.user, host=host), lookalike)):
         decision = _route(probe, asked)
         if not isinstance(decision, Relay):
-            raise Broken(_about(asked), "Relay()", repr(decision), hint="users who logged in (AUTH), and clients "
-                         "in the host's trusted networks, send their mail out through the submission port")
+            raise Broken(_about(asked), "Relay()", repr(decision), hint=why)
 
 
 def in_the_world(probe: Probe) -> None:
@@ -122,12 +160,18 @@ RULES: list[Rule] = [
     Rule("case-insensitive", "BRILLIANT.COM is brilliant.com", "RFC 5321 §2.4", case_insensitive),
     Rule("postmaster", "postmaster exists at every local domain, in any case", "RFC 5321 §4.5.1", postmaster),
     Rule("unknown-user", "an unknown local user is refused at once: 550", "RFC 5321 §3.3", unknown_user),
-    Rule("no-open-relay", "other domains: refused (454/550) for strangers, on port 25 and 587",
-         "RFC 5321 §3.6.2", no_open_relay),
+    Rule("no-open-relay", "other domains: refused (454/550/554) for strangers on port 25 and 587, and for everyone "
+         "on port 25", "RFC 5321 §3.6.2, RFC 6409 §4.3", no_open_relay),
     Rule("relays-for-users", "relays on submission for logged-in users and trusted networks", "RFC 6409 §4.3",
          relays_for_users),
     Rule("in-the-world", f"on {HOST}: a stranger cannot relay, Betty still gets her mail", "RFC 5321 §3.6.2",
          in_the_world),
+    Rule("local-user-awesome", "on smtp.awesome.com too: its users' mail is delivered there", "RFC 5321 §4.1.1.3",
+         lambda probe: local_user(probe, AWESOME), variant_of="local-user"),
+    Rule("no-open-relay-awesome", "on smtp.awesome.com too: no relaying for strangers, none on port 25",
+         "RFC 5321 §3.6.2, RFC 6409 §4.3", lambda probe: no_open_relay(probe, AWESOME), variant_of="no-open-relay"),
+    Rule("relays-for-users-awesome", "on smtp.awesome.com too: Albert's mail out is relayed", "RFC 6409 §4.3",
+         lambda probe: relays_for_users(probe, AWESOME), variant_of="relays-for-users"),
 ]
 
 

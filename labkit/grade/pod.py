@@ -11,12 +11,13 @@ command) makes a fresh network namespace with nothing but its own loopback, then
   other kernel's files, no grader's home.
 
 Both run under bubblewrap (their own mount, PID, IPC and UTS namespaces, a read-only
-system, size-capped tmpfs for everything they can write) as unprivileged users of the
-host (a fresh uid each, dropped to with ``setpriv``, never root mapped into a user
-namespace), with resource limits and, where the grader is root, a control group each.
-The judge and the kernel share only the network namespace (the notebook's sockets reach
-the judge's world on loopback) and one channel, a socket pair handed to both at start
-(:mod:`labkit.channel`); the worker talks to the judge over another pair.
+system, size-capped tmpfs for everything they can write) as the pod's unprivileged user
+of the host (a fresh uid per pod, dropped to with ``setpriv``, never root mapped into a
+user namespace), with resource limits and, where the grader is root, a control group
+each. The judge and the kernel share the network namespace (the notebook's sockets reach
+the judge's world on loopback), a scratch directory (a world's Maildirs, a check's files)
+and one channel, a socket pair handed to both at start (:mod:`labkit.channel`); they see
+nothing else of each other. The worker talks to the judge over another pair.
 
 This needs root (or the same capabilities) and bubblewrap (apt: bubblewrap).
 ``labkit grade --unsafe-no-sandbox`` runs the same pod without them: the kernel as the
@@ -491,7 +492,9 @@ class Pod:
     def __init__(self, scratch: str, student: str, limits: Limits, *, sandboxed: bool, run: str) -> None:
         self.limits, self.sandboxed = limits, sandboxed
         self.token = uuid.uuid4().hex[:12]
-        self.uid = UID_BASE + random.randrange(0, UID_SPAN - 1, 2)  # the kernel's; the judge's is uid + 1
+        # The pod's user: the kernel's and the judge's (one user, so the files of the scratch they
+        # share are both's; they see nothing else of each other: two mount and PID namespaces).
+        self.uid = UID_BASE + random.randrange(0, UID_SPAN)
         self.root = os.path.join(scratch, f"p{self.token}")
         # The kernel's sockets are files here: a Unix socket's path has at most 107 bytes.
         self.shared = os.path.join(self.root, "s")
@@ -622,7 +625,7 @@ def strays(marker: str) -> list[int]:
 # -- the launcher ----------------------------------------------------------------------------------------------
 def _limit(limits: Limits, *, judge: bool) -> None:
     memory = limits.judge_memory_bytes if judge else limits.memory_bytes
-    processes = limits.judge_processes if judge else limits.processes
+    processes = limits.judge_processes + limits.processes  # one user's, the two counted together; each its group
     for limit, value in ((resource.RLIMIT_CPU, limits.cpu_seconds), (resource.RLIMIT_AS, memory),
                          (resource.RLIMIT_NPROC, processes), (resource.RLIMIT_FSIZE, limits.file_bytes),
                          (resource.RLIMIT_NOFILE, limits.open_files), (resource.RLIMIT_CORE, 0)):
@@ -686,7 +689,7 @@ def launch(spec: dict, kernel_argv: list[str]) -> None:
             _place(judge_end_fd, JUDGE_KERNEL_FD)
             _only(JUDGE_KERNEL_FD)
             if sandboxed:
-                argv = judge_command(uid=spec["uid"] + 1, common=spec["common"], limits=limits)
+                argv = judge_command(uid=spec["uid"], common=spec["common"], limits=limits)
             else:  # the same common scratch, at its own path
                 os.environ["TMPDIR"] = spec["common"]
                 argv = _judge_argv()

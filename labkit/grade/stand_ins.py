@@ -24,6 +24,8 @@ import socket
 import threading
 from typing import Any, Callable
 
+import dns.resolver
+
 from ..accounts import Accounts
 from ..channel import BadRequest, Channel, Decoder, Encoder, RemoteError, field
 from ..mta.types import MTA_ATTRIBUTES, MTA_METHODS, Transaction
@@ -181,7 +183,7 @@ class _Calls:
             if isinstance(value, socket.socket):
                 encoder.fds.append(value.fileno())
                 return {"$": "fd", "i": len(encoder.fds) - 1}
-            if type(value).__name__ == "Resolver" and type(value).__module__.startswith("dns."):
+            if isinstance(value, dns.resolver.Resolver):  # a host's own one too (it names the asker)
                 return {"$": "resolver", "nameservers": [str(n) for n in value.nameservers], "port": value.port,
                         "timeout": value.timeout, "lifetime": value.lifetime}
             if isinstance(value, PeerInfo):

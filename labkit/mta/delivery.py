@@ -256,10 +256,10 @@ class DeliveryQueue:
     # -- relaying ----------------------------------------------------------------------
     async def _relay(self, entry: QueueEntry, domain: str, rcpts: list[str], message: bytes) -> dict[str, Outcome]:
         host, context = self.host, self.host.context
-        context.tracer.note("dns", "lookup", f"{host.name} asks DNS: which hosts receive mail for {domain}?",
-                            client=host.name, domain=domain)
         part = host.part("resolve_mx")
         seam = "resolve_mx" if part[1] else ""
+        context.tracer.note("dns", "lookup", f"{host.name} asks DNS: which hosts receive mail for {domain}?",
+                            client=host.name, domain=domain, seam=seam)  # the queries that follow are the seam's
         try:
             hops = await host.acall("resolve_mx", domain, context.resolver(host.address), part=part)
         except NullMXError as error:  # RFC 7505 §4.2

@@ -7,11 +7,7 @@ path: every wrong one differs from the right one in one place.
 
 from __future__ import annotations
 
-import atexit
-import shutil
-import sys
-import tempfile
-from pathlib import Path
+from mistakes.programs import program_maker
 
 SCRIPT = r'''#!{python}
 """my sendmail: the message on stdin goes to the lab world, like /usr/sbin/sendmail."""
@@ -62,8 +58,10 @@ else:
             break
         lines.append(line)
     message = b"".join(lines)
+header = BytesHeaderParser().parsebytes(message)
+if not sender:  # mutt gives no -f: the sender is the author
+    sender = next((address for _, address in getaddresses(header.get_all("From", []))), "")
 if use_headers:
-    header = BytesHeaderParser().parsebytes(message)
     fields = header.get_all("To", []) + header.get_all("Cc", []) + header.get_all("Bcc", [])
     recipients += [address for _, address in getaddresses(fields) if address]
     if not KEEPS_BCC:
@@ -101,22 +99,8 @@ if refused and not IGNORES_REFUSALS:
 
 MISTAKE_FLAGS = ("stops_at_dot", "bare_lf", "ignores_t", "keeps_bcc", "exit_one", "crashes_without_world",
                  "no_auth", "ignores_refusals")
-_folder: Path | None = None
-
-
-def make(**mistakes: bool) -> str:
-    """The path of an executable script with ``mistakes`` (keywords of MISTAKE_FLAGS) on."""
-    global _folder
-    unknown = set(mistakes) - set(MISTAKE_FLAGS)
-    assert not unknown, f"no such mistake: {unknown}"
-    if _folder is None:
-        _folder = Path(tempfile.mkdtemp(prefix="labkit-student-sendmail-"))
-        atexit.register(shutil.rmtree, _folder, True)
-    flags = "\n".join(f"{flag.upper()} = {bool(mistakes.get(flag))}" for flag in MISTAKE_FLAGS)
-    path = _folder / ("sendmail-" + ("-".join(sorted(mistakes)) or "good"))
-    path.write_text(SCRIPT.replace("{python}", sys.executable).replace("{flags}", flags))
-    path.chmod(0o755)
-    return str(path)
+make = program_maker(SCRIPT, MISTAKE_FLAGS, "labkit-student-sendmail-")
+"""make(**mistakes): the path of the program with the MISTAKE_FLAGS named on."""
 
 
 good = make()
