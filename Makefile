@@ -2,9 +2,11 @@
 #   make demo   creates .venv, installs labkit, replays the lecture
 #   make test   creates .venv, installs labkit with its test tools, runs the suite
 # and one opens the labs:
-#   make lab    installs JupyterLab and nbgrader, generates the student release, opens it
+#   make lab    installs JupyterLab and nbgrader, generates the student release, copies
+#               new labs into my-labs/ (never over a student's work), opens it
 # and one is for the lecture hall:
 #   make lecture   runs the lab world with its live page (http://127.0.0.1:8025/)
+# For instructors: make formgrader (nbgrader's formgrader on the course, grading/).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +14,9 @@ STAMP := $(VENV)/.installed
 LAB_STAMP := $(VENV)/.lab-installed
 LABS := $(notdir $(patsubst %/,%,$(dir $(wildcard notebooks/*/*.ipynb))))
 
-.PHONY: demo test world lecture bench lab release clean
+.PHONY: demo test world lecture bench lab release formgrader clean
+# jupyter refuses to run as root unless told (containers, VMs)
+AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +31,16 @@ $(LAB_STAMP): $(STAMP)
 release: $(LAB_STAMP)
 	cd grading && for lab in $(LABS); do PATH="$(CURDIR)/$(BIN):$$PATH" ../$(BIN)/nbgrader generate_assignment "$$lab" --force --log-level=WARN || exit 1; done
 
+# Students work in my-labs/: new labs are copied in, theirs are never overwritten.
 lab: release
-	$(BIN)/jupyter lab --notebook-dir=grading/release $(ARGS)
+	$(BIN)/python -m labkit.labs grading/release my-labs
+	JUPYTER_CONFIG_DIR="$(CURDIR)/my-labs/.jupyter" $(BIN)/jupyter lab --notebook-dir=my-labs $(AS_ROOT) $(ARGS)
+
+# nbgrader's formgrader, on the course (run from grading/, where nbgrader_config.py is);
+# GRADING=DIR for another course directory.
+GRADING ?= grading
+formgrader: $(LAB_STAMP)
+	cd "$(GRADING)" && PATH="$(CURDIR)/$(BIN):$$PATH" "$(CURDIR)/$(BIN)/jupyter" lab $(AS_ROOT) $(ARGS)
 
 demo: $(STAMP)
 	$(BIN)/labkit demo $(ARGS)
@@ -46,4 +58,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info grading/release grading/gradebook.db
+	rm -rf $(VENV) .pytest_cache build *.egg-info grading/release grading/gradebook.db grading/exchange

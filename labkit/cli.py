@@ -153,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="replay the lecture: Albert writes to Betty", add_help=False)
     sub.add_parser("grade", help="grade every submission of an assignment (TAs)", add_help=False)
     sub.add_parser("selfcheck", help="run a lab notebook and its visible checks (students)", add_help=False)
+    for name, about in (("feedback", "the final feedback of an assignment, after hand grading (TAs)"),
+                        ("report", "an assignment at a glance: pass rates, histograms, who needs a look (TAs)"),
+                        ("export", "every student's grades for a spreadsheet or an LMS import (TAs)")):
+        sub.add_parser(name, help=about, add_help=False)
     m = sub.add_parser("muttrc", help="print a muttrc for a user of the running world",
                        description="Print a muttrc that reads ADDRESS's mail over IMAP (or its Maildir) and "
                        "sends with labkit-sendmail: labkit muttrc betty@brilliant.com > ~/.muttrc-betty")
@@ -174,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         from .grade.selfcheck import main as selfcheck_main
 
         return selfcheck_main(rest)
+    if args.command in ("feedback", "report", "export"):
+        from .grade.course_cli import main as course_main
+
+        return course_main(args.command, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "muttrc":

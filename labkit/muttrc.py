@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import sys
+from pathlib import Path
 from urllib.parse import quote
 
 
@@ -20,8 +21,12 @@ def sendmail_command(state_dir: str, program: str | None = None) -> str:
     with mutt's usual options."""
     if program is not None:
         return f"env LABKIT_STATE_DIR={shlex.quote(state_dir)} {shlex.quote(program)} {MUTT_OPTIONS}"
-    labkits = shutil.which("labkit-sendmail")
-    base = shlex.quote(labkits) if labkits else f"{shlex.quote(sys.executable)} -m labkit.sendmail"
+    # The labkit-sendmail script by its absolute path: its #! line names the venv's Python, so
+    # mutt finds labkit with a bare PATH. (Not "python -m labkit.sendmail": mutt runs it with
+    # argv[0] "python", and Python then finds its home through PATH, not the venv.)
+    script = Path(sys.executable).parent / "labkit-sendmail"
+    found = str(script) if script.exists() else shutil.which("labkit-sendmail")
+    base = shlex.quote(found) if found else f"{shlex.quote(sys.executable)} -m labkit.sendmail"
     return f"{base} --state-dir {shlex.quote(state_dir)} {MUTT_OPTIONS}"
 
 

@@ -103,7 +103,7 @@ class Course:
             gradebook.update_or_create_student(student)
 
     def rows(self) -> dict[tuple[str, str], dict]:
-        with open(self.path / "grades.csv", newline="") as f:
+        with open(self.path / "labkit-grades.csv", newline="") as f:
             return {(r["assignment"], r["student"]): r for r in csv.DictReader(f)}
 
     def grade_command(self, *args: str) -> list[str]:
@@ -278,7 +278,7 @@ def lab1_corpus(course: Course) -> dict[str, dict]:
 # The grades.csv rows (student -> score, status, what the reason must contain).
 LAB1_EXPECTED = {
     "ada": ("14", "graded", ""),
-    "bob": ("12", "graded", "failed: test-data"),
+    "bob": ("13", "graded", "failed: test-data (1/2)"),  # 1 of its 2 rules: 1 of its 2 points
     "cid": ("13", "graded", "failed: test-helo-fallback"),
     "dee": ("14", "timed out", "cell send-mail still ran after"),
     "eve": ("0", "crashed", "the kernel died in cell send-mail"),
@@ -299,13 +299,13 @@ LAB1_EXPECTED = {
 # Each other lab: one classic mistake, the cell it costs.
 OTHER_LABS = {
     "0-life-of-an-email": ("answers", lambda t: t.replace('mx_address = "1.2.3.5"', 'mx_address = "1.2.3.53"'),
-                           "failed: test-mx"),
+                           "failed: test-mx (1/2)"),  # mx_host right, mx_address wrong: 1 of 2 points
     "2-where-does-mail-go": ("resolve-mx", lambda t: t.replace("random.shuffle(group)", "pass"),
                              "failed: test-ties"),
     "3-receiving-mail": ("smtp-session", lambda t: t.replace('(line[1:] if line.startswith(b".") else line)', "line"),
-                         "failed: test-data"),
+                         "failed: test-data (2/3)"),  # the dot-unstuffing rule of 3
     "4-relaying": ("route", lambda t: t.replace('if request.role == "submission" and ours:', "if ours:"),
-                   "failed: test-route-relay"),
+                   "failed: test-route-relay (1.5/3)"),  # 1 of its 2 rules
     "7-unix-mail": ("my-sendmail", lambda t: t.replace('skipping = line.lower().startswith(b"bcc:")',
                                                        "skipping = False"), "failed: test-t-option"),
 }

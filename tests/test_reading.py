@@ -103,6 +103,21 @@ def test_imap_idle_wakes_when_the_mta_delivers(world):
     assert (1, b"EXISTS") in responses
 
 
+def test_mutt_sends_through_the_muttrc_with_a_bare_path(world, tmp_path):
+    """mutt runs the muttrc's sendmail with the PATH a login shell has (no .venv/bin):
+    the labkit-sendmail script, named by its absolute path, finds labkit by its #! line."""
+    mutt = need("mutt")
+    rc = tmp_path / "muttrc"
+    rc.write_text(muttrc(world.info(), "betty@brilliant.com"))
+    assert "-m labkit.sendmail" not in rc.read_text()
+    done = subprocess.run([mutt, "-n", "-F", str(rc), "-s", "Thanks for dinner", "albert@awesome.com"],
+                          input=b"It was lovely.\n", capture_output=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TERM": "dumb"})
+    assert done.returncode == 0, done.stderr.decode()[-500:]
+    world.wait_for_delivery("albert@awesome.com")
+    assert b"It was lovely." in world.messages("albert@awesome.com")[-1]
+
+
 def test_mutt_sends_with_the_muttrc_and_a_lone_dot_line_stays_in_the_message(world, tmp_path):
     """mutt hands its sendmail the body as typed: the muttrc's sendmail has -oi (mutt's
     own default has it), so a line holding only '.' does not end the message there."""

@@ -26,6 +26,7 @@ import shutil
 import unicodedata
 import zipfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 _MOODLE = re.compile(r"^(?P<name>.+?)_(?P<id>\d+)_assign(?:submission|feedback)_[a-z]+_?$")
@@ -116,28 +117,37 @@ class _Upload:
     name: str  # the LMS's name for the student
     where: str  # the path in the download, for messages
     data: bytes
+    when: datetime | None = None  # when the LMS took it (its file time in the download), UTC
 
 
-def _uploads(download: Path) -> list[tuple[str, bytes]]:
-    """Every ``.ipynb`` of the download: (path inside it, content)."""
+def _uploads(download: Path) -> list[tuple[str, bytes, datetime | None]]:
+    """Every ``.ipynb`` of the download: (path inside it, content, its time)."""
     found = []
     if zipfile.is_zipfile(download):
         with zipfile.ZipFile(download) as archive:
             for info in archive.infolist():
                 if not info.is_dir() and info.filename.endswith(".ipynb") and info.file_size <= MAX_UPLOAD:
-                    found.append((info.filename, archive.read(info)))
+                    found.append((info.filename, archive.read(info), _zip_time(info)))
     else:
         for path in sorted(Path(download).rglob("*.ipynb")):
             if path.is_file() and path.stat().st_size <= MAX_UPLOAD:
-                found.append((str(path.relative_to(download)), path.read_bytes()))
+                when = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(tzinfo=None)
+                found.append((str(path.relative_to(download)), path.read_bytes(), when))
     return found
+
+
+def _zip_time(info: zipfile.ZipInfo) -> datetime | None:
+    try:
+        return datetime(*info.date_time)
+    except ValueError:
+        return None
 
 
 class BadPath(ValueError):
     """A download's entry whose path climbs out (``..``) or starts at the root."""
 
 
-def _identify(where: str, data: bytes) -> _Upload | None:
+def _identify(where: str, data: bytes, when: datetime | None = None) -> _Upload | None:
     path = PurePosixPath(where.replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts:
         raise BadPath(where)
@@ -146,12 +156,12 @@ def _identify(where: str, data: bytes) -> _Upload | None:
     for folder in folders:  # Moodle: the submission's own folder
         match = _MOODLE.match(folder)
         if match:
-            return _Upload(match["id"], match["name"], where, data)
+            return _Upload(match["id"], match["name"], where, data, when)
     match = _CANVAS.match(parts[-1])
     if match and not folders[1:]:  # Canvas: the file name's LMS part, never the uploaded name after it
-        return _Upload(match["id"], match["name"], where, data)
+        return _Upload(match["id"], match["name"], where, data, when)
     if folders:  # a folder per student
-        return _Upload(folders[-1], folders[-1], where, data)
+        return _Upload(folders[-1], folders[-1], where, data, when)
     return None
 
 
@@ -162,9 +172,9 @@ def import_lms(download: Path, course: Path, assignment: str, notebook_name: str
     nothing of theirs is graded."""
     claims: dict[str, list[_Upload]] = {}
     problems: dict[str, str] = {}
-    for where, data in _uploads(download):
+    for where, data, when in _uploads(download):
         try:
-            upload = _identify(where, data)
+            upload = _identify(where, data, when)
         except BadPath:
             problems[f"(refused: {shown(where[:60])})"] = (f"invalid submission: {shown(where)}: a path out of the "
                                                           "download (.. or /) is refused")
@@ -199,6 +209,8 @@ def import_lms(download: Path, course: Path, assignment: str, notebook_name: str
         for stale in target.parent.glob("*.ipynb"):
             stale.unlink()
         target.write_bytes(chosen.data)
+        if chosen.when is not None:  # as nbgrader's collect writes it: the submission's time
+            (target.parent / "timestamp.txt").write_text(chosen.when.strftime("%Y-%m-%d %H:%M:%S.%f UTC"))
     return problems
 
 

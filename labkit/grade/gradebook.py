@@ -17,11 +17,13 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from ..checks import Report, Result
 
 RESULT_FILE = ".labkit-result.json"
+RESULTS_CSV = "labkit-grades.csv"  # labkit's own name: nbgrader's export writes grades.csv
 
 
 def course_nbgrader_config(course: Path):
@@ -89,21 +91,42 @@ def known_students(course: Path) -> list[str]:
         return [s.id for s in gradebook.students]
 
 
-def record(course: Path, result: dict) -> None:
-    """Write one submission's verdict: gradebook, autograded notebook, feedback page."""
+def record(course: Path, result: dict, timestamp: "datetime | None" = None) -> None:
+    """Write one submission's verdict as nbgrader's autograder leaves it: its time
+    (``timestamp.txt``), each autograded cell's ``auto_score`` (and no manual grade needed
+    for it, unless a TA gave one), the notebook flagged where labkit flagged it, the late
+    penalty of the course's plugin (nbgrader's ``LateSubmissionPlugin`` unless configured);
+    then the autograded notebook and the feedback page. ``result`` gains ``late``
+    (seconds) and ``penalty`` (points)."""
     from nbgrader.api import MissingEntry
 
     student, assignment, notebook = result["student"], result["assignment"], result["notebook"]
+    stem = Path(notebook).stem
     with open_gradebook(course) as gradebook:
         gradebook.update_or_create_student(student)
-        gradebook.update_or_create_submission(assignment, student)
-        stem = Path(notebook).stem
+        submission = gradebook.update_or_create_submission(assignment, student,
+                                                           **({"timestamp": timestamp} if timestamp else {}))
         for grade_id, cell in result["cells"].items():
             try:
                 grade = gradebook.find_grade(grade_id, stem, assignment, student)
             except MissingEntry:
                 continue
             grade.auto_score = cell["score"]
+            grade.needs_manual_grade = grade.manual_score is not None  # as nbgrader's SaveAutoGrades
+        result["late"], result["penalty"] = 0.0, 0.0
+        try:
+            row = gradebook.find_submission_notebook(stem, assignment, student)
+        except MissingEntry:
+            row = None
+        if row is not None:
+            row.flagged = result["status"] == "flagged"
+            row.late_submission_penalty = None
+            gradebook.db.commit()
+            late = float(submission.total_seconds_late or 0)
+            if late > 0:
+                penalty = _late_penalty(course, student, float(row.score), late)
+                row.late_submission_penalty = penalty
+                result["late"], result["penalty"] = late, float(penalty or 0)
         gradebook.db.commit()
     folder = course / "autograded" / student / assignment
     folder.mkdir(parents=True, exist_ok=True)
@@ -114,6 +137,29 @@ def record(course: Path, result: dict) -> None:
     feedback = course / "feedback" / student / assignment
     feedback.mkdir(parents=True, exist_ok=True)
     (feedback / f"{stem}.html").write_text(feedback_page(saved), encoding="utf-8", errors="backslashreplace")
+
+
+def _late_penalty(course: Path, student: str, score: float, seconds_late: float) -> float | None:
+    """The penalty nbgrader's AssignLatePenalties would give: the course's plugin's
+    (``c.AssignLatePenalties.plugin_class``; by default nbgrader's LateSubmissionPlugin,
+    ``c.LateSubmissionPlugin.penalty_method`` 'none' or 'zero'), kept between 0 and the score."""
+    from nbgrader.preprocessors import AssignLatePenalties
+
+    assigner = AssignLatePenalties(config=course_nbgrader_config(course))
+    assigner.init_plugin()
+    penalty = assigner.plugin_inst.late_submission_penalty(student, score, seconds_late)
+    return None if penalty is None else min(max(float(penalty), 0.0), score)
+
+
+def timestamp_of(folder: Path) -> "datetime | None":
+    """When a submission was handed in: its ``timestamp.txt`` (nbgrader's format), if any."""
+    from nbgrader.utils import parse_utc
+
+    try:
+        text = (folder / "timestamp.txt").read_text().strip()
+        return parse_utc(text) if text else None
+    except (OSError, ValueError):
+        return None
 
 
 def earlier(course: Path, student: str, assignment: str) -> dict | None:
@@ -134,21 +180,39 @@ def report_from_json(data: dict) -> Report:
     return report
 
 
-def feedback_page(result: dict) -> str:
-    """The student's feedback: each autograded cell, and for each failed check the step,
-    expected, got, transcript and RFC rule. No test cell's source."""
+def feedback_page(result: dict, *, hand: list[dict] | None = None, total: tuple[float, float] | None = None,
+                  penalty: float = 0.0) -> str:
+    """The student's feedback: each autograded cell (its points, as a share of its checks'
+    rows where it earns part), and for each failed check the step, expected, got,
+    transcript and RFC rule; with ``hand`` (the questions graded by hand: the answer, the
+    points, the TA's comment) and ``total`` (points, the assignment's maximum) once the
+    TA has graded them (``labkit feedback``). Never a test cell's source."""
+    auto = f"{result['score']:g} / {result['max_score']:g} autograded"
+    shown = f"{total[0]:g} / {total[1]:g}" if total else auto
     parts = [f"<h1>{html.escape(result['assignment'])}: {html.escape(result['student'])}</h1>",
-             f"<p><b>Score: {result['score']:g} / {result['max_score']:g}</b> ({html.escape(result['status'])})</p>"]
+             f"<p><b>Score: {shown}</b> ({html.escape(result['status'])})"
+             + (f"; {auto}" if total else "") + (f"; late penalty {penalty:g}" if penalty else "") + "</p>"]
     if result.get("reason"):
         parts.append(f"<p>{html.escape(result['reason'])}</p>")
     for grade_id, cell in result["cells"].items():
         colour = "#1a7f37" if cell["score"] == cell["points"] else "#cf222e"
-        parts.append(f"<h2 style='color:{colour}'>{html.escape(grade_id)}: {cell['score']:g} / {cell['points']:g}</h2>")
+        part = f" (part of its checks passed: {cell['share']:.0%})" if 0 < cell.get("share", 0) < 1 else ""
+        parts.append(f"<h2 style='color:{colour}'>{html.escape(grade_id)}: {cell['score']:g} / {cell['points']:g}"
+                     f"{part}</h2>")
         for data in cell.get("reports", []):
             parts.append(report_from_json(data)._repr_html_())
         if not cell.get("reports") and cell.get("unjudged"):
             parts.append(f"<p>could not be judged: {html.escape(cell['unjudged'])}</p>")
-    style = "body{font-family:sans-serif;max-width:60em;margin:auto} pre{background:#f6f8fa;padding:.5em}"
+    for question in hand or []:
+        score = f"{question['score']:g} / {question['max_score']:g}" if question["graded"] else \
+            f"not graded yet / {question['max_score']:g}"
+        parts.append(f"<h2>{html.escape(question['grade_id'])}: {score} (graded by hand)</h2>"
+                     f"<blockquote><pre style='white-space:pre-wrap'>{html.escape(question['answer'])}</pre>"
+                     "</blockquote>")
+        if question.get("comment"):
+            parts.append(f"<p><b>Comment:</b> {html.escape(question['comment'])}</p>")
+    style = ("body{font-family:sans-serif;max-width:60em;margin:auto} pre{background:#f6f8fa;padding:.5em;"
+             "white-space:pre-wrap}")
     return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>" \
            f"{''.join(parts)}</body></html>"
 

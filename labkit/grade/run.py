@@ -6,8 +6,9 @@
 The coordinator (this module) collects the submissions (:mod:`.collect`), hands each to
 a worker process (:mod:`.worker`: sandboxed, judged from outside) on this machine or on
 a dask.distributed cluster, and writes every verdict itself, one after the other
-(:mod:`.gradebook`): gradebook, autograded notebook, feedback page. Then ``grades.csv``
-(one row per student and assignment: score, max score, status, reason) and a summary:
+(:mod:`.gradebook`): gradebook, autograded notebook, feedback page. Then
+``labkit-grades.csv`` (one row per student and assignment: score, max score, status, how
+late, reason; nbgrader's own export writes ``grades.csv``) and a summary:
 the score distribution, the statuses, the submissions flagged for a human look.
 A second run skips what it graded already (the same file), unless ``--force``.
 """
@@ -35,7 +36,7 @@ from . import pod as pods
 from .worker import InvalidSubmission, Status, given_cells, read_submission, suspicious
 
 STATUSES = tuple(s.value for s in Status)
-CSV_FIELDS = ["student", "assignment", "score", "max_score", "status", "reason"]
+CSV_FIELDS = ["student", "assignment", "score", "max_score", "status", "late", "reason"]
 WORKER_TASKS = 20  # submissions per worker process before the pool is renewed
 
 
@@ -146,12 +147,14 @@ def grade(assignments: str | list[str], course: Path, *, workers: int | None = N
             digests = {(j["student"], j["assignment"]): j["digest"] for j in jobs}
             for result in pool.run(jobs):
                 result["digest"] = digests[(result["student"], result["assignment"])]
+                handed_in = course / "submitted" / result["student"] / result["assignment"]
                 try:
-                    gradebook.record(course, result)  # here only: the gradebook has one writer
+                    gradebook.record(course, result, gradebook.timestamp_of(handed_in))  # the gradebook's one writer
                 except Exception as error:  # a result we could not write down: its row says so
                     result = _failed(next(j for j in jobs if (j["student"], j["assignment"]) == (
                         result["student"], result["assignment"])), Status.UNJUDGED,
                         f"could not be judged: the grader could not record it: {type(error).__name__}: {error}")
+                _late(result)
                 result.pop("executed", None)
                 rows.append(result)
                 report(result)
@@ -161,8 +164,19 @@ def grade(assignments: str | list[str], course: Path, *, workers: int | None = N
         if sandboxed:
             pods.Cgroup.sweep(run)
     rows.sort(key=lambda r: (r["assignment"], r["student"]))
-    write_csv(course / "grades.csv", rows)
+    write_csv(course / gradebook.RESULTS_CSV, rows)
     return rows
+
+
+def _late(result: dict) -> None:
+    """A late submission's row: how late, and the course's penalty taken off its score."""
+    if result.get("late"):
+        late = int(result["late"])
+        said = f"late by {late // 3600}:{late % 3600 // 60:02}:{late % 60:02}"
+        if result.get("penalty"):
+            said += f" (penalty {result['penalty']:g})"
+            result["score"] = max(0.0, result["score"] - result["penalty"])
+        result["reason"] = "; ".join(filter(None, [result["reason"], said]))
 
 
 def kernel_package(run_dir: Path, assignment: str, source_path: Path) -> str:
@@ -280,7 +294,10 @@ def write_csv(path: Path, rows: list[dict]) -> None:
             kept = [{k: r.get(k, "") for k in CSV_FIELDS} for r in csv.DictReader(f)
                     if r.get("assignment") is not None and r.get("student") is not None
                     and (collect.plain(r["assignment"]), collect.plain(r["student"])) not in fresh_keys]
-    fresh = [{k: (f"{r[k]:g}" if isinstance(r[k], float) else r[k]) for k in CSV_FIELDS} for r in rows]
+    fresh = [{k: (f"{r.get(k, 0):g}" if isinstance(r.get(k), float) else r.get(k, "")) for k in CSV_FIELDS}
+             for r in rows]
+    for row in fresh:
+        row["late"] = row["late"] if row["late"] not in ("0", 0) else ""
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, CSV_FIELDS)
         writer.writeheader()
@@ -353,5 +370,11 @@ def main(argv: list[str] | None = None) -> int:
         print("labkit grade: stopped; what was graded is in the gradebook", file=sys.stderr)
         return 130
     print(summary(rows))
-    print(f"grades: {args.course / 'grades.csv'}; feedback: {args.course / 'feedback'}")
+    for assignment in args.assignments:  # the course at a glance, per question
+        from .course import write_report
+
+        text, page = write_report(args.course, assignment)
+        print(text)
+        print(f"  the page: {page}")
+    print(f"grades: {args.course / gradebook.RESULTS_CSV}; feedback: {args.course / 'feedback'}")
     return 0

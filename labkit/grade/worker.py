@@ -378,6 +378,24 @@ def invalid(job: dict, why: str) -> dict:
     return _result(job, source, None, Run(Status.INVALID, f"invalid submission: {why}"), {}, [], 0.0)
 
 
+CREDIT = ("per-check", "all-or-nothing")
+
+
+def credit(cell: Any, judged: Judged) -> float:
+    """The share of a test cell's points a verdict earns: by default each check's rows
+    (rules, weighted by their points) earn their part of the cell's points, as
+    otter-grader's per-test points do; a cell whose metadata says
+    ``{"labkit": {"credit": "all-or-nothing"}}`` earns all or nothing, as nbgrader's do.
+    A cell that could not be judged earns nothing."""
+    if judged.passed is None:
+        return 0.0
+    if judged.passed or cell.get("metadata", {}).get("labkit", {}).get("credit") == "all-or-nothing":
+        return 1.0 if judged.passed else 0.0
+    earned = sum(float(r.get("score", 0)) for r in judged.reports)
+    possible = sum(float(r.get("max_score", 0)) for r in judged.reports)
+    return round(earned / possible, 4) if possible else 0.0
+
+
 def _result(job: dict, source: Any, executed: Any, run: Run, judged: dict[str, Judged], flags: list[Flag],
             elapsed: float) -> dict:
     """Scores per cell and in all, the status, and the reason a TA reads."""
@@ -390,9 +408,10 @@ def _result(job: dict, source: Any, executed: Any, run: Run, judged: dict[str, J
         grade_id = nbgrader_meta(cell)["grade_id"]
         verdict_of = judged.get(grade_id) or Judged(None, unjudged=run.reason or "the notebook did not get here",
                                                     cause=Cause.STOPPED)
-        score = points(cell) if verdict_of.passed else 0.0
+        share = credit(cell, verdict_of)
+        score = round(points(cell) * share, 2)
         cells[grade_id] = {"points": points(cell), "score": score, "passed": verdict_of.passed,
-                           "unjudged": verdict_of.unjudged, "reports": verdict_of.reports}
+                           "share": share, "unjudged": verdict_of.unjudged, "reports": verdict_of.reports}
         total += score
         max_score += points(cell)
         if verdict_of.cause is not None and verdict_of.cause is not Cause.STOPPED:
@@ -402,7 +421,8 @@ def _result(job: dict, source: Any, executed: Any, run: Run, judged: dict[str, J
         status = Status.UNJUDGED
     if status is Status.GRADED and any(f.kind is not FlagKind.FLOOD for f in flags):
         status = Status.FLAGGED
-    failed = [g for g, c in cells.items() if c["passed"] is False]
+    failed = [g + (f" ({c['score']:g}/{c['points']:g})" if c["score"] else "") for g, c in cells.items()
+              if c["passed"] is False]
     unjudged = [f"{g} ({c['unjudged']})" for g, c in cells.items() if c["passed"] is None and run.status
                 is not Status.INVALID]
     reasons = [run.reason] if run.reason else []
