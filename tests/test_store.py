@@ -551,3 +551,20 @@ def test_sessions_sharing_the_cache_under_concurrent_changes(store: MailStore) -
     assert all(uids == sorted(set(uids)) for uids in seen)
     expected = [(uid, {"\\Seen"} if uid % 2 == 0 and uid <= 20 else {"\\Flagged"} if uid <= 20 else set()) for uid in range(1, 41)]
     assert uids_and_flags(reader.refresh()) == uids_and_flags(store.folder("INBOX").messages()) == expected
+
+
+def test_a_folder_is_watched_for_deliveries_flags_and_expunges(store: MailStore) -> None:
+    """What an IMAP session's IDLE hangs on: each change this process makes calls back,
+    until it stops watching."""
+    inbox = store.folder("INBOX")
+    woken = []
+    unwatch = inbox.watch(lambda: woken.append(threading.current_thread().name))
+    deliver(store.root, MESSAGE)
+    inbox.refresh()
+    uid = inbox.messages()[0].uid
+    store.folder("INBOX").change_flags(uid, add=["\\Seen"])  # another session's change
+    inbox.expunge([uid])
+    assert len(woken) == 3
+    unwatch()
+    deliver(store.root, MESSAGE)
+    assert len(woken) == 3
