@@ -6,6 +6,7 @@ sequence diagram in which the student's own parts stand out.
         world.send(...)
     dialogue(events)                 # the SMTP lines with the slides' labels
     sequence(events)                 # who talks to whom, your parts in orange
+    state_diagram("pop3", taught)    # a protocol's states, from labkit's own server's table
 
 Both return objects Jupyter shows as HTML (and print as plain text elsewhere).
 """
@@ -16,7 +17,9 @@ import html
 from dataclasses import dataclass
 from typing import Iterable
 
+from .diskspy import PowerCut, power_cut  # noqa: F401 (a notebook's: a crash in the middle of a delivery)
 from .sequence import Annotator, Sequencer
+from .statechart import state_diagram  # noqa: F401 (a notebook's: a protocol's states)
 from .trace import TraceEvent, delivered_to, settled
 
 
