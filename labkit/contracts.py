@@ -88,6 +88,7 @@ def send_result(rcpt_to: Sequence[str]) -> Callable[[Any], Any]:
                 if not isinstance(reply, Reply):
                     raise ContractError(f"SendResult.{name}[{rcpt!r}] must be the server's Reply, got "
                                         f"{type_name(reply)} {reply!r}")
+                reply_shape(reply, f"SendResult.{name}[{rcpt!r}]")
                 if name == "accepted" and not 200 <= reply.code < 300:
                     raise ContractError(f"{rcpt!r} is in accepted, but its RCPT reply was {reply.code}: only 2xx "
                                         "replies accept a recipient (RFC 5321 §4.2.1)")
@@ -101,12 +102,25 @@ def send_result(rcpt_to: Sequence[str]) -> Callable[[Any], Any]:
                 raise ContractError(f"no reply for recipient {rcpt!r}: every recipient goes in accepted or refused")
         if value.data_reply is not None and not isinstance(value.data_reply, Reply):
             raise ContractError(f"SendResult.data_reply must be a Reply or None, got {type_name(value.data_reply)}")
+        if value.data_reply is not None:
+            reply_shape(value.data_reply, "SendResult.data_reply")
         if value.accepted and value.data_reply is None:
             raise ContractError("recipients were accepted but data_reply is None: the server's reply to the "
                                 "final '.' of DATA goes in data_reply")
         return value
 
     return check
+
+
+def reply_shape(reply: Any, where: str) -> None:
+    """A Reply's fields have their types: an int code, a tuple of str lines."""
+    if isinstance(reply.code, bool) or not isinstance(reply.code, int):
+        raise ContractError(f"{where}: Reply(code, lines) takes the code as an int (250), got {type_name(reply.code)} "
+                            f"{reply.code!r}")
+    if isinstance(reply.lines, (str, bytes)) or not isinstance(reply.lines, (tuple, list)) or not all(
+            isinstance(line, str) for line in reply.lines):
+        raise ContractError(f"{where}: Reply(code, lines) takes the lines as a tuple of str, one per line, got "
+                            f"{type_name(reply.lines)} {reply.lines!r}: Reply({reply.code!r}, ('2.0.0 OK',))")
 
 
 # -- received_header ---------------------------------------------------------------------

@@ -6,9 +6,10 @@ sequence diagram in which the student's own parts stand out.
         world.send(...)
     dialogue(events)                 # the SMTP lines with the slides' labels
     sequence(events)                 # who talks to whom, your parts in orange
-    state_diagram("pop3", taught)    # a protocol's states, from labkit's own server's table
+    state_diagram("pop3", taught)    # a protocol's states, drawn from labkit's own server's table
 
-Both return objects Jupyter shows as HTML (and print as plain text elsewhere).
+``dialogue`` returns HTML (and plain text for print()); ``sequence`` a
+:class:`~labkit.picture.Picture`, which JupyterLab shows trusted or not (SVG, PNG).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import html
 from dataclasses import dataclass
 from typing import Iterable
 
-from .diskspy import PowerCut, power_cut  # noqa: F401 (a notebook's: a crash in the middle of a delivery)
+from .diskspy import PowerCut, power_cut  # noqa: F401 - a notebook's: a crash in the middle of a delivery
+from .picture import Picture
 from .sequence import Annotator, Sequencer
-from .statechart import state_diagram  # noqa: F401 (a notebook's: a protocol's states)
+from .statechart import state_diagram  # noqa: F401 - notebooks import it from here
 from .trace import TraceEvent, delivered_to, settled
 
 
@@ -80,8 +82,9 @@ def dialogue(events: Iterable[TraceEvent], *, protocol: str = "smtp", server: st
         who = names.get(e.client, e.client) if e.direction == "C" else e.server
         label = annotate(e)
         colour = STUDENT if e.seam else ("#0550ae" if e.direction == "C" else "#116329")
-        rows.append(f"<tr><td style='color:#6e7781;padding-right:1em'>{html.escape(who)}</td>"
-                    f"<td style='font-family:monospace;color:{colour};white-space:pre'>{e.direction}: "
+        rows.append(f"<tr><td style='color:#6e7781;padding-right:1em;vertical-align:top'>{html.escape(who)}</td>"
+                    f"<td style='font-family:monospace;color:{colour};white-space:pre-wrap;word-break:break-all'>"
+                    f"{e.direction}: "
                     f"{html.escape(e.line)}</td><td style='color:#6e7781;padding-left:1em'><i>"
                     f"{html.escape(label)}</i></td></tr>")
         text.append(f"{who:>22}  {e.direction}: {e.line}" + (f"   <- {label}" if label else ""))
@@ -90,54 +93,60 @@ def dialogue(events: Iterable[TraceEvent], *, protocol: str = "smtp", server: st
 
 
 def sequence(events: Iterable[TraceEvent], *, names: dict[str, str] | None = None, title: str = "",
-             participants: list[str] | None = None) -> Shown:
+             participants: list[str] | None = None) -> Picture:
     """A sequence diagram: a lifeline per host, an arrow per turn of a dialogue (a
-    multi-line reply, or a whole message, is one arrow), a note per MTA event; whatever
-    went through a student's part is drawn in orange."""
+    multi-line reply, or a whole message, is one arrow), a note per MTA event, a dashed
+    red arrow per MX that did not answer; whatever went through a student's part is
+    drawn in orange. The rows are :class:`~labkit.sequence.Sequencer`'s, as every drawing
+    of a trace (the terminal, the lecture page) has them."""
     diagram = Sequencer(names)
     shown = diagram.rows(events)
     people = participants or diagram.lanes.order
-    if not any(not row.is_note for row in shown):
-        return Shown("<i>(nothing in the trace)</i>", "(nothing in the trace)")
+    if not any(not row.is_note or row.source != row.target for row in shown):
+        return Picture(300, 24, "(nothing in the trace)")
     cut = shown[:MAX_ARROWS]
     width, gap, top = 180, 22, 56
     svg_width = width * len(people) + 40
-    height = top + gap * (len(cut) + 2)
+    height = top + gap * (len(cut) + 3)
     x = {p: 20 + width * i + width // 2 for i, p in enumerate(people)}
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{svg_width}' height='{height}' "
-             "font-family='sans-serif' font-size='11'>",
-             "<defs><marker id='a' markerWidth='8' markerHeight='8' refX='8' refY='4' orient='auto'>"
-             "<path d='M0,0 L8,4 L0,8 z' fill='context-stroke'/></marker></defs>"]
-    if title:
-        parts.append(f"<text x='10' y='14' font-weight='bold'>{html.escape(title)}</text>")
-    for p in people:
-        parts.append(f"<text x='{x[p]}' y='38' text-anchor='middle' font-weight='bold'>{html.escape(p)}</text>"
-                     f"<line x1='{x[p]}' y1='44' x2='{x[p]}' y2='{height - 8}' stroke='#d0d7de' stroke-dasharray='3,3'/>")
     text = [f"sequence: {' | '.join(people)}"]
+    picture = Picture(svg_width, height)
+    if title:
+        picture.label(10, 14, title, bold=True)
+        text.insert(0, title)
+    for p in people:
+        picture.label(x[p], 38, p, anchor="middle", bold=True)
+        picture.line(x[p], 44, x[p], height - 8 - gap, "#d0d7de", dashed=True)
     for i, row in enumerate(cut):
         e = row.event
         y = top + gap * (i + 1)
         colour = STUDENT if e.seam else COLOURS.get(e.protocol, "#24292f")
-        label = html.escape(row.text if len(row.text) <= 52 else row.text[:49] + "...")
+        label = row.text if len(row.text) <= 52 else row.text[:49] + "..."
+        start, end = x.get(row.source), x.get(row.target)
+        if e.kind == "unreachable" and start is not None and end is not None:  # a connection nobody answered
+            picture.arrow((start, y), (end, y), colour="#cf222e", dashed=True)
+            picture.label((start + end) / 2, y - 4, f"connect to [{e.data.get('address', '')}]:25: no answer",
+                          "#cf222e", anchor="middle")
+            text.append(f"  {row.source + ' -> ' + row.target:45} connect: no answer (next MX)")
+            continue
         if row.is_note:
-            at = x.get(row.source) or x[people[0]]
+            at = start or x[people[0]]
             anchor, at = ("end", at - 6) if at > svg_width - width else ("start", at + 6)
-            parts.append(f"<text x='{at}' y='{y}' text-anchor='{anchor}' fill='{colour}' font-style='italic'>"
-                         f"{label}</text>")
+            picture.label(at, y, label, colour, anchor=anchor, italic=True)
             text.append(f"  ** {row.text}")
             continue
-        start, end = x.get(row.source), x.get(row.target)
         if start is None or end is None:
             continue
-        parts.append(f"<line x1='{start}' y1='{y}' x2='{end}' y2='{y}' stroke='{colour}' marker-end='url(#a)'/>"
-                     f"<text x='{(start + end) / 2}' y='{y - 4}' text-anchor='middle' fill='{colour}'>{label}</text>")
+        picture.arrow((start, y), (end, y), colour=colour)
+        picture.label((start + end) / 2, y - 4, label, colour, anchor="middle")
         text.append(f"  {row.source + ' -> ' + row.target:45} {row.text}" + ("   (your code)" if e.seam else ""))
     if len(shown) > MAX_ARROWS:
-        parts.append(f"<text x='10' y='{height - 4}' fill='#6e7781'>... {len(shown) - MAX_ARROWS} more events</text>")
+        picture.label(10, height - 8 - gap, f"... {len(shown) - MAX_ARROWS} more events", "#6e7781")
         text.append(f"  ... {len(shown) - MAX_ARROWS} more events")
-    legend = (f"<div style='font-size:11px;color:#6e7781'>arrows: protocol lines; <span style='color:{STUDENT}'>"
-              "orange: through your code</span></div>")
-    return Shown("<div>" + "".join(parts) + "</svg>" + legend + "</div>", "\n".join(text))
+    picture.label(10, height - 8, "arrows: protocol lines;", "#6e7781")
+    picture.label(140, height - 8, "orange: through your code", STUDENT)
+    picture.text = "\n".join(text)
+    return picture
 
 
 class Telnet:
@@ -199,23 +208,53 @@ def hosts(world) -> Shown:
     return Shown(f"<table><tr>{head}</tr>{''.join(rows)}</table>", "\n".join(text))
 
 
-def follow(world, recipient: str, *, since: float = 0.0, timeout: float = 10.0) -> Shown:
+def follow(world, recipient: str, *, since: float = 0.0, timeout: float = 10.0, retries: bool = False) -> Shown:
     """What became of the mail for ``recipient``: delivered, or the trace's reason why
-    not (a student's part that failed, a deferral, a bounce). Never raises: a notebook
-    cell that shows the story must not fail because the story went wrong."""
+    not (a student's part that failed, a deferral, a bounce); ``retries=True``: past
+    deferrals, to delivery, a bounce or a failed part. Never raises: a notebook cell
+    that shows the story must not fail because the story went wrong."""
     arrived, outcome = delivered_to(recipient), settled(recipient)
 
     def ended(e: TraceEvent) -> bool:
-        return outcome(e) or e.kind == "seam-error"
+        return e.kind == "seam-error" or (outcome(e) and not (retries and e.kind == "deferred"))
 
+    def entered(e: TraceEvent) -> bool:
+        return e.kind == "queued" and recipient.lower() in (r.lower() for r in e.data.get("recipients", ()))
+
+    try:  # mail no host took (its sender failed) has nothing to wait for
+        world.wait_for(lambda e: entered(e) or ended(e), timeout=min(timeout, ENTER_WAIT), since=since)
+    except TimeoutError:
+        return _failed(f"no host has taken mail for {recipient}: nothing to follow")
     try:
         event = world.wait_for(ended, timeout=timeout, since=since)
     except TimeoutError:
-        text = f"nothing has happened to the mail for {recipient} in {timeout:g}s"
-        return Shown(f"<b style='color:#cf222e'>{html.escape(text)}</b>", text)
+        return _failed(f"nothing has happened to the mail for {recipient} in {timeout:g}s")
     if arrived(event):
+        _relay_done(world, recipient, event, since)
         text = f"delivered: {recipient} has it ({event.line})"
         return Shown(f"<b style='color:#1a7f37'>{html.escape(text)}</b>", text)
     detail = event.data.get("traceback") or ""
     text = f"not delivered: {event.line}" + (f"\n{detail}" if detail else "")
     return Shown(f"<b style='color:#cf222e'>not delivered</b><pre>{html.escape(text)}</pre>", text)
+
+
+def _failed(text: str) -> Shown:
+    return Shown(f"<b style='color:#cf222e'>{html.escape(text)}</b>", text)
+
+
+ENTER_WAIT = 2.0  # seconds follow() waits for any host to queue the mail, when none has yet
+RELAY_WAIT = 5.0  # seconds follow() waits for a relay to finish its dialogue (QUIT) once the mail has arrived
+
+
+def _relay_done(world, recipient: str, arrived: TraceEvent, since: float) -> None:
+    """If another host relayed the mail, wait until it has noted the outcome, which it
+    does after its QUIT: a picture drawn now shows the relay's whole dialogue."""
+    relayed = any(e.kind == "queued" and e.server != arrived.server and recipient.lower() in
+                  (r.lower() for r in e.data.get("recipients", ())) for e in world.tracer.events() if e.time >= since)
+    if relayed:
+        try:
+            world.wait_for(lambda e: e.kind in ("delivered", "deferred", "failed") and e.server != arrived.server
+                           and e.data.get("recipient", "").lower() == recipient.lower(), timeout=RELAY_WAIT,
+                           since=since)
+        except TimeoutError:
+            pass

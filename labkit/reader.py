@@ -83,6 +83,11 @@ class IMAPReader:
         return [re.sub(r'^\(.*?\) (".*?"|NIL) ', "", line.decode()).strip('"') for line in data if line]
 
     def list(self) -> list[Summary]:
+        """A line per message; an empty folder lists as empty (a FETCH of "1:*" there
+        would be a BAD: there is no message 1, RFC 3501 §9 seq-number)."""
+        _, found = self.client.search(None, "ALL")
+        if not found or not found[0]:
+            return []
         _, data = self.client.fetch("1:*", "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])")
         rows = []
         for item in data:

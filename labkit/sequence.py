@@ -14,6 +14,7 @@ deferred, ...); whatever went through a student's part carries ``seam``.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +50,8 @@ _DNS_FAILURES = ("NXDOMAIN", "SERVFAIL", "REFUSED", "FORMERR", "NOTIMP")
 
 #: The notes a diagram shows, besides the protocol lines.
 NOTE_KINDS = ("queued", "delivered", "deferred", "failed", "dropped", "discarded", "seam-error", "seam-call",
-              "behaviour", "fault")
+              "behaviour", "fault", "mx", "unreachable")
+RESOLVER = "resolver at {}"  # a DNS client no MTA asked through: a notebook's dnspython, dig, ...
 
 
 class Annotator:
@@ -130,6 +132,10 @@ def note_text(e: TraceEvent) -> str:
         return f"could not deliver to <{rcpt}>"
     if e.kind in ("seam-error", "seam-call"):
         return f"your {e.data.get('seam')} " + ("failed" if e.kind == "seam-error" else "ran")
+    if e.kind == "mx":
+        return "MX: " + ", ".join(e.data.get("hops", ())) + (" (your resolve_mx)" if e.seam else "")
+    if e.kind == "unreachable":
+        return f"{e.server} [{e.data.get('address', '')}] does not answer: next MX"
     return e.line
 
 
@@ -172,8 +178,10 @@ class Row:
 
     def to_json(self) -> dict[str, Any]:
         e = self.event
-        lanes = [self.source] if self.is_note else [self.target, self.source] if e.direction == "S" else [
-            self.source, self.target]  # client first: lanes appear in the order hosts take part
+        if self.is_note:  # its host (an unreachable MX: the MTA and the MX)
+            lanes = list(dict.fromkeys((self.source, self.target)))
+        else:  # client first: lanes appear in the order hosts take part
+            lanes = [self.target, self.source] if e.direction == "S" else [self.source, self.target]
         return {"id": self.id, "note": self.is_note, "from": self.source, "to": self.target, "lanes": lanes,
                 "text": self.text,
                 "label": self.label, "protocol": e.protocol, "kind": e.kind, "student": bool(e.seam),
@@ -200,6 +208,8 @@ class Lanes:
     def ends(self, e: TraceEvent) -> tuple[str, str]:
         """Where an event's arrow leaves and arrives (a note: the host it is about, twice)."""
         client, server = self.name(e.client), self.name(e.server)
+        if e.kind == "unreachable":  # a note drawn as the connection nobody answered
+            return client, server
         if e.direction == "*":
             at = server or client
             return at, at
@@ -213,10 +223,27 @@ class Sequencer:
         self.lanes = Lanes(names, lanes)
         self.annotate = Annotator()
         self.last: Row | None = None
+        self.asking, self.seam = "", ""  # the MTA whose MX lookup is under way (through a student's part?)
+
+    def credit(self, e: TraceEvent) -> TraceEvent:
+        """``e``, a DNS line credited to the MTA that asked (between its "lookup" note and
+        the outcome that ended it), and to a student's resolve_mx when it asked (the note's
+        seam); any other query is its resolver's own (a notebook's dnspython, dig), named
+        for the address it came from."""
+        if e.kind == "lookup":
+            self.asking, self.seam = e.client, e.seam
+        elif self.asking and e.direction == "*" and e.kind in ("mx", "deferred", "failed") and self.asking in (
+                e.client, e.server):
+            self.asking = ""
+        if e.protocol == "dns" and e.direction in ("C", "S"):
+            return dataclasses.replace(e, client=self.asking or RESOLVER.format(e.client),
+                                       seam=e.seam or (self.seam if self.asking else ""))
+        return e
 
     def feed(self, e: TraceEvent) -> Row | None:
         """The row ``e`` makes or grows (the same object as the last one then), or None
         for an event no diagram shows. New lanes are in ``self.lanes.order``."""
+        e = self.credit(e)
         if not drawn(e):
             return None
         label = self.annotate(e) if e.direction != "*" else ""
@@ -229,7 +256,8 @@ class Sequencer:
                 last.labels.append(label)
             return last
         source, target = self.lanes.ends(e)
-        self.lanes.add(*((source,) if e.direction == "*" else (self.lanes.name(e.client), self.lanes.name(e.server))))
+        self.lanes.add(*((source, target) if e.direction == "*" else (self.lanes.name(e.client),
+                                                                       self.lanes.name(e.server))))
         self.last = Row(e, source, target, labels=[label] if label else [])
         return self.last
 

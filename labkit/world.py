@@ -64,10 +64,13 @@ class AsyncWorld:
         tracer: Tracer | None = None,
         deadline: float = DEFAULT_DEADLINE,
         seed: str | None = None,
+        control: bool = True,
     ) -> None:
         """``deadline``: seconds a student's part may take per call before the world
         gives up on it (the message stays queued, the client gets a 4xx). ``seed``:
-        the same queue ids in every run (a lab graded by running it again)."""
+        the same queue ids in every run (a lab graded by running it again).
+        ``control=False``: no control socket (a check's or a grader's world, which no
+        shell and no notebook beside it may steer)."""
         self.config = config if isinstance(config, WorldConfig) else load_config(config)
         self._own_state_dir = state_dir is None
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="labkit-world-"))
@@ -81,6 +84,7 @@ class AsyncWorld:
             for h in self.config.hosts
         }
         self.control = ControlServer(self)
+        self._controlled = control
         self.web: Any = None  # the lecture page, once serve_web() has started it
         self._lock_fd: int | None = None
         self._previous_state_variable: str | None = None
@@ -124,7 +128,8 @@ class AsyncWorld:
             self.context.addresses.add(self.config.dns_address, 53, self.context.dns)
             for index, host in enumerate(self.hosts.values()):
                 await host.start(self._ports(index))
-            await self.control.start(socket_path(self.state_dir))
+            if self._controlled:
+                await self.control.start(socket_path(self.state_dir))
         except BaseException:
             await self.stop()
             raise

@@ -83,3 +83,22 @@ def visible_rules(tmp_path_factory):
         return found
 
     return rules
+
+
+@contextmanager
+def chromium_page(viewport: dict[str, int]) -> Iterator:
+    """A page of Debian's chromium driven by Playwright (skips where chromium is not
+    installed: apt chromium, which .ci/run installs); never a browser download."""
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("chromium is not installed (apt: chromium; .ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run"])
+        try:
+            yield browser.new_page(viewport=viewport)
+        finally:
+            browser.close()

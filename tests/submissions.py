@@ -173,6 +173,16 @@ def with_cell(notebook: dict, code: str, *, after: str | None = None) -> dict:
     return notebook
 
 
+def check_rules(notebook: dict) -> dict[str, list[str]]:
+    """The rules each autograded test cell of ``notebook`` runs (grade id -> rule names),
+    read as the judge reads them (:func:`labkit.grade.verdict.parse`)."""
+    from labkit.grade import verdict
+
+    return {meta(c)["grade_id"]: [rule for call in verdict.parse(text(c)) for rule in call.rules or []]
+            for c in notebook["cells"] if meta(c).get("grade") and not meta(c).get("solution")
+            and c["cell_type"] == "code"}
+
+
 def jupyterlab_save(notebook: dict) -> str:
     """The notebook as JupyterLab writes it after a student ran it: nbformat's JSON, each
     source a list of lines, outputs and execution counts, the kernel's language info."""
@@ -272,7 +282,7 @@ LAB1_EXPECTED = {
     "cid": ("13", "graded", "failed: test-helo-fallback"),
     "dee": ("14", "timed out", "cell send-mail still ran after"),
     "eve": ("0", "crashed", "the kernel died in cell send-mail"),
-    "fay": ("14", "graded", ""),
+    "fay": ("14", "graded", "wrote to stderr in plug-in"),  # her debug print, as the world ran her code
     "gus": ("0", "crashed", "it hit the sandbox's limit of 256 processes and threads"),
     "hal": ("14", "graded", ""),
     "ivy": ("0", "flagged", "imports labkit.smtp.send.send_mail, labkit's own code"),

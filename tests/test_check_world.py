@@ -12,11 +12,10 @@ import socket
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
-from conftest import lecture_config
+from conftest import chromium_page, lecture_config
 from labkit import cli
 from labkit.audit import Target, check, render, rubric
 from labkit.audit.batch import COLUMNS, Progress, grade_of, read_students, run_batch
@@ -433,27 +432,15 @@ def test_host_names_where_imap_pop3_and_submission_are(lab):
 def test_the_html_report_wraps_in_a_browser(lab, tmp_path):
     """Printed or on a narrow screen, nothing hides behind a horizontal scroll bar: the
     long hints, transcripts and infos wrap (Debian's chromium, driven by Playwright)."""
-    chromium = "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.skip("chromium is not installed (apt: chromium; .ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
     page_file = tmp_path / "report.html"
     report = audit(lab, "awesome.com", user="albert@awesome.com", password="wrong")
     page_file.write_text(render.html_page(report))
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run"])
-        try:
-            page = browser.new_page(viewport={"width": 360, "height": 800})
-            page.goto(page_file.as_uri())
-            clipped = page.evaluate("""() => [...document.querySelectorAll('pre, dd, td, body')]
-                .filter(e => e.scrollWidth > e.clientWidth + 1)
-                .map(e => e.tagName + ': ' + e.textContent.slice(0, 60))""")
-            text = page.inner_text("body")
-        finally:
-            browser.close()
+    with chromium_page({"width": 360, "height": 800}) as page:
+        page.goto(page_file.as_uri())
+        clipped = page.evaluate("""() => [...document.querySelectorAll('pre, dd, td, body')]
+            .filter(e => e.scrollWidth > e.clientWidth + 1)
+            .map(e => e.tagName + ': ' + e.textContent.slice(0, 60))""")
+        text = page.inner_text("body")
     assert clipped == []
     assert "submission: relaying needs AUTH" in text and "it relays for anyone" in text
     assert "DNS server" in text and "labkit" in text and "albert@awesome.com" in text

@@ -46,4 +46,4 @@ def test_a_failure_in_the_world_shows_the_students_traceback():
 
     result = checks.received_header.run(received_header, only=["in-the-world"]).results[0]
     assert "AttributeError" in result.got and 'return "Received: " + hop.helo_name' in result.got
-    assert ("S", "smtp.awesome.com -> smtp.brilliant.com: 250 2.1.5 Recipient OK") in result.transcript
+    assert ("S", "smtp.brilliant.com -> smtp.awesome.com: 250 2.1.5 Recipient OK") in result.transcript  # the server's

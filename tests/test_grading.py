@@ -10,6 +10,7 @@ import os
 import zipfile
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from labkit.grade.gradebook import open_gradebook
@@ -76,7 +77,6 @@ def test_no_hidden_test_ever_reaches_the_kernel(graded):
     notebook's outputs are the judge's, and the hidden rules' names are nowhere in what
     the kernel printed (max printed everything it could read)."""
     course, _ = graded
-    import nbformat
 
     executed = nbformat.read(course.path / "autograded" / "max" / LAB1 / "smtp-by-hand.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", [])
@@ -145,6 +145,7 @@ def test_every_lab_honest_gets_full_marks_and_a_mistake_costs_its_cell(tmp_path)
         for student in ("ada", "amy"):
             row = got[(lab, student)]
             assert (row["status"], row["score"], row["reason"]) == ("graded", row["max_score"], ""), row
+        assert troubles(course, "ada", lab) == []  # graded, it runs as in the student's own kernel
         untouched = got[(lab, "una")]
         assert (untouched["status"], untouched["score"]) == ("graded", "0"), untouched
         assert "edited" not in untouched["reason"] and "flag" not in untouched["reason"], untouched
@@ -152,6 +153,19 @@ def test_every_lab_honest_gets_full_marks_and_a_mistake_costs_its_cell(tmp_path)
             bob = got[(lab, "bob")]
             assert bob["status"] == "graded" and float(bob["score"]) < float(bob["max_score"]), bob
             assert bob["reason"] == OTHER_LABS[lab][2], bob
+
+
+def troubles(course: Course, student: str, lab: str) -> list[str]:
+    """The errors and stderr output of a student's autograded notebook (beside the
+    test cells, which the judge runs outside it), cell by cell."""
+    [path] = (course.path / "autograded" / student / lab).glob("*.ipynb")
+    found = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error" or output.get("name") == "stderr":
+                found.append(f"{cell.source[:80]!r}: {output.get('ename', '')} {output.get('evalue', '')}"
+                             f"{output.get('text', '')}"[:400])
+    return found
 
 
 def test_the_same_submissions_graded_three_times_get_the_same_rows(tmp_path):

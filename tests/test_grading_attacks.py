@@ -532,6 +532,7 @@ print("HOST " + json.dumps(tried))
 # (9) Limits: each hits one, lets go and carries on.
 THREADS = r'''
 import threading
+threading.stack_size(64 << 10)  # small stacks: the process limit, not the memory limit, is what stops it
 threads, stop = [], threading.Event()
 while len(threads) < 100000:
     try:

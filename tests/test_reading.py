@@ -18,6 +18,13 @@ def deliver_lunch(world) -> None:
     world.wait_for_delivery("betty@brilliant.com")
 
 
+def test_an_empty_mailbox_lists_as_empty(world):
+    """Before anything is delivered (lab 3's listing cell, a session that stored nothing)."""
+    for protocol in ("imap", "pop3"):
+        with world.reader("betty@brilliant.com", protocol) as inbox:
+            assert inbox.list() == []
+
+
 def test_imap_reader_lists_and_shows_with_received_chain(world):
     deliver_lunch(world)
     with world.reader("betty@brilliant.com") as inbox:

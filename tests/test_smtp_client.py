@@ -581,3 +581,36 @@ def test_errors_are_smtp_errors() -> None:
     assert issubclass(SMTPTransientError, SMTPError) and issubclass(SMTPPermanentError, SMTPError)
     error = SMTPPermanentError("sender refused", stage="MAIL", reply=Reply(553, ("5.7.1 not yours",)))
     assert str(error) == "MAIL: sender refused (server said: 553 5.7.1 not yours)"
+
+
+# -- the transition table tells what the client does ------------------------------------------------
+SCRIPTS = {  # the server's replies, in order, for the situations a relay meets
+    "delivered": ["220 x", "250-x\r\n250 SIZE 100000", "250 ok", "250 ok", "354 go", "250 queued", "221 bye"],
+    "old server": ["220 x", "500 what", "250 x", "250 ok", "250 ok", "354 go", "250 queued", "221 bye"],
+    "with auth": ["220 x", "250-x\r\n250 AUTH LOGIN", "334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6", "235 ok", "250 ok",
+                  "250 ok", "354 go", "250 queued", "221 bye"],
+    "refused greeting": ["554 no", "221 bye"],
+    "nobody accepted": ["220 x", "250 x", "250 ok", "550 no", "550 no", "250 reset", "221 bye"],
+    "data refused": ["220 x", "250 x", "250 ok", "250 ok", "250 ok", "451 later", "221 bye"],
+    "shutting down": ["220 x", "250 x", "421 going down", "221 bye"],
+}
+
+
+@pytest.mark.parametrize("situation", SCRIPTS)
+def test_every_move_the_client_makes_is_in_its_transition_table(situation):
+    """The table the lab draws its state diagram from is the one the client runs."""
+    from labkit.smtp.client import TRANSITIONS, State
+
+    moves = []
+    txn = ClientTransaction(helo="me.example", mail_from="a@x.example", rcpt_to=["b@y.example", "c@y.example"],
+                            message=b"Subject: x\r\n\r\nhi\r\n",
+                            auth=("u", "p") if situation == "with auth" else None)
+    for reply in SCRIPTS[situation]:
+        before = txn.state
+        txn.data_to_send()
+        txn.receive_data(reply.encode() + b"\r\n")
+        moves.append((before, txn.state))
+    assert txn.finished
+    for before, after in moves:
+        allowed = {state for state, _ in TRANSITIONS[before].leads_to}
+        assert after in allowed or (after is State.QUIT and situation == "shutting down"), (before, after)

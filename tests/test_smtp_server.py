@@ -204,3 +204,31 @@ def test_a_session_swapped_out_as_a_client_connects_still_serves_it(sans_io, mon
     port = host.services["smtp"].port
     assert codes(port, [HELO, "QUIT"]) == ["220", "250", "221"]
     assert host.part("smtp_session") == (None, False)
+
+
+def test_every_command_in_every_state_is_answered_as_its_table_says(world):
+    """The command x state table is what the session does: a command where it may not
+    come gets the table's 503 and changes nothing; a positive reply moves to its state."""
+    from labkit.mta.core import MTA
+    from labkit.smtp.server import COMMANDS, SMTPServerSession, State
+
+    lines = {"HELO": "HELO client.example", "EHLO": "EHLO client.example", "MAIL": "MAIL FROM:<a@example.org>",
+             "RCPT": "RCPT TO:<betty@brilliant.com>", "DATA": "DATA", "RSET": "RSET", "NOOP": "NOOP", "QUIT": "QUIT",
+             "VRFY": "VRFY betty", "HELP": "HELP", "EXPN": "EXPN staff", "AUTH": "AUTH PLAIN"}
+    paths = {State.GREETED: [], State.READY: ["HELO client.example"],
+             State.MAIL: ["HELO client.example", "MAIL FROM:<a@example.org>"],
+             State.RCPT: ["HELO client.example", "MAIL FROM:<a@example.org>", "RCPT TO:<betty@brilliant.com>"]}
+    for state, path in paths.items():
+        for name, command in COMMANDS.items():
+            session = SMTPServerSession(("127.0.0.1", 1), MTA(world.host("smtp.brilliant.com"), "smtp"),
+                                        hostname="smtp.brilliant.com")
+            session.start()
+            for line in path:
+                session.receive(line.encode() + b"\r\n")
+            assert session.state is state
+            reply = session.receive(lines[name].encode() + b"\r\n").decode()
+            refusal = command.refusal(state)
+            if refusal:
+                assert (reply, session.state) == (refusal + "\r\n", state), (name, state)
+            elif command.then is not None and reply[:1] in "23":
+                assert session.state is command.then, (name, state, reply)

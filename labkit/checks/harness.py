@@ -50,11 +50,48 @@ def parsed(message: bytes) -> EmailMessage:
 
 
 class Broken(Exception):
-    """A rule does not hold: where, what was expected, what came back."""
+    """A rule does not hold: where, what was expected, what came back. ``failure`` is
+    the boundary's word when the student's part itself failed (``raised``,
+    ``contract``, ``deadline``, ``fenced``), "" when it answered wrongly."""
 
-    def __init__(self, step: str, expected: str, got: str, *, hint: str = "") -> None:
+    def __init__(self, step: str, expected: str, got: str, *, hint: str = "", failure: str = "") -> None:
         super().__init__(f"{step}: expected {expected}, got {got}")
-        self.step, self.expected, self.got, self.hint = step, expected, got, hint
+        self.step, self.expected, self.got, self.hint, self.failure = step, expected, got, hint, failure
+
+
+CONTEXT = 40  # characters shown either side of where a long value differs from the expected one
+LONG = 100  # a value longer than this (as repr) is shown around the difference only
+
+
+def shown(value: Any) -> str:
+    """``value`` as a row shows it: its repr, with its type named when that is not obvious."""
+    text = repr(value)
+    if isinstance(value, (str, bytes, int, float, list, tuple, dict, type(None))) or text.startswith(
+            type(value).__name__):
+        return text
+    return f"{type(value).__name__} {text}"
+
+
+def difference(expected: Any, got: Any) -> tuple[str, str, str]:
+    """(expected, got, what differs) as a row shows them. A value of the wrong type says
+    so; a long str or bytes is shown around the first place it differs (with the octet's
+    offset), so the mistake is in view however long the value is."""
+    if type(expected) is not type(got) and not (isinstance(expected, (str, bytes)) and isinstance(got, type(expected))):
+        return (shown(expected), shown(got),
+                f"a {type(got).__name__} where a {type(expected).__name__} belongs")
+    if not isinstance(expected, (str, bytes)) or max(len(repr(expected)), len(repr(got))) <= LONG:
+        return repr(expected), repr(got), ""
+    at = next((i for i, (a, b) in enumerate(zip(expected, got)) if a != b), min(len(expected), len(got)))
+    unit = "octet" if isinstance(expected, bytes) else "character"
+
+    def window(value: Any) -> str:
+        start = max(0, at - CONTEXT)
+        text = repr(value[start:at + CONTEXT])
+        return ("…" if start else "") + text + ("…" if at + CONTEXT < len(value) else "")
+
+    where = f"they differ at {unit} {at}" + (f" (yours is {len(got)} {unit}s long, {len(expected)} expected)"
+                                           if len(got) != len(expected) else "")
+    return window(expected), window(got), where
 
 
 @dataclass(frozen=True)
@@ -66,6 +103,7 @@ class Rule:
     rfc: str  # "RFC 5321 §3.2"
     check: Callable[["Probe"], None]
     points: float = 1.0
+    hint: str = ""  # what the rule teaches, said whenever it fails because the part itself failed (raised, hung)
     variant_of: str = ""  # a hidden test's rule: the same rule in another situation (the visible rule's name)
 
 
@@ -99,24 +137,29 @@ class Probe:
         deadline, fenced), in the boundary's words, with the student's traceback."""
         got = detail + (f"\n{traceback_text.rstrip()}" if traceback_text else "")
         return Broken(step or f"calling your {self.seam}", _EXPECTED.get(failure, "your part to work"), got,
-                      hint=_HINTS.get(failure, "").format(seam=self.seam, deadline=self.boundary.deadline))
+                      hint=_HINTS.get(failure, "").format(seam=self.seam, deadline=self.boundary.deadline),
+                      failure=failure)
 
     # -- in a running world ------------------------------------------------------------
     def world(self, *, host: str | None = None, servers: Iterable[str] = (), plug: bool = True,
-              part: Any = None) -> "World":
+              part: Any = None, lines: bool = True) -> "World":
         """A lab world for this rule (stopped when the rule ends), the student's part
         plugged in (on ``host`` only, if given): :attr:`part`, or ``part`` (a wrapper of
         the student's that records what it did); ``plug=False``: labkit's own. The
         transcript gets the protocol lines of ``servers``, the lines the student's part
-        spoke, and the notes in STORY."""
+        spoke, and the notes in STORY; ``lines=False``: the notes only (a rule that
+        talks to the world itself writes its own side of the dialogue, in order)."""
         from ..world import World
 
-        world = self.enter(World(deadline=self.boundary.deadline))
+        world = self.enter(World(deadline=self.boundary.deadline, control=False))  # the rule's own
         shown = set(servers)
 
         def show(event: TraceEvent) -> None:
+            if event.kind == "line" and not lines:
+                return
             if event.kind in STORY or event.seam == self.seam or (event.kind == "line" and event.server in shown):
-                where = f"{event.client} -> {event.server}: " if event.kind == "line" else ""
+                ends = (event.client, event.server) if event.direction == "C" else (event.server, event.client)
+                where = f"{ends[0]} -> {ends[1]}: " if event.kind == "line" else ""
                 self.note(event.direction, where + event.line)
 
         self.later(world.tracer.subscribe(show))
@@ -204,7 +247,7 @@ def _as_students(impl: Any) -> Any:
 
 
 _EXPECTED = {
-    "raised": "no exception (or one of the seam's own errors)",
+    "raised": "no exception (other than the errors the seam's contract allows: see labkit.lab)",
     "contract": "a value the seam's contract allows",
     "deadline": "an answer within the deadline",
     "fenced": "your own code",
@@ -268,8 +311,11 @@ def _one(probe: Probe, rule: Rule) -> Result:
         with probe.rule():
             rule.check(probe)
     except Broken as broken:
+        hint = broken.hint
+        if rule.hint and (broken.failure in ("raised", "deadline", "contract") or not hint):
+            hint = "; ".join(h for h in (rule.hint, hint) if h)  # what the rule is about, then what failed
         return Result(rule.title, "fail", step=broken.step, expected=broken.expected, got=broken.got,
-                      rfc=rule.rfc, hint=broken.hint, transcript=probe.transcript[-SHOWN_LINES:],
+                      rfc=rule.rfc, hint=hint, transcript=probe.transcript[-SHOWN_LINES:],
                       points=rule.points)
     except Exception as error:  # the check itself could not run: say so, do not crash the notebook
         return Result(rule.title, "fail", step="running the check", expected="the check to run",

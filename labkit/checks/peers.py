@@ -23,7 +23,11 @@ from .result import Line
 
 Reply = Union[str, None, Callable[[str], "str | None"]]
 """A reply line (several lines joined by CRLF for a multi-line reply), ``None`` to hang
-up without a word, or a function of the client's command line giving either."""
+up without a word, :data:`SILENT` to say nothing and wait, a reply ending in
+:data:`HANG_UP` to hang up right after it, or a function of the client's command line
+giving any of these."""
+SILENT = "\0silent"
+HANG_UP = "\0hang-up"
 
 IO_TIMEOUT = 10.0  # seconds any wait of a peer may last: every loop here is bounded
 SPLIT_PAUSE = 0.02  # between two pieces of one line: long enough that the other side reads the first alone
@@ -66,10 +70,12 @@ class SMTPPeer:
     }
 
     def __init__(self, script: dict[str, Reply] | None = None, *, greeting: str | None = "220 peer.example ESMTP ready",
-                 split: bool = False, note: Callable[[str, str], None] | None = None) -> None:
+                 split: bool | str = False, note: Callable[[str, str], None] | None = None) -> None:
         self.replies: dict[str, Reply] = {**self.DEFAULT, **(script or {})}
         self.greeting = greeting
-        self.split = split  # send every reply in two pieces, a moment apart
+        # send every reply in two pieces, a moment apart: after its first 2 octets (True), or
+        # "lines": each line alone, its LF apart from the rest (a reply's lines in separate packets)
+        self.split = split
         self._note = note
         self.transcript: list[Line] = []
         self.commands: list[str] = []
@@ -128,17 +134,25 @@ class SMTPPeer:
         for line in reply.split("\r\n"):
             self._log("S", line)
         data = reply.encode() + b"\r\n"
-        if self.split and len(data) > 2:
-            conn.sendall(data[:2])
-            time.sleep(SPLIT_PAUSE)
-            data = data[2:]
-        conn.sendall(data)
+        if self.split == "lines":
+            pieces = [piece for line in data.split(b"\n")[:-1] for piece in (line, b"\n")]
+        elif self.split and len(data) > 2:
+            pieces = [data[:2], data[2:]]
+        else:
+            pieces = [data]
+        for i, piece in enumerate(pieces):
+            if i:
+                time.sleep(SPLIT_PAUSE)
+            conn.sendall(piece)
+
+    def _silent(self, reader) -> None:
+        self._log("*", "(the server says nothing)")
+        reader.readline(MAX_LINE)  # until the client gives up (or IO_TIMEOUT)
 
     def _dialogue(self, conn: socket.socket) -> None:
         reader = conn.makefile("rb")
         if self.greeting is None:  # a server that says nothing at all
-            self._log("*", "(the server says nothing)")
-            reader.readline(MAX_LINE)
+            self._silent(reader)
             return
         self._send(conn, self.greeting)
         while True:
@@ -155,6 +169,13 @@ class SMTPPeer:
                 self.data.append(self._read_data(reader))
                 reply = self._reply(".", ".")
             if reply is None:
+                self._log("*", "(the server hangs up)")
+                return
+            if reply == SILENT:
+                self._silent(reader)
+                return
+            if reply.endswith(HANG_UP):
+                self._send(conn, reply.removesuffix(HANG_UP))
                 self._log("*", "(the server hangs up)")
                 return
             self._send(conn, reply)

@@ -18,14 +18,15 @@ from __future__ import annotations
 import re
 import smtplib
 import socket
+import time
 from typing import Any
 
 from ..smtp.lockstep import LockstepClient
 from ..mta.core import MTA
 from ..smtp.client import MalformedReply, Reply, ReplyParser
 from ..trace import delivered_to, settled
-from .harness import ALBERT, BETTY, CAROL, Broken, Probe, Rule, entry_points, parsed
-from .peers import hangs_up
+from .harness import ALBERT, BETTY, CAROL, Broken, Probe, Rule, difference, entry_points, parsed
+from .peers import SPLIT_PAUSE, hangs_up
 from .received_header import clause
 
 HOST = "smtp.brilliant.com"
@@ -35,6 +36,8 @@ HELO, EHLO, MAIL, RCPT = f"HELO {CLIENT}", f"EHLO {CLIENT}", f"MAIL FROM:<{SENDE
 MESSAGE = (b"From: Someone <someone@example.org>\r\nTo: Betty <betty@brilliant.com>\r\nSubject: Receiving mail\r\n"
            b"\r\nHello Betty,\r\nthis came in through your SMTP session.\r\n")
 REPLY_GRACE = 1.0  # a reply may take the deadline (then the world answers 451), and this much more
+LAST_LINE = ("in a multi-line reply every line but the last has '-' after the code ('250-'), the last one a space "
+             "('250 '): with '-' on the last line the client cannot know the reply is over")
 CLOSE_WAIT = 1.0  # seconds the server may take to hang up after its 221
 SHOWN = 80  # longer lines are shortened in the transcript
 
@@ -94,9 +97,27 @@ class _Wire(LockstepClient):
         except OSError as error:
             raise self._broken(f"cannot send: {error.strerror or error}") from None
 
+    def send_pieces(self, pieces: list[bytes], step: str, *, expected: str = "", hint: str = "") -> None:
+        """Bytes in several writes, a moment apart: the session gets them in pieces."""
+        self.step, self.expected, self.hint = step, expected, hint
+        for line in b"".join(pieces).decode("utf-8", "replace").split("\r\n")[:-1]:
+            self.transcript.append(("C", _shown(line)))
+        try:
+            for i, piece in enumerate(pieces):
+                if i:
+                    time.sleep(SPLIT_PAUSE)
+                self.sock.sendall(piece)
+        except OSError as error:
+            raise self._broken(f"cannot send: {error.strerror or error}") from None
+
     def _broken(self, problem: str) -> Exception:  # what a failed wait raises
+        unfinished = self.parser.mid_reply
         super()._broken(problem)
         self.probe.raise_world_failure(self.world, self.step)
+        if unfinished and "no reply" in problem:
+            return Broken(self.step, "the reply's last line: the code, then a space ('250 HELP'), which says the "
+                          "reply is over (RFC 5321 §4.2.1)", "every line so far had '-' after the code, so the "
+                          f"client waits for more ({problem})", hint=LAST_LINE)
         if "bare LF" in problem:
             return Broken(self.step, "reply lines ending in CRLF (RFC 5321 §2.3.8)", problem,
                           hint="end every reply line with b'\\r\\n': a '\\n' alone is not a line end in SMTP")
@@ -123,8 +144,9 @@ def _port(world: Any) -> int:
 
 def _connect(probe: Probe) -> _Wire:
     """A world running the student's session on smtp.brilliant.com, and a connection
-    to it, greeted (the greeting has its own rule)."""
-    wire = _Wire(probe, probe.world(host=HOST, servers=[HOST]))
+    to it, greeted (the greeting has its own rule). The transcript is the wire's: the
+    world's copy of the same lines would come in a moment later, between them."""
+    wire = _Wire(probe, probe.world(host=HOST, lines=False))
     wire.reply()
     return wire
 
@@ -198,8 +220,9 @@ def _body(message: bytes) -> bytes:
 
 def _expect_body(stored: bytes, body: bytes, expected: str, hint: str) -> None:
     if _body(stored) != body:
-        raise Broken("the message in Betty's Maildir", f"the body {body!r}: {expected}", repr(_body(stored)),
-                     hint=hint)
+        wanted, got, where = difference(body, _body(stored))
+        raise Broken("the message in Betty's Maildir", f"the body {wanted}: {expected}",
+                     got + (f"\n({where})" if where else ""), hint=hint)
 
 
 def _stamped(world: Any, stored: bytes, step: str) -> None:
@@ -212,7 +235,7 @@ def _stamped(world: Any, stored: bytes, step: str) -> None:
 
 # -- the rules ---------------------------------------------------------------------------
 def greeting(probe: Probe) -> None:
-    wire = _Wire(probe, probe.world(host=HOST, servers=[HOST]))
+    wire = _Wire(probe, probe.world(host=HOST, lines=False))
     reply = wire.reply()
     expected = f"220 {HOST} ...: the greeting names the server (RFC 5321 §4.2)"
     if reply.code != 220:
@@ -223,11 +246,19 @@ def greeting(probe: Probe) -> None:
 
 
 def ehlo(probe: Probe) -> None:
+    _ehlo(probe, EHLO)
+
+
+def ehlo_other_name(probe: Probe) -> None:
+    _ehlo(probe, "ehlo mail.example.org")
+
+
+def _ehlo(probe: Probe, line: str) -> None:
     wire = _connect(probe)
     extensions = MTA(wire.world.host(HOST), "smtp").extensions()
     expected = (f"250-{HOST} ..., then one line per extension of mta.extensions() ({', '.join(extensions)}), "
                 "'250-' on every line but the last, which has '250 ' (RFC 5321 §4.1.1.1, §4.2.1)")
-    reply = _expect(wire, EHLO, 250, HELLO_OK)
+    reply = _expect(wire, line, 250, HELLO_OK)
     _names_host(reply, EHLO, expected, "the first line of the EHLO reply names the server")
     offered = {line.upper() for line in reply.lines[1:]}
     if any(e.upper() not in offered for e in extensions):
@@ -235,11 +266,25 @@ def ehlo(probe: Probe) -> None:
                 "and the rest as answers to its next commands") if wire.pending else (
                 "EHLO lists what the server can do, one extension a line: mta.extensions()")
         raise Broken(EHLO, expected, _said(reply), hint=hint)
+    _names_host(reply, line, expected, "the first line of the EHLO reply names the server")
     reply = _expect(wire, HELO, 250, "HELO may come again after EHLO; it starts over (RFC 5321 §4.1.4)")
     if len(reply.lines) != 1:
         raise Broken(HELO, f"one line: 250 {HOST} (HELO has no extensions, RFC 5321 §4.1.1.1)", _said(reply),
                      hint="only EHLO lists extensions")
     _names_host(reply, HELO, f"250 {HOST} (RFC 5321 §4.1.1.1)", "the HELO reply names the server")
+
+
+def sequence_again(probe: Probe) -> None:
+    _dialogue(_connect(probe), [
+        (EHLO, 250, HELLO_OK, ""),
+        ("DATA", 503, f"DATA before MAIL: {ORDER}", "DATA needs MAIL and an accepted RCPT first"),
+        (MAIL, 250, MAIL_OK, ""),
+        (f"RCPT TO:<{NOBODY}>", 550, "no such user: the policy's 550 (RFC 5321 §4.1.1.3)", ""),
+        ("DATA", 503, f"DATA when every recipient was refused: {ORDER}",
+         "only an accepted RCPT (2xx from mta.rcpt) moves the session on"),
+        (RCPT, 250, RCPT_OK, ""),
+        ("DATA", 354, "DATA after an accepted recipient (RFC 5321 §4.1.1.4)", ""),
+    ])
 
 
 def sequence(probe: Probe) -> None:
@@ -274,6 +319,29 @@ def syntax(probe: Probe) -> None:
     ])
 
 
+def syntax_again(probe: Probe) -> None:
+    path = "RFC 5321 §4.1.2: the path goes in angle brackets"
+    _dialogue(_connect(probe), [
+        ("EHLO", 501, "EHLO without the client's name (RFC 5321 §4.1.1.1, §4.2.2)", "check the argument first"),
+        (EHLO, 250, HELLO_OK, ""),
+        ("MAIL TO:<someone@example.org>", 501, f"MAIL FROM:<reverse-path> ({path})", "MAIL takes FROM:, not TO:"),
+        (MAIL, 250, MAIL_OK, ""),
+        (f"RCPT TO:{BETTY}", 501, f"RCPT TO:<forward-path> ({path})", "parse TO:<...> before calling mta.rcpt"),
+        (f"RCPT FROM:<{BETTY}>", 501, f"RCPT TO:<forward-path> ({path})", "RCPT takes TO:, not FROM:"),
+        (RCPT, 250, "the transaction goes on after a 501 (RFC 5321 §4.2.1)", "a refused command changes nothing"),
+    ])
+
+
+def unknown_again(probe: Probe) -> None:
+    _dialogue(_connect(probe), [
+        ("XYZZY", 500, "a command the server does not know (RFC 5321 §4.2.4), even before the hello",
+         "answer 500 to any command word you do not know"),
+        ("Helo client.example", 250, "command words are case-insensitive (RFC 5321 §2.4)",
+         "compare command words in upper case"),
+        ("Rset", 250, "command words are case-insensitive (RFC 5321 §2.4)", "compare command words in upper case"),
+    ])
+
+
 def unknown(probe: Probe) -> None:
     _dialogue(_connect(probe), [
         (HELO, 250, HELLO_OK, ""),
@@ -297,6 +365,38 @@ def rset(probe: Probe) -> None:
     ])
 
 
+def rset_mail(probe: Probe) -> None:
+    _dialogue(_connect(probe), [
+        (HELO, 250, HELLO_OK, ""), (MAIL, 250, MAIL_OK, ""),
+        ("rset", 250, "RSET is always accepted (RFC 5321 §4.1.1.5)", ""),
+        (RCPT, 503, "RSET cleared the sender (RFC 5321 §4.1.1.5)", "RSET forgets the sender: MAIL comes first"),
+        ("MAIL FROM:<>", 250, "RSET keeps the HELO: a new transaction may start (RFC 5321 §4.1.1.5)",
+         "RSET is not a new connection: keep the client's HELO/EHLO"),
+        ("RSET", 250, "RSET is always accepted (RFC 5321 §4.1.1.5)", ""),
+        ("RSET", 250, "RSET is always accepted, even twice (RFC 5321 §4.1.1.5)", ""),
+    ])
+
+
+def noop_again(probe: Probe) -> None:
+    _dialogue(_connect(probe), [
+        (EHLO, 250, HELLO_OK, ""), (MAIL, 250, MAIL_OK, ""), (RCPT, 250, RCPT_OK, ""),
+        ("NOOP", 250, "NOOP works in any state (RFC 5321 §4.1.1.9)", ""),
+        ("DATA", 354, "NOOP changes nothing: DATA may follow (RFC 5321 §4.1.1.9)", "NOOP must not touch the "
+         "transaction"),
+    ])
+
+
+def quit_in_transaction(probe: Probe) -> None:
+    wire = _connect(probe)
+    _dialogue(wire, [(EHLO, 250, HELLO_OK, ""), (MAIL, 250, MAIL_OK, ""), (RCPT, 250, RCPT_OK, ""),
+                     ("QUIT", 221, "QUIT in the middle of a transaction: 221, the transaction is abandoned "
+                      "(RFC 5321 §4.1.1.10)", "")])
+    if not wire.hangs_up():
+        raise Broken("after the 221", "the server closes the connection (RFC 5321 §4.1.1.10)",
+                     f"the connection is still open after {CLOSE_WAIT:g}s", hint="set self.closed = True when you "
+                     "answer QUIT")
+
+
 def noop(probe: Probe) -> None:
     _dialogue(_connect(probe), [
         ("NOOP", 250, "NOOP works in any state, even before HELO (RFC 5321 §4.1.1.9)", "NOOP needs no HELO"),
@@ -317,14 +417,24 @@ def quit_(probe: Probe) -> None:
                      hint="set self.closed = True when you answer QUIT")
 
 
+RELAYING = "port 25 takes mail for this host's domains only, so no relaying (RFC 5321 §3.6.2)"
+
+
 def policy(probe: Probe) -> None:
+    _policy(probe, ((NOBODY, "no such user here"), (CAROL, RELAYING)))
+
+
+def policy_again(probe: Probe) -> None:
+    _policy(probe, (("ghost@staff.brilliant.com", "no such user here"), ("tom@twins.com", RELAYING)))
+
+
+def _policy(probe: Probe, refused: tuple[tuple[str, str], ...]) -> None:
     wire = _connect(probe)
     _dialogue(wire, [(HELO, 250, HELLO_OK, ""), (MAIL, 250, MAIL_OK, "")])
     mta = MTA(wire.world.host(HOST), "smtp")
     txn = mta.transaction(("127.0.0.1", 0))
     txn.mail_from = SENDER
-    for address, what in ((NOBODY, "no such user here"), (CAROL, "port 25 takes mail for this host's domains only, "
-                                                              "so no relaying (RFC 5321 §3.6.2)")):
+    for address, what in refused:
         wanted = mta.rcpt(txn, address)
         reply = wire.command(f"RCPT TO:<{address}>")
         if reply.one_line() != wanted:
@@ -337,23 +447,43 @@ def policy(probe: Probe) -> None:
 
 
 def data(probe: Probe) -> None:
+    _data(probe, MESSAGE)
+
+
+def data_again(probe: Probe) -> None:
+    _data(probe, b"From: Pat <pat@plain.com>\r\nSubject: two\r\n paragraphs\r\n\r\nfirst\r\n\r\n\r\nsecond, "
+                 b"with   spaces  \r\n")
+
+
+def _data(probe: Probe, message: bytes) -> None:
     wire = _connect(probe)
-    reply, stored = _deliver(wire, MESSAGE + b".\r\n")
+    reply, stored = _deliver(wire, message + b".\r\n")
     queued = [e.data.get("queue_id", "") for e in wire.world.tracer.events() if delivered_to(BETTY)(e)]
     if not queued or f"queued as {queued[0]}" not in reply.text:
         raise Broken("the reply after the data", f"250 ... queued as {queued[0] if queued else 'ID'}: the reply "
                      "mta.data gave, as it is", _said(reply), hint="send the reply mta.data(txn, message) returns")
-    _expect_body(stored, _body(MESSAGE), "what the client sent, without the final '.' line (RFC 5321 §4.1.1.4)",
+    _expect_body(stored, _body(message), "what the client sent, without the final '.' line (RFC 5321 §4.1.1.4)",
                  "the final '.' ends the data and is not part of the message")
     _expect(wire, "QUIT", 221, "QUIT is answered 221 (RFC 5321 §4.1.1.10)")
 
 
-def dot_unstuffing(probe: Probe) -> None:
-    sent = b"Subject: dots\r\n\r\n..leading dot\r\n..\r\n...two dots\r\nend\r\n.\r\n"
+UNSTUFF = "dot-unstuffing: remove exactly one leading '.' from each line that has one, nothing else"
+
+
+def _unstuffing(probe: Probe, sent: bytes, body: bytes) -> None:
     _, stored = _deliver(_connect(probe), sent)
-    _expect_body(stored, b".leading dot\r\n.\r\n..two dots\r\nend\r\n", "a line that starts with '.' loses "
-                 "one '.': the client doubled it (RFC 5321 §4.5.2)",
-                 "dot-unstuffing: remove exactly one leading '.' from each line that has one, nothing else")
+    _expect_body(stored, body, "a line that starts with '.' loses one '.': the client doubled it (RFC 5321 §4.5.2)",
+                 UNSTUFF)
+
+
+def dot_unstuffing(probe: Probe) -> None:
+    _unstuffing(probe, b"Subject: dots\r\n\r\n..leading dot\r\n..\r\n...two dots\r\nend\r\n.\r\n",
+                b".leading dot\r\n.\r\n..two dots\r\nend\r\n")
+
+
+def dot_unstuffing_again(probe: Probe) -> None:
+    _unstuffing(probe, b"Subject: more dots\r\n\r\nsee you.\r\n.. . .\r\n....\r\n..\r\n.\r\n",
+                b"see you.\r\n. . .\r\n...\r\n.\r\n")
 
 
 def line_limits(probe: Probe) -> None:
@@ -381,21 +511,67 @@ def line_limits(probe: Probe) -> None:
                      "do not pass the message to mta.data")
 
 
-def bare_lf(probe: Probe) -> None:
-    sent = b"Subject: smuggling\r\n\r\nhi\n.\nMAIL FROM:<evil@example.org>\r\n.\r\n"
+SMUGGLING = ("a bare LF is not a line end in DATA: split message lines at CRLF only, or '\\n.\\n' ends the message "
+             "early and what follows runs as commands (SMTP smuggling)")
+
+
+def _bare_lf(probe: Probe, sent: bytes, body: bytes) -> None:
     wire = _connect(probe)
     _, stored = _deliver(wire, sent)
-    _expect_body(stored, b"hi\r\n.\r\nMAIL FROM:<evil@example.org>\r\n", "all of it, as one message: only "
-                 "CRLF . CRLF ends the data (RFC 5321 §4.1.1.4), and the text after a '\\n.\\n' is message text, "
-                 "never a command", "a bare LF is not a line end in DATA: split message lines at CRLF only, or "
-                 "'\\n.\\n' ends the message early and what follows runs as commands (SMTP smuggling)")
+    _expect_body(stored, body, "all of it, as one message: only CRLF . CRLF ends the data (RFC 5321 §4.1.1.4), "
+                 "and the text after a '\\n.\\n' is message text, never a command", SMUGGLING)
     _expect(wire, "RSET", 250, "RSET is always accepted (RFC 5321 §4.1.1.5)")
+
+
+def line_limits_exact(probe: Probe) -> None:
+    """Lines of exactly the limit are fine; one octet more is not."""
+    wire = _connect(probe)
+    longest = "NOOP " + "x" * (512 - 2 - 5)
+    _dialogue(wire, [
+        (HELO, 250, HELLO_OK, ""),
+        (longest, 250, "a command line of exactly 512 octets with its CRLF is allowed (RFC 5321 §4.5.3.1.4)",
+         "at most 512 octets including the CRLF: 510 before it is fine"),
+        (longest + "x", 500, "513 octets with its CRLF: 500 Line too long (RFC 5321 §4.5.3.1.4, §4.5.3.1.10)",
+         "count the octets of a command line with its CRLF; above 512, answer 500 and go on"),
+        *TRANSACTION,
+    ])
+    wire.send(b"Subject: longest\r\n\r\n" + b"y" * 998 + b"\r\n.\r\n", "a message with a 1000-octet line")
+    reply = wire.reply()
+    if reply.code != 250:
+        raise Broken(wire.step, "250: a text line of exactly 1000 octets with its CRLF is allowed (RFC 5321 "
+                     "§4.5.3.1.6)", _said(reply), hint="at most 1000 octets including the CRLF: 998 before it is fine")
+
+
+def bare_lf(probe: Probe) -> None:
+    _bare_lf(probe, b"Subject: smuggling\r\n\r\nhi\n.\nMAIL FROM:<evil@example.org>\r\n.\r\n",
+             b"hi\r\n.\r\nMAIL FROM:<evil@example.org>\r\n")
+
+
+def bare_lf_again(probe: Probe) -> None:
+    _bare_lf(probe, b"Subject: smuggling\r\n\r\nhello\n.\r\nRSET\r\n.\r\n", b"hello\r\n.\r\nRSET\r\n")  # LF . CRLF
+
+
+PIECES = ("receive(data) may bring several lines at once, or half of one: answer each complete line, in order, "
+          "and keep an incomplete one for the next call")
+
+
+def _pieces(wire: _Wire, pieces: list[bytes], codes: list[int]) -> None:
+    expected = f"replies {' '.join(map(str, codes))}: one per command, once the command is complete"
+    wire.send_pieces(pieces, f"{len(codes)} commands in {len(pieces)} pieces", expected=expected, hint=PIECES)
+    got = [wire.reply().code for _ in codes]
+    if got != codes:
+        raise Broken(wire.step, expected, " ".join(map(str, got)), hint=PIECES)
+
+
+def pipelining_pieces(probe: Probe) -> None:
+    _pieces(_connect(probe), [b"EHLO client.exa", b"mple\r\nMAIL FR", b"OM:<someone@example.org>\r", b"\nRCPT TO:<betty@",
+                    b"brilliant.com>\r\nNO", b"OP\r\n"], [250, 250, 250, 250])
 
 
 def pipelining(probe: Probe) -> None:
     wire = _connect(probe)
-    hint = "receive(data) may bring several lines at once: answer each, in order, and keep an incomplete " \
-           "line for the next call"
+    _pieces(wire, [b"HELO client.exa", b"mple\r\n"], [250])
+    hint = PIECES
     for lines, codes in (([HELO, MAIL, RCPT, f"RCPT TO:<{NOBODY}>", "DATA"], [250, 250, 250, 550, 354]),
                          ([MESSAGE.decode() + ".", "QUIT"], [250, 221])):
         expected = f"replies {' '.join(map(str, codes))}: one per command, in order, nothing read ever dropped " \
@@ -439,25 +615,49 @@ def relay(probe: Probe) -> None:
 RULES: list[Rule] = [
     Rule("greeting", "greets with 220 and its own host name", "RFC 5321 §4.2, §3.1", greeting),
     Rule("ehlo", "EHLO: a multi-line 250 with the extensions; HELO: one line", "RFC 5321 §4.1.1.1, §4.2.1", ehlo),
+    Rule("ehlo-other-name", "EHLO in lower case from another client: the same multi-line 250",
+         "RFC 5321 §4.1.1.1, §4.2.1, §2.4", ehlo_other_name, variant_of="ehlo"),
     Rule("sequence", "commands out of order get 503: MAIL before HELO, RCPT before MAIL, DATA before RCPT, "
          "a second MAIL", "RFC 5321 §4.1.4", sequence),
+    Rule("sequence-again", "503 for DATA before MAIL, and before an accepted recipient", "RFC 5321 §4.1.4",
+         sequence_again, variant_of="sequence"),
     Rule("syntax", "bad arguments get 501 and change nothing (HELO without a name, MAIL without FROM:<…>, "
          "RCPT TO:<>); MAIL FROM:<> is fine", "RFC 5321 §4.1.2, §4.2.2", syntax),
+    Rule("syntax-again", "501 for EHLO without a name, MAIL TO:, RCPT without <…>, RCPT FROM:",
+         "RFC 5321 §4.1.2, §4.2.2", syntax_again, variant_of="syntax"),
     Rule("unknown", "an unknown command gets 500 and the session goes on; commands are case-insensitive",
          "RFC 5321 §2.4, §4.2.4", unknown),
+    Rule("unknown-again", "500 before the hello too; 'Helo' and 'Rset' are commands", "RFC 5321 §2.4, §4.2.4",
+         unknown_again, variant_of="unknown"),
     Rule("rset", "RSET forgets the transaction but keeps the HELO", "RFC 5321 §4.1.1.5", rset),
+    Rule("rset-mail", "RSET after MAIL only, and twice", "RFC 5321 §4.1.1.5", rset_mail, variant_of="rset"),
     Rule("noop", "NOOP answers 250 and changes nothing", "RFC 5321 §4.1.1.9", noop),
+    Rule("noop-again", "NOOP after RCPT changes nothing", "RFC 5321 §4.1.1.9", noop_again, variant_of="noop"),
     Rule("quit", "QUIT: 221, then the server closes the connection", "RFC 5321 §4.1.1.10", quit_),
+    Rule("quit-in-transaction", "QUIT in a transaction: 221, then the server closes the connection",
+         "RFC 5321 §4.1.1.10", quit_in_transaction, variant_of="quit"),
     Rule("policy", "the host's RCPT replies are passed on: 550 unknown user, 454 relay denied",
          "RFC 5321 §4.1.1.3, §3.6.2", policy),
+    Rule("policy-again", "the host's RCPT replies for other recipients are passed on", "RFC 5321 §4.1.1.3, §3.6.2",
+         policy_again, variant_of="policy"),
     Rule("data", "DATA: 354, the message up to the lone '.', then 250 queued as ID", "RFC 5321 §4.1.1.4", data),
-    Rule("dot-unstuffing", "a line '..x' is stored as '.x'", "RFC 5321 §4.5.2", dot_unstuffing),
+    Rule("data-again", "DATA: a message with a folded header and empty lines, stored as sent", "RFC 5321 §4.1.1.4",
+         data_again, variant_of="data"),
+    Rule("dot-unstuffing", "a line '..x' is stored as '.x'", "RFC 5321 §4.5.2", dot_unstuffing, hint=UNSTUFF),
+    Rule("dot-unstuffing-again", "dot-unstuffing at the end of a message", "RFC 5321 §4.5.2", dot_unstuffing_again,
+         hint=UNSTUFF, variant_of="dot-unstuffing"),
     Rule("line-limits", "a 600-octet command line gets 500; a 1200-octet text line gets 500 after the data",
          "RFC 5321 §4.5.3.1", line_limits),
+    Rule("line-limits-exact", "lines of exactly 512 and 1000 octets are fine, 513 is not", "RFC 5321 §4.5.3.1",
+         line_limits_exact, variant_of="line-limits"),
     Rule("bare-lf", "a bare LF ends nothing in DATA: no command is smuggled in a message",
-         "RFC 5321 §4.1.1.4, §2.3.8", bare_lf),
-    Rule("pipelining", "commands sent together are answered one by one, in order", "RFC 5321 §2.3.8; RFC 2920 §3",
-         pipelining),
+         "RFC 5321 §4.1.1.4, §2.3.8", bare_lf, hint=SMUGGLING),
+    Rule("bare-lf-again", "LF . CRLF ends nothing in DATA either", "RFC 5321 §4.1.1.4, §2.3.8", bare_lf_again,
+         hint=SMUGGLING, variant_of="bare-lf"),
+    Rule("pipelining", "a command in two pieces, and commands sent together, are answered one by one, in order",
+         "RFC 5321 §2.3.8; RFC 2920 §3", pipelining, hint=PIECES),
+    Rule("pipelining-pieces", "commands cut anywhere, even between CR and LF", "RFC 5321 §2.3.8; RFC 2920 §3",
+         pipelining_pieces, hint=PIECES, variant_of="pipelining"),
     Rule("smtplib", "Python's smtplib delivers to Betty, and the message gets smtp.brilliant.com's Received: line",
          "RFC 5321 §4.4", smtplib_delivers),
     Rule("relay", "the world's relay (smtp.awesome.com) delivers Albert's mail to Betty through it",

@@ -120,7 +120,8 @@ class Judge:
                 raise BadRequest(f"at most {MAX_WORLDS} worlds at once: stop one first")
             ident = next(self._ids)
         # its own state dir: stopping it keeps its record (trace, Maildirs) for the checks
-        options: dict[str, Any] = {"seed": seed, "state_dir": tempfile.mkdtemp(prefix=f"world-{ident}-")}
+        options: dict[str, Any] = {"seed": seed, "state_dir": tempfile.mkdtemp(prefix=f"world-{ident}-"),
+                                   "control": False}  # its state dir is in the scratch the kernel shares
         if deadline is not None:
             options["deadline"] = min(max(float(deadline), 0.1), 60.0)
         world = World(**options).start()
@@ -142,9 +143,10 @@ class Judge:
     def world_use(self, args: dict, fds: list[int]) -> None:
         world = self._world(args)
         host = field(args, "host", str, default=None, limit=200)
-        parts = Decoder(special=_refs)(field(args, "parts", dict))
-        if not isinstance(parts, dict) or len(parts) > len(SEAMS):
+        given = field(args, "parts", dict)
+        if len(given) > len(SEAMS):
             raise BadRequest("parts: a map of seam names")
+        parts = {name: Decoder(special=_refs)(ref) for name, ref in given.items()}  # each a ref, a program or None
         plugged = {}
         for name, ref in parts.items():
             spec = SEAMS.get(name) if isinstance(name, str) else None

@@ -58,7 +58,6 @@ HOME = "/home/student"  # the kernel's working directory and home (a tmpfs)
 COMMON = "/run/labkit"  # the judge's scratch (its worlds, its checks' files), the kernel's to use too
 MARKER = "LABKIT_GRADE_POD"  # in every pod process's environment
 MAX_SOCKET_DIR = 100  # bytes: the kernel's sockets ("k-4") must fit a Unix socket's 107
-SHORT_PREFIX = "lg-"  # a pod's place when the run's directory is too deep for its sockets
 HIGH_FD = 100  # where the launcher parks descriptors before it places them at 3 and 4
 MAX_KERNEL_MESSAGE = 64 << 20  # bytes of one message from a kernel to the worker
 
@@ -485,6 +484,16 @@ def _env(home: str, extra: dict[str, str]) -> list[str]:
     return [arg for name, value in variables.items() for arg in ("--setenv", name, value)]
 
 
+SHORT = "lg-"  # a pod's short place in TMPDIR (when the run's own path is too long for its sockets)
+
+
+def short_places(run: str) -> list[str]:
+    """Run ``run``'s short places still there: a worker that was stopped before its exit
+    handlers ran (its spare pod) leaves its own; the coordinator removes them at the end."""
+    tmp = tempfile.gettempdir()
+    return [os.path.join(tmp, name) for name in os.listdir(tmp) if name.startswith(f"{SHORT}{run}-")]
+
+
 class Pod:
     """One submission's kernel and judge (see the module doc), made by a worker: the
     kernel manager (``km``) for nbclient, and the worker's channel to the judge."""
@@ -498,8 +507,8 @@ class Pod:
         self.root = os.path.join(scratch, f"p{self.token}")
         # The kernel's sockets are files here: a Unix socket's path has at most 107 bytes.
         self.shared = os.path.join(self.root, "s")
-        if len(self.shared) > MAX_SOCKET_DIR:  # a short place, named for the run (which sweeps it at its end)
-            self.root = os.path.join(tempfile.mkdtemp(prefix=f"{SHORT_PREFIX}{run}-"), f"p{self.token}")
+        if len(self.shared) > MAX_SOCKET_DIR:
+            self.root = os.path.join(tempfile.mkdtemp(prefix=f"{SHORT}{run}-"), f"p{self.token}")
             self.shared = os.path.join(self.root, "s")
         self.common = os.path.join(self.root, "c")
         os.makedirs(self.shared, mode=0o700)
@@ -587,7 +596,7 @@ class Pod:
                 except OSError:
                     pass
         shutil.rmtree(self.root, ignore_errors=True)
-        if os.path.basename(os.path.dirname(self.root)).startswith(SHORT_PREFIX):  # the short place, for long TMPDIRs
+        if os.path.basename(os.path.dirname(self.root)).startswith(SHORT):  # the short place, for long TMPDIRs
             shutil.rmtree(os.path.dirname(self.root), ignore_errors=True)
 
 

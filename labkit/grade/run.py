@@ -156,9 +156,8 @@ def grade(assignments: str | list[str], course: Path, *, workers: int | None = N
                 rows.append(result)
                 report(result)
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        for short in Path(tempfile.gettempdir()).glob(f"{pods.SHORT_PREFIX}{run}-*"):  # pods of a deep TMPDIR
-            shutil.rmtree(short, ignore_errors=True)
+        for place in (run_dir, *pods.short_places(run)):
+            shutil.rmtree(place, ignore_errors=True)
         if sandboxed:
             pods.Cgroup.sweep(run)
     rows.sort(key=lambda r: (r["assignment"], r["student"]))

@@ -284,6 +284,8 @@ class DeliveryQueue:
                     return await self._send(address, hop.host, entry, rcpts, message)
                 except _NextAddress as reason:
                     last = str(reason)
+                    context.tracer.note("smtp", "unreachable", f"{host.name}: {reason}: trying the next",
+                                        client=host.name, server=hop.host, address=address)
         return {r: _deferred(last) for r in rcpts}
 
     async def _send(self, address: str, mx: str, entry: QueueEntry, rcpts: list[str], message: bytes

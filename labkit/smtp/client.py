@@ -19,6 +19,7 @@ import base64
 import enum
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 # The types of the send_mail contract live in .reply (student-facing); imported here for the core's use.
 from .reply import Reply, SendResult, SMTPError, SMTPPermanentError, SMTPTransientError, Stage
@@ -311,8 +312,7 @@ class ClientTransaction:
             # RFC 5321 §3.8: 421 may come at any time; the server then closes.
             self._fail("server is shutting down the connection", reply)
             return
-        handler = getattr(self, f"_on_{self.state.name.lower()}")
-        handler(reply)
+        TRANSITIONS[self.state].on_reply(self, reply)
 
     def _on_greeting(self, reply: Reply) -> None:
         # RFC 5321 §4.3.2 / §3.1: 220 to go on; 554 means "no SMTP service here" (and
@@ -486,3 +486,34 @@ class ClientTransaction:
         if self.state is not State.QUIT:
             self._quit()
         self.state = State.DONE
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What the client does with a reply in one state: the method that reads it, and the
+    states it may lead to, each with the reply (or condition) that leads there."""
+
+    on_reply: Callable[[ClientTransaction, Reply], None]
+    leads_to: tuple[tuple[State, str], ...]
+
+
+# The client's state machine (RFC 5321 §3.3, §4.1.4, §3.2; RFC 4954 §4): in each state the
+# client waits for one reply; what it sends next is the state it moves to. A 421 in any
+# state ends it (QUIT, §3.8); so does a broken connection or a timeout (DONE).
+TRANSITIONS: dict[State, Transition] = {
+    State.GREETING: Transition(ClientTransaction._on_greeting, ((State.EHLO, "220"), (State.QUIT, "else"))),
+    State.EHLO: Transition(ClientTransaction._on_ehlo, ((State.MAIL, "250"), (State.AUTH, "250, with auth"),
+                                                         (State.HELO, "500, 502"), (State.QUIT, "else"))),
+    State.HELO: Transition(ClientTransaction._on_helo, ((State.MAIL, "250"), (State.AUTH, "250, with auth"),
+                                                         (State.QUIT, "else"))),
+    State.AUTH: Transition(ClientTransaction._on_auth, ((State.AUTH, "334"), (State.MAIL, "235"),
+                                                         (State.QUIT, "else"))),
+    State.MAIL: Transition(ClientTransaction._on_mail, ((State.RCPT, "2xx"), (State.QUIT, "else"))),
+    State.RCPT: Transition(ClientTransaction._on_rcpt, ((State.RCPT, "next recipient"),
+                                                         (State.DATA, "last; one accepted"),
+                                                         (State.RSET, "last; none accepted"))),
+    State.DATA: Transition(ClientTransaction._on_data, ((State.BODY, "354: the message, '.'"), (State.QUIT, "else"))),
+    State.BODY: Transition(ClientTransaction._on_body, ((State.QUIT, "any reply"),)),
+    State.RSET: Transition(ClientTransaction._on_rset, ((State.QUIT, "any reply"),)),
+    State.QUIT: Transition(ClientTransaction._on_quit, ((State.DONE, "any reply"),)),
+}

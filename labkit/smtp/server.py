@@ -9,11 +9,15 @@ It is the ``smtp_session`` seam's reference::
 
     world.use(host="smtp.brilliant.com", smtp_session=SMTPServerSession)
 
-The state machine (RFC 5321 §3.3, §4.1.4)::
+The state machine (RFC 5321 §3.3, §4.1.4) is a table, :data:`COMMANDS`: for each
+command, the states it may come in, the 503 it gets anywhere else, and the state a
+2xx or 3xx reply moves to. AUTH's dialogue (RFC 4954 §4) has states of its own, in which
+a line is the client's answer to a 334 challenge, not a command (:data:`AUTH_ANSWERS`)::
 
     greeted --HELO/EHLO--> ready --MAIL--> mail --RCPT--> rcpt --DATA--> data
-       ^                     ^                              |  (RCPT)       |
-       |                     +------- RSET, or the "." ends DATA ----------+
+       ^                   ^  |                           |  (RCPT)       |
+       |                   |  +--AUTH--> auth: PLAIN, or LOGIN user, password (334 ...)
+       |                   +------- RSET, or the "." that ends DATA -------+
 
 Decisions worth knowing (each a classic SMTP server bug):
 
@@ -33,7 +37,6 @@ import binascii
 import enum
 import re
 from dataclasses import dataclass
-from typing import Callable
 
 from ..mta.types import MTAPolicy
 from ..session import BaseSession, PeerInfo
@@ -81,28 +84,71 @@ class State(enum.Enum):
     MAIL = "mail"  # MAIL accepted: RCPT next
     RCPT = "rcpt"  # a recipient accepted: more RCPT, or DATA
     DATA = "data"  # reading the message
+    AUTH_PLAIN = "auth: PLAIN"  # AUTH PLAIN sent 334: the next line is the base64 response (RFC 4616)
+    AUTH_USER = "auth: LOGIN user"  # AUTH LOGIN sent 334 Username: the next line is the user name
+    AUTH_PASSWORD = "auth: LOGIN password"  # then 334 Password: the next line is the password
+    CLOSED = "closed"  # QUIT answered
+
+
+COMMAND_STATES = frozenset({State.GREETED, State.READY, State.MAIL, State.RCPT})  # where a line is a command
+HELLOED = frozenset({State.READY, State.MAIL, State.RCPT})
+TRANSACTION = frozenset({State.MAIL, State.RCPT})
 
 
 @dataclass(frozen=True)
 class Command:
-    handler: str  # method name
+    """One SMTP command: where it may come, what it gets elsewhere, where it leads."""
+
+    handler: str  # method name: gets the argument (or what ``parse`` made of it), returns the reply
     syntax: str  # for 501 replies
+    states: frozenset[State] = COMMAND_STATES  # where it may come (RFC 5321 §4.1.4)
+    refused: tuple[tuple[frozenset[State], str], ...] = ()  # elsewhere: the 503 reply, by state
+    then: State | None = None  # the state a 2xx or 3xx reply moves to (from ``states``)
+    parse: str = ""  # method name: the argument's syntax (SyntaxProblem: 501), checked before the handler
+    syntax_first: frozenset[State] = frozenset()  # states where a syntax error is said before the 503 (as aiosmtpd)
+
+    def refusal(self, state: State) -> str:
+        """The 503 for this command in ``state``, or "" where it may come."""
+        if state in self.states:
+            return ""
+        return next((reply for states, reply in self.refused if state in states), NEED_HELO)
 
 
-COMMANDS = {
-    "HELO": Command("_helo", "HELO hostname"),
-    "EHLO": Command("_ehlo", "EHLO hostname"),
-    "MAIL": Command("_mail", "MAIL FROM:<address> [parameters]"),
-    "RCPT": Command("_rcpt", "RCPT TO:<address> [parameters]"),
-    "DATA": Command("_data", "DATA"),
-    "RSET": Command("_rset", "RSET"),
+COMMANDS: dict[str, Command] = {
+    "HELO": Command("_helo", "HELO hostname", then=State.READY),
+    "EHLO": Command("_ehlo", "EHLO hostname", then=State.READY),
+    "MAIL": Command("_mail", "MAIL FROM:<address> [parameters]", frozenset({State.READY}),
+                    ((TRANSACTION, NESTED_MAIL),), then=State.MAIL, parse="_mail_path", syntax_first=TRANSACTION),
+    "RCPT": Command("_rcpt", "RCPT TO:<address> [parameters]", TRANSACTION, ((frozenset({State.READY}), NEED_MAIL),),
+                    then=State.RCPT, parse="_rcpt_path"),
+    "DATA": Command("_data", "DATA", frozenset({State.RCPT}), ((frozenset({State.READY, State.MAIL}), NEED_RCPT),),
+                    then=State.DATA),
+    "RSET": Command("_rset", "RSET"),  # to READY once said hello; greeted stays greeted
     "NOOP": Command("_noop", "NOOP [text]"),
-    "QUIT": Command("_quit", "QUIT"),
+    "QUIT": Command("_quit", "QUIT", then=State.CLOSED),
     "VRFY": Command("_vrfy", "VRFY <address>"),
     "HELP": Command("_help", "HELP [command]"),
     "EXPN": Command("_expn", "EXPN list"),
-    "AUTH": Command("_auth", "AUTH mechanism [initial-response]"),
+    # AUTH only outside a transaction (RFC 4954 §4), said after "not enabled here" and "already":
+    # its handler, then AUTH_PLAIN or AUTH_USER by mechanism (AUTH_EDGES)
+    "AUTH": Command("_auth", "AUTH mechanism [initial-response]", HELLOED),
 }
+
+# In AUTH's states a line is the client's answer to the 334 challenge (RFC 4954 §4):
+# the method that takes it, and where each outcome leads (the diagram's edges).
+AUTH_ANSWERS: dict[State, str] = {
+    State.AUTH_PLAIN: "_plain",
+    State.AUTH_USER: "_login_user",
+    State.AUTH_PASSWORD: "_login_password",
+}
+AUTH_EDGES: tuple[tuple[State, str, State], ...] = (
+    (State.READY, "AUTH PLAIN: 334", State.AUTH_PLAIN),
+    (State.READY, "AUTH LOGIN: 334", State.AUTH_USER),
+    (State.AUTH_USER, "user: 334", State.AUTH_PASSWORD),
+    (State.AUTH_PLAIN, "235 / 535", State.READY),
+    (State.AUTH_PASSWORD, "235 / 535", State.READY),
+)
+DATA_END = (State.DATA, "'.': 250 queued", State.READY)  # the line that ends the message
 
 # RFC 5321 §4.1.2: "FROM:" / "TO:", the path in angle brackets, then parameters.
 _PATH = re.compile(r"(?i)(FROM|TO):\s*<([^<>]*)>(?:\s+(.*))?")
@@ -128,7 +174,7 @@ class SMTPServerSession(BaseSession):
         self._message: list[bytes] = []
         self._size = 0
         self._data_problem = ""  # a reply owed once DATA ends (line too long, too big)
-        self._auth_step: Callable[[str], str] | None = None  # inside AUTH: what the next line is
+        self._auth_user = b""  # AUTH LOGIN: the user name, until the password comes
 
     # -- the Session interface -----------------------------------------------------
     def start(self) -> bytes:
@@ -172,13 +218,13 @@ class SMTPServerSession(BaseSession):
         return line
 
     def _line(self, raw: bytes) -> str:
-        """One command line, or an AUTH response."""
+        """One command line, or an AUTH response: the table decides where it may come."""
         if raw == b"":
             return COMMAND_TOO_LONG
         text = raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
-        if self._auth_step is not None:
-            step, self._auth_step = self._auth_step, None
-            return step(text.strip())
+        if self.state in AUTH_ANSWERS:
+            answer, self.state = AUTH_ANSWERS[self.state], State.READY  # any answer ends this step
+            return getattr(self, answer)(text.strip())
         name, _, argument = text.strip().partition(" ")
         if not name:
             return EMPTY
@@ -187,10 +233,19 @@ class SMTPServerSession(BaseSession):
             return UNKNOWN.format(name.upper())
         if len(raw.rstrip(b"\r\n")) > MAX_COMMAND_LINE + (EXTENSION_ALLOWANCE if self.txn.extended else 0):
             return COMMAND_TOO_LONG
+        refusal = command.refusal(self.state)
+        if refusal and self.state not in command.syntax_first:
+            return refusal
         try:
-            return getattr(self, command.handler)(argument.strip())
+            value = getattr(self, command.parse)(argument.strip()) if command.parse else argument.strip()
+            if refusal:
+                return refusal
+            reply = getattr(self, command.handler)(value)
         except SyntaxProblem:
             return SYNTAX.format(command.syntax)
+        if command.then is not None and reply[:1] in ("2", "3"):
+            self.state = command.then
+        return reply
 
     @staticmethod
     def _reply(text: str) -> bytes:
@@ -212,25 +267,18 @@ class SMTPServerSession(BaseSession):
         """The MTA's reply if it refuses the name; else the client has said hello."""
         if not name:
             raise SyntaxProblem
-        refused = self.mta.hello(self.txn, name, extended=extended)
-        if refused is None:
-            self.state = State.READY
-        return refused
+        return self.mta.hello(self.txn, name, extended=extended)
 
     # -- the transaction -------------------------------------------------------------
-    def _mail(self, argument: str) -> str:
-        if self.state is State.GREETED:
-            return NEED_HELO
-        address, params = self._path("FROM", argument)
-        if self.state is not State.READY:
-            return NESTED_MAIL
-        problem = self._mail_parameters(params)
-        if problem:
-            return problem
-        reply = self.mta.mail(self.txn, address, params)
-        if reply.startswith("2"):
-            self.state = State.MAIL
-        return reply
+    def _mail_path(self, argument: str) -> tuple[str, list[str]]:
+        return self._path("FROM", argument)
+
+    def _rcpt_path(self, argument: str) -> tuple[str, list[str]]:
+        return self._path("TO", argument)
+
+    def _mail(self, path: tuple[str, list[str]]) -> str:
+        address, params = path
+        return self._mail_parameters(params) or self.mta.mail(self.txn, address, params)
 
     def _mail_parameters(self, params: list[str]) -> str:
         """SIZE, BODY and SMTPUTF8 are the ones we offer (RFC 1870, 6152, 6531)."""
@@ -248,18 +296,11 @@ class SMTPServerSession(BaseSession):
                 return UNKNOWN_PARAMETER.format("MAIL FROM", param)
         return ""
 
-    def _rcpt(self, argument: str) -> str:
-        if self.state is State.GREETED:
-            return NEED_HELO
-        if self.state not in (State.MAIL, State.RCPT):
-            return NEED_MAIL
-        address, params = self._path("TO", argument)
+    def _rcpt(self, path: tuple[str, list[str]]) -> str:
+        address, params = path
         if params:
             return UNKNOWN_PARAMETER.format("RCPT TO", " ".join(params))
-        reply = self.mta.rcpt(self.txn, address)
-        if reply.startswith("2"):
-            self.state = State.RCPT
-        return reply
+        return self.mta.rcpt(self.txn, address)
 
     def _path(self, keyword: str, argument: str) -> tuple[str, list[str]]:
         """``FROM:<address> params`` -> (address, params); parameters only after EHLO."""
@@ -274,19 +315,15 @@ class SMTPServerSession(BaseSession):
         return match.group(2), params
 
     def _data(self, argument: str) -> str:
-        if self.state is State.GREETED:
-            return NEED_HELO
-        if self.state is not State.RCPT:
-            return NEED_RCPT
         if argument:
             raise SyntaxProblem
-        self.state, self._message, self._size, self._data_problem = State.DATA, [], 0, ""
+        self._message, self._size, self._data_problem = [], 0, ""
         return GO_AHEAD
 
     def _data_line(self, line: bytes) -> str:
         """One line of the message; the lone "." ends it (RFC 5321 §4.1.1.4)."""
         if line == b".\r\n":
-            self.state = State.READY
+            self.state = DATA_END[2]
             message, self._message = b"".join(self._message), []
             if self._data_problem:
                 self.txn.reset()
@@ -307,7 +344,7 @@ class SMTPServerSession(BaseSession):
         if argument:
             raise SyntaxProblem
         self.txn.reset()
-        if self.state is not State.GREETED:
+        if self.state in HELLOED:
             self.state = State.READY
         return OK
 
@@ -318,7 +355,7 @@ class SMTPServerSession(BaseSession):
     def _quit(self, argument: str) -> str:
         if argument:
             raise SyntaxProblem
-        self.closed = True
+        self.closed = True  # the table moves to CLOSED
         return CLOSING.format(host=self.hostname)
 
     def _vrfy(self, argument: str) -> str:
@@ -334,13 +371,11 @@ class SMTPServerSession(BaseSession):
 
     # -- AUTH (RFC 4954), on the submission service ---------------------------------------
     def _auth(self, argument: str) -> str:
-        if self.state is State.GREETED:
-            return NEED_HELO
         if not self.mta.auth_enabled:
             return AUTH_DISABLED
         if self.txn.login:
             return AUTH_ALREADY
-        if self.state is not State.READY:
+        if self.state in TRANSACTION:
             return AUTH_IN_TRANSACTION
         mechanism, _, initial = argument.partition(" ")
         mechanism = mechanism.upper()
@@ -349,10 +384,10 @@ class SMTPServerSession(BaseSession):
         if mechanism == "PLAIN":
             if initial:
                 return self._plain(initial)
-            self._auth_step = self._plain
+            self.state = State.AUTH_PLAIN
             return AUTH_CHALLENGE.format("")
         if mechanism == "LOGIN":  # draft-murchison-sasl-login: user name, then password
-            self._auth_step = self._login_user
+            self.state = State.AUTH_USER
             return AUTH_CHALLENGE.format(base64.b64encode(b"Username:").decode())
         return AUTH_UNKNOWN
 
@@ -370,11 +405,11 @@ class SMTPServerSession(BaseSession):
         user = self._decode(response)
         if not isinstance(user, bytes):
             return user
-        self._auth_step = lambda answer: self._login_password(user, answer)
+        self._auth_user, self.state = user, State.AUTH_PASSWORD
         return AUTH_CHALLENGE.format(base64.b64encode(b"Password:").decode())
 
-    def _login_password(self, user: bytes, response: str) -> str:
-        password = self._decode(response)
+    def _login_password(self, response: str) -> str:
+        password, user, self._auth_user = self._decode(response), self._auth_user, b""
         return password if not isinstance(password, bytes) else self._logged_in(user, password)
 
     @staticmethod

@@ -12,7 +12,8 @@ from labkit.lab import Reply, SendResult, SMTPPermanentError, SMTPTransientError
 
 def make(*, one_line_replies=False, one_recv=False, no_helo_fallback=False, data_anyway=False,
          no_dot_stuffing=False, keep_lf=False, no_quit=False, all_transient=False, stop_at_refusal=False,
-         no_timeout=False, ignore_eof=False, no_end_dot=False):
+         no_timeout=False, ignore_eof=False, no_end_dot=False, extra_blank_line=False, str_lines=False,
+         timeout_escapes=False):
     def send_mail(sock, *, helo, mail_from, rcpt_to, message, auth=None, timeout=30.0):
         if not no_timeout:
             sock.settimeout(timeout)
@@ -26,6 +27,8 @@ def make(*, one_line_replies=False, one_recv=False, no_helo_fallback=False, data
                     try:
                         chunk = sock.recv(4096)
                     except OSError as error:
+                        if timeout_escapes:
+                            raise
                         raise SMTPTransientError(f"no reply: {error}", stage=stage) from None
                     if not chunk:
                         if ignore_eof:
@@ -38,7 +41,7 @@ def make(*, one_line_replies=False, one_recv=False, no_helo_fallback=False, data
                 line = raw.rstrip(b"\r").decode()
                 lines.append(line[4:])
                 if one_line_replies or line[3:4] != "-":
-                    return Reply(int(line[:3]), tuple(lines))
+                    return Reply(int(line[:3]), " ".join(lines) if str_lines else tuple(lines))
 
         def command(text, stage):
             sock.sendall(text.encode() + b"\r\n")
@@ -83,7 +86,7 @@ def make(*, one_line_replies=False, one_recv=False, no_helo_fallback=False, data
                 body += b"\r\n"
             if not no_dot_stuffing:
                 body = (b"." + body if body.startswith(b".") else body).replace(b"\r\n.", b"\r\n..")
-            sock.sendall(body + (b"" if no_end_dot else b".\r\n"))
+            sock.sendall(body + (b"" if no_end_dot else b"\r\n.\r\n" if extra_blank_line else b".\r\n"))
             data_reply = reply("DATA")
             if data_reply.code >= 400:
                 fail("message refused", "DATA", data_reply)
@@ -99,15 +102,21 @@ good = make()
 # Each mistake and the rule that must catch it (with a word its message must contain).
 MISTAKES = {
     "reads one line per reply": (make(one_line_replies=True), "greeting-multiline", "multi-line"),
-    "one recv is one reply": (make(one_recv=True), "split-replies", "reply"),
-    "no HELO fallback": (make(no_helo_fallback=True), "helo-fallback", "SMTPPermanentError"),
+    "one recv is one reply": (make(one_recv=True), "split-replies", "TCP delivers bytes"),
+    "one recv per reply, no timeout (the naive client)": (make(one_recv=True, no_timeout=True), "split-replies",
+                                                           "TCP delivers bytes"),
+    "an extra empty line before the final dot": (make(extra_blank_line=True), "delivers", "extra empty line"),
+    "Reply lines as one str": (make(str_lines=True), "delivers", "tuple of str"),
+    "TimeoutError escapes": (make(timeout_escapes=True), "timeout", "raise SMTPTransientError"),
+    "no HELO fallback": (make(no_helo_fallback=True), "helo-fallback", "say HELO"),
     "DATA with nobody accepted": (make(data_anyway=True), "nobody-accepted", "no DATA"),
     "no dot-stuffing": (make(no_dot_stuffing=True), "dot-stuffing", "dot-stuffing"),
     "bare LF line endings": (make(keep_lf=True), "line-endings", "CRLF"),
     "never says QUIT": (make(no_quit=True), "delivers", "QUIT"),
-    "every failure is temporary": (make(all_transient=True), "sender-refused", "SMTPPermanentError"),
-    "gives up at the first refused recipient": (make(stop_at_refusal=True), "per-recipient", "SendResult"),
-    "no timeout": (make(no_timeout=True), "timeout", "longer than"),
+    "every failure is temporary": (make(all_transient=True), "sender-refused", "raise SMTPPermanentError"),
+    "gives up at the first refused recipient": (make(stop_at_refusal=True), "per-recipient",
+                                                "one refused recipient does not end the transaction"),
+    "no timeout": (make(no_timeout=True), "timeout", "sock.settimeout(timeout)"),
     "ignores a closed connection": (make(ignore_eof=True), "connection-lost", "SMTPTransientError"),
-    "forgets the final dot": (make(no_end_dot=True), "delivers", "longer than"),
+    "forgets the final dot": (make(no_end_dot=True), "delivers", "a line with a single '.'"),
 }

@@ -24,7 +24,7 @@ def make(*, greeting_without_name=False, lf_replies=False, ehlo_no_dashes=False,
          rset_forgets_hello=False, noop_refuses_argument=False, quit_stays_open=False, accept_every_rcpt=False,
          no_354=False, data_not_queued=False, keeps_final_dot=False, no_unstuffing=False, strip_all_dots=False,
          lf_ends_data=False, no_command_limit=False, no_text_limit=False, first_line_only=False,
-         no_mail_parameters=False):
+         no_mail_parameters=False, ehlo_last_dash=False, drops_partial_line=False):
     path_syntax = PATH_NO_PARAMETERS if no_mail_parameters else PATH
 
     class SMTPSession(Session):
@@ -61,6 +61,8 @@ def make(*, greeting_without_name=False, lf_replies=False, ehlo_no_dashes=False,
                     out += self.reply(self.command(line.rstrip(b"\r")))
                 if first_line_only:
                     self.buffer = b""
+            if drops_partial_line:
+                self.buffer = b""  # what came after the last complete line is lost
             return out
 
         # -- commands -----------------------------------------------------------------
@@ -91,7 +93,8 @@ def make(*, greeting_without_name=False, lf_replies=False, ehlo_no_dashes=False,
             if ehlo_no_extensions:
                 return self.hello(name, "EHLO", f"250 {self.hostname} Hello {name}")
             lines = [f"{self.hostname} Hello {name}", *self.mta.extensions()]
-            dash = [" " if ehlo_no_dashes or i == len(lines) - 1 else "-" for i in range(len(lines))]
+            dash = [" " if ehlo_no_dashes or (i == len(lines) - 1 and not ehlo_last_dash) else "-"
+                    for i in range(len(lines))]
             return self.hello(name, "EHLO", "\r\n".join(f"250{d}{text}" for d, text in zip(dash, lines)))
 
         def hello(self, name, verb, ok):
@@ -190,6 +193,8 @@ MISTAKES = {
     "a greeting without the host's name": (make(greeting_without_name=True), "greeting", "names the server"),
     "replies end in a bare LF": (make(lf_replies=True), "greeting", "bare LF"),
     "'250 ' on every EHLO line": (make(ehlo_no_dashes=True), "ehlo", "250-"),
+    "'250-' on the last EHLO line too": (make(ehlo_last_dash=True), "ehlo", "the last one a space"),
+    "an incomplete line dropped": (make(drops_partial_line=True), "pipelining", "half of one"),
     "EHLO answered like HELO": (make(ehlo_no_extensions=True), "ehlo", "SIZE"),
     "MAIL before HELO accepted": (make(mail_without_helo=True), "sequence", "HELO"),
     "RCPT before MAIL accepted": (make(rcpt_without_mail=True), "sequence", "503"),
@@ -211,7 +216,7 @@ MISTAKES = {
     "no 354 after DATA": (make(no_354=True), "data", "354"),
     "250 without mta.data": (make(data_not_queued=True), "data", "Maildir"),
     "the final '.' kept in the message": (make(keeps_final_dot=True), "data", "final '.'"),
-    "no dot-unstuffing": (make(no_unstuffing=True), "dot-unstuffing", "4.5.2"),
+    "no dot-unstuffing": (make(no_unstuffing=True), "dot-unstuffing", "dot-unstuffing: remove exactly one"),
     "every leading dot removed": (make(strip_all_dots=True), "dot-unstuffing", "exactly one"),
     "a bare LF ends a data line": (make(lf_ends_data=True), "bare-lf", "bare LF"),
     "no command line limit": (make(no_command_limit=True), "line-limits", "512"),
