@@ -294,11 +294,17 @@ def dele_quit(probe: Probe) -> None:
                          hint="STAT does not count messages marked as deleted (RFC 1939 §5)")
         client.quit()
         served.wait_ended("the session")
+    _all_but(served, numbers, 1, f"{len(numbers) - 1} messages: all but message 1",
+             "QUIT enters the UPDATE state: that is when the marked messages are removed, their files unlinked "
+             "(RFC 1939 §6)")
+
+
+def _all_but(served: Served, numbers: dict[int, int], gone: int, expected: str, hint: str) -> None:
+    """The Maildir after QUIT holds every message but number ``gone`` (``numbers``: the
+    session's numbers -> which message)."""
     kept = served.kept()
-    if kept != sorted(which for n, which in numbers.items() if n != 1):
-        raise Broken("the Maildir after QUIT", f"{len(numbers) - 1} messages: all but message 1",
-                     f"{len(kept)} messages", hint="QUIT enters the UPDATE state: that is when the marked messages "
-                                                   "are removed, their files unlinked (RFC 1939 §6)")
+    if kept != sorted(which for n, which in numbers.items() if n != gone):
+        raise Broken("the Maildir after QUIT", expected, f"{len(kept)} messages", hint=hint)
 
 
 def rset(probe: Probe) -> None:
@@ -320,11 +326,8 @@ def rset(probe: Probe) -> None:
         client.dele(3)
         client.quit()
         served.wait_ended("the session")
-    kept = served.kept()
-    if kept != sorted(which for n, which in numbers.items() if n != 3):
-        raise Broken("the Maildir after QUIT", "all but message 3: RSET unmarked 1 and 2",
-                     f"{len(kept)} messages", hint="RSET forgets the marks: QUIT deletes only what is marked "
-                                                   "then (RFC 1939 §5, §6)")
+    _all_but(served, numbers, 3, "all but message 3: RSET unmarked 1 and 2",
+             "RSET forgets the marks: QUIT deletes only what is marked then (RFC 1939 §5, §6)")
 
 
 def drop_keeps(probe: Probe) -> None:
