@@ -8,6 +8,9 @@ notebook that is this process; in a graded notebook it is the kernel, which the 
 asks to watch a call (``labkit.graded``) and which sends back the calls it saw. (The
 calls a kernel reports are data from the student's own process: a report could claim
 fsync calls that were never made, which takes as much as making them.)
+
+:func:`power_cut` uses the same patching to play a crash for a notebook: a ``deliver``
+whose machine loses power at its first rename into ``new/``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -109,3 +113,40 @@ class DiskSpy:
         names = {(maildir / sub).stat().st_ino: f"{sub}/" for sub in ("new", "tmp", "cur")}
         names[(maildir / "new" / name).stat().st_ino] = "the message's file"
         return "\n".join(c.text(maildir, names) for c in self.calls) or "no fsync, rename or link at all"
+
+
+class PowerCut(Exception):
+    """The power went out (as :func:`power_cut` plays it): nothing after this happened."""
+
+
+class _Outage(DiskSpy):
+    """A DiskSpy under which the first rename, replace or link of the thread that
+    entered it raises :class:`PowerCut` instead of happening (other threads' go on)."""
+
+    def __enter__(self) -> "_Outage":
+        self._thread = threading.get_ident()
+        return super().__enter__()  # type: ignore[return-value]
+
+    def _move(self, name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        spy = super()._move(name, real)
+
+        @functools.wraps(real)
+        def cut(src: Any, dst: Any, *args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() == self._thread:
+                raise PowerCut(f"the power went out at os.{name}({os.fspath(src)!r}, {os.fspath(dst)!r})")
+            return spy(src, dst, *args, **kwargs)
+
+        return cut
+
+
+def power_cut(deliver: Callable[[Path, bytes], str]) -> Callable[[Path, bytes], str]:
+    """``deliver`` on a machine that loses power in the middle: what it wrote before its
+    first rename (or link) stays on the disk, nothing after that happens, and the call
+    ends in :class:`PowerCut`, so the MTA never says 250 and the sender keeps the message."""
+
+    def crashing(maildir: Path, message: bytes) -> str:
+        with _Outage(deliver):
+            return deliver(maildir, message)
+
+    crashing.__name__ = crashing.__qualname__ = f"{getattr(deliver, '__name__', 'deliver')}_in_a_power_cut"
+    return crashing

@@ -33,11 +33,11 @@ __doc__ = (__doc__ or "") + "\n\n".join(spec.doc for spec in SEAMS.values()) + "
 MTA = MTAPolicy  # the name the labs used first
 
 
-def __getattr__(name: str):  # MailStore on first use: it is labkit's Maildir code, not a type
-    if name == "MailStore":
-        from .store import MailStore
+def __getattr__(name: str):  # the IMAP lab's store on first use: it is labkit's Maildir code, not a type
+    if name in ("MailStore", "StoreError"):
+        from . import store
 
-        return MailStore
+        return getattr(store, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 STUDENT_MODULES = ("labkit.lab", "labkit.notebook", "labkit.checks", "labkit.imap.parser")
@@ -46,5 +46,6 @@ STUDENT_MODULES = ("labkit.lab", "labkit.notebook", "labkit.checks", "labkit.ima
 __all__ = [
     "Failure", "HopInfo", "Local", "MTA", "MTAPolicy", "MXError", "MailStore", "NextHop", "NullMXError", "PeerInfo",
     "PermanentMXError", "ReferenceUsed", "Refuse", "Relay", "Reply", "RouteRequest", "SMTPError",
-    "SMTPPermanentError", "SMTPTransientError", "SendResult", "Session", "TemporaryMXError", "Transaction",
+    "SMTPPermanentError", "SMTPTransientError", "SendResult", "Session", "StoreError", "TemporaryMXError",
+    "Transaction",
 ]

@@ -6,6 +6,7 @@ sequence diagram in which the student's own parts stand out.
         world.send(...)
     dialogue(events)                 # the SMTP lines with the slides' labels
     sequence(events)                 # who talks to whom, your parts in orange
+    state_diagram("pop3", taught)    # a protocol's states, drawn from labkit's own server's table
 
 ``dialogue`` returns HTML (and plain text for print()); ``sequence`` a
 :class:`~labkit.picture.Picture`, which JupyterLab shows trusted or not (SVG, PNG).
@@ -17,6 +18,7 @@ import html
 from dataclasses import dataclass
 from typing import Iterable
 
+from .diskspy import PowerCut, power_cut  # noqa: F401 - a notebook's: a crash in the middle of a delivery
 from .picture import Picture
 from .sequence import Annotator, Sequencer
 from .statechart import state_diagram  # noqa: F401 - notebooks import it from here

@@ -105,12 +105,14 @@ class Stubs:
     @staticmethod
     def pop3_session(peer: PeerInfo, accounts: Any, *, hostname: str) -> Session:
         """A sans-IO POP3 server session (RFC 1939): users from
-        ``accounts.authenticate(user, password)``, their mail from :class:`MailStore`."""
+        ``accounts.authenticate(user, password)`` (an Account, or None), their mail in
+        its Maildir (``account.maildir``: the files in ``new/`` and ``cur/``)."""
 
     @staticmethod
     def imap_session(peer: PeerInfo, accounts: Any, *, hostname: str) -> Session:
         """A sans-IO IMAP server session (RFC 3501); :mod:`labkit.imap.parser` may read the
-        commands for you."""
+        commands for you, and :class:`MailStore` (``MailStore(account.maildir)``) keeps
+        the UIDs and flags."""
 
 
 # -- the registry ------------------------------------------------------------------------

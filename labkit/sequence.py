@@ -32,10 +32,14 @@ _SMTP_COMMANDS = {
     "RSET": "reset: forget this transaction",
 }
 _POP3_COMMANDS = {"USER": "user name", "PASS": "password", "STAT": "how many messages?", "LIST": "list messages",
-                  "RETR": "retrieve a message", "DELE": "mark for deletion", "QUIT": "quit (deletions happen now)"}
+                  "RETR": "retrieve a message", "DELE": "mark for deletion", "QUIT": "quit (deletions happen now)",
+                  "UIDL": "unique ids: which are new?", "TOP": "header and first lines", "RSET": "unmark deletions",
+                  "CAPA": "what can you do?"}
 _IMAP_COMMANDS = {"LOGIN": "log in", "SELECT": "open a folder", "EXAMINE": "open a folder read-only",
                   "FETCH": "fetch message data", "UID": "by unique id", "SEARCH": "search", "IDLE": "wait for new mail",
-                  "LOGOUT": "log out", "CAPABILITY": "what can you do?", "LIST": "list folders", "STORE": "set flags"}
+                  "LOGOUT": "log out", "CAPABILITY": "what can you do?", "LIST": "list folders", "STORE": "set flags",
+                  "EXPUNGE": "remove the \\Deleted", "CLOSE": "close the folder (and expunge)",
+                  "NOOP": "anything new?"}
 _DNS_QUESTIONS = {"MX": "which hosts receive its mail? (MX)", "A": "its address? (A)",
                   "AAAA": "its IPv6 address? (AAAA)", "CNAME": "is it another name's alias? (CNAME)"}
 _DNS_ANSWERS = {"MX": "its mail exchanger", "A": "the address", "AAAA": "the IPv6 address",

@@ -1,18 +1,23 @@
-"""State diagrams of labkit's SMTP client and server, drawn from the tables they run.
+"""State diagrams of labkit's SMTP client and server, and of its POP3 and IMAP servers,
+drawn from the tables they run.
 
     from labkit.notebook import state_diagram
     state_diagram("smtp-client")     # labkit.smtp.client.TRANSITIONS: what the relay's client does
     state_diagram("smtp-server")     # labkit.smtp.server.COMMANDS: where each command may come
+    state_diagram("pop3", taught=["USER", "PASS", ...])   # labkit.pop3.COMMANDS (RFC 1939 §3)
+    state_diagram("imap", taught=["LOGIN", "SELECT", ...])  # labkit.imap.session.COMMANDS (RFC 3501 §3)
 
 The tables are the reference implementations' own (so the picture is what the code
 does), imported when a diagram is drawn; in a graded notebook they are not there (the
-kernel holds no answer key), and the picture says so in words.
+kernel holds no answer key), and the picture says so in words. POP3's and IMAP's tables
+say where each command is allowed; which of them moves the session to another state is
+the RFCs' diagram (:data:`MOVES`).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Iterable
 
 from .picture import Picture
 
@@ -64,13 +69,59 @@ def _order(state: Any):
     return lambda s: ranks[s]
 
 
-MACHINES = {"smtp-client": _client, "smtp-server": _server}
+# Where a command moves a session (state, command) -> the next state, None: it closes the
+# connection; every other command allowed in a state leaves the session there.
+MOVES: dict[str, dict[tuple[str, str], str | None]] = {
+    "pop3": {("AUTHORIZATION", "PASS"): "TRANSACTION", ("AUTHORIZATION", "APOP"): "TRANSACTION",
+             ("AUTHORIZATION", "AUTH"): "TRANSACTION", ("AUTHORIZATION", "QUIT"): None,
+             ("TRANSACTION", "QUIT"): "UPDATE"},
+    "imap": {("not authenticated", "LOGIN"): "authenticated", ("not authenticated", "AUTHENTICATE"): "authenticated",
+             ("authenticated", "SELECT"): "selected", ("authenticated", "EXAMINE"): "selected",
+             ("selected", "CLOSE"): "authenticated", ("selected", "UNSELECT"): "authenticated",
+             **{(state, "LOGOUT"): None for state in ("not authenticated", "authenticated", "selected")}},
+}
 
 
-def state_diagram(machine: str) -> Picture:
-    """The state diagram of ``machine`` (``"smtp-client"`` or ``"smtp-server"``):
-    states top to bottom, a transition to the next state straight down, others in
-    lanes at the side (forward on the right, back on the left), each with its label."""
+def _table(protocol: str, module: str, title: str, extra: dict[str, Any], footnote: str) -> Machine:
+    """A server's command table as a machine: an arrow per command and state it is
+    allowed in (``extra``: commands the table names elsewhere, with their states)."""
+    table = importlib.import_module(module)
+    allowed = {name: spec.states for name, spec in table.COMMANDS.items()} | extra
+    order = _order(table.State)
+    moves = MOVES[protocol]
+    edges = [(state.value, name, moves.get((state.value, name), state.value))
+             for name, states in allowed.items() for state in sorted(states, key=order)]
+    drawn = [(a, n, b) for a, n, b in edges if b is not None]
+    # the states an arrow touches (not IMAP's logout, which LOGOUT reaches as the connection closes)
+    states = [s.value for s in table.State if any(s.value in (a, b) for a, _, b in drawn)]
+    return title, states, drawn, footnote
+
+
+def _pop3() -> Machine:
+    return _table("pop3", "labkit.pop3", "a POP3 session (labkit.pop3.COMMANDS; the moves: RFC 1939 §3)", {},
+                  "a command where no arrow allows it gets -ERR and changes nothing; QUIT in AUTHORIZATION closes "
+                  "at once\nUPDATE removes what DELE marked, then the connection closes")
+
+
+def _imap() -> Machine:
+    selected = importlib.import_module("labkit.imap.session").SELECTED
+    return _table("imap", "labkit.imap.session",
+                  "an IMAP session (labkit.imap.session.COMMANDS; the moves: RFC 3501 §3)", {"UID": selected},
+                  "a command where no arrow allows it gets BAD (or NO) and changes nothing; a SELECT that fails "
+                  "leaves no mailbox selected\nLOGOUT, in any state: * BYE (the logout state), then the connection "
+                  "closes")
+
+
+MACHINES = {"smtp-client": _client, "smtp-server": _server, "pop3": _pop3, "imap": _imap}
+CHAR = 6.3  # the width of a character of the labels, about (sans-serif at 11)
+
+
+def state_diagram(machine: str, taught: Iterable[str] = ()) -> Picture:
+    """The state diagram of ``machine`` (``"smtp-client"``, ``"smtp-server"``, ``"pop3"``
+    or ``"imap"``): states top to bottom, a transition to the next state straight down,
+    others in lanes at the side (forward on the right, back on the left), each with its
+    label. ``taught``: the commands a lab teaches, in its order; only their arrows are
+    drawn, and the footnote names the others the server knows."""
     try:
         title, states, edges, footnote = MACHINES[machine]()
     except KeyError:
@@ -78,13 +129,21 @@ def state_diagram(machine: str) -> Picture:
     except ImportError:
         return Picture(360, 24, f"({machine}: the diagram is drawn from labkit's own code, which a graded notebook "
                                 "does not hold)")
+    if taught:
+        lesson = [name.upper() for name in taught]
+        others = sorted({label for _, label, _ in edges} - set(lesson))
+        edges = sorted((e for e in edges if e[1] in lesson), key=lambda e: lesson.index(e[1]))
+        footnote += ("\nlabkit's server also knows " + ", ".join(others)) if others else ""
     edges = _merged(edges)
+    notes = footnote.split("\n")
     rank = {name: i for i, name in enumerate(states)}
     forward = [e for e in edges if rank[e[2]] > rank[e[0]] + 1]
     backward = [e for e in edges if rank[e[2]] < rank[e[0]]]
     left = 60 + LANE * len(backward) + 150
-    width = left + BOX_WIDTH + 60 + LANE * len(forward) + 170
-    height = 70 + ROW * len(states)
+    loops = [len(label) for source, label, target in edges if source == target]
+    width = int(max(left + BOX_WIDTH + 60 + LANE * len(forward) + 170, left + BOX_WIDTH + 40 + CHAR * max(loops or [0]),
+                    20 + CHAR * max(len(line) for line in [title, *notes])))
+    height = 70 + ROW * len(states) + 16 * (len(notes) - 1)
     picture = Picture(width, height)
     picture.label(10, 16, title, bold=True)
     top = {name: 40 + ROW * i for i, name in enumerate(states)}
@@ -118,8 +177,9 @@ def state_diagram(machine: str) -> Picture:
             y1 = top[target] + 6
             picture.arrow((left, y0), (x, y0), (x, y1), (left, y1), colour=BACK)
             picture.label(x - 4, y0 + 4, label, BACK, anchor="end")
-    picture.label(10, height - 12, footnote, LOOP, italic=True)
-    text.append(f"  ({footnote})")
+    for i, note in enumerate(notes):
+        picture.label(10, height - 12 - 16 * (len(notes) - 1 - i), note, LOOP, italic=True)
+        text.append(f"  ({note})")
     picture.text = "\n".join(text)
     return picture
 

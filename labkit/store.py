@@ -83,7 +83,7 @@ from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 from .commit import Staged, flush, install, write_temp
 from .imap.wire import not_atom_char
 from .maildir import create as create_maildir
-from .maildir import fsync_dir, notify, sweep_tmp, unique_name, write_durably
+from .maildir import fsync_dir, notify, sweep_tmp, unique_name, watch, write_durably
 
 try:  # POSIX: locks across processes; elsewhere the thread locks still hold
     import fcntl
@@ -963,6 +963,13 @@ class Folder:
         if changed or recent:
             self.recent = frozenset(self.recent.union(recent).intersection(self._view))
         return list(self._view.values())
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` whenever this process changes the folder (a delivery,
+        another session's flags or expunge), from the thread that changed it: an IMAP
+        session's IDLE (RFC 2177) hands it the adapter's ``wake``. Returns the function
+        that stops watching."""
+        return watch(self.path, lambda _path: callback())
 
     @property
     def generation(self) -> int:

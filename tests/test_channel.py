@@ -236,6 +236,23 @@ def test_a_graded_kernel_holds_no_answer():
     assert {"labkit.lab", "labkit.notebook", "labkit.graded", "labkit.imap.parser"} <= held
 
 
+def test_the_storing_and_imap_labs_kernels_hold_their_helpers_and_no_answer():
+    """Lab 5 grades deliver and the POP3 session: its kernel holds neither labkit's Maildir
+    code nor its store; lab 6 grades the IMAP session and hands out the store (UIDs, flags):
+    its kernel holds the store, and no IMAP server."""
+    from labkit.grade.pod import lab_kernel
+    from submissions import source
+
+    five, six = lab_kernel(source("5-storing-and-pop3")), lab_kernel(source("6-imap"))
+    assert five == ((), ("deliver", "pop3_session")) and six == (("labkit.store",), ("imap_session",))
+    held = set(kernel_modules(five[0]))
+    assert not held & {"labkit.maildir", "labkit.store", "labkit.pop3", "labkit.commit"}
+    assert {"labkit.diskspy", "labkit.statechart"} <= held  # the notebook's power cut and state diagram
+    held = set(kernel_modules(six[0]))
+    assert {"labkit.store", "labkit.maildir", "labkit.imap.parser"} <= held
+    assert not held & {"labkit.imap.session", "labkit.imap.fetch", "labkit.pop3"}
+
+
 def test_the_student_package_gives_the_types_under_every_name(tmp_path):
     import subprocess
     import sys

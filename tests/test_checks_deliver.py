@@ -1,25 +1,44 @@
-"""The deliver checks catch each classic mistake, with its message."""
+"""The deliver checks catch each classic mistake, with its message, and pass every legal answer."""
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
 
 from checking import caught, fails_with, passes_every_rule
 from labkit import checks
+from labkit.diskspy import PowerCut, power_cut
+from labkit.maildir import create
 from labkit.maildir import deliver as labkits_own
 from mistakes.deliver import MISTAKES, good
+from mistakes.independent import deliver as independent
+
+CORPORA = {"labkit's": MISTAKES, "independent": independent.MISTAKES}
+LAB = "5-storing-and-pop3"
 
 
 def test_a_right_deliver_passes_every_rule():
     passes_every_rule(checks.deliver, good)
 
 
-@pytest.mark.parametrize("mistake", MISTAKES)
-def test_each_mistake_is_caught_with_its_message(mistake):
-    assert caught(checks.deliver, MISTAKES, mistake).rfc.startswith("maildir(5)")
+def test_an_independently_written_right_answer_passes_every_rule():
+    passes_every_rule(checks.deliver, independent.good)
+
+
+def test_labkits_own_deliver_passes_every_rule(monkeypatch):
+    """labkit's answer is a legal one (a group commit, durable the same way): the checks
+    must accept it, the fence lifted."""
+    monkeypatch.setattr("labkit.fence.check_fence", lambda *args: None)
+    passes_every_rule(checks.deliver, labkits_own)
+
+
+@pytest.mark.parametrize("corpus, mistake", [(c, m) for c, mistakes in CORPORA.items() for m in mistakes])
+def test_each_mistake_fails_a_visible_check_of_the_release_with_its_message(corpus, mistake, visible_rules):
+    visible = visible_rules(LAB)["deliver"]
+    assert caught(checks.deliver, CORPORA[corpus], mistake, visible=visible).rfc.startswith("maildir(5)")
 
 
 def test_the_spy_records_real_calls_and_puts_os_back():
@@ -28,7 +47,8 @@ def test_the_spy_records_real_calls_and_puts_os_back():
     assert (os.fsync, os.rename) == real
     synced, renamed = result.got.splitlines()
     assert synced == "os.fsync(the message's file)"
-    assert renamed.startswith("os.rename('tmp/") and "', 'new/" in renamed and renamed.endswith(" of 152 bytes")
+    assert renamed.startswith("os.rename('tmp/") and "', 'new/" in renamed
+    assert renamed.endswith(f" of {len(checks.deliver.MESSAGE)} bytes")
 
 
 def test_from_os_import_fsync_is_seen_too():
@@ -44,6 +64,33 @@ def test_from_os_import_fsync_is_seen_too():
     assert checks.deliver.run(namespace["deliver"], only=["via-tmp", "fsync"]).passed
 
 
+def test_a_deliver_that_fails_alone_fails_the_parallel_rule_with_its_own_words():
+    result = checks.deliver.run(lambda maildir, message: 1 / 0, only=["parallel"]).results[0]
+    assert "ZeroDivisionError" in result.got and "share a file" not in result.hint
+
+
+def test_a_power_cut_stops_a_delivery_at_its_rename_and_only_there(tmp_path):
+    """What the notebook's crash shows: the file written, the rename never made; another
+    thread's rename goes on meanwhile."""
+    maildir = create(tmp_path / "Maildir")
+    other = tmp_path / "other"
+    other.write_bytes(b"x")
+    renamed = threading.Event()
+
+    def deliver(maildir, message):
+        thread = threading.Thread(target=lambda: (os.rename(other, tmp_path / "moved"), renamed.set()))
+        thread.start()
+        thread.join(10)
+        return good(maildir, message)
+
+    with pytest.raises(PowerCut, match=r"os\.rename\(.*/tmp/.*/new/"):
+        power_cut(deliver)(maildir, b"Subject: cut\r\n\r\nbody\r\n")
+    assert renamed.is_set() and (tmp_path / "moved").exists()
+    assert [p.read_bytes() for p in (maildir / "tmp").iterdir()] == [b"Subject: cut\r\n\r\nbody\r\n"]
+    assert list((maildir / "new").iterdir()) == []
+    assert good(maildir, b"after") and len(list((maildir / "new").iterdir())) == 1  # os is itself again
+
+
 @pytest.mark.parametrize("impl, says", [
     (lambda maildir, message: open(maildir / "nowhere" / "x", "wb"), "FileNotFoundError"),
     (lambda maildir, message: None, "deliver must return the new file's name"),
@@ -51,4 +98,4 @@ def test_from_os_import_fsync_is_seen_too():
     (lambda maildir, message: labkits_own(maildir, message), "yours to write"),
 ])
 def test_broken_delivers_fail_with_the_boundarys_message(impl, says):
-    fails_with(checks.deliver, impl, ["lands-in-new", "in-the-world"], says)
+    fails_with(checks.deliver, impl, ["lands-in-new", "parallel", "in-the-world"], says)

@@ -1,4 +1,4 @@
-"""The imap_session checks catch each classic mistake, with its message."""
+"""The imap_session checks catch each classic mistake, with its message, and pass every legal answer."""
 
 from __future__ import annotations
 
@@ -13,19 +13,48 @@ import pytest
 
 from checking import caught, fails_with, passes_every_rule, with_receive
 from labkit import checks
+from labkit.checks.imap_client import Untagged, Unreadable, fetch_items
 from labkit.checks.sessions import Served
 from labkit.imap.session import IMAPSession as LabkitsOwn
 from labkit.trace import Tracer
-from mistakes.imap_session import MISTAKES, good
+from mistakes.imap_session import BASIC, MISTAKES, good
+from mistakes.independent import imap_session as independent
+
+CORPORA = {"labkit's": MISTAKES, "independent": independent.MISTAKES}
+LAB = "6-imap"
 
 
-def test_a_right_session_passes_every_rule():
-    passes_every_rule(checks.imap_session, good)
+def test_a_first_session_passes_the_basic_rules():
+    report = checks.imap_session.run(good, only=BASIC, deadline=2.0)
+    assert report.passed and len(report) == len(BASIC), str(report)
 
 
-@pytest.mark.parametrize("mistake", MISTAKES)
-def test_each_mistake_is_caught_with_its_message(mistake):
-    assert caught(checks.imap_session, MISTAKES, mistake).rfc.startswith("RFC 3501")
+def test_an_independently_written_right_answer_passes_every_rule():
+    passes_every_rule(checks.imap_session, independent.good)
+
+
+def test_labkits_own_session_passes_every_rule(monkeypatch):
+    """labkit's server (more commands, PERMANENTFLAGS, its own untagged news) is a legal
+    answer: the checks must accept it, the fence lifted."""
+    monkeypatch.setattr("labkit.fence.check_fence", lambda *args: None)
+    passes_every_rule(checks.imap_session, LabkitsOwn)
+
+
+@pytest.mark.parametrize("corpus, mistake", [(c, m) for c, mistakes in CORPORA.items() for m in mistakes])
+def test_each_mistake_fails_a_visible_check_of_the_release_with_its_message(corpus, mistake, visible_rules):
+    visible = visible_rules(LAB)["imap_session"]
+    assert caught(checks.imap_session, CORPORA[corpus], mistake, visible=visible).rfc.startswith("RFC 3501")
+
+
+def test_fetch_responses_are_read_with_their_literals_and_sections():
+    response = Untagged("* 2 FETCH (UID 3 FLAGS (\\Seen $Junk) BODY[HEADER.FIELDS (FROM TO)] \x000\x00 "
+                        'INTERNALDATE " 6-Dec-2025 10:00:00 +0000" X NIL)', [b"From: a\r\n)(\r\n\r\n"])
+    assert fetch_items(response) == {"UID": 3, "FLAGS": ["\\Seen", "$Junk"], "X": None,
+                                     "BODY[HEADER.FIELDS (FROM TO)]": b"From: a\r\n)(\r\n\r\n",
+                                     "INTERNALDATE": b" 6-Dec-2025 10:00:00 +0000"}
+    for broken in ("* 1 FETCH (UID 3", "* 1 FETCH (UID)", "* 1 FETCH UID 3"):
+        with pytest.raises(Unreadable):
+            fetch_items(Untagged(broken))
 
 
 @pytest.mark.parametrize("impl, says", [

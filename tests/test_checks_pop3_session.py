@@ -1,4 +1,4 @@
-"""The pop3_session checks catch each classic mistake, with its message."""
+"""The pop3_session checks catch each classic mistake, with its message, and pass every legal answer."""
 
 from __future__ import annotations
 
@@ -10,15 +10,32 @@ from checking import caught, fails_with, passes_every_rule, with_receive
 from labkit import checks
 from labkit.pop3 import POP3Session as LabkitsOwn
 from mistakes.pop3_session import MISTAKES, good
+from mistakes.independent import pop3_session as independent
+
+CORPORA = {"labkit's": MISTAKES, "independent": independent.MISTAKES}
+LAB = "5-storing-and-pop3"
 
 
 def test_a_right_session_passes_every_rule():
     passes_every_rule(checks.pop3_session, good)
 
 
-@pytest.mark.parametrize("mistake", MISTAKES)
-def test_each_mistake_is_caught_with_its_message(mistake):
-    assert caught(checks.pop3_session, MISTAKES, mistake).rfc.startswith("RFC 1939")
+def test_an_independently_written_right_answer_passes_every_rule():
+    passes_every_rule(checks.pop3_session, independent.good)
+
+
+def test_labkits_own_session_passes_every_rule(monkeypatch):
+    """labkit's server (APOP, SASL, its own UIDL and lock) is a legal answer: the checks
+    must accept it, the fence lifted."""
+    monkeypatch.setattr("labkit.fence.check_fence", lambda *args: None)
+    passes_every_rule(checks.pop3_session, LabkitsOwn)
+
+
+@pytest.mark.parametrize("corpus, mistake", [(c, m) for c, mistakes in CORPORA.items() for m in mistakes])
+def test_each_mistake_fails_a_visible_check_of_the_release_with_its_message(corpus, mistake, visible_rules):
+    visible = visible_rules(LAB)["pop3_session"]
+    caught_by = caught(checks.pop3_session, CORPORA[corpus], mistake, visible=visible)
+    assert caught_by.rfc.startswith(("RFC 1939", "RFC 2449"))
 
 
 @pytest.mark.parametrize("impl, says", [
@@ -28,7 +45,7 @@ def test_each_mistake_is_caught_with_its_message(mistake):
     (type("Mine", (LabkitsOwn,), {}), "yours to write"),
 ])
 def test_broken_sessions_fail_with_the_boundarys_message(impl, says):
-    fails_with(checks.pop3_session, impl, ["login", "drop-keeps"], says)
+    fails_with(checks.pop3_session, impl, ["login", "drop-keeps", "uidl"], says)
 
 
 def test_a_crash_shows_the_students_traceback_and_the_wire():

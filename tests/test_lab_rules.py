@@ -1,4 +1,4 @@
-"""What labs 4 and 7 teach, read off their student releases as nbgrader generates them:
+"""What labs 4 to 7 teach, read off their student releases as nbgrader generates them:
 every rule of every seam the lab grades runs in a visible test cell, and the hidden
 tests only run the same rules in other situations (a rule's ``variant_of``), in the
 cell that shows the rule itself. A student whose visible checks all pass loses points
@@ -12,7 +12,8 @@ import pytest
 
 from submissions import meta, source, text
 
-LABS = {"4-relaying": ("route", "received_header", "next_retry", "make_bounce"), "7-unix-mail": ("sendmail",)}
+LABS = {"4-relaying": ("route", "received_header", "next_retry", "make_bounce"),
+        "5-storing-and-pop3": ("deliver", "pop3_session"), "6-imap": ("imap_session",), "7-unix-mail": ("sendmail",)}
 
 
 def authored_rules(lab: str) -> dict[str, dict[str, list[str]]]:

@@ -60,7 +60,8 @@ def test_the_courses_own_labs_give_working_parts():
     a rule of its checks (the model answers, run from another notebook's kernel)."""
     parts = earlier_parts(ROOT / "notebooks", here=ROOT / "notebooks" / "7-unix-mail")
     assert {"send_mail", "resolve_mx", "smtp_session", "route", "received_header", "next_retry",
-            "make_bounce"} <= set(parts.found), parts.report()
+            "make_bounce", "deliver", "pop3_session", "imap_session"} <= set(parts.found), parts.report()
     for seam, rules in {"route": ["no-open-relay"], "received_header": ["from"], "next_retry": ["two-messages"],
-                        "make_bounce": ["per-recipient"], "resolve_mx": ["preference-order"]}.items():
+                        "make_bounce": ["per-recipient"], "resolve_mx": ["preference-order"], "deliver": ["parallel"],
+                        "pop3_session": ["uidl"], "imap_session": ["uid"]}.items():
         assert getattr(checks, seam).run(parts.get(seam), rules).passed, seam

@@ -74,8 +74,8 @@ def test_the_state_diagrams_are_the_tables_the_code_runs():
     client = str(state_diagram("smtp-client"))
     labels = {label for step in TRANSITIONS.values() for _, label in step.leads_to if label != "else"}
     assert all(f"--{label}-->" in client for label in labels)
-    with pytest.raises(ValueError, match="smtp-client, smtp-server"):
-        state_diagram("pop3")
+    with pytest.raises(ValueError, match="smtp-client, smtp-server, pop3, imap"):
+        state_diagram("smtp-relay")
 
 
 def test_an_untrusted_notebook_shows_the_diagrams_in_a_browser(world, tmp_path):
@@ -114,7 +114,7 @@ def test_a_graded_kernel_draws_no_state_diagram_and_says_why(tmp_path):
 
     package = student_package(tmp_path / "student")
     code = (f"import sys; sys.path.insert(0, {str(package)!r})\nfrom labkit.notebook import state_diagram\n"
-            "print(state_diagram('smtp-client')); print(state_diagram('smtp-server'))")
+            "for machine in ('smtp-client', 'smtp-server', 'pop3', 'imap'): print(state_diagram(machine, ['QUIT']))")
     done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 0 and done.stderr == "", done.stderr
-    assert done.stdout.count("a graded notebook does not hold") == 2
+    assert done.stdout.count("a graded notebook does not hold") == 4

@@ -592,3 +592,20 @@ def test_an_unused_folder_state_is_dropped(store: MailStore, monkeypatch: pytest
     assert path not in labkit.store._states and state.infos == {} and state.cache == {}
     fresh = store.folder("INBOX")
     assert [m.uid for m in fresh.messages()] == [1, 2, 3] and fresh.cache(fresh.messages()[0]) == {}
+
+
+def test_a_folder_is_watched_for_deliveries_flags_and_expunges(store: MailStore) -> None:
+    """What an IMAP session's IDLE hangs on: each change this process makes calls back,
+    until it stops watching."""
+    inbox = store.folder("INBOX")
+    woken = []
+    unwatch = inbox.watch(lambda: woken.append(threading.current_thread().name))
+    deliver(store.root, MESSAGE)
+    inbox.refresh()
+    uid = inbox.messages()[0].uid
+    store.folder("INBOX").change_flags(uid, add=["\\Seen"])  # another session's change
+    inbox.expunge([uid])
+    assert len(woken) == 3
+    unwatch()
+    deliver(store.root, MESSAGE)
+    assert len(woken) == 3

@@ -224,10 +224,21 @@ class LineClient:
 
     def line(self) -> str:
         """The next line, without its CRLF; ConnectionError if the server hung up."""
+        return self.raw_line().decode("utf-8", "replace")
+
+    def raw_line(self) -> bytes:
+        """The next line's octets, without its CRLF; ConnectionError if the server hung up."""
         raw = self._reader.readline(MAX_LINE)
         if not raw:
             raise ConnectionError("the server closed the connection")
-        return raw.rstrip(b"\r\n").decode("utf-8", "replace")
+        return raw.rstrip(b"\r\n")
+
+    def read(self, size: int) -> bytes:
+        """Exactly ``size`` octets (an IMAP literal); ConnectionError if the server hung up first."""
+        data = self._reader.read(size)
+        if len(data) < size:
+            raise ConnectionError(f"the server closed the connection after {len(data)} of {size} octets")
+        return data
 
     def until(self, done: Callable[[str], bool], limit: int = 50) -> list[str]:
         """Lines up to and with the first one ``done`` accepts (at most ``limit``)."""

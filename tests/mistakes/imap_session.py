@@ -1,19 +1,22 @@
-"""A student's IMAP server session, right, and wrong in each of the usual ways.
+"""A student's first IMAP server session, right, and wrong in each of the usual ways.
 
-:func:`make` builds the session class a careful student writes (the RFC 3501 commands a
-first mail client needs, over labkit's MailStore); each keyword turns on one classic
-mistake, so every wrong one differs from the right one in one place.
+:func:`make` builds the first version a careful student writes (the RFC 3501 commands a
+first mail client needs: LOGIN, SELECT, FETCH n (BODY[]), LOGOUT, over labkit's
+MailStore): it holds the rules in :data:`BASIC`, not yet the later ones (flags, SEARCH,
+EXPUNGE, UIDs, literals: see :mod:`mistakes.independent.imap_session`). Each keyword
+turns on one classic mistake, so every wrong one differs from the right one in one place.
 """
 
 from __future__ import annotations
 
 import re
 
-from labkit.lab import MailStore
+from labkit.lab import MailStore, StoreError
 
 from .lines import LineSession
 
 ARGUMENT = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')  # a quoted string or an atom
+BASIC = ("greeting", "login", "select", "fetch", "logout", "bad-command", "tags")
 
 
 def make(*, no_capability=False, any_password=False, keeps_quotes=False, no_exists=False, char_literal=False,
@@ -74,9 +77,14 @@ def make(*, no_capability=False, any_password=False, keeps_quotes=False, no_exis
         def do_select(self, arguments):
             if self.store is None:
                 return b"", "NO", "log in first"
-            self.folder = self.store.folder(arguments.strip('"'))
+            self.folder = None
+            try:
+                self.folder = self.store.folder(arguments.strip('"'))
+            except StoreError as error:
+                return b"", "NO", str(error)
             count = len(self.folder.messages())
             news = b"" if no_exists else f"* {count} EXISTS\r\n".encode()
+            news += f"* {len(self.folder.recent)} RECENT\r\n* OK [UIDVALIDITY {self.folder.uidvalidity}]\r\n".encode()
             return news + b"* FLAGS (\\Seen \\Deleted)\r\n", "OK", "[READ-WRITE] SELECT completed"
 
         def do_fetch(self, arguments):

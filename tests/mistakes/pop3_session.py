@@ -1,8 +1,9 @@
 """A student's POP3 server session, right, and wrong in each of the usual ways.
 
-:func:`make` builds the session class a careful student writes (a minimal RFC 1939
-server over labkit's MailStore); each keyword turns on one classic mistake, so every
-wrong one differs from the right one in one place.
+:func:`make` builds the session class a careful student writes (an RFC 1939 server over
+labkit's MailStore, as a server that keeps IMAP's UIDs would be; lab 5's students work on
+the Maildir's files instead, see :mod:`mistakes.independent.pop3_session`); each keyword
+turns on one classic mistake, so every wrong one differs from the right one in one place.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 import re
 
 from labkit.lab import MailStore
+from labkit.store import MailboxLocked
 
 from .lines import LineSession
+
+TRANSACTION = ("STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL")
 
 
 def make(*, imap_greeting=False, any_password=False, char_sizes=False, no_dot_stuffing=False, renumbers=False,
@@ -23,6 +27,7 @@ def make(*, imap_greeting=False, any_password=False, char_sizes=False, no_dot_st
             self.accounts, self.hostname = accounts, hostname
             self.user = None
             self.folder = None  # the INBOX, once logged in
+            self.lock = None
             self.messages = []  # MessageInfo, numbered from 1
             self.deleted = set()
 
@@ -32,6 +37,8 @@ def make(*, imap_greeting=False, any_password=False, char_sizes=False, no_dot_st
         def connection_lost(self):
             if deletes_on_drop:
                 self.commit()
+            if self.lock is not None:
+                self.lock.release()
             self.closed = True
 
         def command(self, line):
@@ -42,12 +49,13 @@ def make(*, imap_greeting=False, any_password=False, char_sizes=False, no_dot_st
                 if not quit_keeps:
                     self.commit()
                 return b"+OK bye\r\n"
+            if verb == "CAPA":
+                return b"+OK\r\nUSER\r\nTOP\r\nUIDL\r\n.\r\n"
             if self.folder is None:
                 return self.authorization(verb, argument)
-            handler = getattr(self, f"do_{verb.lower()}", None)
-            if handler is None:
+            if verb not in TRANSACTION:
                 return b"-ERR unknown command\r\n"
-            return handler(argument)
+            return getattr(self, f"do_{verb.lower()}")(argument)
 
         def authorization(self, verb, argument):
             if verb == "USER":
@@ -58,7 +66,12 @@ def make(*, imap_greeting=False, any_password=False, char_sizes=False, no_dot_st
                     self.user, argument)
                 if account is None:
                     return b"-ERR wrong user or password\r\n"
-                self.folder = MailStore(account.maildir).folder("INBOX")
+                store = MailStore(account.maildir)
+                try:
+                    self.lock = store.lock()
+                except MailboxLocked:
+                    return b"-ERR [IN-USE] locked\r\n"
+                self.folder = store.folder("INBOX")
                 self.messages = self.folder.messages()
                 return f"+OK {len(self.messages)} messages\r\n".encode()
             return b"-ERR log in first\r\n"
@@ -73,22 +86,45 @@ def make(*, imap_greeting=False, any_password=False, char_sizes=False, no_dot_st
                     return info
             return None
 
+        def numbered(self):
+            return [(n, m) for n, m in enumerate(self.messages, 1) if m.uid not in self.deleted]
+
         def do_stat(self, argument):
-            alive = [m for m in self.messages if m.uid not in self.deleted]
+            alive = [m for _, m in self.numbered()]
             return f"+OK {len(alive)} {sum(self.size(m) for m in alive)}\r\n".encode()
 
         def do_list(self, argument):
-            rows = [f"{n} {self.size(m)}" for n, m in enumerate(self.messages, 1) if m.uid not in self.deleted]
+            if argument:
+                info = self.message(argument)
+                return f"+OK {argument} {self.size(info)}\r\n".encode() if info else b"-ERR no such message\r\n"
+            rows = [f"{n} {self.size(m)}" for n, m in self.numbered()]
             return ("\r\n".join(["+OK", *rows, "."]) + "\r\n").encode()
+
+        def do_uidl(self, argument):
+            if argument:
+                info = self.message(argument)
+                return (f"+OK {argument} {self.folder.uidvalidity}.{info.uid}\r\n".encode() if info
+                        else b"-ERR no such message\r\n")
+            rows = [f"{n} {self.folder.uidvalidity}.{m.uid}" for n, m in self.numbered()]
+            return ("\r\n".join(["+OK", *rows, "."]) + "\r\n").encode()
+
+        def stuffed(self, data):
+            return data if no_dot_stuffing else re.sub(rb"(?m)^\.", b"..", data)
 
         def do_retr(self, argument):
             info = self.message(argument)
             if info is None:
                 return b"-ERR no such message\r\n"
-            data = self.folder.read(info.uid)
-            if not no_dot_stuffing:
-                data = re.sub(rb"(?m)^\.", b"..", data)
-            return f"+OK {info.size} octets\r\n".encode() + data + b".\r\n"
+            return f"+OK {info.size} octets\r\n".encode() + self.stuffed(self.folder.read(info.uid)) + b".\r\n"
+
+        def do_top(self, argument):
+            number, _, count = argument.partition(" ")
+            info = self.message(number)
+            if info is None or not count.isdigit():
+                return b"-ERR no such message\r\n"
+            head, _, body = self.folder.read(info.uid).partition(b"\r\n\r\n")
+            lines = body.split(b"\r\n")[:-1][:int(count)]
+            return b"+OK\r\n" + self.stuffed(head + b"\r\n\r\n" + b"".join(x + b"\r\n" for x in lines)) + b".\r\n"
 
         def do_dele(self, argument):
             info = self.message(argument)
