@@ -30,6 +30,18 @@ def test_each_mistake_fails_a_visible_check_of_the_release_with_its_message(mist
     assert result.rfc.startswith("RFC")
 
 
+def test_a_made_up_send_result_passes_no_rule():
+    """A stub that returns a perfect SendResult without a word to the server: no rule
+    takes the result alone (with partial credit, one that did would pay for it)."""
+    from labkit.lab import Reply, SendResult
+
+    def made_up(sock, *, helo, mail_from, rcpt_to, message, auth=None, timeout=30.0):
+        return SendResult({r: Reply(250, ("2.1.5 OK",)) for r in rcpt_to}, {}, Reply(250, ("2.0.0 queued",)))
+
+    report = checks.send_mail.run(made_up)
+    assert [r.title for r in report if r.status == "pass"] == []
+
+
 def test_labkits_own_client_earns_nothing():
     report = checks.send_mail.run(labkits_own, only=["delivers", "helo-fallback", "in-the-world"])
     assert [r.status for r in report] == ["fail", "fail", "fail"]

@@ -714,7 +714,7 @@ def row(course: Course, student: str, lab: str = LAB1) -> dict:
 
 def written_files(course: Course, *, leave_out: tuple[str, ...] = ()) -> list[Path]:
     """Every file the run wrote for the TA and the students (but those of ``leave_out``)."""
-    found = [course.path / "grades.csv"]
+    found = [course.path / "labkit-grades.csv"]
     for folder in ("autograded", "feedback"):
         found += [p for p in (course.path / folder).rglob("*")
                   if p.is_file() and p.relative_to(course.path / folder).parts[0] not in leave_out]
@@ -1125,8 +1125,8 @@ def test_control_characters_in_lms_names_are_refused(runs):
 
 def test_no_control_character_of_a_name_reaches_grades_csv_or_the_terminal(runs):
     courses, done, _ = runs
-    grades = (courses["A"].path / "grades.csv").read_text()
-    assert not [c for c in grades if ord(c) < 32 and c not in "\r\n"], "a control character in grades.csv"
+    grades = (courses["A"].path / "labkit-grades.csv").read_text()
+    assert not [c for c in grades if ord(c) < 32 and c not in "\r\n"], "a control character in labkit-grades.csv"
     assert "\x1b" not in done["A"][1] and "\x07" not in done["A"][1], "a control character in the summary"
 
 

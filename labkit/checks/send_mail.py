@@ -24,6 +24,7 @@ HELO = "smtp.awesome.com"
 MESSAGE = (b"From: Albert <albert@awesome.com>\r\nTo: Betty <betty@brilliant.com>\r\nSubject: Dinner\r\n\r\n"
            b"Hey, let's do dinner tonight.\r\n-Albert\r\n")
 TIMEOUT = 2.0  # what the checks pass as send_mail's timeout
+SILENT_TIMEOUT = 0.25  # ... where the server is meant to fall silent: any time out passes, so a short one
 
 
 def _send(probe: Probe, peer: SMTPPeer, rcpt_to: list[str], message: bytes = MESSAGE, *,
@@ -43,9 +44,13 @@ def _result(probe: Probe, peer: SMTPPeer, rcpt_to: list[str], message: bytes = M
             hint: str = "the server accepted the message: nothing here is an error", **kw: Any) -> SendResult:
     """Like :func:`_send`, for rules where the transaction should succeed."""
     try:
-        return _send(probe, peer, rcpt_to, message, **kw)
+        result = _send(probe, peer, rcpt_to, message, **kw)
     except SMTPError as error:
         raise Broken("send_mail(...)", "a SendResult", f"{type(error).__name__}: {error}", hint=hint) from None
+    if getattr(result, "accepted", None) and not peer.data:  # a SendResult is what the server said, never made up
+        raise Broken("what the server received", "the transaction the SendResult reports: MAIL, RCPT, DATA, the "
+                     "message", _commands(peer), hint="the SendResult reports the server's replies to what you sent")
+    return result
 
 
 def _wire(message: bytes) -> bytes:
@@ -437,12 +442,13 @@ def connection_lost_in_reply(probe: Probe) -> None:
 
 def server_silent(probe: Probe) -> None:
     with SMTPPeer(greeting=None, note=probe.note) as peer:
-        _failure(probe, peer, SMTPTransientError, "a server that never greets", timeout=0.5, hint=TIMEOUT_HINT)
+        _failure(probe, peer, SMTPTransientError, "a server that never greets", timeout=SILENT_TIMEOUT,
+                 hint=TIMEOUT_HINT)
 
 
 def server_silent_later(probe: Probe) -> None:
     with SMTPPeer({"MAIL": SILENT}, note=probe.note) as peer:
-        _failure(probe, peer, SMTPTransientError, "a server that falls silent after MAIL", timeout=0.5,
+        _failure(probe, peer, SMTPTransientError, "a server that falls silent after MAIL", timeout=SILENT_TIMEOUT,
                  hint=TIMEOUT_HINT)
 
 
