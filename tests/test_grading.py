@@ -126,6 +126,7 @@ def test_a_second_run_skips_what_it_graded_and_force_regrades(graded):
     assert course.rows() == first
 
 
+@pytest.mark.timeout(480)  # 8 releases generated, 31 submissions graded: about 100 s on 2 quiet cores
 def test_every_lab_honest_gets_full_marks_and_a_mistake_costs_its_cell(tmp_path):
     """The release of every lab with the model answers typed in (once as text, once as
     JupyterLab saves it) gets full marks, unflagged; the untouched release gets 0,
