@@ -166,6 +166,17 @@ def session_object(value: Any) -> Any:
     return value
 
 
+def unwatch(value: Any) -> Callable[[], None]:
+    """What a session's optional ``watch(wake)`` returns: the function that stops the
+    watching (the adapter calls it when the connection ends). Without one the adapter
+    would never wait for ``wake()``: the session's mailbox_changed() would never run."""
+    if not callable(value):
+        raise ContractError(f"watch(wake) must return the function that stops the watching (the adapter calls it "
+                            f"when the connection ends; folder.watch(callback) returns one), got {type_name(value)}: "
+                            "without it wake() is never waited for, and mailbox_changed() never runs")
+    return value
+
+
 def session_bytes(method: str) -> Callable[[Any], "bytes | Iterator[Any]"]:
     """Bytes, or an iterator of bytes chunks (a reply sent as it is made); each chunk is
     checked by :func:`session_chunk` when the adapter takes it."""

@@ -132,11 +132,17 @@ class _Outage(DiskSpy):
 
         @functools.wraps(real)
         def cut(src: Any, dst: Any, *args: Any, **kwargs: Any) -> Any:
-            if threading.get_ident() == self._thread:
-                raise PowerCut(f"the power went out at os.{name}({os.fspath(src)!r}, {os.fspath(dst)!r})")
+            if threading.get_ident() == self._thread:  # the paths as in the Maildir (tmp/NAME): a reply shows it all
+                raise PowerCut(f"the power went out at os.{name}({_in_maildir(src)!r}, {_in_maildir(dst)!r})")
             return spy(src, dst, *args, **kwargs)
 
         return cut
+
+
+def _in_maildir(path: Any) -> str:
+    """``.../Maildir/tmp/NAME`` as ``tmp/NAME``: its folder and its name."""
+    folder, name = os.path.split(os.fspath(path))
+    return os.path.join(os.path.basename(folder), name)
 
 
 def power_cut(deliver: Callable[[Path, bytes], str]) -> Callable[[Path, bytes], str]:

@@ -226,9 +226,9 @@ def session_handler(
 
         def send(data: bytes) -> None:
             if data:
-                writer.write(data)
-                if lines:
+                if lines:  # traced first: a client that reads the reply at once finds it in the trace
                     lines.feed("S", data)
+                writer.write(data)
 
         async def send_drained(data: bytes) -> None:
             send(data)
@@ -251,7 +251,8 @@ def session_handler(
             timeout = timeout if isinstance(timeout, (int, float)) and timeout > 0 else DEFAULT_TIMEOUT
             watch = await connection.attribute("watch", None)
             if callable(watch):
-                unwatch = await boundary.acall(part.seam, part.host, watch, wake_soon, student=student, note=False)
+                unwatch = await boundary.acall(part.seam, part.host, watch, wake_soon, student=student, note=False,
+                                               check=contracts.unwatch)
             while not closed:
                 # No new read starts before the reply to the last is all written (bounded memory).
                 if unwatch is None:  # nothing but the client can wake it: just read

@@ -62,7 +62,8 @@ class Session(Protocol):
     Optional: ``watch(wake) -> unwatch``. If a session has it, the adapter calls it
     once with a thread-safe ``wake()``; the session arranges for ``wake`` to be
     called when its mailbox changes (see :func:`labkit.maildir.watch`), and the
-    adapter then calls :meth:`mailbox_changed`. No polling.
+    adapter then calls :meth:`mailbox_changed`. No polling. ``unwatch`` (called when
+    the connection ends) must be callable: anything else is a broken contract.
 
     Optional, for labkit's own sessions only: ``in_memory(data) -> bool``, whether
     :meth:`receive` of ``data`` works in memory (no lock, no store write, at most one

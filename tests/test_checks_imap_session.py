@@ -102,3 +102,38 @@ def test_a_server_that_resets_after_logout_has_hung_up(monkeypatch):
         thread.join(5)
         server.close()
     assert report.passed, str(report)
+
+
+def test_a_row_shows_the_servers_reply_and_names_the_literal_size_when_a_fetch_cannot_be_read():
+    """A literal's {size} in characters, seen first by the uid rule: the row names the
+    literal size (not only UIDs), and its transcript ends with the server's reply to the
+    UID FETCH (was: it ended at the client's command, the reply traced after the client
+    had read it)."""
+    impl = independent.MISTAKES["literal size in characters (the UID FETCH shows it)"][0]
+    result = checks.imap_session.run(impl, only=["uid"]).results[0]
+    assert result.status == "fail" and "literal size" in result.hint and "len() of the bytes" in result.hint
+    assert "{203}" in result.got, result.got
+    lines = [line for _, line in result.transcript]
+    asked = max(i for i, line in enumerate(lines) if "UID FETCH 3 (BODY.PEEK[])" in line)
+    assert any(line.endswith("OK fetched") for line in lines[asked:]), lines[asked:]
+
+
+def test_a_watch_that_returns_no_unwatch_function_is_said_at_once():
+    """IDLE's watch(wake) must return the function that stops it: one that returns None
+    was never woken (the adapter waited for the client only), and the only symptom was a
+    client timing out. Now the connection ends at once with the contract's words."""
+    from labkit.world import World
+
+    class ForgetsToReturn(independent.good):
+        def watch(self, wake):
+            self.wake = wake  # no return: None
+
+    with World(control=False) as world:
+        world.use(host="smtp.brilliant.com", imap_session=ForgetsToReturn)
+        with world.connect("1.2.3.5", 143, timeout=10) as sock:
+            reader = sock.makefile("rb")
+            greeting, said = reader.readline(), reader.readline().decode()
+        assert greeting.startswith(b"* OK") and said.startswith("* BYE"), said
+        assert "watch(wake) must return the function that stops the watching" in said and "None" in said, said
+        errors = [e for e in world.tracer.events() if e.kind == "seam-error"]
+        assert errors and "mailbox_changed() never runs" in errors[0].data["detail"], errors

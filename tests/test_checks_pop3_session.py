@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -53,3 +54,14 @@ def test_a_crash_shows_the_students_traceback_and_the_wire():
     assert "in <lambda>" in result.got and "KeyError: b'STAT\\r\\n'" in result.got
     assert any(line.endswith("-ERR [SYS/TEMP] smtp.brilliant.com: internal error in the POP3 session "
                              "(raised: KeyError: b'STAT\\r\\n')") for _, line in result.transcript), result.transcript
+
+
+def test_a_changed_unique_id_is_shown_beside_the_one_it_was():
+    """A UIDL of the whole file name changes when a reader renames NAME to NAME:2,S: the
+    row shows the ids before (the transcript's first UIDL is cut off by then), so the
+    student sees the ':2,S' that came."""
+    result = checks.pop3_session.run(independent.MISTAKES["UIDL is the whole file name"][0], only=["uidl"]).results[0]
+    assert result.status == "fail"
+    renamed = re.findall(r"(\S+):2,S", result.got)
+    assert renamed and all(name in result.expected and f"{name}:2,S" not in result.expected for name in renamed), (
+        result.expected, result.got)

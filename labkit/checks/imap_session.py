@@ -17,7 +17,7 @@ from __future__ import annotations
 import imaplib
 import re
 
-from .harness import ALBERT, Broken, Probe, Rule, entry_points
+from .harness import ALBERT, Broken, Probe, Rule, difference, entry_points
 from .imap_client import IMAPTalk, Response, Unreadable
 from .peers import LineClient
 from .sessions import BETTYS_MAILBOX, CAROLS_MAILBOX, Mailbox, Served, serve
@@ -26,6 +26,16 @@ LOGOUT_CLOSE = 1.0  # seconds for the server to hang up after its LOGOUT reply
 DATE_TIME = re.compile(r"^[ \d]\d-[A-Z][a-z]{2}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}$")  # RFC 3501 §9 date-time
 LITERAL = ("the literal's {size} counts the octets that follow (RFC 3501 §4.3): len() of the bytes, not of the "
            "text; then ')' and CRLF end the FETCH response")
+OCTETS = ("a message is octets, not text: one in ISO-8859-1 is not UTF-8, and decode('utf-8', 'replace') turns each "
+          "such octet into U+FFFD (three octets once encoded again). Keep folder.read()'s bytes as they are up to the "
+          "literal: split and slice bytes, count len() of bytes; RFC822.SIZE is the octets too (info.size) "
+          "(RFC 3501 §2.3.4, §6.4.5, §7.4.2)")
+# Betty's mailbox with 8-bit text that is not UTF-8 (an ISO-8859-1 body), then a UTF-8 one.
+LATIN_1 = (b"From: Albert <albert@awesome.com>\r\nTo: Betty <betty@brilliant.com>\r\n"
+           b"Subject: =?iso-8859-1?q?Gr=FC=DFe_aus_K=F6ln?=\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+           b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+           + "Grüße aus Köln! Schöne Äpfel, süße Birnen.\r\nÀ bientôt, Albert\r\n".encode("latin-1"))
+EIGHT_BIT_MAILBOX = Mailbox(BETTYS_MAILBOX.host, BETTYS_MAILBOX.user, (LATIN_1, BETTYS_MAILBOX.messages[1]))
 REFRESH = ("another client (or the MTA) changed the mailbox: look again before each command (MailStore: "
            "folder.refresh()), and tell the client what changed before the tagged reply (RFC 3501 §5.2, §7)")
 
@@ -91,9 +101,11 @@ def _ok(talk: IMAPTalk, command: str, hint: str = "") -> Response:
 def _fetches(response: Response, hint: str = "") -> list[tuple[int, dict]]:
     try:
         return response.fetches()
-    except Unreadable as error:
-        raise Broken(response.command, "FETCH responses: * n FETCH (ITEM value ...)", str(error),
-                     hint=hint or LITERAL) from None
+    except Unreadable as error:  # most often a literal's {size} that is not its octets: say so first
+        raise Broken(response.command, "FETCH responses: * n FETCH (ITEM value ...)",
+                     f"{error}, in:\n{response.shown()}",
+                     hint=f"a FETCH response that cannot be read is most often a wrong literal size: {LITERAL}"
+                          + (f"; {hint}" if hint and hint != LITERAL else "")) from None
 
 
 def _uids(talk: IMAPTalk) -> list[int]:
@@ -227,6 +239,31 @@ def fetch(probe: Probe, mailbox: Mailbox = BETTYS_MAILBOX) -> None:
             if status != "OK" or body != mailbox.messages[n - 1]:
                 raise Broken(f"FETCH {n} (BODY[])", expected + f": message {n}", f"{status} {data!r}"[:300],
                              hint=LITERAL)
+
+
+def eight_bit(probe: Probe) -> None:
+    served = _served(probe, EIGHT_BIT_MAILBOX)
+    with probe.watching(served.world, "FETCH n (RFC822.SIZE BODY.PEEK[]), FETCH n (BODY.PEEK[TEXT]) of an "
+                        "ISO-8859-1 message", "the message's octets, unchanged, and their number", hint=OCTETS):
+        talk = _talk(served)
+        for n, message in enumerate(served.mailbox.messages, 1):
+            command = f"FETCH {n} (RFC822.SIZE BODY.PEEK[])"
+            response = _ok(talk, command, hint=OCTETS)
+            size = next((items.get("RFC822.SIZE") for m, items in _fetches(response, OCTETS) if m == n), None)
+            if size != len(message):
+                raise Broken(command, f"RFC822.SIZE {len(message)} (octets)", f"RFC822.SIZE {size}", hint=OCTETS)
+            _same(command, message, _body(response, n, hint=OCTETS))
+            command = f"FETCH {n} (BODY.PEEK[TEXT])"
+            _same(command, message.partition(b"\r\n\r\n")[2],
+                  _body(_ok(talk, command, hint=OCTETS), n, "BODY[TEXT]", hint=OCTETS))
+
+
+def _same(command: str, expected: bytes, got: bytes) -> None:
+    """``got`` must be ``expected``, octet for octet (else a Broken shown where they differ)."""
+    if got != expected:
+        want, have, where = difference(expected, got)
+        raise Broken(command, f"{{{len(expected)}}} and exactly these octets: {want}",
+                     f"{{{len(got)}}}: {have}" + (f"\n({where})" if where else ""), hint=OCTETS)
 
 
 def fetch_items(probe: Probe) -> None:
@@ -536,6 +573,8 @@ RULES: list[Rule] = [
          "RFC 3501 §6.3.1, §7.3.1", select),
     Rule("examine", "EXAMINE: [READ-ONLY]; reading marks nothing; STORE gets NO", "RFC 3501 §6.3.2", examine),
     Rule("fetch", "FETCH n BODY[]: the message as a literal of the right size", "RFC 3501 §6.4.5, §4.3", fetch),
+    Rule("eight-bit", "8-bit mail that is not UTF-8 (ISO-8859-1): sizes in octets, BODY[] the exact octets",
+         "RFC 3501 §2.3.4, §6.4.5, §7.4.2", eight_bit),
     Rule("fetch-items", "FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE); sets 2:3, *, 1,3",
          "RFC 3501 §6.4.5, §7.4.2", fetch_items),
     Rule("peek", "BODY[] sets \\Seen, BODY.PEEK[] does not", "RFC 3501 §6.4.5", peek),

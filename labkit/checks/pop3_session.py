@@ -100,10 +100,12 @@ def login(probe: Probe) -> None:
 
 def capa(probe: Probe) -> None:
     served = _served(probe)
-    hint = ("CAPA answers +OK, then one capability a line, then '.': here at least USER, TOP and UIDL, "
-            "in both states (RFC 2449 §5, §6)")
-    with probe.watching(served.world, "CAPA, before and after logging in", "+OK, then USER, TOP, UIDL, '.'",
-                        hint=hint):
+    hint = ("CAPA answers +OK, then one capability a line, then '.': here at least USER, TOP, UIDL and "
+            "PIPELINING (your server answers commands that come in one packet: say so, and clients send them "
+            "without waiting for each reply, RFC 2449 §6.6), in both states (RFC 2449 §5, §6)")
+    wanted = {"USER", "TOP", "UIDL", "PIPELINING"}
+    with probe.watching(served.world, "CAPA, before and after logging in", "+OK, then USER, TOP, UIDL, PIPELINING, "
+                        "'.'", hint=hint):
         client = _client(served, login=False)
         for when in ("before logging in", "after logging in"):
             try:
@@ -111,9 +113,9 @@ def capa(probe: Probe) -> None:
             except poplib.error_proto as error:
                 raise Broken(f"CAPA {when}", "+OK capability list follows, then the list", repr(error.args[0]),
                              hint=hint) from None
-            missing = {"USER", "TOP", "UIDL"} - capabilities
+            missing = wanted - capabilities
             if missing:
-                raise Broken(f"CAPA {when}", "USER, TOP and UIDL among the capabilities",
+                raise Broken(f"CAPA {when}", "USER, TOP, UIDL and PIPELINING among the capabilities",
                              f"{sorted(capabilities)}: no {', '.join(sorted(missing))}", hint=hint)
             if when == "before logging in":
                 client.user(served.user)
@@ -216,7 +218,8 @@ def uidl(probe: Probe) -> None:
                    ((which, _uidls(again)[n]) for n, which in _numbers(served, again).items()) if uid != ids[which]}
         if changed:
             raise Broken("UIDL, after a mail reader marked the messages seen over IMAP (they moved to cur/, "
-                         "renamed NAME:2,S)", "the same unique ids as before", served.mailbox.named(changed),
+                         "renamed NAME:2,S)", f"the same unique ids as before: {served.mailbox.named(ids)}",
+                         served.mailbox.named(changed),
                          hint="a file's name changes with its flags: the unique id is the name before ':' "
                               "(maildir(5)), and it never changes (RFC 1939 §7)")
         numbers = _numbers(served, again)
@@ -227,8 +230,9 @@ def uidl(probe: Probe) -> None:
         now = {which: _uidls(third)[n] for n, which in _numbers(served, third).items()}
         third.quit()
     if any(uid != ids[which] for which, uid in now.items()) or numbers[1] in now:
-        raise Broken("UIDL, after message 1 was deleted in the session before", "the same unique ids as before",
-                     f"{served.mailbox.named(now)}; before: {served.mailbox.named(ids)}",
+        raise Broken("UIDL, after message 1 was deleted in the session before",
+                     f"the same unique ids as before, but for the deleted message: "
+                     f"{served.mailbox.named({which: ids[which] for which in now})}", served.mailbox.named(now),
                      hint="message numbers change from session to session; a unique id is the message's own, for "
                           "good: clients (fetchmail, Thunderbird's 'leave on server') remember them (RFC 1939 §7)")
 
@@ -362,7 +366,9 @@ def lock(probe: Probe) -> None:
         served.wait_ended("the second session")
         first.quit()
         served.wait_ended("the first session")
-        released = "the lock is released when the session ends, with QUIT or without (connection_lost)"
+        released = ("the lock is released when the session ends, with QUIT or without: close the lock's file in "
+                    "connection_lost() too (RFC 1939 §8); the garbage collector closing it some time later is not a "
+                    "release")
         for how in ("QUIT", "a dropped connection"):
             try:
                 after = _client(served)
@@ -399,7 +405,8 @@ RULES: list[Rule] = [
     Rule("greeting", "+OK greeting; -ERR for an unknown command", "RFC 1939 §3, §4", greeting),
     Rule("login", "USER/PASS: -ERR for a wrong password, +OK for the right one; nothing before", "RFC 1939 §7",
          login),
-    Rule("capa", "CAPA lists USER, TOP and UIDL, before and after logging in", "RFC 2449 §5, §6", capa),
+    Rule("capa", "CAPA lists USER, TOP, UIDL and PIPELINING, before and after logging in", "RFC 2449 §5, §6",
+         capa),
     Rule("states", "each command only in its state (-ERR elsewhere); commands in any case; QUIT before login",
          "RFC 1939 §3, §4, §5", states),
     Rule("stat-list", "STAT and LIST count every message (new/ and cur/) and give each size in octets",

@@ -137,9 +137,14 @@ def serve(probe: Probe, service: str, mailbox: Mailbox = BETTYS_MAILBOX, *, gap:
     mailbox's messages in place. ``gap``: give the messages IMAP UIDs that are not their
     sequence numbers (a message before them came and was expunged)."""
     ended: "queue.Queue[None]" = queue.Queue()
+    # Every session made is kept until the rule ends: what it holds (a lock's open file) is
+    # released by connection_lost(), as it must be (RFC 1939 §8), not by the garbage collector.
+    made: list[_Observed] = []
+    probe.later(made.clear)
 
     def observed(peer: Any, accounts: Any, *, hostname: str) -> _Observed:
-        return _Observed(probe.impl(peer, accounts, hostname=hostname), ended)
+        made.append(_Observed(probe.impl(peer, accounts, hostname=hostname), ended))
+        return made[-1]
 
     world = probe.world(host=mailbox.host, part=observed)
     account = world.mailbox(mailbox.user)

@@ -50,7 +50,7 @@ def make(*, imap_greeting=False, any_password=False, char_sizes=False, no_dot_st
                     self.commit()
                 return b"+OK bye\r\n"
             if verb == "CAPA":
-                return b"+OK\r\nUSER\r\nTOP\r\nUIDL\r\n.\r\n"
+                return b"+OK\r\nUSER\r\nTOP\r\nUIDL\r\nPIPELINING\r\n.\r\n"
             if self.folder is None:
                 return self.authorization(verb, argument)
             if verb not in TRANSACTION:

@@ -18,7 +18,7 @@ def make(**mistakes: bool):
              "store_quiet", "flags_in_session", "snapshot", "no_exists_news", "no_expunge_news",
              "search_case_sensitive", "search_whole_field", "search_or", "search_uids", "search_nothing_silent",
              "expunge_old_numbers", "expunge_quiet", "close_keeps", "uid_fetch_numbers", "uid_fetch_without_uid",
-             "uid_search_numbers", "uids_are_numbers", "unknown_uid_no"}
+             "uid_search_numbers", "uids_are_numbers", "unknown_uid_no", "sections_as_text", "literal_in_characters"}
     assert set(mistakes) <= known, set(mistakes) - known
     m = {name: mistakes.get(name, False) for name in known}
 
@@ -238,6 +238,8 @@ def make(**mistakes: bool):
                 return f'INTERNALDATE "{stamp}"'.encode()
             head, section, names = a
             raw = self.box.read(u)
+            if m["sections_as_text"]:  # "it is text": sliced as a str, encoded again
+                raw = raw.decode("utf-8", "replace").encode()
             hdr, _, text = raw.partition(b"\r\n\r\n")
             if section == "HEADER":
                 data = hdr + (b"\r\n" if m["header_without_blank"] else b"\r\n\r\n")
@@ -254,7 +256,8 @@ def make(**mistakes: bool):
                 self.seen_flags[u] = info.flags  # tell the client: news after the command
             shown_head = head if m["echoes_peek"] else "BODY"
             label = f"{shown_head}[{section}" + (f" ({' '.join(names)})" if names else "") + "]"
-            return label.encode() + b" {%d}\r\n" % len(data) + data
+            size = len(data.decode("utf-8", "replace")) if m["literal_in_characters"] else len(data)
+            return label.encode() + b" {%d}\r\n" % size + data
 
         def pick_fields(self, hdr, names):
             out, keep = [], False
@@ -397,4 +400,6 @@ MISTAKES = {
     "UID SEARCH answers message numbers": (make(uid_search_numbers=True), "uid", "UID SEARCH"),
     "UIDs are the message numbers": (make(uids_are_numbers=True), "uid", "stays with its message"),
     "NO for a UID no message has": (make(unknown_uid_no=True), "uid", "UID FETCH"),
+    "literal size in characters (the UID FETCH shows it)": (make(literal_in_characters=True), "uid", "literal size"),
+    "BODY sections cut from the message as text": (make(sections_as_text=True), "eight-bit", "not UTF-8"),
 }

@@ -12,7 +12,8 @@ from labkit.lab import Session
 def make(*, new_only=False, uidl_whole_name=False, uidl_numbers=False, list_one_lists_all=False, top_body_only=False,
          top_counts_header=False, top_unstuffed=False, no_rset=False, no_capa=False, case_sensitive=False,
          user_anytime=False, no_lock=False, lockf=False, keeps_lock_on_drop=False, stuffs_lone_dots=False,
-         counts_deleted=False, lists_deleted=False):
+         counts_deleted=False, lists_deleted=False,
+         file_lock_kept_on_drop=False, no_pipelining=False):
     def stuff(lines):
         if stuffs_lone_dots:  # "the '.' line would end the reply"
             return [b".." if line == b"." else line for line in lines]
@@ -47,7 +48,7 @@ def make(*, new_only=False, uidl_whole_name=False, uidl_numbers=False, list_one_
             return b"".join(out)
 
         def connection_lost(self):
-            if not keeps_lock_on_drop:
+            if not (keeps_lock_on_drop or file_lock_kept_on_drop):
                 self.release()
             self.closed = True
 
@@ -56,7 +57,7 @@ def make(*, new_only=False, uidl_whole_name=False, uidl_numbers=False, list_one_
             cmd = parts[0] if case_sensitive else parts[0].upper()
             arg = parts[1] if len(parts) > 1 else ""
             if cmd == "CAPA" and not no_capa:
-                return reply("+OK", [b"USER", b"UIDL", b"TOP", b"RESP-CODES"])
+                return reply("+OK", [b"USER", b"UIDL", b"TOP", b"RESP-CODES", *([] if no_pipelining else [b"PIPELINING"])])
             if cmd == "QUIT":
                 return self.quit()
             if cmd in ("USER", "PASS") and (self.state == "AUTHORIZATION" or user_anytime):
@@ -82,7 +83,14 @@ def make(*, new_only=False, uidl_whole_name=False, uidl_numbers=False, list_one_
             if account is None:
                 return reply("-ERR invalid login")
             root = str(account.maildir)
-            if not no_lock:
+            if file_lock_kept_on_drop:  # a file object: its lock lasts until the file is closed (or collected)
+                self.lock_file = open(os.path.join(root, ".pop3-lock"), "a")
+                try:
+                    fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    self.lock_file.close()
+                    return reply("-ERR [IN-USE] maildrop busy")
+            elif not no_lock:
                 fd = os.open(os.path.join(root, ".pop3-lock"), os.O_CREAT | os.O_RDWR, 0o600)
                 try:
                     (fcntl.lockf if lockf else fcntl.flock)(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -187,6 +195,9 @@ def make(*, new_only=False, uidl_whole_name=False, uidl_numbers=False, list_one_
             return reply("+OK bye")
 
         def release(self):
+            if getattr(self, "lock_file", None) is not None:
+                self.lock_file.close()
+                self.lock_file = None
             if self.lock_fd is not None:
                 os.close(self.lock_fd)
                 self.lock_fd = None
@@ -215,4 +226,7 @@ MISTAKES = {
     "stuffs only the lines that are a lone '.'": (make(stuffs_lone_dots=True), "retr", "one more '.'"),
     "STAT counts the deleted messages": (make(counts_deleted=True), "dele-quit", "STAT does not count"),
     "LIST n of a deleted message": (make(lists_deleted=True), "list-one", "deleted"),
+    "the lock's file closed at QUIT only (a file object)": (make(file_lock_kept_on_drop=True), "lock",
+                                                           "connection_lost"),
+    "no PIPELINING in CAPA": (make(no_pipelining=True), "capa", "PIPELINING"),
 }
