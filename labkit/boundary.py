@@ -289,7 +289,7 @@ def _run_student(seam: str, impl: Callable[..., Any], args: tuple, kwargs: dict,
         return _Outcome(value=value, fenced=frame.fenced)
     try:
         return _Outcome(value=check(value), fenced=frame.fenced)
-    except ContractError as violation:
-        return _Outcome(fenced=frame.fenced, violation=str(violation))
+    except ContractError as violation:  # what is wrong, then the value itself: the student sees both
+        return _Outcome(fenced=frame.fenced, violation=f"{violation}; your {seam} returned {describe(value, 240)}")
     except Exception as error:  # a value so broken that checking it failed
         return _Outcome(fenced=frame.fenced, violation=f"could not check the value: {type(error).__name__}: {error}")

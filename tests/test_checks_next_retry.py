@@ -38,3 +38,19 @@ def test_each_mistake_fails_a_visible_check_of_the_release_with_its_message(corp
 ])
 def test_broken_policies_fail_with_the_boundarys_message(impl, says):
     fails_with(checks.next_retry, impl, ["follows-schedule", "gives-up"], says)
+
+
+@pytest.mark.parametrize("rule", ["two-messages", "in-the-world"])
+def test_an_off_by_one_is_blamed_on_the_schedule_not_on_two_messages(rule):
+    """schedule[attempts] is wrong for one message alone: the rows where two messages
+    meet say so (compare with the schedule), not 'a counter of calls mixes them up'."""
+    result = checks.next_retry.run(MISTAKES["off by one"][0], only=[rule]).results[0]
+    assert result.status == "fail"
+    assert "wrong on its own" in result.hint and "not schedule[1]" in result.hint
+    assert "counter" not in result.hint
+
+
+def test_a_counter_of_calls_is_still_blamed_for_mixing_up_two_messages():
+    for rule in ("two-messages", "in-the-world"):  # each on a fresh counter (one past the schedule's end is
+        result = checks.next_retry.run(independent.make(counter=True), only=[rule]).results[0]  # constant)
+        assert result.status == "fail" and "a counter of calls" in result.hint, (rule, result.hint)

@@ -47,3 +47,13 @@ def test_a_failure_in_the_world_shows_the_students_traceback():
     result = checks.received_header.run(received_header, only=["in-the-world"]).results[0]
     assert "AttributeError" in result.got and 'return "Received: " + hop.helo_name' in result.got
     assert ("S", "smtp.brilliant.com -> smtp.awesome.com: 250 2.1.5 Recipient OK") in result.transcript  # the server's
+
+
+def test_a_value_the_contract_refuses_is_shown_with_what_is_wrong_with_it():
+    """Folded with a bare LF: the row names the problem (RFC 5322 §2.2.3, header
+    injection) and shows the field the student's function returned."""
+    result = checks.received_header.run(MISTAKES["folded with a bare LF"][0], only=["field"]).results[0]
+    assert result.status == "fail"
+    assert "RFC 5322 §2.2.3" in result.got and "header injection" in result.got
+    assert r"'Received: from smtp.awesome.com (smtp.awesome.com [1.2.3.4])\n\tby smtp.brilliant.com" in result.got
+    assert "returned" in result.hint

@@ -8,6 +8,7 @@ the checks tell a missing answer from a right one.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -84,4 +85,29 @@ def test_the_release_fails_every_autograded_check(lab, release):
     tests = graded_tests(notebook)
     passing = [c.metadata["nbgrader"]["grade_id"] for c in tests if not errors(c)]
     assert passing == [], f"these checks pass without any answer: {passing}"
+    stopped = {c.metadata["nbgrader"]["grade_id"]: errors(c) for c in notebook.cells if c.cell_type == "code"
+               and c.metadata.get("nbgrader", {}).get("locked") and c not in tests and errors(c)}
+    assert stopped == {}, "a demo cell must show what the student's (missing) part did, not stop Run All"
     assert stderr(notebook) == []
+
+
+def test_a_wrong_part_shows_in_the_demo_cells_and_run_all_goes_on(tmp_path):
+    """Lab 4 answered, but received_header folded with a bare LF: smtp.awesome.com
+    refuses the message (451 at DATA). The demo cells with the student's parts plugged
+    in show that and go on; only the checks of received_header fail."""
+    from submissions import Course, answered
+
+    lf_folding = {"received-header": lambda text: text.replace('"\\r\\n\\t".join', '"\\n\\t".join')}
+    notebook = answered(Course(tmp_path / "course"), "4-relaying", lf_folding)
+    assert '"\\n\\t".join' in "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+                                     for c in notebook["cells"])
+    path = tmp_path / "relaying.ipynb"
+    path.write_text(json.dumps(notebook))
+    done = execute(path)
+    failed = {c.metadata.get("nbgrader", {}).get("grade_id"): errors(c) for c in done.cells
+              if c.cell_type == "code" and errors(c)}
+    assert set(failed) == {"test-received-from", "test-received-clauses", "test-received-date",
+                           "test-received-folding", "test-received-world"}, failed
+    shown = "".join(o.get("text", "") for c in done.cells if c.metadata.get("nbgrader", {}).get("grade_id")
+                    == "world-yours" for o in c.outputs)
+    assert "received_header" in shown and "not delivered" in shown, shown

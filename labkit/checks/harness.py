@@ -254,7 +254,8 @@ _EXPECTED = {
 }
 _HINTS = {
     "raised": "the traceback shows where your {seam} failed",
-    "contract": "see labkit.lab for what {seam} returns",
+    "contract": "got: says what is wrong with the value your {seam} returned (shown after it); labkit.lab "
+                "describes what {seam} returns",
     "deadline": "your {seam} took longer than {deadline:g}s: a blocking wait without a timeout, or a loop "
                 "that never ends?",
     "fenced": "this part is yours to write: labkit's own {seam} earns no points",

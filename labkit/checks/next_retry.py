@@ -46,6 +46,26 @@ def _delay(probe: Probe, attempts: int, queued_for: float, expected: float,
         raise Broken(step, f"{expected:g} seconds", repr(delay), hint=hint)
 
 
+MIXES_UP = ("two messages (or more) are in the queue at once, and each has its own attempts: answer from the "
+            "arguments alone; a counter of calls, or a delay remembered from an earlier call, mixes up two messages")
+
+
+def _cause(probe: Probe, attempts: int, queued_for: float, schedule: tuple[float, ...], got: float | None) -> str:
+    """Why a message got the wrong delay among others: asked the same again, around
+    another question, a function that gives the same wrong answer is wrong for that
+    message on its own (compare with the schedule); one whose answer moved keeps state
+    between calls."""
+    far = _ask(probe, 2 * len(schedule) + 3, queued_for, schedule)[1]  # moves a counter, a remembered delay
+    again = [_ask(probe, attempts, queued_for, schedule)[1] for _ in range(2)]
+    if far is None or any(a != got for a in again):
+        return MIXES_UP
+    index = min(attempts, len(schedule)) - 1
+    which = [f"schedule[{i}]" for i, d in enumerate(schedule) if got is not None and abs(d - got) < 1e-6]
+    return (f"asked again, it answers {got!r} again: this message's delay is wrong on its own, not mixed up with "
+            f"another's. Compare with the schedule: after {attempts} failed attempt(s) wait schedule[{index}] = "
+            f"{schedule[index]:g}" + (f", not {which[0]}" if which else "") + " (the rule follows-schedule)")
+
+
 # -- the rules ---------------------------------------------------------------------------
 def follows_schedule(probe: Probe, schedule: tuple[float, ...] = SCHEDULE) -> None:
     for attempts, queued_for in _runs(schedule, len(schedule)):
@@ -65,9 +85,7 @@ def two_messages(probe: Probe) -> None:
         expected = SCHEDULE[min(attempts, len(SCHEDULE)) - 1]
         if delay is None or abs(delay - expected) > 1e-6:
             raise Broken(f"message {name}, in the queue with two others: {step}", f"{expected:g} seconds",
-                         repr(delay), hint="two messages (or more) are in the queue at once, and each has its own "
-                         "attempts: answer from the arguments alone; a counter of calls, or a delay remembered from "
-                         "an earlier call, mixes up two messages")
+                         repr(delay), hint=_cause(probe, attempts, queued_for, SCHEDULE, delay))
 
 
 def last_repeats(probe: Probe) -> None:
@@ -115,14 +133,18 @@ def in_the_world(probe: Probe) -> None:
         world.send(ALBERT, [rcpt], f"Subject: for {rcpt}\r\n\r\ngreylisted once\r\n".encode())
     for rcpt in GREYLISTED:
         probe.delivered(world, rcpt, step=f"{RELAY} (your next_retry) -> smtp.chaos.com (greylisting) -> {rcpt}")
-    for rcpt in GREYLISTED:
-        waits = [e.data.get("retry_in") for e in world.tracer.events() if e.kind == "deferred"
-                 and e.data.get("recipient") == rcpt]
+    waited = {rcpt: [e.data.get("retry_in") for e in world.tracer.events() if e.kind == "deferred"
+                     and e.data.get("recipient") == rcpt] for rcpt in GREYLISTED}
+    for rcpt, waits in waited.items():
         if waits != [schedule[0]]:
+            hint = MIXES_UP  # the same question (1 attempt) for both, and two answers
+            if all(w == waits for w in waited.values()):  # the same wrong answer: ask about one message alone
+                first = _ask(probe, 1, 0.0, schedule, world.config.mta.max_queue_time)[1]
+                if first is None or abs(first - schedule[0]) > 1e-6:
+                    hint = _cause(probe, 1, 0.0, schedule, first)
             raise Broken(f"{RELAY}: the message to {rcpt}, greylisted (451) at its first try, with another message "
                          "in the queue", f"one retry, after schedule[0] = {schedule[0]:g}s",
-                         f"retries after {', '.join(f'{w:g}s' for w in waits) or 'none'}",
-                         hint="each message in the queue has its own attempts: answer from the arguments alone")
+                         f"retries after {', '.join(f'{w:g}s' for w in waits) or 'none'}", hint=hint)
 
 
 RULES: list[Rule] = [

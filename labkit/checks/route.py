@@ -33,7 +33,7 @@ class Host:
     domains: frozenset[str]
     users: tuple[str, ...]
     elsewhere: str  # a recipient at another domain, that only our users may send to
-    lookalike: str  # another domain whose name contains ours
+    lookalikes: tuple[str, ...]  # recipients at other domains whose names contain ours (around it, or at the end)
 
     @property
     def mailboxes(self) -> frozenset[str]:
@@ -45,8 +45,8 @@ class Host:
 
 
 BRILLIANT = Host("smtp.brilliant.com", frozenset({"brilliant.com", "staff.brilliant.com"}), ("betty",),
-                 "carol@careful.com", "friend@brilliant.com.au")
-AWESOME = Host("smtp.awesome.com", frozenset({"awesome.com"}), ("albert",), BETTY, "someone@notawesome.com")
+                 "carol@careful.com", ("friend@brilliant.com.au", "someone@notbrilliant.com"))
+AWESOME = Host("smtp.awesome.com", frozenset({"awesome.com"}), ("albert",), BETTY, ("someone@notawesome.com",))
 HOST = BRILLIANT.name
 
 
@@ -70,8 +70,14 @@ def _route(probe: Probe, asked: RouteRequest) -> Any:
 
 def _local(probe: Probe, asked: RouteRequest, user: str, hint: str = "") -> None:
     decision = _route(probe, asked)
+    expected = f"Local('{user}@{asked.domain}')"
     if not isinstance(decision, Local) or decision.mailbox.lower().partition("@")[0] != user:
-        raise Broken(_about(asked), f"Local('{user}@{asked.domain}')", repr(decision), hint=hint)
+        raise Broken(_about(asked), expected, repr(decision), hint=hint)
+    if decision.mailbox not in asked.mailboxes:
+        raise Broken(_about(asked), f"{expected}: the mailbox as request.mailboxes spells it", repr(decision),
+                     hint="Local(mailbox) names the mailbox the message is stored in, one of request.mailboxes (in "
+                          "lower case), not the recipient as the client wrote it (RFC 5321 §2.4: the domain is "
+                          "case-insensitive, and this host treats its local parts so too)")
 
 
 def _refused(probe: Probe, asked: RouteRequest, codes: tuple[str, ...], hint: str) -> None:
@@ -118,20 +124,26 @@ def no_open_relay(probe: Probe, host: Host = BRILLIANT) -> None:
         _refused(probe, request(recipient, host=host), RELAY_REFUSALS, hint)
     _refused(probe, request(host.elsewhere, "submission", host=host), RELAY_REFUSALS + LOGIN_FIRST,
              f"{hint} (on port 587, 530 5.7.0 Authentication required says the same)")
+    port_25 = ("port 25 takes mail for this host's own domains only, from anyone, even {who}: relaying out is the "
+               "submission port's job (RFC 6409 §3.1, §4.3), so check request.role as well as {field}")
     _refused(probe, request(host.elsewhere, trusted=True, host=host), RELAY_REFUSALS,
-             "port 25 takes mail for this host's own domains only, from anyone, even a trusted network: relaying "
-             "out is the submission port's job (RFC 6409 §4.3), so check request.role as well as trusted")
+             port_25.format(who="a trusted network", field="trusted"))
+    _refused(probe, request(host.elsewhere, authenticated=host.user, host=host), RELAY_REFUSALS,
+             port_25.format(who="a logged-in user", field="authenticated"))
 
 
 def relays_for_users(probe: Probe, host: Host = BRILLIANT) -> None:
     hint = ("users who logged in (AUTH), and clients in the host's trusted networks, send their mail out through "
             "the submission port")
-    lookalike = (f"{domain_of(host.lookalike)} is another domain, not one of ours: compare the recipient's whole "
-                 "domain with request.local_domains (is it in the set?), not a part of the address")
     shouting = host.elsewhere.partition("@")[0].title() + "@" + domain_of(host.elsewhere).upper()
-    for asked, why in ((request(host.elsewhere, "submission", authenticated=host.user, host=host), hint),
-                       (request(shouting, "submission", trusted=True, host=host), hint),
-                       (request(host.lookalike, "submission", authenticated=host.user, host=host), lookalike)):
+    asks = [(request(host.elsewhere, "submission", authenticated=host.user, host=host), hint),
+            (request(shouting, "submission", trusted=True, host=host), hint)]
+    for lookalike in host.lookalikes:  # brilliant.com.au, notbrilliant.com: a part or the end of the name is ours
+        asks.append((request(lookalike, "submission", authenticated=host.user, host=host),
+                     f"{domain_of(lookalike)} is another domain, not one of ours: compare the recipient's whole "
+                     "domain with request.local_domains (is it in the set?), not a part of the address or the end "
+                     "of its name (endswith)"))
+    for asked, why in asks:
         decision = _route(probe, asked)
         if not isinstance(decision, Relay):
             raise Broken(_about(asked), "Relay()", repr(decision), hint=why)
@@ -161,9 +173,9 @@ RULES: list[Rule] = [
     Rule("postmaster", "postmaster exists at every local domain, in any case", "RFC 5321 §4.5.1", postmaster),
     Rule("unknown-user", "an unknown local user is refused at once: 550", "RFC 5321 §3.3", unknown_user),
     Rule("no-open-relay", "other domains: refused (454/550/554) for strangers on port 25 and 587, and for everyone "
-         "on port 25", "RFC 5321 §3.6.2, RFC 6409 §4.3", no_open_relay),
-    Rule("relays-for-users", "relays on submission for logged-in users and trusted networks", "RFC 6409 §4.3",
-         relays_for_users),
+         "on port 25 (logged in or trusted)", "RFC 5321 §3.6.2, RFC 6409 §3.1, §4.3", no_open_relay),
+    Rule("relays-for-users", "relays on submission for logged-in users and trusted networks (other domains only, "
+         "whole names: notbrilliant.com is not ours)", "RFC 6409 §4.3", relays_for_users),
     Rule("in-the-world", f"on {HOST}: a stranger cannot relay, Betty still gets her mail", "RFC 5321 §3.6.2",
          in_the_world),
     Rule("local-user-awesome", "on smtp.awesome.com too: its users' mail is delivered there", "RFC 5321 §4.1.1.3",

@@ -198,14 +198,32 @@ def t_option(probe: Probe) -> None:
     copies = _delivered(probe, world, ran, recipients, ": To: Betty, Cc: Carol, Bcc: Pat and (folded) Tom",
                         hint="-t: every address in To:, Cc: and Bcc:, a folded field's next lines (they start with "
                              "a space or tab) too: let the email package parse the header (RFC 5322 §2.2.3)")
-    for rcpt, copy in zip(recipients, copies):
-        header = "\n".join(f"{name}: {value}" for name, value in copy.items() if name.lower() not in TRACE)
-        blind = [b for b in (PAT, TOM) if b in header]
-        if copy["Bcc"] is not None or blind:
-            raise Broken(f"{rcpt}'s copy", "no Bcc: field, and no blind recipient anywhere in the header",
-                         f"Bcc: {copy['Bcc']}" if copy["Bcc"] is not None else f"{', '.join(blind)} in {header!r}",
-                         hint="remove the whole Bcc: field before sending, its folded lines (starting with a space "
-                              "or tab) too: blind copies must stay blind (RFC 5322 §3.6.3, §2.2.3)")
+    for rcpt in recipients:
+        _no_blind(world, rcpt, hint="remove the whole Bcc: field before sending, its folded lines (starting with a "
+                  "space or tab) too: blind copies must stay blind (RFC 5322 §3.6.3, §2.2.3)")
+
+
+def _no_blind(world: Any, rcpt: str, hint: str) -> None:
+    """``rcpt``'s copy names no blind recipient: no Bcc: field, and no Bcc address left
+    anywhere in its header as it was stored (a folded Bcc:'s next line, left behind,
+    continues the field above it; the email parser's address fields would drop it)."""
+    stored = email.message_from_bytes(world.messages(rcpt)[-1])  # compat32: every field as written
+    header = "\n".join(f"{name}: {value}" for name, value in stored.items() if name.lower() not in TRACE)
+    blind = [b for b in (PAT, TOM) if b in header]
+    if stored["Bcc"] is not None or blind:
+        raise Broken(f"{rcpt}'s copy", "no Bcc: field, and no blind recipient anywhere in the header",
+                     f"Bcc: {stored['Bcc']}" if stored["Bcc"] is not None else f"{', '.join(blind)} in {header!r}",
+                     hint=hint)
+
+
+def bcc_removed(probe: Probe) -> None:
+    world = _world(probe)
+    ran = _run(probe, ["-oi", "-f", ALBERT, BETTY], T_MESSAGE, world=world)
+    _expect_status(ran, 0, "EX_OK", hint="the recipients are the arguments; the message's Bcc: field names others")
+    _delivered(probe, world, ran, (BETTY,), " (no -t), the message with a Bcc: field folded on two lines")
+    _no_blind(world, BETTY, hint="remove the Bcc: field with or without -t: without -t the recipients come from the "
+              "arguments, but the field is still in the message, and Betty would read who got a blind copy "
+              "(RFC 5322 §3.6.3); its folded lines (starting with a space or tab) go too (§2.2.3)")
 
 
 def lone_dot(probe: Probe) -> None:
@@ -260,6 +278,16 @@ def some_refused(probe: Probe) -> None:
                      hint="the user must learn which address failed; the others got the message")
 
 
+def tempfail(probe: Probe) -> None:
+    world = _world(probe)
+    world.set_behaviour(SUBMISSION, "greylist")  # 451 4.7.1 at RCPT, the first time for each triplet
+    ran = _run(probe, ["-oi", "-f", ALBERT, BETTY], world=world)
+    _expect_status(ran, 75, "EX_TEMPFAIL", hint=f"{SUBMISSION} answered 451 (4xx: try again later, RFC 5321 §4.2.1) "
+                   "at RCPT: that is a temporary failure, so exit 75 and mutt or the queue tries again; 67 "
+                   "(EX_NOUSER) says the address is wrong for good, only for a 5xx. smtplib's refused dict holds "
+                   "each reply's code")
+
+
 def no_world(probe: Probe) -> None:
     ran = _run(probe, ["-oi", "-f", ALBERT, BETTY])
     _expect_status(ran, 75, "EX_TEMPFAIL", hint="no world.json in $LABKIT_STATE_DIR: nothing runs there now, try "
@@ -275,6 +303,8 @@ RULES: list[Rule] = [
          "RFC 5321 §3.3, sendmail(8) -f", envelope_sender),
     Rule("t-option", "-t: recipients from To:, Cc: and Bcc: (folded too), and the Bcc: field removed",
          "RFC 5322 §3.6.3, sendmail(8) -t", t_option),
+    Rule("bcc-removed", "without -t too: the Bcc: field (folded lines and all) is removed before sending",
+         "RFC 5322 §3.6.3, §2.2.3", bcc_removed),
     Rule("lone-dot", "with -oi a line with only '.' does not end the message; without -i it does",
          "sendmail(8) -i, RFC 5321 §4.5.2", lone_dot),
     Rule("no-recipient", "no recipient: exit 64 (EX_USAGE)", "sysexits(3)", no_recipient),
@@ -282,6 +312,8 @@ RULES: list[Rule] = [
          unknown_recipient),
     Rule("some-refused", "one bad recipient among good ones: the others get it, exit 67, the bad one named",
          "sysexits(3), RFC 5321 §3.3", some_refused),
+    Rule("tempfail", "a 4xx at RCPT (greylisted): exit 75 (EX_TEMPFAIL), not 67", "sysexits(3), RFC 5321 §4.2.1",
+         tempfail),
     Rule("no-world", "no world running: exit 75 (EX_TEMPFAIL)", "sysexits(3)", no_world),
     Rule("delivers-elsewhere", "another sender, on her own host: 'sendmail -oi -f carol tom pat'",
          "RFC 6409 §4.3, sendmail(8)", lambda probe: delivers(probe, CAROL, (TOM, PAT)), variant_of="delivers"),

@@ -11,7 +11,7 @@ from labkit.lab import Local, Refuse, Relay
 
 def make(*, open_relay=False, submission_relays=False, verbatim_address=False, keeps_local_case=False,
          relays_unknown=False, tempfail_unknown=False, login_first=False, relay_first=False, never_relays=False,
-         ignores_trusted=False):
+         ignores_trusted=False, suffix_domain=False, login_relays_anywhere=False, recipient_as_mailbox=False):
     def route(request):
         local, _, domain = request.recipient.rpartition("@")
         if verbatim_address:
@@ -25,9 +25,12 @@ def make(*, open_relay=False, submission_relays=False, verbatim_address=False, k
             return Refuse("530 5.7.0 log in first")
         if relay_first and ours:
             return Relay()
-        if domain.lower() in request.local_domains:
+        if login_relays_anywhere and request.authenticated:  # "a logged-in user is one of ours, on any port"
+            ours = True
+        if any(domain.lower().endswith(d) for d in request.local_domains) if suffix_domain else \
+                domain.lower() in request.local_domains:
             if address in request.mailboxes:
-                return Local(address)
+                return Local(request.recipient if recipient_as_mailbox else address)
             if relays_unknown:
                 return Relay()
             return Refuse(f"{'450 4' if tempfail_unknown else '550 5'}.1.1 <{request.recipient}>: no such user here")
@@ -52,4 +55,8 @@ MISTAKES = {
     "relays everything for logged-in users": (make(relay_first=True), "local-user", "Relay()"),
     "never relays": (make(never_relays=True), "relays-for-users", "Relay()"),
     "ignores the trusted networks": (make(ignores_trusted=True), "relays-for-users", "trusted networks"),
+    "matches our domain with endswith": (make(suffix_domain=True), "relays-for-users", "endswith"),
+    "relays for logged-in users on port 25 too": (make(login_relays_anywhere=True), "no-open-relay",
+                                                   "a logged-in user"),
+    "Local(the recipient as written)": (make(recipient_as_mailbox=True), "case-insensitive", "request.mailboxes"),
 }

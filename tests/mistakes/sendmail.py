@@ -25,6 +25,8 @@ def fail(code, why):
 
 def without_bcc(message):
     head, blank, body = message.partition(b"\n\n")
+    if BCC_FIRST_LINE_ONLY:  # "drop the line that starts with Bcc:"
+        return b"\n".join(l for l in head.split(b"\n") if not l.lower().startswith(b"bcc:")) + blank + body
     kept, dropping = [], False
     for line in head.split(b"\n"):
         if not line[:1].isspace():
@@ -64,8 +66,8 @@ if not sender:  # mutt gives no -f: the sender is the author
 if use_headers:
     fields = header.get_all("To", []) + header.get_all("Cc", []) + header.get_all("Bcc", [])
     recipients += [address for _, address in getaddresses(fields) if address]
-    if not KEEPS_BCC:
-        message = without_bcc(message)
+if not KEEPS_BCC and (use_headers or not BCC_ONLY_WITH_T):
+    message = without_bcc(message)
 if not recipients:
     fail(64, "no recipients")
 if not BARE_LF:  # SMTP lines end in CRLF; smtplib sends bytes as they are
@@ -94,11 +96,11 @@ except (OSError, smtplib.SMTPException) as error:
 if refused and not IGNORES_REFUSALS:
     for rcpt, (code, text) in refused.items():
         print(f"sendmail: {rcpt}: {code} {text.decode()}", file=sys.stderr)
-    sys.exit(67 if any(code >= 500 for code, _ in refused.values()) else 75)
+    sys.exit(67 if NOUSER_ON_4XX or any(code >= 500 for code, _ in refused.values()) else 75)
 '''
 
 MISTAKE_FLAGS = ("stops_at_dot", "bare_lf", "ignores_t", "keeps_bcc", "exit_one", "crashes_without_world",
-                 "no_auth", "ignores_refusals")
+                 "no_auth", "ignores_refusals", "bcc_only_with_t", "bcc_first_line_only", "nouser_on_4xx")
 make = program_maker(SCRIPT, MISTAKE_FLAGS, "labkit-student-sendmail-")
 """make(**mistakes): the path of the program with the MISTAKE_FLAGS named on."""
 
@@ -115,4 +117,7 @@ MISTAKES = {
     "a traceback when no world runs": (make(crashes_without_world=True), "no-world", "FileNotFoundError"),
     "no AUTH (the world trusts loopback)": (make(no_auth=True), "delivers", "ESMTPA"),
     "exit 0 although a recipient was refused": (make(ignores_refusals=True), "unknown-recipient", "EX_NOUSER"),
+    "removes Bcc: only with -t": (make(bcc_only_with_t=True), "bcc-removed", "with or without -t"),
+    "leaves a folded Bcc:'s next lines": (make(bcc_first_line_only=True), "t-option", "folded lines"),
+    "exit 67 for a 4xx too": (make(nouser_on_4xx=True), "tempfail", "EX_TEMPFAIL"),
 }

@@ -96,7 +96,7 @@ try:
 except smtplib.SMTPRecipientsRefused as error:
     for rcpt, (code, text) in error.recipients.items():
         sys.stderr.write(f"sendmail: {rcpt}: {code} {text.decode()}\n")
-    sys.exit(EX_NOUSER)
+    sys.exit(EX_NOUSER if any(code >= 500 for code, _ in error.recipients.values()) else EX_TEMPFAIL)
 except (OSError, smtplib.SMTPException) as error:
     die(EX_TEMPFAIL, f"could not send: {error}")
 if refused and not IGNORES_PARTIAL_REFUSAL:
