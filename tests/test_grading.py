@@ -247,3 +247,14 @@ def test_selfcheck_fails_a_stub_and_passes_a_solution(tmp_path):
     assert "NotImplementedError" in failing.stdout and "0 of 7 visible checks pass" in failing.stdout
     passing = selfcheck("done.ipynb")
     assert passing.returncode == 0 and "7 of 7 visible checks pass" in passing.stdout
+
+
+def test_the_default_is_two_workers_a_core_as_memory_allows():
+    """A submission waits about half its time: two a core keep the cores busy, never more
+    pods than the memory available holds, never none."""
+    from labkit.grade.run import WORKER_MEMORY, default_workers
+
+    assert default_workers(cores=2, available=100 * WORKER_MEMORY) == 4
+    assert default_workers(cores=2, available=3 * WORKER_MEMORY) == 3
+    assert default_workers(cores=8, available=WORKER_MEMORY // 2) == 1
+    assert 1 <= default_workers() <= 2 * len(os.sched_getaffinity(0))

@@ -24,7 +24,7 @@ HELO = "smtp.awesome.com"
 MESSAGE = (b"From: Albert <albert@awesome.com>\r\nTo: Betty <betty@brilliant.com>\r\nSubject: Dinner\r\n\r\n"
            b"Hey, let's do dinner tonight.\r\n-Albert\r\n")
 TIMEOUT = 2.0  # what the checks pass as send_mail's timeout
-SILENT_TIMEOUT = 0.25  # ... where the server is meant to fall silent: any time out passes, so a short one
+SILENT_TIMEOUT = 0.1  # ... where the server is meant to fall silent: any time out passes, so a short one
 
 
 def _send(probe: Probe, peer: SMTPPeer, rcpt_to: list[str], message: bytes = MESSAGE, *,

@@ -116,6 +116,24 @@ class Progress:
             self.out.flush()
 
 
+PER_CORE = 2  # a submission waits about half its time (timeouts a check waits out on purpose, a kernel's start)
+WORKER_MEMORY = 768 << 20  # a worker with its pod and the next one warming, measured at about 700 MB
+
+
+def default_workers(cores: int | None = None, available: int | None = None) -> int:
+    """Two submissions per core keep the cores busy while each waits, as far as the
+    memory available (``available`` bytes, by default what the kernel says now) holds
+    their pods."""
+    cores = cores or len(os.sched_getaffinity(0))
+    if available is None:
+        try:
+            with open("/proc/meminfo") as f:
+                available = next(int(line.split()[1]) << 10 for line in f if line.startswith("MemAvailable:"))
+        except (OSError, StopIteration, ValueError):
+            return cores
+    return max(1, min(cores * PER_CORE, available // WORKER_MEMORY))
+
+
 def grade(assignments: str | list[str], course: Path, *, workers: int | None = None, student: str | None = None,
           force: bool = False, submissions_from: Path | None = None, dask: str | None = None,
           limits: pods.Limits | None = None, progress: Callable[[dict], None] | None = None,
@@ -136,7 +154,7 @@ def grade(assignments: str | list[str], course: Path, *, workers: int | None = N
         packages = {a: kernel_package(Path(run_dir), a, path) for a, path in sources.items()}
         shape = {"limits": limits.to_dict(), "sandboxed": sandboxed, "run": run, "run_dir": run_dir,
                  "student_package": next(iter(packages.values()))}
-        with _Pool(workers or os.cpu_count() or 1, dask, shape) as pool:  # pods warm meanwhile
+        with _Pool(workers or default_workers(), dask, shape) as pool:  # pods warm meanwhile
             rows, jobs = [], []
             for assignment, source_path in sources.items():
                 found_rows, found_jobs = _collect(course, assignment, source_path, shape, packages[assignment],
@@ -332,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "sandboxed, judged from outside the student's kernel, in parallel.")
     parser.add_argument("assignments", nargs="+", metavar="ASSIGNMENT", help="one or more (graded together)")
     parser.add_argument("--course", type=Path, default=Path("grading"), help="the nbgrader course (default: grading)")
-    parser.add_argument("--workers", type=int, help="submissions graded at once (default: the machine's cores)")
+    parser.add_argument("--workers", type=int, help="submissions graded at once (default: two per core, as memory allows)")
     parser.add_argument("--student", help="grade this student only")
     parser.add_argument("--force", action="store_true", help="grade again what was graded already")
     parser.add_argument("--submissions", type=Path, help="an LMS download: a zip or folder, one folder per student "
