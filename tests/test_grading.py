@@ -258,3 +258,28 @@ def test_the_default_is_two_workers_a_core_as_memory_allows():
     assert default_workers(cores=2, available=3 * WORKER_MEMORY) == 3
     assert default_workers(cores=8, available=WORKER_MEMORY // 2) == 1
     assert 1 <= default_workers() <= 2 * len(os.sched_getaffinity(0))
+
+
+def test_a_labkit_under_tmp_is_bound_over_the_sandboxs_empty_tmp(monkeypatch):
+    """bubblewrap mounts in order: a clone under /tmp (labkit, its venv, the run's
+    scratch) must be bound after the empty /tmp is mounted, or the sandbox hides it and
+    every submission comes back unjudged."""
+    import sys
+
+    import labkit
+    from labkit.grade import pod
+
+    monkeypatch.setattr(sys, "prefix", "/tmp/clone/.venv")  # a clone in /tmp, its venv inside
+    monkeypatch.setattr(labkit, "__file__", "/tmp/clone/labkit/__init__.py")
+
+    def mounted_before_tmp(args: list[str]) -> list[str]:
+        tmp = next(i for i in range(len(args) - 1) if args[i] == "--tmpfs" and args[i + 1] == "/tmp")
+        return [args[i + 2] for i in range(len(args) - 2) if args[i] in ("--ro-bind", "--bind")
+                and args[i + 2].startswith("/tmp/") and i < tmp]
+
+    limits = pod.Limits()
+    kernel = pod.kernel_command(["python3", "-m", "ipykernel"], uid=60000, shared="/tmp/run/s", common="/tmp/run/c",
+                                student="/tmp/clone/student", limits=limits)
+    judge = pod.judge_command(uid=60000, common="/tmp/run/c", limits=limits)
+    assert "/tmp/clone/.venv" in kernel and "/tmp/clone/labkit" in judge  # the test sees what it means to
+    assert mounted_before_tmp(kernel) == [] and mounted_before_tmp(judge) == []

@@ -342,8 +342,8 @@ class Reader:
         if isinstance(error, TimeUp) or (isinstance(error, TimeoutError) and self.visit.target.expired()):
             self.row = time_up(rule)
         else:
-            self.row = Result(rule.title, "fail", step=self.step, expected=f"a {self.service.name} session that "
-                              "finds the message", got=_problem(error), rfc=rule.rfc,
+            self.row = Result(rule.title, "fail", step=self.step, expected=f"{_article(self.service.name)} {self.service.name} "
+                              "session that finds the message", got=_problem(error), rfc=rule.rfc,
                               transcript=excerpt(self.transcript, max(0, len(self.transcript) - 8)), hint=hint)
         self.unreachable = self.step == "connect"
 
@@ -477,3 +477,8 @@ def check_reading(host: NextHop, visit: Visit, message_id: str | None, receiver:
     else:
         rows.append(received_by(header, receiver))
     return rows
+
+
+def _article(word: str) -> str:
+    """'an IMAP', 'a POP3'."""
+    return "an" if word[:1].upper() in "AEIOU" else "a"

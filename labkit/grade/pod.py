@@ -443,9 +443,8 @@ def kernel_command(kernel_argv: list[str], *, uid: int, shared: str, common: str
     size = str(limits.disk_bytes)
     python = kernel_argv[0]
     return ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try", *_system_view(), *_venv_labkit(), *bind(student, STUDENT_ROOT),
-            "--proc", "/proc", "--dev", "/dev", *_tmpfs("/tmp", size), *_tmpfs("/dev/shm", size), *_tmpfs(HOME, size),
-            *bind(shared, shared, how="--bind"), *bind(common, COMMON, how="--bind"), "--chdir", HOME, "--clearenv",
+            "--unshare-cgroup-try", *_scratch_first(size), *_tmpfs(HOME, size), *_system_view(), *_venv_labkit(),
+            *bind(student, STUDENT_ROOT), *bind(shared, shared, how="--bind"), *bind(common, COMMON, how="--bind"), "--chdir", HOME, "--clearenv",
             *_env(HOME, {"PYTHONPATH": STUDENT_ROOT, "LABKIT_CHANNEL_FD": str(KERNEL_FD),
                          "NBGRADER_EXECUTION": "autograde"}),
             "--", *_drop(uid), python, *kernel_argv[1:]]
@@ -460,10 +459,17 @@ def judge_command(*, uid: int, common: str, limits: Limits) -> list[str]:
     package = os.path.dirname(os.path.abspath(labkit.__file__))
     binds = bind(package, package) if not package.startswith((sys.prefix, sys.base_prefix)) else []
     return ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try", *_system_view(), *binds, "--proc", "/proc", "--dev", "/dev",
-            *_tmpfs("/tmp", str(limits.disk_bytes)), *bind(common, COMMON, how="--bind"), "--chdir", COMMON,
+            "--unshare-cgroup-try", *_scratch_first(str(limits.disk_bytes)), *_system_view(), *binds,
+            *bind(common, COMMON, how="--bind"), "--chdir", COMMON,
             "--clearenv", *_env(COMMON, {"PYTHONPATH": os.path.dirname(package)}), "--", *_drop(uid),
             *_judge_argv()]
+
+
+def _scratch_first(size: str) -> list[str]:
+    """/proc, /dev and the empty /tmp and /dev/shm, mounted before anything is bound
+    (bubblewrap mounts in order): labkit or its venv under /tmp (a clone there) is bound
+    on top of the empty /tmp, never hidden by it."""
+    return ["--proc", "/proc", "--dev", "/dev", *_tmpfs("/tmp", size), *_tmpfs("/dev/shm", size)]
 
 
 def _tmpfs(path: str, size: str) -> list[str]:
