@@ -283,3 +283,16 @@ def test_a_labkit_under_tmp_is_bound_over_the_sandboxs_empty_tmp(monkeypatch):
     judge = pod.judge_command(uid=60000, common="/tmp/run/c", limits=limits)
     assert "/tmp/clone/.venv" in kernel and "/tmp/clone/labkit" in judge  # the test sees what it means to
     assert mounted_before_tmp(kernel) == [] and mounted_before_tmp(judge) == []
+
+
+def test_an_unjudged_submission_is_graded_again_without_force(tmp_path):
+    """unjudged is the grader's failure, not the student's: the next run tries again."""
+    from labkit.grade.gradebook import RESULT_FILE
+
+    course = Course(tmp_path)
+    course.hand_in("ada", LAB1, answered(course, LAB1))
+    assert course.grade(LAB1, *LIMITS).returncode == 0
+    saved = course.path / "autograded" / "ada" / LAB1 / RESULT_FILE
+    saved.write_text(json.dumps({**json.loads(saved.read_text()), "status": "unjudged"}))
+    again = course.grade(LAB1, *LIMITS)
+    assert again.returncode == 0 and "1/1 ada: graded 14/14" in again.stderr, again.stderr[-2000:]

@@ -110,10 +110,16 @@ def test_hand_grading_export_regrading_and_the_final_feedback(routine):
     assert course.rows()[(LAB1, "ada")]["score"] == "14"
     with open_gradebook(course.path) as gradebook:
         assert gradebook.find_grade("question-4xx", "smtp-by-hand", LAB1, "ada").manual_score == 1.5
+    for folder in (course.path / "submitted").glob(f"*/{LAB1}"):  # handed in through the exchange: collect
+        (folder / "submission_secret.txt").write_text(f"secret of {folder.parent.name}")  # leaves its secret
     done = labkit(course, "feedback", LAB1)
     assert done.returncode == 0, done.stderr
     page = (course.path / "feedback" / "ada" / LAB1 / "smtp-by-hand.html").read_text()
     assert "Score: 15.5 / 16" in page and "name RFC 5321 §4.2.1" in page and "1.5 / 2" in page
+    assert nbgrader(course, "release_assignment", LAB1).returncode == 0  # the exchange, as README's step 1
+    returned = nbgrader(course, "release_feedback", LAB1)  # README's step 5: it reads labkit's timestamp.txt
+    assert returned.returncode == 0, returned.stderr
+    assert any(p.name.endswith(".html") for p in (course.path / "exchange").rglob("*")), returned.stderr
     hidden = [line.strip() for c in source(LAB1)["cells"] if meta(c).get("grade") for line in text(c).splitlines()
               if "check(" in line or "HIDDEN" in line]
     for path in (course.path / "feedback").rglob("*"):

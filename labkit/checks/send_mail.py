@@ -11,6 +11,7 @@ rule is about, or the lab world itself for the last rule. ::
 
 from __future__ import annotations
 
+import builtins
 import re
 from typing import Any
 
@@ -323,10 +324,12 @@ def _failure(probe: Probe, peer: SMTPPeer, error_class: type[SMTPError], step: s
         if broken.failure != "raised":
             raise
         name = broken.got.split(":", 1)[0]
+        raised = getattr(builtins, name, None)
+        from_socket = isinstance(raised, type) and issubclass(raised, OSError)
         raise Broken(step, wanted, broken.got, failure="raised", hint=(
             f"{name} is how the socket told you; it is not send_mail's answer: catch it (OSError covers "
             f"TimeoutError and ConnectionError) and raise {error_class.__name__}(problem, stage=..., reply=None)")
-            if error_class is SMTPTransientError else hint) from None
+            if error_class is SMTPTransientError and from_socket else hint) from None
     if isinstance(outcome, error_class):
         return outcome
     got = f"{type(outcome).__name__}: {outcome}" if isinstance(outcome, SMTPError) else shown(outcome)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import shutil
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,8 +204,20 @@ def final_feedback(course: Path, assignment: str) -> list[Path]:
             path = course / "feedback" / student / assignment / f"{Path(notebook_name).stem}.html"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(page)
+            _exchange_files(course / "submitted" / student / assignment, path.parent, submission.timestamp)
             written.append(path)
     return written
+
+
+def _exchange_files(submitted: Path, feedback: Path, timestamp: object) -> None:
+    """What nbgrader's release_feedback reads beside a page, as its generate_feedback
+    leaves it: the submission's timestamp and, for a hand-in through the exchange, its
+    secret (an LMS hand-in has none: its feedback goes back through the LMS)."""
+    stamp = submitted / "timestamp.txt"
+    (feedback / "timestamp.txt").write_text(stamp.read_text() if stamp.exists() else f"{timestamp}")
+    secret = submitted / "submission_secret.txt"
+    if secret.exists():
+        shutil.copyfile(secret, feedback / "submission_secret.txt")
 
 
 # -- exports -----------------------------------------------------------------------------------------------

@@ -238,7 +238,8 @@ def _collect(course: Path, assignment: str, source_path: Path, shape: dict, pack
                                           f"invalid submission: {error}"))
             continue
         before = gradebook.earlier(course, submission.student, assignment)
-        if before is not None and not force and before.get("digest") == submission.digest:
+        if (before is not None and not force and before.get("digest") == submission.digest
+                and before.get("status") != Status.UNJUDGED.value):  # unjudged: the grader failed; try again
             rows.append(before)
             continue
         job = job_for(submission, source, {**shape, "student_package": package}, notebook_name, given)

@@ -12,7 +12,7 @@ from labkit.lab import NextHop, NullMXError, PermanentMXError, TemporaryMXError
 
 def make(*, unsorted=False, no_shuffle=False, only_a=False, raw_names=False, no_implicit=False,
          implicit_always=False, keep_dead=False, nxdomain_temporary=False, no_null_mx=False,
-         servfail_permanent=False, timeout_uncaught=False):
+         servfail_permanent=False, timeout_uncaught=False, own_when_dead=False):
     def name_of(rdata_name) -> str:
         return rdata_name.to_text() if raw_names else rdata_name.to_text(omit_final_dot=True).lower()
 
@@ -75,6 +75,8 @@ def make(*, unsorted=False, no_shuffle=False, only_a=False, raw_names=False, no_
                     hops.append(NextHop(name_of(record.exchange), preference, found))
         if hops:
             return hops
+        if own_when_dead and addresses_of(resolver, domain):  # "at least it has an address"
+            return [NextHop(shown, 0, addresses_of(resolver, domain), True)]
         if failure is not None:
             raise TemporaryMXError(shown, f"{shown}: {failure}")
         raise PermanentMXError(shown, f"no MX host of {shown} has an address")
@@ -96,4 +98,6 @@ MISTAKES = {
     "no null MX": (make(no_null_mx=True), "null-mx", "NullMXError"),
     "SERVFAIL as permanent": (make(servfail_permanent=True), "servfail", "TemporaryMXError"),
     "a timeout escapes": (make(timeout_uncaught=True), "timeout", "Timeout"),
+    "the domain's own address when no MX host has one": (make(own_when_dead=True), "no-mail-host",
+                                                          "must not be used instead"),
 }
