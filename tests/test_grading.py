@@ -228,7 +228,7 @@ def test_every_autograded_cell_of_every_lab_can_be_judged_outside():
                 assert verdict.parse(text(cell)), (lab, meta(cell)["grade_id"])
 
 
-def test_selfcheck_fails_a_stub_and_passes_a_solution(tmp_path):
+def test_selfcheck_fails_a_stub_and_passes_a_solution_and_says_what_is_unfinished(tmp_path):
     import subprocess
     import sys
 
@@ -237,6 +237,8 @@ def test_selfcheck_fails_a_stub_and_passes_a_solution(tmp_path):
     course = Course(tmp_path / "course")
     (tmp_path / "stub.ipynb").write_text(json.dumps(course.release(LAB1)))
     (tmp_path / "done.ipynb").write_text(json.dumps(answered(course, LAB1)))
+    (tmp_path / "leftover.ipynb").write_text(json.dumps(answered(course, LAB1, {  # the stub's raise left in
+        "send-mail": lambda t: t + "\nraise NotImplementedError()"})))
 
     def selfcheck(name: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "labkit.cli", "selfcheck", name], cwd=tmp_path, env=python_env(),
@@ -245,8 +247,13 @@ def test_selfcheck_fails_a_stub_and_passes_a_solution(tmp_path):
     failing = selfcheck("stub.ipynb")
     assert failing.returncode == 1 and "[FAIL] test-delivers" in failing.stdout
     assert "NotImplementedError" in failing.stdout and "0 of 7 visible checks pass" in failing.stdout
+    assert "[TODO] question-4xx: not answered yet" in failing.stdout
     passing = selfcheck("done.ipynb")
     assert passing.returncode == 0 and "7 of 7 visible checks pass" in passing.stdout
+    assert "[TODO]" not in passing.stdout and "(1 point)" in passing.stdout
+    unfinished = selfcheck("leftover.ipynb")
+    assert unfinished.returncode == 1 and "[TODO] send-mail: your answer cell raised NotImplementedError" in \
+        unfinished.stdout and "7 of 7 visible checks pass; 1 answer cell raised" in unfinished.stdout
 
 
 def test_the_default_is_two_workers_a_core_as_memory_allows():
