@@ -116,6 +116,8 @@ def test_hand_grading_export_regrading_and_the_final_feedback(routine):
     assert done.returncode == 0, done.stderr
     page = (course.path / "feedback" / "ada" / LAB1 / "smtp-by-hand.html").read_text()
     assert "Score: 15.5 / 16" in page and "name RFC 5321 §4.2.1" in page and "1.5 / 2" in page
+    assert "not final" not in page  # bob's question waits for the TA: his page says so
+    assert "not final" in (course.path / "feedback" / "bob" / LAB1 / "smtp-by-hand.html").read_text()
     assert nbgrader(course, "release_assignment", LAB1).returncode == 0  # the exchange, as README's step 1
     returned = nbgrader(course, "release_feedback", LAB1)  # README's step 5: it reads labkit's timestamp.txt
     assert returned.returncode == 0, returned.stderr

@@ -191,7 +191,9 @@ def feedback_page(result: dict, *, hand: list[dict] | None = None, total: tuple[
     shown = f"{total[0]:g} / {total[1]:g}" if total else auto
     parts = [f"<h1>{html.escape(result['assignment'])}: {html.escape(result['student'])}</h1>",
              f"<p><b>Score: {shown}</b> ({html.escape(result['status'])})"
-             + (f"; {auto}" if total else "") + (f"; late penalty {penalty:g}" if penalty else "") + "</p>"]
+             + (f"; {auto}" if total else "") + (f"; late penalty {penalty:g}" if penalty else "")
+             + ("; <b>not final</b>: a question still waits for its hand grading"
+                if any(not q["graded"] for q in hand or []) else "") + "</p>"]
     if result.get("reason"):
         parts.append(f"<p>{html.escape(result['reason'])}</p>")
     for grade_id, cell in result["cells"].items():
