@@ -112,7 +112,7 @@ def main() -> None:
             ratios = {name: [v / b for v, b in zip(values, base)] for name, values in figures.items()}
             print(f"{title}, {per_lab * len(chosen)} submissions:")
             for name, values in figures.items():
-                print(f"  {name:22} {statistics.median(values):6.1f}/min" +
+                print(f"  {name:26} {statistics.median(values):6.1f}/min" +
                       ("" if name == "nbgrader" else f"  {spread(ratios[name])}"))
             for name in (f"labkit x{CORES}", DEFAULT):  # one worker a core, and the default (two a core)
                 print(f"  target: {name} >= {TARGET}x nbgrader: "
