@@ -22,7 +22,7 @@ from .diskspy import PowerCut, power_cut  # noqa: F401 - a notebook's: a crash i
 from .picture import Picture
 from .sequence import Annotator, Sequencer
 from .statechart import state_diagram  # noqa: F401 - notebooks import it from here
-from .trace import TraceEvent, delivered_to, settled
+from .trace import TraceEvent, delivered_to, queued_for, settled
 
 
 def World(*args, **kwargs):  # noqa: N802 - it makes a World, as the class would
@@ -218,9 +218,7 @@ def follow(world, recipient: str, *, since: float = 0.0, timeout: float = 10.0, 
     def ended(e: TraceEvent) -> bool:
         return e.kind == "seam-error" or (outcome(e) and not (retries and e.kind == "deferred"))
 
-    def entered(e: TraceEvent) -> bool:
-        return e.kind == "queued" and recipient.lower() in (r.lower() for r in e.data.get("recipients", ()))
-
+    entered = queued_for(recipient)
     try:  # mail no host took (its sender failed) has nothing to wait for
         world.wait_for(lambda e: entered(e) or ended(e), timeout=min(timeout, ENTER_WAIT), since=since)
     except TimeoutError:
@@ -249,8 +247,8 @@ RELAY_WAIT = 5.0  # seconds follow() waits for a relay to finish its dialogue (Q
 def _relay_done(world, recipient: str, arrived: TraceEvent, since: float) -> None:
     """If another host relayed the mail, wait until it has noted the outcome, which it
     does after its QUIT: a picture drawn now shows the relay's whole dialogue."""
-    relayed = any(e.kind == "queued" and e.server != arrived.server and recipient.lower() in
-                  (r.lower() for r in e.data.get("recipients", ())) for e in world.tracer.events() if e.time >= since)
+    queued = queued_for(recipient)
+    relayed = any(queued(e) and e.server != arrived.server for e in world.tracer.events() if e.time >= since)
     if relayed:
         try:
             world.wait_for(lambda e: e.kind in ("delivered", "deferred", "failed") and e.server != arrived.server

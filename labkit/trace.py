@@ -53,6 +53,12 @@ def delivered_to(recipient: str) -> Callable[[TraceEvent], bool]:
                       and e.data.get("detail", "").startswith("maildir"))
 
 
+def queued_for(recipient: str) -> Callable[[TraceEvent], bool]:
+    """A predicate: a host queued a message with ``recipient`` among its recipients."""
+    recipient = recipient.lower()
+    return lambda e: e.kind == "queued" and recipient in (r.lower() for r in e.data.get("recipients", ()))
+
+
 def settled(recipient: str) -> Callable[[TraceEvent], bool]:
     """A predicate: the mail for ``recipient`` has an outcome, for now: stored in its
     Maildir (:func:`delivered_to`), or deferred or failed for it."""
