@@ -48,7 +48,7 @@ def _result(probe: Probe, peer: SMTPPeer, rcpt_to: list[str], message: bytes = M
         result = _send(probe, peer, rcpt_to, message, **kw)
     except SMTPError as error:
         raise Broken("send_mail(...)", "a SendResult", f"{type(error).__name__}: {error}", hint=hint) from None
-    if getattr(result, "accepted", None) and not peer.data:  # a SendResult is what the server said, never made up
+    if result.accepted and not peer.data:  # what the server said, never made up
         raise Broken("what the server received", "the transaction the SendResult reports: MAIL, RCPT, DATA, the "
                      "message", _commands(peer), hint="the SendResult reports the server's replies to what you sent")
     return result
