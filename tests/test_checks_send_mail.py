@@ -61,3 +61,31 @@ def test_a_failure_shows_the_transcript_around_it():
     assert ("C", "EHLO smtp.awesome.com") in result.transcript
     assert ("S", '500 5.5.2 command "EHLO" not recognized') in result.transcript
     assert "RFC 5321 §3.2" in result.text()
+
+
+def test_a_split_reply_waits_until_the_client_has_read_each_piece():
+    """The scripted server sends a reply's next piece once the client has read the one
+    before (so a client reads each alone, on an idle machine or a busy one), which it
+    knows from the client's receive queue."""
+    import socket
+    import threading
+
+    from labkit.checks.peers import send_in_pieces
+    from labkit.net import unread
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        conn, _ = server.accept()
+        with client, conn:
+            conn.sendall(b"25")
+            assert unread(conn) == 2  # there, not read
+            assert client.recv(10) == b"25"
+            assert unread(conn) == 0
+            conn.sendall(b"0 OK\r\n")
+            assert client.recv(10) == b"0 OK\r\n"
+            reads: list[bytes] = []
+            reader = threading.Thread(target=lambda: reads.extend(client.recv(10) for _ in range(3)))
+            reader.start()
+            send_in_pieces(conn, [b"2", b"50", b" OK\r\n"])
+            reader.join(10)
+            assert reads == [b"2", b"50", b" OK\r\n"]  # each piece read on its own

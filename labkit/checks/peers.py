@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Callable, Union
 
-from ..net import close_socket
+from ..net import close_socket, unread
 from .result import Line
 
 Reply = Union[str, None, Callable[[str], "str | None"]]
@@ -30,7 +30,8 @@ SILENT = "\0silent"
 HANG_UP = "\0hang-up"
 
 IO_TIMEOUT = 10.0  # seconds any wait of a peer may last: every loop here is bounded
-SPLIT_PAUSE = 0.02  # between two pieces of one line: long enough that the other side reads the first alone
+SPLIT_WAIT = 0.5  # the longest a piece waits for the other side to read the one before
+SPLIT_PAUSE = 0.02  # the wait between pieces where the system cannot tell what was read
 MAX_LINE = 8192
 MAX_DATA = 4 * 1024 * 1024
 
@@ -38,6 +39,31 @@ MAX_DATA = 4 * 1024 * 1024
 def _verb(line: str) -> str:
     """The command word: ``MAIL FROM:<x>`` -> ``MAIL``."""
     return line.split(" ", 1)[0].split(":", 1)[0].upper()
+
+
+def send_in_pieces(sock: socket.socket, pieces: list[bytes]) -> None:
+    """Send ``pieces`` so that the other side reads each one on its own."""
+    if len(pieces) > 1:  # each piece goes out at once: Nagle would hold a small one until an ACK
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # that may be delayed 40 ms
+    for i, piece in enumerate(pieces):
+        if i:
+            _wait_read(sock)
+        sock.sendall(piece)
+
+
+def _wait_read(sock: socket.socket) -> None:
+    """Wait until the program at the other end has read all that was sent: not a fixed
+    pause, which a busy machine could outrun and an idle one waits out. At most
+    :data:`SPLIT_WAIT`: a program that does not read gets the rest all the same."""
+    deadline = time.monotonic() + SPLIT_WAIT
+    while time.monotonic() < deadline:
+        left = unread(sock)
+        if left == 0:
+            return
+        if left is None:  # the system cannot tell
+            time.sleep(SPLIT_PAUSE)
+            return
+        time.sleep(0.001)
 
 
 def hangs_up(sock: socket.socket, timeout: float, read: Callable[[], bytes] | None = None) -> bool:
@@ -140,10 +166,7 @@ class SMTPPeer:
             pieces = [data[:2], data[2:]]
         else:
             pieces = [data]
-        for i, piece in enumerate(pieces):
-            if i:
-                time.sleep(SPLIT_PAUSE)
-            conn.sendall(piece)
+        send_in_pieces(conn, pieces)
 
     def _silent(self, reader) -> None:
         self._log("*", "(the server says nothing)")
@@ -216,11 +239,8 @@ class LineClient:
         self.close()
 
     def send(self, *pieces: bytes) -> None:
-        """Send ``pieces`` one by one, a moment apart (one piece: just send it)."""
-        for i, piece in enumerate(pieces):
-            if i:
-                time.sleep(SPLIT_PAUSE)
-            self.sock.sendall(piece)
+        """Send ``pieces`` one by one, each read by the server before the next (:func:`send_in_pieces`)."""
+        send_in_pieces(self.sock, list(pieces))
 
     def line(self) -> str:
         """The next line, without its CRLF; ConnectionError if the server hung up."""

@@ -26,7 +26,7 @@ from ..mta.core import MTA
 from ..smtp.client import MalformedReply, Reply, ReplyParser
 from ..trace import delivered_to, settled
 from .harness import ALBERT, BETTY, CAROL, Broken, Probe, Rule, difference, entry_points, parsed
-from .peers import SPLIT_PAUSE, hangs_up
+from .peers import hangs_up, send_in_pieces
 from .received_header import clause
 
 HOST = "smtp.brilliant.com"
@@ -98,15 +98,12 @@ class _Wire(LockstepClient):
             raise self._broken(f"cannot send: {error.strerror or error}") from None
 
     def send_pieces(self, pieces: list[bytes], step: str, *, expected: str = "", hint: str = "") -> None:
-        """Bytes in several writes, a moment apart: the session gets them in pieces."""
+        """Bytes in several writes, each read before the next: the session gets them in pieces."""
         self.step, self.expected, self.hint = step, expected, hint
         for line in b"".join(pieces).decode("utf-8", "replace").split("\r\n")[:-1]:
             self.transcript.append(("C", _shown(line)))
         try:
-            for i, piece in enumerate(pieces):
-                if i:
-                    time.sleep(SPLIT_PAUSE)
-                self.sock.sendall(piece)
+            send_in_pieces(self.sock, pieces)
         except OSError as error:
             raise self._broken(f"cannot send: {error.strerror or error}") from None
 
