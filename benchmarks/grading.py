@@ -41,10 +41,12 @@ ONE_LAB = "1-smtp-by-hand"
 TARGET = 2.5
 CORES = len(os.sched_getaffinity(0))
 DEFAULT = "labkit (default workers)"
+GRADEBOOK = "gradebook.db"  # answers' key for the gradebook the releases left
 
 
-def course(root: Path, labs: list[str], per_lab: int, answers: dict[str, dict]) -> Course:
-    """A course with ``per_lab`` honest submissions of each lab."""
+def course(root: Path, labs: list[str], per_lab: int, answers: dict[str, dict | bytes]) -> Course:
+    """A course with ``per_lab`` honest submissions of each lab, its gradebook as a TA's
+    is after ``make release`` (each lab generated, so neither way of grading pays for that)."""
     made = Course(root)
     for lab in labs:
         if lab not in answers:  # the release is generated once a lab, not once a course
@@ -52,6 +54,10 @@ def course(root: Path, labs: list[str], per_lab: int, answers: dict[str, dict]) 
         notebook = answers[lab]
         for i in range(per_lab):
             made.hand_in(f"student{i:03d}", lab, notebook)
+    gradebook = made.path / "gradebook.db"
+    if GRADEBOOK not in answers:  # the first course generated every lab: its gradebook is the one to copy
+        answers[GRADEBOOK] = gradebook.read_bytes()
+    gradebook.write_bytes(answers[GRADEBOOK])
     return made
 
 

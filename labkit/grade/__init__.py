@@ -8,3 +8,12 @@ the lab world and the checks, which judges every autograded cell where it stands
 Submissions are graded in parallel (:mod:`.worker`, or a dask.distributed cluster), and
 the feedback shows transcripts, never hidden tests.
 """
+
+import sys
+
+# jsonschema (under nbformat, which every grading command loads) imports its optional IRI
+# format checker, rfc3987-syntax 1.1, whenever that is installed; importing it builds a
+# Lark grammar, 1.1 s of CPU in each grading process (python-jsonschema/jsonschema#1521).
+# Notebook schemas use no IRI format, so grading does without it: a None in sys.modules
+# makes that one optional import fail as if it were not installed.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
