@@ -293,7 +293,9 @@ class _Pool:
         for start in range(0, len(jobs), share):
             assert self.local is not None
             pool = self.local
-            futures: list[Future] = [pool.submit(run_job, job) for job in jobs[start:start + share]]
+            batch = jobs[start:start + share]
+            last = len(batch) - self.workers  # the pool's last job for each process: no next pod to start
+            futures: list[Future] = [pool.submit(run_job, {**job, "more": i < last}) for i, job in enumerate(batch)]
             if start + share < len(jobs):
                 self.local = self._start()
             for future in as_completed(futures):
