@@ -306,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
                       name="labkit-judge-control", on_close=lambda why: done.set())
     kernel.start()
     control.start()
+    from .. import world  # noqa: F401 - now, while the pod waits for its submission: not in the first cell's time
     done.wait()  # the worker is done with us (or gone): so are we
 
 

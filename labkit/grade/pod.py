@@ -585,6 +585,13 @@ class Pod:
         else:
             self._control.close()
         try:
+            process = getattr(self.km.provisioner, "process", None)
+            if process is not None:  # killed and reaped here, jupyter_client's shutdown finds it gone
+                run_sync(self.km.provisioner.send_signal)(signal.SIGKILL)  # (it polls every 0.1 s otherwise)
+                process.wait(5)
+        except Exception:
+            pass
+        try:
             run_sync(self.km.shutdown_kernel)(now=True)
         except Exception:
             pass
