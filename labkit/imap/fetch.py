@@ -287,10 +287,11 @@ def info_response(items: list[FetchItem]) -> Callable[[int, MessageInfo, frozens
     what is left of it)."""
     if not all(item.section is None and item.name in INFO_ITEMS for item in items):
         return None
-    parts = [(_label(item) + b" ", INFO_ITEMS[item.name]) for item in items]
+    template = b"* %%d FETCH (%b)\r\n" % b" ".join([_label(item) + b" %b" for item in items])
+    values = [INFO_ITEMS[item.name] for item in items]
 
     def response(msn: int, info: MessageInfo, flags: frozenset[str]) -> bytes:
-        return b"* %d FETCH (%b)\r\n" % (msn, b" ".join([label + value(info, flags) for label, value in parts]))
+        return template % (msn, *[value(info, flags) for value in values])
 
     return response
 
