@@ -10,13 +10,18 @@ while every other connection goes on.
 labkit's own sessions may say that a call needs no thread: ``in_memory(data)`` true
 means ``receive(data)`` answers from memory (a POP3 LIST from its login snapshot), and the
 adapter calls it right on the event loop, sparing the hand-off to a worker and back that
-would cost more than the work. A student's session is always called through the boundary.
+would cost more than the work. Such a command is even answered inside the transport's
+``data_received`` (:class:`_Link`), as an ``asyncio.Protocol`` answers: the reply is
+written at once, with no task woken and no await, while the connection is idle and the
+transport's buffer is under its high-water mark. A student's session is always called
+through the boundary, in a worker thread.
 
 Memory stays bounded whatever a client sends: a session may return a big reply as an
 iterator of chunks (:func:`labkit.session.stream` makes one), which the adapter takes one
 chunk at a time, each written and drained before the next is made, so a client that does
-not read holds up its own session and nothing else; and it reads nothing more from a
-client until the reply to what it sent before is all written.
+not read holds up its own session and nothing else; and it stops reading from a client
+that sends more than :data:`READ_SIZE` bytes before the reply to what it sent before is
+all written.
 """
 
 from __future__ import annotations
@@ -129,13 +134,24 @@ class _Connection:
         return await self.boundary.acall(self.part.seam, self.part.host, _step, self.session, method, *args,
                                          student=self.student, check=_after_step(method), note=False)
 
+    def here(self, method: str, *args: Any) -> bool:
+        """Whether to call ``method`` right on the event loop: labkit's own session
+        says it answers this ``receive`` in memory."""
+        return method == "receive" and self.in_memory is not None and self.in_memory(*args)
+
     async def reply(self, method: str, *args: Any, send: Callable[[bytes], Awaitable[None]]) -> bool:
-        """Call ``method`` and ``send`` its reply, after the delay the session asked
-        for; a streamed one chunk by chunk, each taken from the session (off the loop,
-        like every call, unless labkit's own session answers in memory) only once the
-        one before is sent. Whether it is closed."""
-        here = method == "receive" and self.in_memory is not None and self.in_memory(*args)
-        out, closed, delay = _step(self.session, method, *args) if here else await self.step(method, *args)
+        """Call ``method`` (off the loop unless :meth:`here`) and :meth:`finish` with
+        its reply. Whether the session is closed."""
+        here = self.here(method, *args)
+        step = _step(self.session, method, *args) if here else await self.step(method, *args)
+        return await self.finish(step, method, send, here=here)
+
+    async def finish(self, step: Step, method: str, send: Callable[[bytes], Awaitable[None]], *,
+                     here: bool) -> bool:
+        """``send`` what a call of ``method`` gave, after the delay the session asked
+        for; a streamed reply chunk by chunk, each taken from the session only once the
+        one before is sent (``here``: on the loop, as the call was). Whether it is closed."""
+        out, closed, delay = step
         if isinstance(out, bytes):
             await _sent(send, out, delay)
             return closed
@@ -163,6 +179,114 @@ async def _sent(send: Callable[[bytes], Awaitable[None]], data: bytes, delay: fl
     await send(data)
 
 
+class _Link(asyncio.Protocol):
+    """One client connection's transport, as its serving coroutine sees it: what the
+    client sent (:meth:`read`), flow control for what goes back (:meth:`drain`), and a
+    way round both, ``quick``: while the coroutine only waits for the client
+    (``idle``) and the transport takes more, bytes that ``quick(data)`` answers get
+    their reply written right in :meth:`data_received` (a POP3 RETR: no task woken, no
+    await). A reply ``quick`` cannot finish there (streamed, delayed, or the last) is
+    ``handed`` to the coroutine."""
+
+    def __init__(self, serve: Callable[["_Link"], Awaitable[None]]) -> None:
+        self._serve = serve
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
+        self.quick: Callable[[bytes], bool] | None = None  # answers data (True), or leaves it (False)
+        self.idle = False  # the coroutine waits for the client (and a wake-up), nothing else
+        self.heard = 0.0  # loop time of the last bytes answered (the autologout counts from it)
+        self.handed: Step | None = None  # a reply quick began, for the coroutine to finish
+        self.at_eof = False
+        self._data: list[bytes] = []
+        self._size = 0
+        self._reading = True
+        self._waiter: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None  # set while the transport's buffer is full
+        self._lost: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        loop = asyncio.get_running_loop()
+        self._lost = loop.create_future()
+        self._task = loop.create_task(self._serve(self))
+
+    def data_received(self, data: bytes) -> None:
+        waiting = self._waiter is not None and not self._waiter.done()  # and nothing read is left unanswered
+        if waiting and self.idle and self.quick is not None and self._writable is None and self.quick(data):
+            return
+        self._data.append(data)
+        self._size += len(data)
+        if self._size > READ_SIZE and self._reading:  # bounded: the client waits until we catch up
+            self._reading = False
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.at_eof = True
+        self._wake()
+        return True  # half-closed: the replies to what it sent still go out
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.at_eof = True
+        self._wake()
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
+        self.resume_writing()  # drain() then says the connection is lost
+
+    def pause_writing(self) -> None:
+        self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    # -- for the serving coroutine
+
+    def hand(self, step: Step) -> None:
+        """A reply begun in :meth:`data_received`, for the coroutine to finish."""
+        self.handed = step
+        self._wake()
+
+    async def read(self) -> bytes:
+        """What the client sent since the last read (b"" with :attr:`handed`, or at its end)."""
+        if not (self._data or self.at_eof or self.handed):
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        data = b"".join(self._data)
+        self._data.clear()
+        self._size = 0
+        if not self._reading and not self.transport.is_closing():
+            self._reading = True
+            self.transport.resume_reading()
+        return data
+
+    async def drain(self) -> None:
+        """Wait until the transport takes more (ConnectionResetError if it is gone)."""
+        if self._writable is not None:
+            await asyncio.shield(self._writable)
+        if self._lost is not None and self._lost.done():
+            raise ConnectionResetError("connection lost")
+
+    async def close(self) -> None:
+        """Close the connection, waiting (at most 2 s) until it is."""
+        self.transport.close()
+        if self._lost is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._lost), 2)
+            except asyncio.TimeoutError:
+                pass
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
 class SessionServer:
     """A listening service; :meth:`close` also ends its live connections (a hung
     student session must not keep a stopping world waiting)."""
@@ -186,7 +310,7 @@ class SessionServer:
             await self.server.wait_closed()
 
 
-def session_handler(
+def session_protocol(
     part: SessionPart,
     *,
     protocol: str,
@@ -194,27 +318,26 @@ def session_handler(
     tracer: Tracer | None = None,
     addresses: AddressMap | None = None,
     served: SessionServer | None = None,
-) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
-    """The per-connection coroutine that serves ``part`` (for ``asyncio.start_server``)."""
+) -> Callable[..., asyncio.Protocol]:
+    """The protocol factory that serves ``part`` (for ``loop.create_server``); called
+    with ``chosen``, what ``part.choose()`` gave a listener that already asked it for
+    this connection (asking again could get another answer: a seam swapped since)."""
     boundary = part.boundary or Boundary(tracer or Tracer())
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     chosen: tuple[SessionFactory, bool] | None = None) -> None:
-        """``chosen``: what ``part.choose()`` gave a listener that already asked it for
-        this connection (asking again could get another answer: a seam swapped since)."""
+    def connection(chosen: tuple[SessionFactory, bool] | None = None) -> asyncio.Protocol:
+        return _Link(functools.partial(handle, chosen=chosen))
+
+    async def handle(link: _Link, chosen: tuple[SessionFactory, bool] | None) -> None:
         try:
-            await serve(reader, writer, chosen)
-        except asyncio.CancelledError:
-            # The world is stopping. Ended, not cancelled: Python 3.11's StreamReaderProtocol
-            # asks a finished handler task for its exception, which a cancelled one raises
-            # (to stderr, from the loop).
+            await serve(link, chosen)
+        except asyncio.CancelledError:  # the world is stopping: this connection is over
             pass
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    chosen: tuple[SessionFactory, bool] | None) -> None:
+    async def serve(link: _Link, chosen: tuple[SessionFactory, bool] | None) -> None:
+        transport = link.transport
         if served is not None:
-            served.transports.add(writer.transport)
-        peername = writer.get_extra_info("peername") or ("?", 0)
+            served.transports.add(transport)
+        peername = transport.get_extra_info("peername") or ("?", 0)
         peer = addresses.peer_address(peername) if addresses else peername[0]
         make, student = chosen or part.choose()
         lines = LineTracer(tracer, protocol, part.name_for(peer), server_name, new_session_id(protocol),
@@ -228,17 +351,48 @@ def session_handler(
             if data:
                 if lines:  # traced first: a client that reads the reply at once finds it in the trace
                     lines.feed("S", data)
-                writer.write(data)
+                transport.write(data)
 
         async def send_drained(data: bytes) -> None:
             send(data)
-            await writer.drain()
+            await link.drain()
+
+        def answer(data: bytes) -> bool:
+            """The link's quick way: a command labkit's session answers in memory,
+            answered now (a reply it cannot finish here is handed to this coroutine)."""
+            if not connection.here("receive", data):
+                return False
+            if lines:
+                lines.feed("C", data)
+            step = _step(connection.session, "receive", data)
+            if type(step[0]) is bytes and not step[1] and not step[2]:
+                send(step[0])
+                link.heard = loop.time()
+            else:
+                link.hand(step)
+            return True
 
         def wake_soon() -> None:  # called from any thread: a delivery, another session
             try:
                 loop.call_soon_threadsafe(wake.set)
             except RuntimeError:  # the loop has closed: nobody to wake
                 pass
+
+        async def client_or_wake(timeout: float) -> bool:
+            """Wait for the client (or ``wake``) until it has been idle ``timeout``
+            seconds since it was last answered; whether it was."""
+            pending = {p for p in (read, woke) if p is not None}
+            link.idle, link.heard = True, loop.time()
+            try:
+                while True:  # answers given meanwhile in data_received move the deadline on
+                    done, _ = await asyncio.wait(pending, timeout=link.heard + timeout - loop.time(),
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if done:
+                        return True
+                    if loop.time() >= link.heard + timeout:
+                        return False
+            finally:
+                link.idle = False
 
         read: asyncio.Future[bytes] | None = None
         woke: asyncio.Future[Any] | None = None
@@ -253,59 +407,52 @@ def session_handler(
             if callable(watch):
                 unwatch = await boundary.acall(part.seam, part.host, watch, wake_soon, student=student, note=False,
                                                check=contracts.unwatch)
+            link.quick = answer if connection.in_memory is not None else None
             while not closed:
-                # No new read starts before the reply to the last is all written (bounded memory).
-                if unwatch is None:  # nothing but the client can wake it: just read
-                    try:
-                        async with asyncio.timeout(timeout):
-                            data = await reader.read(READ_SIZE)
-                    except TimeoutError:  # idle too long: autologout
-                        await connection.reply("timed_out", send=send_drained)
-                        break
-                else:  # one pending read survives wake-ups, so no client bytes are lost
-                    read = read or asyncio.ensure_future(reader.read(READ_SIZE))
+                # One pending read survives wake-ups, so no client bytes are lost.
+                read = read or asyncio.ensure_future(link.read())
+                if unwatch is not None:
                     woke = woke or asyncio.ensure_future(wake.wait())
-                    done, _ = await asyncio.wait({read, woke}, timeout=timeout,
-                                                 return_when=asyncio.FIRST_COMPLETED)
-                    if not done:  # idle too long: autologout
-                        await connection.reply("timed_out", send=send_drained)
-                        break
-                    if woke in done:
-                        wake.clear()
-                        woke = None
-                        closed = await connection.reply("mailbox_changed", send=send_drained)
-                    if read not in done or closed:
-                        continue
-                    data, read = read.result(), None
-                if not data:
+                if not await client_or_wake(timeout):  # idle too long: autologout
+                    await connection.reply("timed_out", send=send_drained)
                     break
-                if lines:
-                    lines.feed("C", data)
-                closed = await connection.reply("receive", data, send=send_drained)
+                if woke is not None and woke.done():
+                    wake.clear()
+                    woke = None
+                    closed = await connection.reply("mailbox_changed", send=send_drained)
+                if not read.done() or closed:
+                    continue
+                data, read = read.result(), None
+                step, link.handed = link.handed, None
+                if step is not None:  # a reply begun in data_received
+                    closed = await connection.finish(step, "receive", send_drained, here=True)
+                if data and not closed:
+                    if lines:
+                        lines.feed("C", data)
+                    closed = await connection.reply("receive", data, send=send_drained)
+                elif not data and link.at_eof:
+                    break
         except SeamError as error:
             try:
                 send(part.failure_reply(error))
-                await asyncio.wait_for(writer.drain(), 2)
+                await asyncio.wait_for(link.drain(), 2)
             except (ConnectionError, OSError, asyncio.TimeoutError):
                 pass
-        except (ConnectionError, asyncio.IncompleteReadError, OSError):
+        except (ConnectionError, OSError):
             pass
         finally:
+            link.quick = None
             if served is not None:
-                served.transports.discard(writer.transport)
+                served.transports.discard(transport)
             for pending in (read, woke):
                 if pending is not None:
                     pending.cancel()
             await _end(connection, boundary, part, unwatch, student)
             if part.on_close:
                 part.on_close(peername)
-            writer.close()
-            try:
-                await asyncio.wait_for(writer.wait_closed(), 2)
-            except (ConnectionError, OSError, asyncio.TimeoutError):
-                pass
+            await link.close()
 
-    return handle
+    return connection
 
 
 async def serve_session(
@@ -328,9 +475,9 @@ async def serve_session(
         part = SessionPart(protocol, server_name, lambda: (plain, False),
                            functools.partial(failure_line, GENERIC_FAILED, server_name))
     served = SessionServer()
-    handle = session_handler(part, protocol=protocol, server_name=server_name, tracer=tracer,
-                             addresses=addresses, served=served)
-    served.server = await asyncio.start_server(handle, host, port)
+    connection = session_protocol(part, protocol=protocol, server_name=server_name, tracer=tracer,
+                                  addresses=addresses, served=served)
+    served.server = await asyncio.get_running_loop().create_server(connection, host, port)
     return served
 
 

@@ -230,16 +230,12 @@ class LineTracer:
 
     def feed(self, direction: Direction, data: bytes, max_lines: int = 24) -> None:
         buf = self._partial[direction] + data
-        shown, cut = 0, -1  # lines to show, and where the last of them ends
-        while shown < max_lines:  # only the lines that are shown are looked at
-            end = buf.find(b"\n", cut + 1)
-            if end < 0:
-                break
-            shown, cut = shown + 1, end
-        last = buf.rfind(b"\n", cut + 1) if shown == max_lines else -1
+        after = buf.split(b"\n", max_lines)[-1]  # what follows the lines shown (whole ones, max_lines at most)
+        cut = len(buf) - len(after) - 1  # where the last line shown ends (-1: none)
+        last = buf.rfind(b"\n", cut + 1)  # the end of the last line cut
         more = buf.count(b"\n", cut + 1, last + 1) if last >= 0 else 0
         self._partial[direction] = buf[max(cut, last) + 1:][-4096:]
-        if not shown:
+        if cut < 0:
             return
         if self.tracer.watched:
             for raw in buf[:cut].split(b"\n"):

@@ -130,6 +130,19 @@ def test_path_traversal_refused(accounts: Accounts, maildir: Path, tmp_path: Pat
     assert not any(".." in p.name or "evil" in p.name for p in maildir.iterdir())
 
 
+def test_sizes_fetched_together_and_one_whose_file_went_unmeasured(accounts: Accounts, maildir: Path) -> None:
+    """FETCH (UID FLAGS RFC822.SIZE), a client's first look: each response made whole from
+    the store's info; a message expunged elsewhere before anyone measured it says 0."""
+    a, b = selected(accounts), selected(accounts)
+    b.receive(b"s STORE 2 +FLAGS (\\Deleted)\r\ne EXPUNGE\r\n")
+    out = a.receive(b"f FETCH 1:3 (UID FLAGS RFC822.SIZE)\r\n")
+    sizes = [len(m.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")) for m in MESSAGES]
+    assert out.split(b"\r\n")[:3] == [b"* 1 FETCH (UID 1 FLAGS (\\Recent) RFC822.SIZE %d)" % sizes[0],
+                                      b"* 2 FETCH (UID 2 FLAGS (\\Recent) RFC822.SIZE 0)",
+                                      b"* 3 FETCH (UID 3 FLAGS (\\Recent) RFC822.SIZE %d)" % sizes[2]]
+    assert tagged(out, "f").startswith("f OK [EXPUNGEISSUED]")
+
+
 def test_expunge_from_elsewhere_waits_until_allowed(accounts: Accounts, maildir: Path) -> None:
     a, b = selected(accounts), selected(accounts)
     b.receive(b"s STORE 1 +FLAGS (\\Deleted)\r\n")

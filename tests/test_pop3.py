@@ -7,7 +7,10 @@ import os
 import poplib
 import queue
 import shutil
+import socket
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -358,6 +361,108 @@ def test_poplib_utf8_body_intact(server: Server) -> None:
     _, got, _ = client.retr(3)
     assert "Grüße, 你好 — ok".encode() in got
     client.quit()
+
+
+def test_commands_sent_while_a_login_runs_are_answered_after_it(accounts: Accounts, maildir: Path) -> None:
+    """PASS runs in a worker thread; STAT, LIST and RETR sent meanwhile (one packet each)
+    wait for it, though each alone would be answered right as it arrives."""
+    entered, proceed = threading.Event(), threading.Event()
+
+    class SlowLogin(POP3Session):
+        def _pass(self, password: str) -> str:
+            entered.set()
+            proceed.wait(10)
+            return super()._pass(password)
+
+    with observed_server(SlowLogin, accounts, protocol="pop3", hostname=HOST) as (port, _):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.recv(1000)  # the greeting
+            sock.sendall(b"USER betty\r\nPASS pw\r\n")
+            assert entered.wait(10)
+            for command in (b"STAT\r\n", b"LIST 1\r\n", b"RETR 2\r\n"):
+                sock.sendall(command)
+                time.sleep(0.05)  # not a wait for an event: each is read on its own, a wrong answer goes out
+            proceed.set()
+            file = sock.makefile("rb")
+            replies = b"".join(iter(file.readline, b".\r\n")) + b".\r\n"  # up to RETR's end
+            sock.sendall(b"QUIT\r\n")
+            replies += file.read()
+            file.close()
+    total = len(FIRST + DOTTED + UTF8)
+    assert replies == (b"+OK send PASS for betty\r\n+OK betty's maildrop has 3 messages (%d octets)\r\n"
+                       b"+OK 3 %d\r\n+OK 1 %d\r\n+OK %d octets\r\n%s"
+                       b"+OK pop.brilliant.com POP3 server signing off (0 messages deleted)\r\n"
+                       % (total, total, len(FIRST), len(DOTTED), dot_stuff(DOTTED)))
+
+
+def test_a_client_that_does_not_read_holds_up_its_own_replies(accounts: Accounts, maildir: Path) -> None:
+    """RETRs of a 50 kB message, one packet each, from a client that reads nothing:
+    answered while the socket takes the replies, then no more (bounded memory) until
+    the client reads; then every reply comes, whole and in order."""
+    big = b"Subject: big\r\n\r\n" + b"%s\r\n" % (b"x" * 78) * 640
+    deliver(maildir, big)
+    answered = []
+
+    class Counting(POP3Session):
+        def _retr(self, arg: str) -> bytes:
+            answered.append(arg)
+            return super()._retr(arg)
+
+    count = 2000  # 100 MB of replies
+    with observed_server(Counting, accounts, protocol="pop3", hostname=HOST) as (port, _):
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(10)
+            sock.connect(("127.0.0.1", port))
+            file = sock.makefile("rb")
+            file.readline()
+            sock.sendall(b"USER betty\r\nPASS pw\r\n")
+            file.readline(), file.readline()
+            sent = 0
+            while sent < count:  # one command at a time, each once the one before is answered
+                sock.sendall(b"RETR 4\r\n")
+                sent += 1
+                for _ in range(500):  # bounded (0.5 s): it answers at once while the socket takes more
+                    if len(answered) == sent:
+                        break
+                    time.sleep(0.001)  # sampling, not waiting for an event: there is none to wait for
+                else:
+                    break  # it stopped: it waits for us to read
+            assert len(answered) < 400, f"{len(answered)} replies of 50 kB made for a client that reads nothing"
+            while sent < count:
+                sock.sendall(b"RETR 4\r\n")
+                sent += 1
+            sock.sendall(b"QUIT\r\n")
+            for _ in range(count):
+                assert file.readline() == b"+OK %d octets\r\n" % len(big)
+                lines = iter(file.readline, b".\r\n")
+                assert b"".join(lines) == big
+            assert file.readline().startswith(b"+OK pop.brilliant.com POP3 server signing off")
+            file.close()
+    assert len(answered) == count
+
+
+class ShortTimeout(POP3Session):
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, timeout=1.0, **kw)
+
+
+def test_autologout_counts_from_the_last_answer(accounts: Accounts, maildir: Path) -> None:
+    """NOOPs (answered as they arrive) keep a session with a 1 s timeout alive for 2 s;
+    then it is idle, and autologged out."""
+    with observed_server(ShortTimeout, accounts, protocol="pop3", hostname=HOST) as (port, ended):
+        client = poplib.POP3("127.0.0.1", port, timeout=10)
+        client.user("betty")
+        client.pass_("pw")
+        for _ in range(20):
+            assert client.noop() == b"+OK"
+            time.sleep(0.1)
+        with pytest.raises(poplib.error_proto, match="autologout: idle for 1 seconds, nothing deleted"):
+            client._getresp()
+        ended.get(timeout=10)
+        client.close()
 
 
 def run_client(argv: list[str], **kw) -> subprocess.CompletedProcess[bytes]:

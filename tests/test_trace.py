@@ -63,6 +63,17 @@ def test_line_tracer_splits_and_summarises_long_bursts():
     assert got[-1] == ("C", "... (95 more lines)") and len(got) == 3 + 5 + 1
 
 
+def test_line_tracer_shows_whole_lines_only_and_counts_the_cut_ones():
+    tracer = Tracer()
+    lines = LineTracer(tracer, "imap", "client", "server", "s1")
+    lines.feed("S", b"a\r\nb\r\nc\r\nd\r\ne\r\nf", max_lines=5)  # five shown; "f" waits for its end
+    lines.feed("S", b"g\r\n")
+    lines.feed("S", b"h\r\ni\r\nj\r\nk", max_lines=2)  # two shown, one cut; "k" is after the cut
+    lines.feed("S", b"", max_lines=2)
+    lines.feed("S", b"\r\n")
+    assert [e.line for e in tracer.events()] == ["a", "b", "c", "d", "e", "fg", "h", "i", "... (1 more lines)", "k"]
+
+
 def test_lines_nobody_watched_become_the_same_events_when_read():
     """With no subscriber a burst is kept as it came (nothing is formatted); reading the
     history, or waiting on it, gives exactly the events a subscriber sees at once."""

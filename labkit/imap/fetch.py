@@ -268,8 +268,35 @@ def _label(item: FetchItem) -> bytes:
     return label.encode("ascii", "replace")
 
 
+# Items told from what the store knows of a message (and the flags to report), without
+# reading its file (unless its size was never measured).
+INFO_ITEMS: dict[str, Callable[[MessageInfo, frozenset[str]], bytes]] = {
+    "FLAGS": lambda info, flags: flag_list(flags),
+    "UID": lambda info, flags: b"%d" % info.uid,
+    "INTERNALDATE": lambda info, flags: format_date_time(info.internaldate),
+    "RFC822.SIZE": lambda info, flags: b"%d" % info.size,
+}
+
+
+def info_response(items: list[FetchItem]) -> Callable[[int, MessageInfo, frozenset[str]], bytes] | None:
+    """For items all in :data:`INFO_ITEMS` (``FETCH 1:* (FLAGS RFC822.SIZE)``, a client's
+    first look at a mailbox): a function that makes one message's whole response,
+    ``* msn FETCH (...)`` and CRLF, from its number, info and flags, the labels written
+    once for all; None for any other items. It raises :class:`NoSuchMessage` for a
+    message whose size it had to measure, and whose file is gone (:func:`render` says
+    what is left of it)."""
+    if not all(item.section is None and item.name in INFO_ITEMS for item in items):
+        return None
+    template = b"* %%d FETCH (%b)\r\n" % b" ".join([_label(item) + b" %b" for item in items])
+    values = [INFO_ITEMS[item.name] for item in items]
+
+    def response(msn: int, info: MessageInfo, flags: frozenset[str]) -> bytes:
+        return template % (msn, *[value(info, flags) for value in values])
+
+    return response
+
+
 def _value(item: FetchItem, message: MessageData, flags: frozenset[str]) -> bytes:
-    info = message.info
     name = item.name
     if item.section is not None:
         data = message.section(item.section)
@@ -277,14 +304,9 @@ def _value(item: FetchItem, message: MessageData, flags: frozenset[str]) -> byte
             origin, length = item.partial
             data = data[origin : origin + length]
         return string(data)
-    if name == "FLAGS":
-        return flag_list(flags)
-    if name == "UID":
-        return b"%d" % info.uid
-    if name == "INTERNALDATE":
-        return format_date_time(info.internaldate)
-    if name == "RFC822.SIZE":
-        return b"%d" % info.size
+    from_info = INFO_ITEMS.get(name)
+    if from_info is not None:
+        return from_info(message.info, flags)
     if name == "ENVELOPE":
         return message.envelope()
     if name in ("BODYSTRUCTURE", "BODY"):

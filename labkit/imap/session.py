@@ -50,7 +50,7 @@ from labkit.store import (
 )
 
 from . import replies as R
-from .fetch import FetchItem, MessageData, parse_fetch_items, render
+from .fetch import FetchItem, MessageData, info_response, parse_fetch_items, render
 from .mailbox import RECENT, SelectedMailbox
 from .parser import (
     MAX_APPEND_LITERAL,
@@ -143,6 +143,7 @@ class Failed(Exception):
 
 # FETCH items that may be as big as the message: sent as they are made, not gathered.
 _BIG_ITEMS = frozenset({"BODY", "RFC822", "RFC822.HEADER", "RFC822.TEXT"})
+_BATCH = 256  # responses made from the store's info alone, sent together
 
 
 def uid_set(numbers: list[int]) -> str:
@@ -769,13 +770,28 @@ class IMAPSession:
         mailbox = self._selected
         mark_seen = not mailbox.readonly and any(item.sets_seen for item in items)
         with_flags = items + [FetchItem("FLAGS")] if not any(item.name == "FLAGS" for item in items) else items
+        respond = None if mark_seen else info_response(items)
+        infos, flags_of, msn = mailbox.infos, mailbox.flags, mailbox.msn
         gone = False
+        batch = [self._flush()]
         for u in uids:
+            if respond is not None:  # told from the store's info: whole responses, sent in batches
+                try:
+                    batch.append(respond(msn(u), infos[u], flags_of(u)))
+                    if len(batch) >= _BATCH:
+                        yield b"".join(batch)
+                        batch = []
+                    continue
+                except NoSuchMessage:  # its size never measured, and its file gone: the long way
+                    pass
+            if batch:
+                yield b"".join(batch)
+                batch = []
             message = self._message(u)
             chosen = with_flags if mark_seen and self._mark_seen(message) else items
-            flags = mailbox.flags(u)
+            flags = flags_of(u)
             # Small items go out together, each big one (a body section) on its own.
-            out = [self._flush(), b"* %d FETCH (" % mailbox.msn(u)]  # keyword news first (_mark_seen)
+            out = [self._flush(), b"* %d FETCH (" % msn(u)]  # keyword news first (_mark_seen)
             try:
                 for i, item in enumerate(chosen):
                     if i:
@@ -790,6 +806,8 @@ class IMAPSession:
             out.append(b")" + CRLF)
             yield b"".join(out)
             gone |= message.gone
+        if batch:
+            yield b"".join(batch)
         # RFC 3501 §7.4.1: no EXPUNGE now, so a message expunged elsewhere keeps its number
         # and what is still known of it; the rest is NIL (RFC 2180 §4.1.1), as in Dovecot.
         return completed("UID FETCH" if uid else "FETCH", gone, "their contents are NIL")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from ..serve import SessionPart, SessionServer, failure_line, session_handler
+from ..serve import SessionPart, SessionServer, failure_line, session_protocol
 from ..session import SessionFactory
 from ..smtp import replies
 from ..smtp.data import DataReader
@@ -267,16 +267,15 @@ async def serve_smtp(host: "MailHost", role: str, bind: str = "127.0.0.1", port:
     failed = functools.partial(failure_line, replies.SESSION_FAILED, host.name)
     part = SessionPart("smtp_session", host.name, choose, failed, context.boundary, context.name_for,
                        on_open=context.receipts.opened, on_close=context.receipts.closed)
-    handle = session_handler(part, protocol="smtp", server_name=host.name, tracer=context.tracer,
-                             addresses=context.addresses, served=served)
+    session_connection = session_protocol(part, protocol="smtp", server_name=host.name, tracer=context.tracer,
+                                          addresses=context.addresses, served=served)
 
     def factory() -> asyncio.Protocol:
         # The seam is read once per connection and that answer serves it: a swap in
         # between (world.use) takes effect for the next client, never half for this one.
         impl, student = host.part("smtp_session")
         if impl is not None:  # a sans-IO session serves this client
-            chosen = (session_for(impl), student)
-            return asyncio.StreamReaderProtocol(asyncio.StreamReader(), functools.partial(handle, chosen=chosen))
+            return session_connection((session_for(impl), student))
         return TracedSMTP(
             hooks,
             hostname=host.name,
