@@ -17,6 +17,7 @@ Every SVG gets its own marker id, so two pictures on one page never share arrowh
 
 from __future__ import annotations
 
+import functools
 import html
 import io
 import itertools
@@ -115,10 +116,7 @@ class Picture:
             return None
         image = Image.new("RGB", (self.width * SCALE, self.height * SCALE), "white")
         draw = ImageDraw.Draw(image)
-        try:  # a system font with every character (§, …) where there is one; Pillow's own otherwise
-            font: Any = ImageFont.truetype("DejaVuSans.ttf", FONT_SIZE * SCALE)
-        except OSError:
-            font = ImageFont.load_default(size=FONT_SIZE * SCALE)
+        font = _font(ImageFont)
         for item in self._items:
             if isinstance(item, _Box):
                 draw.rounded_rectangle([item.x * SCALE, item.y * SCALE, (item.x + item.width) * SCALE,
@@ -151,6 +149,15 @@ class Picture:
         return self.text
 
     __repr__ = __str__
+
+
+@functools.cache
+def _font(fonts: Any) -> Any:
+    """A system font with every character (§, …) where there is one; Pillow's own otherwise."""
+    try:
+        return fonts.truetype("DejaVuSans.ttf", FONT_SIZE * SCALE)
+    except OSError:
+        return fonts.load_default(size=FONT_SIZE * SCALE)
 
 
 def _png_path(draw: Any, path: _Path) -> None:
