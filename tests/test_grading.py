@@ -267,6 +267,21 @@ def test_the_default_is_two_workers_a_core_as_memory_allows():
     assert 1 <= default_workers() <= 2 * len(os.sched_getaffinity(0))
 
 
+def test_a_run_starts_no_more_workers_than_there_are_hand_ins(tmp_path):
+    """Each worker warms a pod as it starts: regrading one student (``--student bob``)
+    starts one, not two a core."""
+    from labkit.grade.run import _handed_in
+
+    course = Course(tmp_path)
+    for who, lab in (("ada", LAB1), ("bob", LAB1), ("bob", LABS[0]), ("cy", LABS[0])):
+        course.hand_in(who, lab, b"{}")
+    assert _handed_in(course.path, [LAB1], None) == 2
+    assert _handed_in(course.path, [LAB1], "bob") == 1
+    assert _handed_in(course.path, [LAB1, LABS[0]], None) == 4
+    assert _handed_in(course.path, [LAB1], "nobody") == 0
+    assert _handed_in(tmp_path / "no-course", [LAB1], None) == 0
+
+
 def test_a_labkit_under_tmp_is_bound_over_the_sandboxs_empty_tmp(monkeypatch):
     """bubblewrap mounts in order: a clone under /tmp (labkit, its venv, the run's
     scratch) must be bound after the empty /tmp is mounted, or the sandbox hides it and

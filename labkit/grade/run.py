@@ -154,7 +154,10 @@ def grade(assignments: str | list[str], course: Path, *, workers: int | None = N
         packages = {a: kernel_package(Path(run_dir), a, path) for a, path in sources.items()}
         shape = {"limits": limits.to_dict(), "sandboxed": sandboxed, "run": run, "run_dir": run_dir,
                  "student_package": next(iter(packages.values()))}
-        with _Pool(workers or default_workers(), dask, shape) as pool:  # pods warm meanwhile
+        workers = workers or default_workers()
+        if submissions_from is None:  # no more processes (each warming a pod) than hand-ins
+            workers = max(1, min(workers, _handed_in(course, assignments, student)))
+        with _Pool(workers, dask, shape) as pool:  # pods warm meanwhile
             rows, jobs = [], []
             for assignment, source_path in sources.items():
                 found_rows, found_jobs = _collect(course, assignment, source_path, shape, packages[assignment],
@@ -184,6 +187,16 @@ def grade(assignments: str | list[str], course: Path, *, workers: int | None = N
     rows.sort(key=lambda r: (r["assignment"], r["student"]))
     write_csv(course / gradebook.RESULTS_CSV, rows)
     return rows
+
+
+def _handed_in(course: Path, assignments: list[str], student: str | None) -> int:
+    """How many hand-ins ``submitted/`` holds for ``assignments`` (of ``student``): at most
+    that many to grade."""
+    try:
+        students = [s for s in os.listdir(course / "submitted") if student is None or s == student]
+    except OSError:
+        return 0
+    return sum((course / "submitted" / who / assignment).is_dir() for who in students for assignment in assignments)
 
 
 def _late(result: dict) -> None:
