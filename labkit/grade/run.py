@@ -307,8 +307,12 @@ class _Pool:
             assert self.local is not None
             pool = self.local
             batch = jobs[start:start + share]
-            last = len(batch) - self.workers  # the pool's last job for each process: no next pod to start
-            futures: list[Future] = [pool.submit(run_job, {**job, "more": i < last}) for i, job in enumerate(batch)]
+            # A process takes the jobs in turn: after job i, most likely job i + workers. Its
+            # next pod is started for that job's lab, or none after its last job of this pool.
+            futures: list[Future] = [
+                pool.submit(run_job, {**job, "next_package": batch[i + self.workers]["student_package"]
+                                      if i + self.workers < len(batch) else None})
+                for i, job in enumerate(batch)]
             if start + share < len(jobs):
                 self.local = self._start()
             for future in as_completed(futures):

@@ -489,8 +489,9 @@ class _Pods:
 
     @classmethod
     def take(cls, job: dict) -> pods.Pod:
-        """The job's pod; and the next one starts, unless the job says none follows here
-        (``"more": False``: a pod started for nothing costs as much CPU as a submission's)."""
+        """The job's pod; and the next one starts, for the lab of the job most likely next
+        here (``"next_package"``, its kernel's labkit; by default this job's), or none if
+        that is None (a pod started for nothing costs as much CPU as a submission's)."""
         key = cls.key(job)
         with cls._lock:
             spare, cls._spare = cls._spare, None
@@ -499,8 +500,9 @@ class _Pods:
             spare[1].remove()
             spare = None
         pod = spare[1] if spare is not None else cls.make(key)
-        if job.get("more", True):
-            cls.warm(key)
+        following = job.get("next_package", job["student_package"])
+        if following is not None:
+            cls.warm(cls.key({**job, "student_package": following}))
         return pod
 
     @classmethod
@@ -533,7 +535,7 @@ def main() -> None:
     prepare(job.get("run_dir"), job.get("sandboxed", True))
     if not job.get("student_package"):  # a job of its own (dask): its own copy of the kernel's labkit
         job["student_package"] = str(pods.student_package(Path(scratch()) / "student", *pods.lab_kernel(job["source"])))
-    result = grade({**job, "more": False})  # the process ends with it
+    result = grade({**job, "next_package": None})  # the process ends with it
     with open(result_path + ".tmp", "w") as f:
         json.dump(result, f)
     os.replace(result_path + ".tmp", result_path)
