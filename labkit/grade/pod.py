@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import compileall
 import ctypes
 import errno
 import fcntl
@@ -259,6 +260,7 @@ def student_package(dest: Path, helpers: tuple[str, ...] = (), graded: tuple[str
                 init.write_text('"""Not in a graded notebook: only what labkit.lab offers."""\n')
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(_shim(module, sorted(names)))
+    compileall.compile_dir(dest, quiet=2)  # once a run: each kernel reads it, read-only, and would compile it again
     return dest
 
 
