@@ -1,10 +1,18 @@
 """Group commit: make files durable in batches, as databases do with their logs.
 
-A durable new file costs two flushes: its data (fsync the file) before it is renamed into
-place, and the rename (fsync the directory) after. Under load, many sessions wait for
-their flushes at the same moment; one writer thread takes every write that is waiting
-and makes the whole batch durable with one ``syncfs`` before the renames and one after,
-so ten messages cost little more than one.
+Two kinds of new file. A file *placed* under its final name at once (the MTA's spool
+file) costs one flush: it is created with ``O_EXCL``, written and fsynced, and a reader
+tells a complete one from a half-written one by its own contents (the spool's envelope
+gives the message's size). One fsync suffices for its name too, as Postfix relies on
+for its queue file: on a journaling file system (ext4, XFS, btrfs) the fsync of a newly
+created file commits the journal transaction that holds its directory entry (ext4
+without a journal fsyncs the parent itself). A file *renamed* into place (a Maildir
+copy, state rewritten atomically) keeps qmail's order and costs two: its data (fsync
+the file) before the rename, and the rename (fsync the directory) after.
+
+Under load, many sessions wait for their flushes at the same moment; one writer thread
+takes every write that is waiting and makes the whole batch durable with one ``syncfs``
+before the renames and one after, so ten messages cost little more than one.
 
 Creating a file (a new inode) can itself be the slowest step: on NFS home directories
 and some virtual disks it takes a millisecond, twenty times longer than writing into a
@@ -13,12 +21,11 @@ in the directories it writes to, as databases preallocate log segments, and
 :func:`write_new` fills one of those when it can. Under sustained load there are no idle
 moments and files are created as they are needed, exactly as before.
 
-The order of the qmail discipline is kept for every file: data durable in ``tmp``, then
-the rename, then the rename durable. A batch of one uses plain ``fsync`` calls, as does
-any platform without ``syncfs`` (it is Linux's).
+A batch of one uses plain ``fsync`` calls, as does any platform without ``syncfs`` (it
+is Linux's).
 
     committer = GroupCommit()
-    future = committer.submit(stage)   # stage() writes temp files, returns (result, Staged)
+    future = committer.submit(stage)   # stage() writes files, returns (result, Staged)
     result = future.result()           # now durable
 """
 
@@ -41,14 +48,17 @@ MAX_BATCH = 256
 
 @dataclass
 class Staged:
-    """What a stage wrote: temp files to rename into place, and what to do after."""
+    """What a stage wrote: temp files to rename into place, files placed under their
+    final names (one flush each, see above), and what to do after."""
 
     renames: list[tuple[str, str]] = field(default_factory=list)  # (temp path, final path)
     after: list[Callable[[], None]] = field(default_factory=list)  # e.g. tell Maildir watchers
+    placed: list[str] = field(default_factory=list)  # final paths, written with O_EXCL
 
     def extend(self, other: "Staged") -> None:
         self.renames += other.renames
         self.after += other.after
+        self.placed += other.placed
 
 
 Stage = Callable[[], tuple[Any, Staged]]
@@ -75,7 +85,8 @@ def _write_all(fd: int, data: Data) -> None:
 
 
 def write_temp(path: str, data: Data) -> None:
-    """Create ``path`` (which must not exist) holding ``data``; not yet durable."""
+    """Create ``path`` (which must not exist) holding ``data``; not yet durable. Also
+    how a file is *placed* under its final name (:attr:`Staged.placed`)."""
     _write_all(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o600), data)
 
 
@@ -239,8 +250,9 @@ def install(staged: list[Staged]) -> None:
 
 
 def commit(staged: list[Staged]) -> None:
-    """Make staged writes durable and put them in place (the qmail order, in batch)."""
-    flush([tmp for s in staged for tmp, _ in s.renames])  # data first
+    """Make staged writes durable and put them in place: placed files and the data of
+    temp files in one flush, then the renames (the qmail order, in batch)."""
+    flush([tmp for s in staged for tmp, _ in s.renames] + [path for s in staged for path in s.placed])
     install(staged)
 
 
@@ -306,7 +318,7 @@ class GroupCommit:
             commit([staged for _, _, staged in done])
         except OSError as error:
             for future, _, staged in done:
-                for tmp, _ in staged.renames:
+                for tmp in [tmp for tmp, _ in staged.renames] + staged.placed:  # never acknowledged
                     try:
                         os.unlink(tmp)
                     except OSError:

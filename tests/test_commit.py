@@ -80,6 +80,41 @@ def test_a_failed_commit_reports_to_every_waiter_and_cleans_up(maildir, monkeypa
     assert os.listdir(maildir / "new") == [] and os.listdir(maildir / "tmp") == []
 
 
+def test_a_placed_file_costs_one_flush_and_goes_if_it_fails(tmp_path, monkeypatch):
+    """A file written under its final name (the MTA's spool file) is flushed once, with
+    no rename and no directory flush; if that flush fails, the file goes (it was never
+    acknowledged), and the waiter hears why."""
+    real, synced = commit._sync_all, []
+
+    def sync_all(paths):
+        synced.append(sorted(paths))
+        real(paths)
+
+    monkeypatch.setattr(commit, "_sync_all", sync_all)
+    placed = os.fspath(tmp_path / "ID1")
+
+    def stage():
+        write_temp(placed, b"whole")
+        return "ID1", Staged(placed=[placed])
+
+    assert run_now(stage) == "ID1"
+    assert (tmp_path / "ID1").read_bytes() == b"whole"
+    assert [paths for paths in synced if paths] == [[placed]]  # the file's data, nothing else
+
+    def broken(paths):
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(commit, "_sync_all", broken)
+    placed = os.fspath(tmp_path / "ID2")
+    committer = GroupCommit()
+    try:
+        with pytest.raises(OSError, match="I/O error"):
+            committer.submit(stage).result(timeout=10)
+    finally:
+        committer.close()
+    assert sorted(os.listdir(tmp_path)) == ["ID1"]
+
+
 # -- spare files: made in idle moments, filled by write_new -----------------------------
 
 
