@@ -1,14 +1,16 @@
 """Group commit: make files durable in batches, as databases do with their logs.
 
 Two kinds of new file. A file *placed* under its final name at once (the MTA's spool
-file) costs one flush: it is created with ``O_EXCL``, written and fsynced, and a reader
-tells a complete one from a half-written one by its own contents (the spool's envelope
-gives the message's size). One fsync suffices for its name too, as Postfix relies on
-for its queue file: on a journaling file system (ext4, XFS, btrfs) the fsync of a newly
-created file commits the journal transaction that holds its directory entry (ext4
-without a journal fsyncs the parent itself). A file *renamed* into place (a Maildir
-copy, state rewritten atomically) keeps qmail's order and costs two: its data (fsync
-the file) before the rename, and the rename (fsync the directory) after.
+file) costs one flush: it is created with ``O_EXCL`` (or a spare is linked to that
+name), written and fsynced, and a reader tells a complete one from a half-written one
+by its own contents (the spool's envelope gives the message's size). One fsync
+suffices for its name too, as Postfix relies on for its queue file: on a journaling
+file system (ext4, XFS, btrfs) the fsync of a newly created file commits the journal
+transaction that holds its directory entry (ext4 without a journal fsyncs the parent
+itself); so does that of a spare given its name by a link, which changed the inode in
+the same transaction. A file *renamed* into place (a Maildir copy, state rewritten
+atomically) keeps qmail's order and costs two: its data (fsync the file) before the
+rename, and the rename (fsync the directory) after.
 
 Under load, many sessions wait for their flushes at the same moment; one writer thread
 takes every write that is waiting and makes the whole batch durable with one ``syncfs``
@@ -16,10 +18,11 @@ before the renames and one after, so ten messages cost little more than one.
 
 Creating a file (a new inode) can itself be the slowest step: on NFS home directories
 and some virtual disks it takes a millisecond, twenty times longer than writing into a
-file that exists. So in idle moments the writer thread makes a few empty *spare* files
-in the directories it writes to, as databases preallocate log segments, and
-:func:`write_new` fills one of those when it can. Under sustained load there are no idle
-moments and files are created as they are needed, exactly as before.
+file that exists (on this project's virtual disk, 0.4 ms against 15 us). So in idle
+moments a writer thread makes a few empty *spare* files in the directories written to,
+as databases preallocate log segments: :func:`write_new` fills one of those when it can,
+and :func:`write_placed` gives one its final name. Under sustained load there are no
+idle moments and files are created as they are needed, exactly as before.
 
 A batch of one uses plain ``fsync`` calls, as does any platform without ``syncfs`` (it
 is Linux's).
@@ -118,6 +121,15 @@ class Spares:
                 self._ready.move_to_end(directory)
             return ready.pop() if ready else None
 
+    def give_back(self, directory: str, spare: str) -> None:
+        """Return a spare taken but not used."""
+        with self._lock:
+            ready = self._ready.get(directory)
+            if ready is None or len(ready) >= self.PER_DIRECTORY:
+                self._unlink([spare])
+            else:
+                ready.append(spare)
+
     def make_one(self) -> bool:
         """Create one spare where one is missing (most recently used directory first);
         False when every directory has its spares (or none could be made)."""
@@ -182,6 +194,30 @@ def write_new(directory: str, name: str, data: Data) -> str:
         except FileNotFoundError:  # someone swept the directory: make the file after all
             pass
     path = os.path.join(directory, name)
+    write_temp(path, data)
+    return path
+
+
+def write_placed(directory: str, name: str, data: Data) -> str:
+    """Write ``data`` to the new file ``directory/name`` (a file *placed*, see above),
+    not yet durable, and return its path. A spare, if one is ready, is given the name
+    first (a link, never over an existing file, then the spare's name unlinked): a new
+    name costs microseconds where a new inode may cost a millisecond. A crash between
+    the link and the write leaves an empty file, which its reader tells from a whole one."""
+    path = os.path.join(directory, name)
+    spare = SPARES.take(directory)
+    if spare is not None:
+        try:
+            os.link(spare, path)
+        except FileExistsError:
+            SPARES.give_back(directory, spare)
+            raise
+        except OSError:  # swept meanwhile, or a file system without hard links: create the file
+            pass
+        else:
+            os.unlink(spare)
+            _write_all(os.open(path, os.O_WRONLY | _CLOEXEC), data)
+            return path
     write_temp(path, data)
     return path
 
@@ -265,9 +301,12 @@ def run_now(stage: Stage) -> Any:
 
 class GroupCommit:
     """One writer thread; :meth:`submit` a stage, get a Future that resolves once its
-    files are durable and in place (or with the OSError that stopped them)."""
+    files are durable and in place (or with the OSError that stopped them).
+    ``make_spares``: whether the thread makes spare files when idle (one that others
+    wait on may leave that to another committer, so no job waits for a spare made)."""
 
-    def __init__(self, name: str = "labkit-commit") -> None:
+    def __init__(self, name: str = "labkit-commit", *, make_spares: bool = True) -> None:
+        self._make_spares = make_spares
         self._jobs: queue.SimpleQueue[tuple[Stage, Future] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -285,7 +324,7 @@ class GroupCommit:
     def _run(self) -> None:
         while True:
             # Idle: make spare files, one at a time, so a new job waits for one at most.
-            while self._jobs.empty() and SPARES.make_one():
+            while self._make_spares and self._jobs.empty() and SPARES.make_one():
                 pass
             job = self._jobs.get()
             if job is None:

@@ -122,6 +122,44 @@ def spares_in(directory) -> list[str]:
     return sorted(name for name in os.listdir(directory) if name.startswith(".spare."))
 
 
+def test_write_placed_gives_a_spare_its_final_name_and_never_overwrites(tmp_path):
+    """A placed file takes a spare's inode under its own name (link, then the spare's
+    name goes); a name that exists is an error, and the spare stays ready."""
+    directory = os.fspath(tmp_path)
+    assert commit.write_placed(directory, "A", b"1") == os.path.join(directory, "A")  # no spare yet
+    assert commit.SPARES.make_one()
+    [spare] = spares_in(tmp_path)
+    inode = os.stat(tmp_path / spare).st_ino
+    assert commit.write_placed(directory, "B", b"22") == os.path.join(directory, "B")
+    assert os.stat(tmp_path / "B").st_ino == inode and (tmp_path / "B").read_bytes() == b"22"
+    assert spares_in(tmp_path) == []
+    commit.SPARES.make_one()
+    with pytest.raises(FileExistsError):
+        commit.write_placed(directory, "A", b"333")
+    assert (tmp_path / "A").read_bytes() == b"1" and len(spares_in(tmp_path)) == 1
+    commit.SPARES.discard()
+
+
+def test_a_committer_that_makes_no_spares_leaves_them_to_others(tmp_path):
+    """The MTA's committer (the 250's flush) never makes spares: a job would wait."""
+    directory = os.fspath(tmp_path)
+    commit.write_new(directory, "a", b"1")  # a directory to keep spares in
+    quiet, other = GroupCommit(make_spares=False), None
+    try:
+        quiet.submit(lambda: (None, Staged())).result(timeout=10)
+        time.sleep(0.2)  # idle: a committer that makes spares makes one in a millisecond
+        assert spares_in(tmp_path) == []
+        other = GroupCommit()
+        deadline = time.monotonic() + 10
+        while not spares_in(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert spares_in(tmp_path)  # ... as this one does
+    finally:
+        quiet.close()
+        if other is not None:
+            other.close()
+
+
 def test_write_new_fills_a_spare_made_ahead(tmp_path):
     directory = os.fspath(tmp_path)
     first = commit.write_new(directory, "a", b"1")  # no spare yet: a file of that name

@@ -3,16 +3,16 @@
 Each message a host accepts is one file ``ID`` in its spool directory, its one durable
 copy, for local recipients as for remote ones (as Postfix's queue file): a JSON line
 with the envelope (and the message's size), then the message bytes. It is written
-under its final name at once and made durable by :mod:`labkit.commit` with one fsync
-before the 250, as Postfix does with its queue file (the journal commits the name with
-it), so the 250 "queued as ID" is a promise kept across a crash. A file a crash cut
-short was never acknowledged: :meth:`Spool.load` tells it by its size and removes it
-(the client, which got no 250, sends the message again). Delivery (:mod:`.delivery`) takes
-it from there after the 250. The envelope names, for each local recipient, the file
-its Maildir copy will have, so a delivery repeated after a crash finds the copy it
-made already. Delivery progress (recipients left, attempts, next retry, last error)
-goes to a small ``ID.state`` file, rewritten atomically after each attempt. A restart
-reads both.
+under its final name at once (a spare file given that name when one is ready) and made
+durable by :mod:`labkit.commit` with one fsync before the 250, as Postfix does with its
+queue file (the journal commits the name with it), so the 250 "queued as ID" is a
+promise kept across a crash. A file a crash cut short was never acknowledged:
+:meth:`Spool.load` tells it by its size and removes it (the client, which got no 250,
+sends the message again). Delivery (:mod:`.delivery`) takes it from there after the
+250. The envelope names, for each local recipient, the file its Maildir copy will
+have, so a delivery repeated after a crash finds the copy it made already. Delivery
+progress (recipients left, attempts, next retry, last error) goes to a small
+``ID.state`` file, rewritten atomically after each attempt. A restart reads both.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..commit import Staged, write_new, write_temp
+from ..commit import Staged, write_new, write_placed
 
 
 _states = itertools.count(1)  # temporary names of state files: two writes of one never share one
@@ -107,8 +107,7 @@ class Spool:
         (a file *placed*, see :mod:`labkit.commit`); ``size`` tells a whole one."""
         header = json.dumps({"mail_from": entry.mail_from, "recipients": entry.recipients, "arrived": entry.arrived,
                              "local": entry.local, "names": entry.names, "size": len(message)})
-        path = os.path.join(self.directory, entry.queue_id)
-        write_temp(path, [header.encode() + b"\n", message])
+        path = write_placed(os.fspath(self.directory), entry.queue_id, [header.encode() + b"\n", message])
         return Staged(placed=[path])
 
     def stage_state(self, entry: QueueEntry) -> Staged:
