@@ -122,7 +122,8 @@ class Spares:
             return ready.pop() if ready else None
 
     def give_back(self, directory: str, spare: str) -> None:
-        """Return a spare taken but not used."""
+        """Add a spare to ``directory``'s ready ones (one taken but not used, or just
+        made), or delete it if that directory has enough or is no longer kept."""
         with self._lock:
             ready = self._ready.get(directory)
             if ready is None or len(ready) >= self.PER_DIRECTORY:
@@ -144,12 +145,7 @@ class Spares:
             with self._lock:
                 self._ready.pop(directory, None)
             return True
-        with self._lock:
-            ready = self._ready.get(directory)
-            if ready is None or len(ready) >= self.PER_DIRECTORY:
-                self._unlink([path])
-            else:
-                ready.append(path)
+        self.give_back(directory, path)
         return True
 
     def discard(self) -> None:
