@@ -209,7 +209,7 @@ def write_placed(directory: str, name: str, data: Data) -> str:
             SPARES.give_back(directory, spare)
             raise
         except OSError:  # swept meanwhile, or a file system without hard links: create the file
-            pass
+            Spares._unlink([spare])  # (if it is still there)
         else:
             os.unlink(spare)
             _write_all(os.open(path, os.O_WRONLY | _CLOEXEC), data)

@@ -140,6 +140,21 @@ def test_write_placed_gives_a_spare_its_final_name_and_never_overwrites(tmp_path
     commit.SPARES.discard()
 
 
+def test_write_placed_without_hard_links_creates_the_file(tmp_path, monkeypatch):
+    """A file system that cannot link: the file is created, the spare taken goes."""
+    directory = os.fspath(tmp_path)
+    commit.write_placed(directory, "A", b"1")
+    commit.SPARES.make_one()
+
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert commit.write_placed(directory, "B", b"22") == os.path.join(directory, "B")
+    assert (tmp_path / "B").read_bytes() == b"22" and spares_in(tmp_path) == []
+    commit.SPARES.discard()
+
+
 def test_a_committer_that_makes_no_spares_leaves_them_to_others(tmp_path):
     """The MTA's committer (the 250's flush) never makes spares: a job would wait."""
     directory = os.fspath(tmp_path)
