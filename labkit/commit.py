@@ -6,11 +6,11 @@ name), written and fsynced, and a reader tells a complete one from a half-writte
 by its own contents (the spool's envelope gives the message's size). One fsync
 suffices for its name too, as Postfix relies on for its queue file: on a journaling
 file system (ext4, XFS, btrfs) the fsync of a newly created file commits the journal
-transaction that holds its directory entry (ext4 without a journal fsyncs the parent
-itself); so does that of a spare given its name by a link, which changed the inode in
-the same transaction. A file *renamed* into place (a Maildir copy, state rewritten
-atomically) keeps qmail's order and costs two: its data (fsync the file) before the
-rename, and the rename (fsync the directory) after.
+transaction that holds its directory entry, and so does that of a spare given its name
+by a link, which changed the inode in the same transaction (ext4 without a journal
+fsyncs the parent of a newly created file itself). A file *renamed* into place (a
+Maildir copy, state rewritten atomically) keeps qmail's order and costs two: its data
+(fsync the file) before the rename, and the rename (fsync the directory) after.
 
 Under load, many sessions wait for their flushes at the same moment; one writer thread
 takes every write that is waiting and makes the whole batch durable with one ``syncfs``
