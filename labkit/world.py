@@ -178,6 +178,7 @@ class AsyncWorld:
         await self.dns.stop()
         self.context.boundary.shutdown()
         self.context.committer.close()
+        self.context.deliverer.close()
         self.started = False
         if self._lock_fd is not None:
             os.close(self._lock_fd)

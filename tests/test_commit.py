@@ -80,11 +80,99 @@ def test_a_failed_commit_reports_to_every_waiter_and_cleans_up(maildir, monkeypa
     assert os.listdir(maildir / "new") == [] and os.listdir(maildir / "tmp") == []
 
 
+def test_a_placed_file_costs_one_flush_and_goes_if_it_fails(tmp_path, monkeypatch):
+    """A file written under its final name (the MTA's spool file) is flushed once, with
+    no rename and no directory flush; if that flush fails, the file goes (it was never
+    acknowledged), and the waiter hears why."""
+    real, synced = commit._sync_all, []
+
+    def sync_all(paths):
+        synced.append(sorted(paths))
+        real(paths)
+
+    monkeypatch.setattr(commit, "_sync_all", sync_all)
+    placed = os.fspath(tmp_path / "ID1")
+
+    def stage():
+        write_temp(placed, b"whole")
+        return "ID1", Staged(placed=[placed])
+
+    assert run_now(stage) == "ID1"
+    assert (tmp_path / "ID1").read_bytes() == b"whole"
+    assert [paths for paths in synced if paths] == [[placed]]  # the file's data, nothing else
+
+    def broken(paths):
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(commit, "_sync_all", broken)
+    placed = os.fspath(tmp_path / "ID2")
+    committer = GroupCommit()
+    try:
+        with pytest.raises(OSError, match="I/O error"):
+            committer.submit(stage).result(timeout=10)
+    finally:
+        committer.close()
+    assert sorted(os.listdir(tmp_path)) == ["ID1"]
+
+
 # -- spare files: made in idle moments, filled by write_new -----------------------------
 
 
 def spares_in(directory) -> list[str]:
     return sorted(name for name in os.listdir(directory) if name.startswith(".spare."))
+
+
+def test_write_placed_gives_a_spare_its_final_name_and_never_overwrites(tmp_path):
+    """A placed file takes a spare's inode under its own name (link, then the spare's
+    name goes); a name that exists is an error, and the spare stays ready."""
+    directory = os.fspath(tmp_path)
+    assert commit.write_placed(directory, "A", b"1") == os.path.join(directory, "A")  # no spare yet
+    assert commit.SPARES.make_one()
+    [spare] = spares_in(tmp_path)
+    inode = os.stat(tmp_path / spare).st_ino
+    assert commit.write_placed(directory, "B", b"22") == os.path.join(directory, "B")
+    assert os.stat(tmp_path / "B").st_ino == inode and (tmp_path / "B").read_bytes() == b"22"
+    assert spares_in(tmp_path) == []
+    commit.SPARES.make_one()
+    with pytest.raises(FileExistsError):
+        commit.write_placed(directory, "A", b"333")
+    assert (tmp_path / "A").read_bytes() == b"1" and len(spares_in(tmp_path)) == 1
+    commit.SPARES.discard()
+
+
+def test_write_placed_without_hard_links_creates_the_file(tmp_path, monkeypatch):
+    """A file system that cannot link: the file is created, the spare taken goes."""
+    directory = os.fspath(tmp_path)
+    commit.write_placed(directory, "A", b"1")
+    commit.SPARES.make_one()
+
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert commit.write_placed(directory, "B", b"22") == os.path.join(directory, "B")
+    assert (tmp_path / "B").read_bytes() == b"22" and spares_in(tmp_path) == []
+    commit.SPARES.discard()
+
+
+def test_a_committer_that_makes_no_spares_leaves_them_to_others(tmp_path):
+    """The MTA's committer (the 250's flush) never makes spares: a job would wait."""
+    directory = os.fspath(tmp_path)
+    commit.write_new(directory, "a", b"1")  # a directory to keep spares in
+    quiet, other = GroupCommit(make_spares=False), None
+    try:
+        quiet.submit(lambda: (None, Staged())).result(timeout=10)
+        time.sleep(0.2)  # idle: a committer that makes spares makes one in a millisecond
+        assert spares_in(tmp_path) == []
+        other = GroupCommit()
+        deadline = time.monotonic() + 10
+        while not spares_in(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert spares_in(tmp_path)  # ... as this one does
+    finally:
+        quiet.close()
+        if other is not None:
+            other.close()
 
 
 def test_write_new_fills_a_spare_made_ahead(tmp_path):

@@ -212,6 +212,31 @@ def test_a_local_copy_made_before_a_crash_is_not_made_again(tmp_path):
         assert not (state / "spool" / "smtp.brilliant.com" / "DEADBEEF").exists()
 
 
+def test_a_spool_file_a_crash_cut_short_is_removed_and_the_whole_ones_delivered(tmp_path):
+    """The spool file is written under its final name and flushed once before the 250
+    (labkit.commit): a crash while it is written leaves a prefix of it, for a message
+    never acknowledged. A restart delivers every whole file and removes the cut ones
+    (their clients got no 250 and send again), never a truncated message."""
+    state = tmp_path / "state"
+    betty = "betty@brilliant.com"
+    with World(lecture_config(), state_dir=state) as world:
+        host = world.host("brilliant.com")
+        spool = host.spool.directory
+        entry = QueueEntry("0000000A", "albert@awesome.com", [betty], local={betty: betty})
+        commit.run_now(lambda: (None, host.spool.stage(entry, HELLO)))  # as the MTA writes it before its 250
+    whole = (spool / "0000000A").read_bytes()
+    envelope = whole.index(b"\n") + 1
+    cuts = {"0000000B": 0, "0000000C": envelope // 2, "0000000D": envelope, "0000000E": len(whole) - 1}
+    for queue_id, length in cuts.items():
+        (spool / queue_id).write_bytes(whole[:length])
+    with World(lecture_config(), state_dir=state) as world:
+        assert not any((spool / queue_id).exists() for queue_id in cuts)  # gone before anything is delivered
+        world.wait_for(lambda e: e.kind == "delivered" and e.data.get("queue_id") == "0000000A")
+        assert [m.split(b"\r\n\r\n", 1)[1] for m in world.messages(betty)] == [b"hello\r\n"]
+        assert not any(e.data.get("queue_id") in cuts for e in world.tracer.events())
+    assert list(spool.iterdir()) == []
+
+
 # -- seams (the fault boundary has its own tests: test_seams.py) -------------------------
 
 def test_temporary_mx_error_from_a_seam_defers(world):

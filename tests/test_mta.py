@@ -7,10 +7,12 @@ import re
 import smtplib
 import socket
 import subprocess
+import threading
 
 import pytest
 
 from conftest import need
+from labkit.commit import Staged
 
 QUEUED = re.compile(r"^2\.0\.0 OK queued as ([0-9A-F]{8})$")
 MESSAGE = b"From: Albert <albert@awesome.com>\r\nTo: Betty <betty@brilliant.com>\r\nSubject: Lunch\r\n\r\nLunch on Friday?\r\n"
@@ -48,6 +50,24 @@ def test_lecture_dialogue_over_a_raw_socket(world):
     stored = world.messages("betty@brilliant.com")[0]
     assert b"\r\n.a line that starts with a dot\r\n" in stored  # dot-stuffing undone once
     assert stored.startswith(b"Return-Path: <albert@awesome.com>\r\n")
+
+
+def test_a_250_never_waits_for_the_maildir_copies_after_it(world):
+    """The one flush before the 250 (the spool file) and the Maildir copies after it
+    have writer threads of their own: with every Maildir copy held up, messages are
+    still accepted, and each is stored once the copies may go on."""
+    gate = threading.Event()
+    held = world.context.deliverer.submit(lambda: (gate.wait(30), Staged()))
+    try:
+        with smtp(world, "smtp.brilliant.com") as client:
+            for i in range(3):
+                client.sendmail("albert@awesome.com", ["betty@brilliant.com"], MESSAGE + b"%d\r\n" % i)
+        assert world.messages("betty@brilliant.com") == []  # all three acknowledged, none stored yet
+    finally:
+        gate.set()
+    assert held.result(timeout=30)
+    world.wait_for_delivery("betty@brilliant.com", count=3)
+    assert sorted(m[-3:] for m in world.messages("betty@brilliant.com")) == [b"0\r\n", b"1\r\n", b"2\r\n"]
 
 
 def test_local_delivery_with_received_header(world):

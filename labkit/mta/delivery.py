@@ -12,7 +12,9 @@ reloads the spool. Each outcome per recipient is one of:
 
 Every message comes from the spool, where the SMTP server made it durable before its
 250 (one write, as Postfix's queue file): local recipients get their Maildir copy after
-the 250, made durable in batches by the group committer, then the spool file goes.
+the 250, made durable in batches by the context's ``deliverer`` (a group committer of
+its own, so the next message's 250 never waits behind these flushes), then the spool
+file goes.
 Progress is saved as it is made: once a group of recipients (the local ones, or one
 remote domain) is done, the spool forgets them before the next group is tried, so a
 crash repeats only a delivery that was in flight at that instant (as Postfix does); a
@@ -133,9 +135,9 @@ class DeliveryQueue:
 
     def accepted(self, entry: QueueEntry, message: bytes) -> None:
         """Deliver what the SMTP server has just queued (from any thread). A message
-        only for local users (labkit's own ``deliver``) is stored by the group committer
-        itself, which then forgets the spool file: no task, no hand-off between threads.
-        Anything else, or a copy that could not be made, goes the way of every queued
+        only for local users (labkit's own ``deliver``) is stored by the deliverer (the
+        group committer for after the 250) itself, which then forgets the spool file:
+        no task, no hand-off between threads. Anything else, or a copy that could not be made, goes the way of every queued
         message (:meth:`enqueue`)."""
         host = self.host
         if self._stopping or not entry.recipients or set(entry.names) != set(entry.recipients):
@@ -152,12 +154,12 @@ class DeliveryQueue:
             staged.after.append(lambda: self._stored(entry, outcomes))
             return True, staged
 
-        def done(future: Future) -> None:  # in the committer thread
+        def done(future: Future) -> None:  # in the deliverer's thread
             if future.exception() is not None or not future.result():
                 host.note_queued(entry)
                 host.call_soon(self.enqueue, entry, 0.0, message)
 
-        host.context.committer.submit(stage).add_done_callback(done)
+        host.context.deliverer.submit(stage).add_done_callback(done)
 
     def _stored(self, entry: QueueEntry, outcomes: dict[str, Outcome]) -> None:
         """Every local copy of ``entry`` is durable: tell the trace, forget the spool file."""
@@ -247,10 +249,10 @@ class DeliveryQueue:
         await self._save_state(entry)
 
     async def _save_state(self, entry: QueueEntry) -> None:
-        """Make ``entry``'s progress durable, with whatever else the committer has
+        """Make ``entry``'s progress durable, with whatever else the deliverer has
         waiting (a pass of many deferrals costs a few flushes, not one each)."""
         spool = self.host.spool
-        await asyncio.wrap_future(self.host.context.committer.submit(lambda: (None, spool.stage_state(entry))))
+        await asyncio.wrap_future(self.host.context.deliverer.submit(lambda: (None, spool.stage_state(entry))))
 
     def accept(self, entry: QueueEntry, message: bytes, local: dict[str, str]) -> Stage:
         """What the SMTP server does with a message before it answers 250, as a stage
@@ -279,7 +281,7 @@ class DeliveryQueue:
         return f"Return-Path: <{entry.mail_from}>\r\nDelivered-To: {address}\r\n".encode() + message
 
     def _stage_local(self, entry: QueueEntry, local: dict[str, str], message: bytes) -> tuple[dict[str, Outcome], Staged]:
-        """Write the message for each local recipient's Maildir (runs in the committer),
+        """Write the message for each local recipient's Maildir (runs in the deliverer),
         under the name the envelope gave it; after a restart, one already there counts."""
         outcomes: dict[str, Outcome] = {}
         staged = Staged()
@@ -308,9 +310,9 @@ class DeliveryQueue:
         if student:
             return {rcpt: await self._student_deliver(impl, entry, rcpt, mailbox, message)
                     for rcpt, mailbox in local.items()}
-        committer = self.host.context.committer
+        deliverer = self.host.context.deliverer
         try:
-            return await asyncio.wrap_future(committer.submit(lambda: self._stage_local(entry, local, message)))
+            return await asyncio.wrap_future(deliverer.submit(lambda: self._stage_local(entry, local, message)))
         except OSError as error:
             return {r: _deferred(f"451 4.3.0 could not make the Maildir copy durable: {error}") for r in local}
 

@@ -2,14 +2,17 @@
 
 Each message a host accepts is one file ``ID`` in its spool directory, its one durable
 copy, for local recipients as for remote ones (as Postfix's queue file): a JSON line
-with the envelope, then the message bytes. It is staged under a temporary name and
-made durable by :mod:`labkit.commit` (fsynced, renamed, the directory fsynced), so the
-250 "queued as ID" is a promise kept across a crash. Delivery (:mod:`.delivery`) takes
-it from there after the 250. The envelope names, for each local recipient, the file
-its Maildir copy will have, so a delivery repeated after a crash finds the copy it
-made already. Delivery progress (recipients left, attempts, next retry, last error)
-goes to a small ``ID.state`` file, rewritten atomically after each attempt. A restart
-reads both.
+with the envelope (and the message's size), then the message bytes. It is written
+under its final name at once (a spare file given that name when one is ready) and made
+durable by :mod:`labkit.commit` with one fsync before the 250, as Postfix does with its
+queue file (the journal commits the name with it), so the 250 "queued as ID" is a
+promise kept across a crash. A file a crash cut short was never acknowledged:
+:meth:`Spool.load` tells it by its size and removes it (the client, which got no 250,
+sends the message again). Delivery (:mod:`.delivery`) takes it from there after the
+250. The envelope names, for each local recipient, the file its Maildir copy will
+have, so a delivery repeated after a crash finds the copy it made already. Delivery
+progress (recipients left, attempts, next retry, last error) goes to a small
+``ID.state`` file, rewritten atomically after each attempt. A restart reads both.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..commit import Staged, write_new
+from ..commit import Staged, write_new, write_placed
 
 
 _states = itertools.count(1)  # temporary names of state files: two writes of one never share one
@@ -44,6 +47,25 @@ class QueueEntry:
     local: dict[str, str] = field(default_factory=dict)  # recipient -> mailbox, when routed Local
     names: dict[str, str] = field(default_factory=dict)  # recipient -> the file name of its Maildir copy
     failed: list[dict] = field(default_factory=list)  # failures whose bounce could not be made yet
+
+
+def _whole(path: Path) -> dict | None:
+    """The envelope of a spool file, or None if a crash cut it short (before its one
+    flush, so before its 250): an envelope line that does not parse, or fewer message
+    bytes than it announces. (A file from before sizes were written was renamed into
+    place whole.)"""
+    with open(path, "rb") as f:
+        line = f.readline()
+        try:
+            header = json.loads(line)
+        except ValueError:
+            return None
+        if not line.endswith(b"\n") or not isinstance(header, dict):
+            return None
+        size = header.get("size")
+        if size is not None and os.fstat(f.fileno()).st_size != len(line) + size:
+            return None
+    return header
 
 
 def _scramble(x: int) -> int:
@@ -81,12 +103,12 @@ class Spool:
         raise RuntimeError("could not find a free queue id")
 
     def stage(self, entry: QueueEntry, message: bytes) -> Staged:
-        """Write a new message under a temporary name (see :mod:`labkit.commit`)."""
+        """Write a new message under its final name, for the committer to flush once
+        (a file *placed*, see :mod:`labkit.commit`); ``size`` tells a whole one."""
         header = json.dumps({"mail_from": entry.mail_from, "recipients": entry.recipients, "arrived": entry.arrived,
-                             "local": entry.local, "names": entry.names})
-        directory = os.fspath(self.directory)
-        tmp = write_new(directory, f".{entry.queue_id}.tmp", [header.encode() + b"\n", message])
-        return Staged([(tmp, os.path.join(directory, entry.queue_id))])
+                             "local": entry.local, "names": entry.names, "size": len(message)})
+        path = write_placed(os.fspath(self.directory), entry.queue_id, [header.encode() + b"\n", message])
+        return Staged(placed=[path])
 
     def stage_state(self, entry: QueueEntry) -> Staged:
         """Write delivery progress (after an attempt) under a temporary name, for the
@@ -111,7 +133,8 @@ class Spool:
 
     def load(self) -> list[QueueEntry]:
         """Everything in the queue (after a restart), oldest first. Leftover temporary
-        files are from messages never acknowledged with 250: they are removed."""
+        files, and message files a crash cut short, are from messages never
+        acknowledged with 250: they are removed."""
         entries = []
         for path in self.directory.iterdir():
             name = path.name
@@ -121,13 +144,15 @@ class Spool:
             if name.endswith(".state"):
                 continue
             state = self.directory / f"{name}.state"
-            if state.exists():
+            if state.exists():  # written after the 250: the message file is whole
                 entries.append(QueueEntry(**json.loads(state.read_text())))
-            else:
-                with open(path, "rb") as f:
-                    header = json.loads(f.readline())
-                entries.append(QueueEntry(name, header["mail_from"], header["recipients"], header["arrived"],
-                                          local=header.get("local", {}), names=header.get("names", {})))
+                continue
+            header = _whole(path)
+            if header is None:
+                path.unlink(missing_ok=True)
+                continue
+            entries.append(QueueEntry(name, header["mail_from"], header["recipients"], header["arrived"],
+                                      local=header.get("local", {}), names=header.get("names", {})))
         return sorted(entries, key=lambda e: e.arrived)
 
     def __len__(self) -> int:
