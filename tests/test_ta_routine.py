@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -166,7 +167,7 @@ def test_formgrader_started_the_documented_way_serves_the_course(tmp_path):
     server = subprocess.Popen(["make", "-s", "-C", str(ROOT), "formgrader", "GRADING=" + str(course.path),
                                f"ARGS=--no-browser --ServerApp.port={port} --ServerApp.ip=127.0.0.1 "
                                "--IdentityProvider.token=ta-token"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         listed = None
         for _ in range(600):  # bounded: a minute at most
@@ -180,9 +181,17 @@ def test_formgrader_started_the_documented_way_serves_the_course(tmp_path):
         assert listed is not None, server.stdout.read1(20000) if server.stdout else ""
         assert LAB0 in {a["name"] for a in listed}
         assert not (ROOT / "gradebook.db").exists()  # no stray gradebook at the root
-    finally:
-        server.terminate()
+    finally:  # make and the jupyter lab it started (as Ctrl-C in the TA's terminal stops both)
+        os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
+        for _ in range(300):  # bounded: 30 s for jupyter lab to shut down, then it is killed
+            try:
+                os.killpg(server.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.killpg(server.pid, signal.SIGKILL)
 
 
 def test_the_students_copy_is_made_once_and_never_overwritten(tmp_path):
