@@ -307,6 +307,61 @@ def test_a_labkit_under_tmp_is_bound_over_the_sandboxs_empty_tmp(monkeypatch):
     assert mounted_before_tmp(kernel) == [] and mounted_before_tmp(judge) == []
 
 
+# A pod whose starting thread ends while its kernel runs (a busy worker: that thread ends
+# after its kernel's bubblewrap has started): the kernel must still answer.
+POD_STARTED_BY_A_SLOW_THREAD = """
+import sys, time
+from pathlib import Path
+from jupyter_core.utils import run_sync
+from labkit.grade import pod, worker
+
+worker.prepare(sys.argv[1], True)
+make = pod.kernel_manager
+
+def slow(spec, **kwargs):
+    km = make(spec, **kwargs)
+    post_start = km._async_post_start_kernel
+
+    async def slowly(**kw):
+        await post_start(**kw)
+        time.sleep(3)  # the thread that started the kernel ends after bubblewrap set its parent-death signal
+
+    km._async_post_start_kernel = slowly
+    return km
+
+pod.kernel_manager = slow
+package = pod.student_package(Path(sys.argv[1]) / "student")
+one = pod.Pod(worker.scratch(), str(package), pod.Limits(), sandboxed=True, run=pod.run_id())
+try:
+    one.wait()
+    time.sleep(6)
+    client = one.km.client()
+    client.start_channels()
+    run_sync(client.wait_for_ready)(timeout=60)  # raises if the kernel died
+    print("ready")
+finally:
+    one.kill()
+    one.remove()
+"""
+
+
+def test_a_pod_outlives_the_thread_that_started_it(tmp_path):
+    """bubblewrap's --die-with-parent kills the kernel when the thread that started it
+    ends (PR_SET_PDEATHSIG is a thread's): under load that thread ended after the kernel's
+    bubblewrap had started, and the kernel died silently before its first reply."""
+    import subprocess
+    import sys
+
+    from labkit.grade.pod import missing_isolation
+    from submissions import python_env
+
+    if missing_isolation():
+        pytest.skip(f"{missing_isolation()} (.ci/run runs the suite as root with bubblewrap)")
+    done = subprocess.run([sys.executable, "-c", POD_STARTED_BY_A_SLOW_THREAD, str(tmp_path)], env=python_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "ready" in done.stdout, done.stderr[-2000:]
+
+
 def test_an_unjudged_submission_is_graded_again_without_force(tmp_path):
     """unjudged is the grader's failure, not the student's: the next run tries again."""
     from labkit.grade.gradebook import RESULT_FILE

@@ -544,8 +544,12 @@ class Pod:
         import zmq  # the worker's sockets to the kernel take no message over the limit (a kernel that floods is
         self.km.context.setsockopt(zmq.MAXMSGSIZE, MAX_KERNEL_MESSAGE)  # cut off, not held in memory)
         self._error: BaseException | None = None
-        self._started = threading.Thread(target=self._start, name="labkit-pod-start", daemon=True)
-        self._started.start()
+        self._ready, self._killed = threading.Event(), threading.Event()
+        # The kernel's parent is this thread, not the worker: bubblewrap's --die-with-parent
+        # (PR_SET_PDEATHSIG) kills it when the thread that started it ends, so the thread
+        # lives as long as the pod (until kill()).
+        self._starter = threading.Thread(target=self._start, name="labkit-pod-start", daemon=True)
+        self._starter.start()
         self.channel: Any = None
         self.limit_hit = False
 
@@ -563,12 +567,14 @@ class Pod:
             self._error = error
         finally:
             self._judge_end.close()
+            self._ready.set()
+        self._killed.wait()  # the kernel's parent thread: see __init__
 
     def wait(self) -> None:
         """The kernel and judge have started (or raise why they could not)."""
         from ..channel import Channel
 
-        self._started.join()
+        self._ready.wait()
         if self._error is not None:
             raise self._error
         if self.channel is None:
@@ -578,7 +584,7 @@ class Pod:
         """The kernel, the judge, and everything either started."""
         from jupyter_core.utils import run_sync
 
-        self._started.join()
+        self._ready.wait()
         self.limit_hit = "kernel" in self.cgroups and self.cgroups["kernel"].limit_hit()
         if self.channel is not None:
             self.channel.close("the submission is graded")
@@ -602,6 +608,8 @@ class Pod:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        self._killed.set()
+        self._starter.join()
 
     def remove(self) -> None:
         if self.sandboxed:
