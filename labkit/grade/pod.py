@@ -595,6 +595,7 @@ class Pod:
             if process is not None:  # killed and reaped here, jupyter_client's shutdown finds it gone
                 run_sync(self.km.provisioner.send_signal)(signal.SIGKILL)  # (it polls every 0.1 s otherwise)
                 process.wait(5)
+                self.km.provisioner.pgid = None  # reaped: its group id may be another process's now
         except Exception:
             pass
         try:
