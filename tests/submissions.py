@@ -102,6 +102,25 @@ class Course:
         with open_gradebook(self.path) as gradebook:
             gradebook.update_or_create_student(student)
 
+    def leftovers(self) -> list[str]:
+        """What this course's grading runs left: scratch files, control groups, processes
+        of their pods."""
+        from labkit.grade.pod import MARKER
+
+        found = [str(p) for p in (self.root / "tmp").iterdir()] if (self.root / "tmp").exists() else []
+        for pid in self.pids:
+            found += [f"{tree}/{name}" for tree in ("/sys/fs/cgroup", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory")
+                      if os.path.isdir(tree) for name in os.listdir(tree) if name.startswith(f"labkit-grade-{pid}-")]
+        runs = tuple(f"{MARKER}={pid}-".encode() for pid in self.pids)  # a pod's marker: RUN-TOKEN
+        for name in os.listdir("/proc"):
+            try:
+                environ = Path(f"/proc/{name}/environ").read_bytes() if name.isdigit() else b""
+            except OSError:
+                continue
+            if any(v.startswith(runs) for v in environ.split(b"\0")):
+                found.append(f"process {name}")
+        return found
+
     def rows(self) -> dict[tuple[str, str], dict]:
         with open(self.path / "labkit-grades.csv", newline="") as f:
             return {(r["assignment"], r["student"]): r for r in csv.DictReader(f)}
@@ -122,13 +141,15 @@ class Course:
                 raise
         return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
-    def start_grading(self, *args: str) -> subprocess.Popen:
+    def start_grading(self, *args: str, session: bool = False) -> subprocess.Popen:
         """:meth:`grade`, started in the background (its pid names the run's scratch
-        folders and control groups); ``communicate()`` waits for it."""
+        folders and control groups); ``communicate()`` waits for it. ``session``: in a
+        session of its own, as in a TA's terminal (Ctrl-C there signals its whole group)."""
         scratch = self.root / "tmp"
         scratch.mkdir(exist_ok=True)
         process = subprocess.Popen(self.grade_command(*args), cwd=self.root, env={**python_env(), "TMPDIR": str(scratch)},
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=session)
         self.pids.append(process.pid)
         return process
 

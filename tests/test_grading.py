@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 from labkit.grade.gradebook import open_gradebook
-from submissions import (LAB1, LAB1_EXPECTED, LABS, OTHER_LABS, Course, answered, jupyterlab_save, lab1_corpus, meta,
+from submissions import (LAB1, LAB1_EXPECTED, LABS, OTHER_LABS, Course, after_solution, answered, jupyterlab_save, lab1_corpus, meta,
                          source, text)
 
 pytest.importorskip("nbgrader")
@@ -97,22 +97,7 @@ def test_the_summary_lists_who_needs_a_human_look(graded):
 def test_nothing_is_left_behind(graded):
     """No scratch directory, control group or process of the run outlives it."""
     course, _ = graded
-    assert list((course.root / "tmp").iterdir()) == []
-    for pid in course.pids:
-        groups = [f"{tree}/{name}" for tree in ("/sys/fs/cgroup", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory")
-                  if os.path.isdir(tree) for name in os.listdir(tree) if name.startswith(f"labkit-grade-{pid}-")]
-        assert groups == []
-    from labkit.grade.pod import MARKER
-
-    mine = []
-    for name in os.listdir("/proc"):
-        try:
-            environ = Path(f"/proc/{name}/environ").read_bytes() if name.isdigit() else b""
-        except OSError:
-            continue
-        if MARKER.encode() in environ and str(course.root).encode() in Path(f"/proc/{name}/cmdline").read_bytes():
-            mine.append(name)
-    assert mine == []
+    assert course.leftovers() == []
 
 
 def test_a_second_run_skips_what_it_graded_and_force_regrades(graded):
@@ -373,3 +358,54 @@ def test_an_unjudged_submission_is_graded_again_without_force(tmp_path):
     saved.write_text(json.dumps({**json.loads(saved.read_text()), "status": "unjudged"}))
     again = course.grade(LAB1, *LIMITS)
     assert again.returncode == 0 and "1/1 ada: graded 14/14" in again.stderr, again.stderr[-2000:]
+
+
+@pytest.mark.parametrize("stop, sandbox", [("SIGTERM", "sandboxed"), ("SIGTERM", "unsandboxed"),
+                                           ("Ctrl-C", "sandboxed")])
+def test_a_stopped_run_ends_at_once_keeps_what_was_graded_and_leaves_nothing(tmp_path, stop, sandbox):
+    """``kill`` (SIGTERM, to the grader alone) or Ctrl-C (SIGINT, to its terminal's whole
+    process group) while a submission's cell sleeps: the run ends within seconds, not when
+    the cell's time is up; what was graded before stays in the gradebook; no worker, pod,
+    scratch file or control group is left."""
+    import signal
+    import threading
+    import time
+
+    from labkit.grade.gradebook import RESULT_FILE
+    from labkit.grade.pod import missing_isolation
+
+    if sandbox == "sandboxed" and missing_isolation():
+        pytest.skip(f"{missing_isolation()} (.ci/run runs the suite as root with bubblewrap)")
+    course = Course(tmp_path)
+    course.hand_in("ada", LAB1, answered(course, LAB1))
+    for who in ("bob", "cid"):
+        course.hand_in(who, LAB1, answered(course, LAB1, {"send-mail": after_solution("import time\ntime.sleep(600)")}))
+    process = course.start_grading(LAB1, "--workers", "1", "--time-limit", "900", "--cell-time-limit", "600",
+                                   *(["--unsafe-no-sandbox"] if sandbox == "unsandboxed" else []), session=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+    try:
+        for _ in range(1200):  # ada graded (bob's cell starts next): at most 120 s
+            if any(line.startswith("1/3 ada: graded") for line in lines) or process.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert any(line.startswith("1/3 ada: graded") for line in lines), "".join(lines)[-3000:]
+        time.sleep(3)  # bob's notebook runs, into the sleep
+        if stop == "SIGTERM":
+            os.kill(process.pid, signal.SIGTERM)
+        else:
+            os.killpg(process.pid, signal.SIGINT)
+        code = process.wait(timeout=60)  # the sleeping cell has 600 s
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    reader.join(10)
+    said = "".join(lines)
+    assert code == 128 + (signal.SIGTERM if stop == "SIGTERM" else signal.SIGINT), said[-3000:]
+    assert "labkit grade: stopped; what was graded is in the gradebook" in said and "Traceback" not in said, said
+    graded = course.path / "autograded"
+    assert json.loads((graded / "ada" / LAB1 / RESULT_FILE).read_text())["status"] == "graded"
+    assert not (graded / "bob").exists() and not (graded / "cid").exists()
+    assert course.leftovers() == []

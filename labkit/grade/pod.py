@@ -509,6 +509,7 @@ class Pod:
     def __init__(self, scratch: str, student: str, limits: Limits, *, sandboxed: bool, run: str) -> None:
         self.limits, self.sandboxed = limits, sandboxed
         self.token = uuid.uuid4().hex[:12]
+        self.marker = f"{run}-{self.token}"  # in its processes' environment (:func:`strays`)
         # The pod's user: the kernel's and the judge's (one user, so the files of the scratch they
         # share are both's; they see nothing else of each other: two mount and PID namespaces).
         self.uid = UID_BASE + random.randrange(0, UID_SPAN)
@@ -538,7 +539,7 @@ class Pod:
         spec = {"sandboxed": sandboxed, "uid": self.uid, "student": student, "shared": self.shared,
                 "common": self.common,
                 "limits": limits.to_dict(), "cgroups": {k: g.paths for k, g in self.cgroups.items()},
-                "control": judge_end.fileno(), "log": self.log_path, "marker": self.token}
+                "control": judge_end.fileno(), "log": self.log_path, "marker": self.marker}
         self.km = kernel_manager(spec, kernel_name="python3", transport="ipc", ip=os.path.join(self.shared, "k"),
                                  connection_file=os.path.join(self.shared, "kernel.json"))
         import zmq  # the worker's sockets to the kernel take no message over the limit (a kernel that floods is
@@ -604,7 +605,7 @@ class Pod:
             pass
         for group in self.cgroups.values():
             group.remove()
-        for pid in strays(self.token):
+        for pid in strays(self.marker):
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
@@ -640,7 +641,8 @@ def kernel_manager(spec: dict, **kwargs: Any) -> Any:
 
 
 def strays(marker: str) -> list[int]:
-    """Processes still carrying a pod's marker (started by it, escaped its groups)."""
+    """Processes still carrying a pod's marker (``RUN-TOKEN``: started by it, escaped its
+    groups), or any of a run's pods' (``RUN``)."""
     found = []
     needle = f"{MARKER}={marker}".encode()
     for name in os.listdir("/proc"):
@@ -648,7 +650,7 @@ def strays(marker: str) -> list[int]:
             continue
         try:
             with open(f"/proc/{name}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
+                if any(v == needle or v.startswith(needle + b"-") for v in f.read().split(b"\0")):
                     found.append(int(name))
         except OSError:
             continue
@@ -740,7 +742,8 @@ def launch(spec: dict, kernel_argv: list[str]) -> None:
         argv = kernel_command(kernel_argv, uid=spec["uid"], shared=spec["shared"], common=spec["common"],
                               student=spec["student"], limits=limits)
     else:
-        os.environ.update({"LABKIT_CHANNEL_FD": str(KERNEL_FD), "NBGRADER_EXECUTION": "autograde"})
+        os.environ.update({"LABKIT_CHANNEL_FD": str(KERNEL_FD), "NBGRADER_EXECUTION": "autograde",
+                           "TMPDIR": spec["common"]})  # what it writes goes with the pod
         argv = kernel_argv
     os.execvp(argv[0], argv)
 

@@ -180,6 +180,11 @@ def grade(assignments: str | list[str], course: Path, *, workers: int | None = N
                 rows.append(result)
                 report(result)
     finally:
+        for pid in pods.strays(run):  # what a stopped worker's pods left (unsandboxed kernels)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         for place in (run_dir, *pods.short_places(run)):
             shutil.rmtree(place, ignore_errors=True)
         if sandboxed:
@@ -274,22 +279,45 @@ class _Pool:
 
     def __init__(self, workers: int, dask: str | None, shape: dict) -> None:
         self.dask, self.workers, self.shape = dask, workers, shape
-        self.local: ProcessPoolExecutor | None = None if dask else self._start()
+        self.pools: list[ProcessPoolExecutor] = []  # this one, and the next one warming
+        self.local: ProcessPoolExecutor | None = None
 
     def _start(self) -> ProcessPoolExecutor:
         from .worker import warm
 
         pool = ProcessPoolExecutor(max_workers=self.workers, initializer=warm, initargs=(self.shape,))
+        self.pools.append(pool)
         for _ in range(self.workers):
             pool.submit(int)  # start the processes (and their first pods) now
         return pool
 
     def __enter__(self) -> "_Pool":
+        try:
+            self.local = None if self.dask else self._start()
+        except BaseException as error:
+            self.__exit__(type(error))
+            raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self.local is not None:
-            self.local.shutdown(cancel_futures=True)
+    def __exit__(self, kind: type | None, *exc: object) -> None:
+        if kind is None:
+            for pool in self.pools:
+                pool.shutdown(cancel_futures=True)
+            return
+        for pool in self.pools:  # stopped (Ctrl-C, SIGTERM) or failed: the workers' jobs are dropped, not waited for
+            self.stop(pool)
+
+    @staticmethod
+    def stop(pool: ProcessPoolExecutor) -> None:
+        """End ``pool``'s processes now. What they ran dies with them: each pod's sandbox
+        with its worker (bubblewrap's --die-with-parent); its control groups and any
+        process left are the coordinator's to remove (:func:`grade`'s end)."""
+        processes = list((pool._processes or {}).values())  # (the executor has no public way to stop its workers)
+        for process in processes:
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(10)
 
     def run(self, jobs: list[dict]) -> Iterable[dict]:
         """The results as they come."""
@@ -319,6 +347,7 @@ class _Pool:
                 yield future.result()
             if pool is not self.local:
                 pool.shutdown()
+                self.pools.remove(pool)
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -396,7 +425,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not sandboxed:
         print("labkit grade: warning: --unsafe-no-sandbox: submissions run as you, unconfined", file=sys.stderr)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    stopped_by: list[int] = []
+
+    def stop(number: int, _frame: object) -> None:  # Ctrl-C or SIGTERM: once, then the run tidies up undisturbed
+        stopped_by.append(number)
+        for each in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(each, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, stop)
     try:
         rows = grade(args.assignments, args.course, workers=args.workers, student=args.student, force=args.force,
                      submissions_from=args.submissions, dask=args.dask, limits=limits, sandboxed=sandboxed,
@@ -406,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("labkit grade: stopped; what was graded is in the gradebook", file=sys.stderr)
-        return 130
+        return 128 + (stopped_by[0] if stopped_by else signal.SIGINT)
     print(summary(rows))
     for assignment in args.assignments:  # the course at a glance, per question
         from .course import write_report

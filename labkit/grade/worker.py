@@ -23,6 +23,7 @@ import atexit
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -523,7 +524,11 @@ at_exit(_discard_spare)
 
 
 def warm(job_shape: dict) -> None:
-    """A pool process's start: its first pod starts before its first submission."""
+    """A pool process's start: its first pod starts before its first submission. Stopping
+    is the coordinator's (a Ctrl-C reaches this process too): SIGTERM ends this process
+    at once (what it ran dies with it), SIGINT is ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     prepare(job_shape.get("run_dir"), job_shape.get("sandboxed", True))
     _Pods.warm(_Pods.key(job_shape))
 
