@@ -409,3 +409,44 @@ def test_a_stopped_run_ends_at_once_keeps_what_was_graded_and_leaves_nothing(tmp
     assert json.loads((graded / "ada" / LAB1 / RESULT_FILE).read_text())["status"] == "graded"
     assert not (graded / "bob").exists() and not (graded / "cid").exists()
     assert course.leftovers() == []
+
+
+def test_the_names_a_student_may_import_are_kept_until_labkits_sources_change(tmp_path, monkeypatch):
+    """Finding them imports all of labkit (0.4 s of each run's start): they are kept in
+    ~/.labkit/cache, and found again when a source (or Python) is not the same."""
+    import sys
+
+    from labkit.grade import verdict
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    found = verdict.allowed_names.__wrapped__()
+    assert ("labkit.smtp.client", "Reply") in found and found == verdict._allowed_names()
+    [kept] = (tmp_path / ".labkit" / "cache").glob("allowed-names-*.json")
+    kept.write_text(json.dumps(sorted(found | {("labkit.smtp.client", "Planted")})))
+    assert ("labkit.smtp.client", "Planted") in verdict.allowed_names.__wrapped__()  # read, not found again
+    monkeypatch.setattr(sys, "version", sys.version + " (another build)")
+    assert verdict.allowed_names.__wrapped__() == found
+    assert not kept.exists() and len(list(kept.parent.iterdir())) == 1  # the old one is gone
+
+
+@pytest.mark.parametrize("lab", [LAB1, LABS[-1]])
+def test_the_cells_given_are_read_from_the_release_as_nbgrader_made_it(tmp_path, lab):
+    """A submission's test and read-only cells are compared with what the release handed
+    out: read from the course's release (no nbconvert import at a run's start), or, where
+    the release lacks one, made again as nbgrader makes it; both give the same text."""
+    from labkit.grade.gradebook import course_nbgrader_config
+    from labkit.grade.worker import given_cells
+    from submissions import notebook_name
+
+    course = Course(tmp_path)
+    course.release(lab)
+    authored = nbformat.reads(json.dumps(source(lab)), as_version=4)
+    config = course_nbgrader_config(course.path)
+    released = course.path / "release" / lab / notebook_name(lab)
+    made = given_cells(authored, config)
+    assert made and all("HIDDEN TESTS" not in text for text in made.values())
+    assert given_cells(authored, config, released) == made
+    stale = json.loads(released.read_text())
+    stale["cells"] = [c for c in stale["cells"] if meta(c).get("grade_id") != next(iter(made))]
+    released.write_text(json.dumps(stale))
+    assert given_cells(authored, config, released) == made

@@ -17,3 +17,27 @@ import sys
 # Notebook schemas use no IRI format, so grading does without it: a None in sys.modules
 # makes that one optional import fail as if it were not installed.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+
+def _nbgrader_without_server_extensions() -> None:
+    """nbgrader's package ``__init__`` loads its four Jupyter server extensions
+    (jupyter_server, tornado, the exchange): 0.5 s of a grading run's start, on the way to
+    the first submission. Grading uses nbgrader's gradebook (``nbgrader.api``) and
+    preprocessors only, so the package is loaded without its ``__init__``; its submodules
+    load as usual, and ``nbgrader.__version__`` is there (nbgrader's apps read it). A
+    process that loaded nbgrader before keeps it as it is."""
+    import importlib.util
+
+    if "nbgrader" in sys.modules:
+        return
+    spec = importlib.util.find_spec("nbgrader")
+    if spec is None or spec.loader is None or not spec.submodule_search_locations:
+        return
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["nbgrader"] = package
+    from nbgrader._version import __version__
+
+    package.__version__ = __version__
+
+
+_nbgrader_without_server_extensions()

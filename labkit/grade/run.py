@@ -236,7 +236,9 @@ def _collect(course: Path, assignment: str, source_path: Path, shape: dict, pack
     max_score = sum(float(c.metadata["nbgrader"].get("points", 0)) for c in parsed.cells
                     if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
                     and not c.metadata["nbgrader"].get("solution"))
-    given = given_cells(parsed, gradebook.course_nbgrader_config(course))
+    config = gradebook.course_nbgrader_config(course)
+    release = course / (config.get("CourseDirectory", {}).get("release_directory", "") or "release")
+    given = given_cells(parsed, config, release / assignment / notebook_name)
     rows, jobs = [], []
     students = {s.student for s in found}
     rows += [gradebook.invalid(who, assignment, notebook_name, max_score, why) for who, why in problems.items()

@@ -197,19 +197,28 @@ def suspicious(notebook: Any) -> list[str]:
     return found
 
 
-def given_cells(source: Any, config: Any = None) -> dict[str, str]:
-    """Each test and read-only code cell's text as nbgrader's release hands it out
-    (``ClearHiddenTests`` with the course's configuration)."""
+def given_cells(source: Any, config: Any = None, release: Path | None = None) -> dict[str, str]:
+    """Each test and read-only code cell's text as nbgrader's release hands it out: as
+    the course's release has it (``release``: the notebook nbgrader generated), if that
+    has them all; else as nbgrader makes it (``ClearHiddenTests`` with the course's
+    configuration, whose import takes 0.5 s)."""
+    wanted = [c for c in source.cells if nbgrader_meta(c).get("grade_id") and c.cell_type == "code"
+              and (is_test(c) or nbgrader_meta(c).get("locked"))]
+    try:
+        handed_out = {nbgrader_meta(c).get("grade_id"): c.source
+                      for c in nbformat.read(release, as_version=4).cells} if release else {}
+    except (OSError, ValueError):
+        handed_out = {}
+    if all(nbgrader_meta(c)["grade_id"] in handed_out for c in wanted):
+        return {nbgrader_meta(c)["grade_id"]: handed_out[nbgrader_meta(c)["grade_id"]] for c in wanted}
     from nbgrader.preprocessors import ClearHiddenTests
 
     clear = ClearHiddenTests(config=config) if config is not None else ClearHiddenTests()
     given = {}
-    for cell in source.cells:
-        meta = nbgrader_meta(cell)
-        if meta.get("grade_id") and cell.cell_type == "code" and (is_test(cell) or meta.get("locked")):
-            copy = nbformat.from_dict(dict(cell))
-            clear._remove_hidden_test_region(copy)
-            given[meta["grade_id"]] = copy.source
+    for cell in wanted:
+        copy = nbformat.from_dict(dict(cell))
+        clear._remove_hidden_test_region(copy)
+        given[nbgrader_meta(cell)["grade_id"]] = copy.source
     return given
 
 
