@@ -450,3 +450,25 @@ def test_the_cells_given_are_read_from_the_release_as_nbgrader_made_it(tmp_path,
     stale["cells"] = [c for c in stale["cells"] if meta(c).get("grade_id") != next(iter(made))]
     released.write_text(json.dumps(stale))
     assert given_cells(authored, config, released) == made
+
+
+def test_a_run_sweeps_the_groups_of_dead_runs_of_its_own_pid_namespace_only(tmp_path):
+    """At its start a run removes the control groups a killed run left; a group named by
+    a grader in another PID namespace (its pid is no process here) is that grader's."""
+    from labkit.grade.pod import Cgroup, _pid_namespace
+
+    if not Cgroup.available() or os.geteuid() != 0:
+        pytest.skip("control groups need root (.ci/run runs the suite as root)")
+    dead = str(2 ** 22 + 1)  # over pid_max's largest value: no process has it
+    ours = Cgroup(Cgroup.name(dead, "t0ken", "kernel"), processes=10, memory=1 << 26)
+    theirs = Cgroup(f"{Cgroup.PREFIX}{dead}-n{_pid_namespace() + 1}-t0ken-kernel", processes=10, memory=1 << 26)
+    try:
+        assert ours.paths and theirs.paths
+        Cgroup.sweep()
+        assert not any(os.path.exists(p) for p in ours.paths)
+        assert all(os.path.exists(p) for p in theirs.paths)
+        assert Cgroup.sweep(dead) == 0  # the end of a run of that pid here: still not theirs
+        assert all(os.path.exists(p) for p in theirs.paths)
+    finally:
+        ours.remove()
+        theirs.remove()

@@ -31,6 +31,7 @@ import ast
 import compileall
 import ctypes
 import errno
+import functools
 import fcntl
 import json
 import os
@@ -283,7 +284,9 @@ class Cgroup:
     """A control group for one process tree (root only): at most ``processes``
     processes and threads, at most ``memory`` bytes, whatever it forks; and at the end,
     everything still in it killed and the group removed. cgroup v2, or v1's controllers.
-    Named ``labkit-grade-RUN-TOKEN`` so that a run removes all of its own at the end."""
+    Named ``labkit-grade-RUN-nNAMESPACE-TOKEN-WHICH`` (:meth:`name`) so that a run removes
+    all of its own at the end, and the groups of a run that was killed, but never those of
+    a grader in another PID namespace whose pid means nothing here."""
 
     ROOT = "/sys/fs/cgroup"
     PREFIX = "labkit-grade-"
@@ -331,9 +334,13 @@ class Cgroup:
         self.paths = []
 
     @classmethod
+    def name(cls, run: str, token: str, which: str) -> str:
+        return f"{cls.PREFIX}{run}-n{_pid_namespace()}-{token}-{which}"
+
+    @classmethod
     def sweep(cls, run: str | None = None) -> int:
-        """Remove the groups of run ``run`` (default: of every run whose grader is gone);
-        how many were removed."""
+        """Remove the groups of run ``run`` (default: of every run whose grader is gone),
+        of this PID namespace; how many were removed."""
         removed = 0
         for tree in (cls.ROOT, f"{cls.ROOT}/pids", f"{cls.ROOT}/memory"):
             try:
@@ -341,9 +348,9 @@ class Cgroup:
             except OSError:
                 continue
             for name in names:
-                if not name.startswith(cls.PREFIX):
+                owner, _, rest = name.removeprefix(cls.PREFIX).partition("-")
+                if not name.startswith(cls.PREFIX) or rest.partition("-")[0] != f"n{_pid_namespace()}":
                     continue
-                owner = name[len(cls.PREFIX):].split("-")[0]
                 if (run is not None and owner == run) or (run is None and not _alive(owner)):
                     removed += _remove_group(f"{tree}/{name}")
         return removed
@@ -352,6 +359,15 @@ class Cgroup:
 def run_id() -> str:
     """This grading run's name in its control groups: the coordinator's pid."""
     return str(os.getpid())
+
+
+@functools.cache
+def _pid_namespace() -> int:
+    """This process's PID namespace (its inode): whose pids a group's name holds."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
 
 
 def _alive(owner: str) -> bool:
@@ -529,7 +545,7 @@ class Pod:
         self.workdir = HOME if sandboxed else os.path.join(self.root, "home")
         if not sandboxed:
             os.makedirs(self.workdir)
-        self.cgroups = {which: Cgroup(f"{Cgroup.PREFIX}{run}-{self.token}-{which}", processes=processes, memory=memory)
+        self.cgroups = {which: Cgroup(Cgroup.name(run, self.token, which), processes=processes, memory=memory)
                         for which, processes, memory in (("kernel", limits.processes, limits.memory_bytes),
                                                          ("judge", limits.judge_processes, limits.judge_memory_bytes))
                         } if sandboxed and Cgroup.available() else {}
