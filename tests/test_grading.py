@@ -94,6 +94,13 @@ def test_the_summary_lists_who_needs_a_human_look(graded):
         assert f"  {student} " in done.stdout
 
 
+def test_the_ta_sees_progress_and_no_library_warnings(graded):
+    """stderr is the progress lines and labkit's own words: no warning from nbgrader's
+    SQLAlchemy (a TA would take it for a fault)."""
+    _, done = graded
+    assert "Warning" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
 def test_nothing_is_left_behind(graded):
     """No scratch directory, control group or process of the run outlives it."""
     course, _ = graded

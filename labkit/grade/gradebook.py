@@ -59,8 +59,15 @@ def source_notebook(course: Path, assignment: str) -> Path:
 
 def open_gradebook(course: Path):
     """nbgrader's Gradebook of ``course`` (a context manager). A new gradebook is set up
-    by nbgrader's ``alembic``, which must be on PATH: beside this Python, in a venv."""
+    by nbgrader's ``alembic``, which must be on PATH: beside this Python, in a venv.
+    SQLAlchemy 2's warnings about how nbgrader 0.9 adds a submission (an autoflush while
+    it builds the rows; they are added all the same) are not shown to the TA."""
+    import warnings
+
     from nbgrader.api import Gradebook
+    from sqlalchemy.exc import SAWarning
+
+    warnings.filterwarnings("ignore", r"Object of type <Submitted\w+> not in session", SAWarning)
 
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
