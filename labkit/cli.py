@@ -7,13 +7,12 @@ import asyncio
 import json
 import signal
 import sys
+from typing import TYPE_CHECKING
 
-from .audit import cli as check_cli
-from .config import BEHAVIOURS, ConfigError
-from .dns.server import FAULTS
-from .render import TerminalRenderer
 from .state import default_state_dir
-from .world import AsyncWorld, WorldBusy
+
+if TYPE_CHECKING:
+    from .world import AsyncWorld
 
 RUNNING_STATE_DIR = "the running world's state dir (default: $LABKIT_STATE_DIR or ~/.labkit/world)"
 WEB_PORT = 8025  # the lecture page's port unless told (Mailpit's web port too: one or the other)
@@ -40,6 +39,9 @@ def _world_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _control_parsers(sub: argparse._SubParsersAction) -> None:
+    from .config import BEHAVIOURS
+    from .dns.server import FAULTS
+
     state_dir = RUNNING_STATE_DIR
     b = sub.add_parser("behave", help="make a host of the running world misbehave (or behave)",
                        description="Switch a mail host of the running world: refuse (550 at RCPT), greylist (451 "
@@ -91,6 +93,9 @@ def run_control(args: argparse.Namespace) -> int:
 
 
 async def run_world(args: argparse.Namespace) -> int:
+    from .render import TerminalRenderer
+    from .world import AsyncWorld
+
     world = AsyncWorld(args.config, state_dir=args.state_dir or default_state_dir(), base_port=args.base_port)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -144,7 +149,37 @@ def run_muttrc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _delegated(command: str, rest: list[str]) -> int:
+    """The commands with parsers of their own, loaded only when used: ``labkit grade``
+    starts without the world's modules."""
+    if command == "demo":
+        from .demo import main as demo_main
+
+        return demo_main(rest)
+    if command == "grade":
+        from .grade.run import main as grade_main
+
+        return grade_main(rest)
+    if command == "selfcheck":
+        from .grade.selfcheck import main as selfcheck_main
+
+        return selfcheck_main(rest)
+    from .grade.course_cli import main as course_main
+
+    return course_main(command, rest)
+
+
+DELEGATED = ("demo", "grade", "selfcheck", "feedback", "report", "export")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] and argv[0] in DELEGATED:
+        return _delegated(argv[0], argv[1:])
+    from .audit import cli as check_cli
+    from .config import ConfigError
+    from .world import WorldBusy
+
     parser = argparse.ArgumentParser(prog="labkit", description="A lab kit that teaches how e-mail works.")
     sub = parser.add_subparsers(dest="command", required=True)
     _world_parser(sub)
@@ -166,22 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--sendmail", metavar="PROGRAM", help="send with this program (yours) instead of labkit-sendmail; "
                    "it finds the world through $LABKIT_STATE_DIR")
     args, rest = parser.parse_known_args(argv)
-    if args.command == "demo":
-        from .demo import main as demo_main
-
-        return demo_main(rest)
-    if args.command == "grade":
-        from .grade.run import main as grade_main
-
-        return grade_main(rest)
-    if args.command == "selfcheck":
-        from .grade.selfcheck import main as selfcheck_main
-
-        return selfcheck_main(rest)
-    if args.command in ("feedback", "report", "export"):
-        from .grade.course_cli import main as course_main
-
-        return course_main(args.command, rest)
+    if args.command in DELEGATED:
+        return _delegated(args.command, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "muttrc":
