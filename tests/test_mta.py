@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import re
 import smtplib
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 
 from conftest import need
 from labkit.commit import Staged
+from labkit.mta.core import MTA
+from labkit.mta.server import Hooks, TracedSMTP
+from labkit.serve import SessionServer
 
 QUEUED = re.compile(r"^2\.0\.0 OK queued as ([0-9A-F]{8})$")
 MESSAGE = b"From: Albert <albert@awesome.com>\r\nTo: Betty <betty@brilliant.com>\r\nSubject: Lunch\r\n\r\nLunch on Friday?\r\n"
@@ -211,6 +216,35 @@ def test_every_smtp_line_is_traced(world):
     verbs = [text.split(":")[0].split(" ")[0] for d, _, _, text in relay if d == "C"]
     assert verbs[0] == "EHLO" and "MAIL" in verbs and "RCPT" in verbs and "DATA" in verbs and verbs[-1] == "QUIT"
     assert any(d == "S" and text.startswith("250 2.0.0 OK queued as") for d, _, _, text in relay)
+
+
+def test_an_idle_client_is_let_go_and_a_talking_one_kept(world):
+    """RFC 5321 §4.5.3.2.7's server timeout on the aiosmtpd front end, whose one timer
+    follows the last command: a client that keeps talking stays past several timeouts,
+    one that falls silent is disconnected. (The lab's timeout is five minutes; this
+    server's, on the world's loop, half a second.)"""
+    host = world.host("smtp.brilliant.com")
+
+    async def serve() -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        hooks = Hooks(MTA(host, "smtp"), SessionServer())
+        return await loop.create_server(lambda: TracedSMTP(hooks, hostname=host.name, timeout=0.5, loop=loop),
+                                        "127.0.0.1", 0)
+
+    server = world.run(serve())
+    try:
+        with socket.create_connection(server.sockets[0].getsockname()[:2], timeout=10) as sock:
+            f = sock.makefile("rwb")
+            assert f.readline().startswith(b"220 ")
+            talked = time.monotonic()
+            while time.monotonic() - talked < 1.5:  # three timeouts, a command every 1/25 of one
+                f.write(b"NOOP\r\n")
+                f.flush()
+                assert f.readline().startswith(b"250 "), "disconnected while talking"
+                time.sleep(0.02)
+            assert f.readline() == b""  # silent: the server hangs up (well within the 10 s)
+    finally:
+        server.close()
 
 
 def test_swaks_talks_to_the_mta(world):

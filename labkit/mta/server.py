@@ -55,6 +55,7 @@ class TracedSMTP(SMTP):
         self.lines: LineTracer | None = None
         self.client: tuple = ("", 0)
         self.auth_delay = 0.0  # seconds the next 535 waits (labkit.accounts.LoginPenalty)
+        self._deadline = 0.0  # the idle timeout's, on the loop's clock (see _reset_timeout)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -77,6 +78,23 @@ class TracedSMTP(SMTP):
         getattr on every connection: a fifth of the CPU a message costs. They are the
         class's, found once."""
         return _own_names(type(self), ("smtp_", "auth_"))
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd restarts the idle timer after every command (a cancelled timer and a
+        new one each time); here the deadline moves and one timer, when it fires, waits
+        on for what is left."""
+        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        timer = self._timeout_handle
+        if timer is None or timer.cancelled() or timer.when() > self._deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_due)
+
+    def _timeout_due(self) -> None:
+        if self.loop.time() < self._deadline:
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_due)
+        else:
+            self._timeout_cb()
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """A plain ``<local@domain>`` as it is; anything else as aiosmtpd parses it."""
