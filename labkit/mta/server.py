@@ -181,8 +181,10 @@ class TracedSMTP(SMTP):
             delay, self.auth_delay = delay + self.auth_delay, 0.0  # on the loop: no thread waits
         if delay:
             await asyncio.sleep(delay)
-        if self.lines:
-            self.lines.line("S", status if isinstance(status, str) else status.decode("utf-8", "replace"))
+        if isinstance(status, str):
+            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        if self.lines:  # as the client's lines: kept as they came while no one watches
+            self.lines.feed("S", status + b"\r\n")
         await super().push(status)
 
 
