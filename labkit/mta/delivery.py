@@ -166,7 +166,7 @@ class DeliveryQueue:
         for rcpt, outcome in outcomes.items():
             self.note(entry, rcpt, "delivered", outcome.detail)
         try:
-            self.host.spool.remove(entry.queue_id)
+            self.host.spool.remove(entry.queue_id, state=False)  # its first attempt: no progress saved
         except OSError:  # it stays: a restart finds the copies it names, and makes none again
             log.debug("could not remove %s from the spool", entry.queue_id, exc_info=True)
 
