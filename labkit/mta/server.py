@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -51,8 +50,14 @@ class TracedSMTP(SMTP):
     line by line: a 1 MB message is handled once, not ten thousand times."""
 
     def __init__(self, handler: "Hooks", **kwargs) -> None:
-        super().__init__(handler, **kwargs)  # a connection's: see __dir__
-        self.hooks = handler
+        # aiosmtpd's __init__ looks its handler's hooks up on every connection (dir,
+        # getattr, and inspect.signature of handle_EHLO: a third of a connection's
+        # protocol); the hooks of one service never change, so they are found once
+        # (Hooks.table) and aiosmtpd is shown a handler without any.
+        super().__init__(_NO_HOOKS, **kwargs)
+        self.event_handler = self.hooks = handler
+        self._handle_hooks = handler.table
+        self._ehlo_hook_ver = "new"  # handle_EHLO takes the list of responses
         self.lines: LineTracer | None = None
         self.client: tuple = ("", 0)
         self.auth_delay = 0.0  # seconds the next 535 waits (labkit.accounts.LoginPenalty)
@@ -193,10 +198,9 @@ class Hooks:
 
     def __init__(self, mta: MTA, served: SessionServer) -> None:
         self.mta, self.served = mta, served
-
-    def __dir__(self) -> list[str]:
-        """What aiosmtpd looks for on every connection (see TracedSMTP.__dir__)."""
-        return _own_names(type(self), ("handle_", "auth_"))
+        # aiosmtpd's table of hooks, by command: what its __init__ would build from dir()
+        self.table: dict[str, Any] = {name.removeprefix("handle_"): getattr(self, name)
+                                      for name in _own_names(type(self), ("handle_",))}
 
     def _txn(self, session: Session) -> Transaction:
         txn = getattr(session, "labkit_txn", None)
@@ -263,9 +267,14 @@ class Hooks:
         return AuthResult(success=True, auth_data=address)
 
 
-# aiosmtpd asks on every connection whether handle_EHLO takes four parameters or five
-# (inspect.signature: a third of the cost of a connection's protocol); it never changes.
-Hooks.handle_EHLO.__signature__ = inspect.signature(Hooks.handle_EHLO)  # type: ignore[attr-defined]
+class _NoHooks:
+    """The handler aiosmtpd's __init__ sees (TracedSMTP.__init__): nothing to look up."""
+
+    def __dir__(self) -> list[str]:
+        return []
+
+
+_NO_HOOKS = _NoHooks()
 
 
 @functools.cache
