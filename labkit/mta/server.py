@@ -41,7 +41,6 @@ _PATH = re.compile(r"(?i)\s*(FROM|TO)\s*:\s*<")
 # nearly every client sends, read without aiosmtpd's full RFC 5322 header parser.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_PATH = re.compile(rf"\s*<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(.*)", re.S)
-READ_SIZE = 65536  # DATA is read in chunks of up to this many octets
 
 
 class TracedSMTP(SMTP):
@@ -62,6 +61,8 @@ class TracedSMTP(SMTP):
         self.client: tuple = ("", 0)
         self.auth_delay = 0.0  # seconds the next 535 waits (labkit.accounts.LoginPenalty)
         self._deadline = 0.0  # the idle timeout's, on the loop's clock (see _reset_timeout)
+        self._message: DataReader | None = None  # while DATA is read: the message's reader (_take)
+        self._message_read: asyncio.Future | None = None  # ... done at the end of the message
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -112,7 +113,25 @@ class TracedSMTP(SMTP):
     def data_received(self, data: bytes) -> None:
         if self.lines:
             self.lines.feed("C", data)
-        super().data_received(data)
+        if self._message is None:
+            super().data_received(data)  # commands: aiosmtpd's line reader
+        else:
+            self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        """Mail data, straight to the message's reader as it arrives: not copied into
+        aiosmtpd's line reader first (which would also stop reading the socket at two
+        lines' worth, a 2 KB message included, and start again). What follows the end
+        goes back to the line reader: the client's next commands."""
+        assert self._message is not None and self._message_read is not None
+        rest = self._message.feed(data)
+        if rest is None:
+            return
+        self._message = None
+        if not self._message_read.done():
+            self._message_read.set_result(None)
+        if rest:  # a client that did not wait for our reply (no PIPELINING offered): keep its bytes
+            super().data_received(rest)
 
     async def smtp_MAIL(self, arg: str | None) -> None:
         if await self._bracketed(arg, "FROM"):
@@ -152,14 +171,17 @@ class TracedSMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         reader = DataReader(self.data_size_limit or 0, self.line_length_limit)
-        rest = None
-        while rest is None:
-            chunk = await self._reader.read(READ_SIZE)
-            if not chunk:  # the client went away in the middle of the message
-                return
-            rest = reader.feed(chunk)
-        if rest:  # a client that did not wait for our reply (no PIPELINING offered): keep its bytes
-            self._reader._buffer[0:0] = rest  # type: ignore[attr-defined]
+        # What the client sent before the 354 is in the line reader (read() returns it at
+        # once: no other bytes can come in between); the rest goes to _take as it comes.
+        buffered = len(self._reader._buffer)  # type: ignore[attr-defined]
+        early = await self._reader.read(buffered) if buffered else b""
+        self._message, self._message_read = reader, self.loop.create_future()
+        try:
+            if early:
+                self._take(early)
+            await self._message_read  # aiosmtpd cancels this if the client goes away
+        finally:
+            self._message = self._message_read = None
         if reader.message is None:
             self._set_post_data_state()
             await self.push("552 Error: Too much mail data" if reader.problem == "too much"
