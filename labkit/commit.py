@@ -41,7 +41,6 @@ import ctypes.util
 import itertools
 import os
 import queue
-import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -298,22 +297,14 @@ def run_now(stage: Stage) -> Any:
     return result
 
 
-BACKGROUND_NICENESS = 10  # added to a background committer's nice value (0 normal, 19 lowest)
-
-
 class GroupCommit:
     """One writer thread; :meth:`submit` a stage, get a Future that resolves once its
     files are durable and in place (or with the OSError that stopped them).
     ``make_spares``: whether the thread makes spare files when idle (one that others
-    wait on may leave that to another committer, so no job waits for a spare made).
-    ``background``: no client waits for a reply on its writes (the MTA's work after the
-    250), so its thread asks the scheduler for less CPU when CPU is short: on a busy
-    machine the dialogue with clients comes first (Linux, where a thread has a nice
-    value of its own)."""
+    wait on may leave that to another committer, so no job waits for a spare made)."""
 
-    def __init__(self, name: str = "labkit-commit", *, make_spares: bool = True, background: bool = False) -> None:
+    def __init__(self, name: str = "labkit-commit", *, make_spares: bool = True) -> None:
         self._make_spares = make_spares
-        self._background = background
         self._jobs: queue.SimpleQueue[tuple[Stage, Waiter] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -337,13 +328,6 @@ class GroupCommit:
         SPARES.discard()
 
     def _run(self) -> None:
-        if self._background and sys.platform == "linux":
-            this_thread = threading.get_native_id()
-            try:
-                os.setpriority(os.PRIO_PROCESS, this_thread, os.getpriority(os.PRIO_PROCESS, this_thread)
-                               + BACKGROUND_NICENESS)
-            except OSError:  # not allowed here (a sandbox): the same priority as the rest
-                pass
         while True:
             # Idle: make spare files, one at a time, so a new job waits for one at most.
             while self._make_spares and self._jobs.empty() and SPARES.make_one():

@@ -21,10 +21,9 @@ class LabContext:
     # One writer thread makes every message durable before its 250, in batches under
     # load; another writes what comes after the 250 (Maildir copies, delivery progress),
     # so a 250 never waits behind the flushes of the messages before it, and makes the
-    # spare files both use when idle, so a 250 never waits for one being made either;
-    # it yields the CPU to the dialogue with clients when CPU is short.
+    # spare files both use when idle, so a 250 never waits for one being made either.
     committer: GroupCommit = field(default_factory=lambda: GroupCommit(make_spares=False))
-    deliverer: GroupCommit = field(default_factory=lambda: GroupCommit("labkit-deliver", background=True))
+    deliverer: GroupCommit = field(default_factory=lambda: GroupCommit("labkit-deliver"))
     # What the world's SMTP servers accepted, to check a student's client's claims.
     receipts: Receipts = field(default_factory=Receipts)
     names: dict[str, str] = field(default_factory=dict)  # virtual address -> host name

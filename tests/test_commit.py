@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import threading
 import time
 from concurrent.futures import wait
@@ -269,25 +268,6 @@ def test_a_write_whose_waiter_went_is_skipped_and_the_writer_goes_on(maildir):
         assert not (maildir / "gone").exists()
     finally:
         committer.close()
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
-def test_a_background_committer_yields_the_cpu_and_a_foreground_one_does_not():
-    """The MTA's writer for after the 250 runs at a lower CPU priority than the threads
-    that talk to clients; the writer a 250 waits for does not."""
-
-    def niceness() -> tuple[int, Staged]:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), Staged()
-
-    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    background, foreground = GroupCommit("bg", background=True), GroupCommit("fg")
-    try:
-        assert background.submit(niceness).result(10) == min(ours + commit.BACKGROUND_NICENESS, 19)
-        assert foreground.submit(niceness).result(10) == ours
-    finally:
-        background.close()
-        foreground.close()
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == ours  # the rest of the process as it was
 
 
 def test_asubmit_wakes_the_loop_once_a_batch_and_tells_each_waiter_its_own_outcome(maildir):
