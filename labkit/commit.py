@@ -34,6 +34,7 @@ is Linux's).
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import ctypes
 import ctypes.util
@@ -65,6 +66,7 @@ class Staged:
 
 
 Stage = Callable[[], tuple[Any, Staged]]
+Waiter = Future | asyncio.Future  # what GroupCommit.submit and asubmit hand out
 
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -303,12 +305,20 @@ class GroupCommit:
 
     def __init__(self, name: str = "labkit-commit", *, make_spares: bool = True) -> None:
         self._make_spares = make_spares
-        self._jobs: queue.SimpleQueue[tuple[Stage, Future] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Stage, Waiter] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, stage: Stage) -> Future:
         future: Future = Future()
+        self._jobs.put((stage, future))
+        return future
+
+    def asubmit(self, stage: Stage) -> asyncio.Future:
+        """:meth:`submit` from a coroutine: a Future of the running event loop. The waiters
+        of one batch on one loop are woken with a single call into it, where a wrapped
+        :meth:`submit` Future makes one per message (a wake-up of the loop each)."""
+        future = asyncio.get_running_loop().create_future()
         self._jobs.put((stage, future))
         return future
 
@@ -338,15 +348,16 @@ class GroupCommit:
             self._commit_batch(batch)
 
     @staticmethod
-    def _commit_batch(batch: list[tuple[Stage, Future]]) -> None:
-        done: list[tuple[Future, Any, Staged]] = []
+    def _commit_batch(batch: list[tuple[Stage, Waiter]]) -> None:
+        done: list[tuple[Waiter, Any, Staged]] = []
+        told = _Answers()
         for stage, future in batch:
-            if not future.set_running_or_notify_cancel():  # its waiter went (a world stopping): skip it
+            if not _claim(future):  # its waiter went (a world stopping): skip it
                 continue
             try:
                 result, staged = stage()
             except BaseException as error:  # noqa: BLE001 - handed to the waiter
-                future.set_exception(error)
+                told.add(future, error=error)
                 continue
             done.append((future, result, staged))
         try:
@@ -358,7 +369,51 @@ class GroupCommit:
                         os.unlink(tmp)
                     except OSError:
                         pass
+                told.add(future, error=error)
+        else:
+            for future, result, _ in done:
+                told.add(future, result)
+        told.send()
+
+
+def _claim(future: Waiter) -> bool:
+    """Whether the write for ``future`` is still wanted (its waiter has not given up);
+    a :class:`concurrent.futures.Future` is marked running, so it can no longer be cancelled."""
+    if isinstance(future, Future):
+        return future.set_running_or_notify_cancel()
+    return not future.cancelled()  # read from another thread: checked again on its loop
+
+
+class _Answers:
+    """The outcomes of one batch, told to their waiters: a thread's Future at once, an
+    event loop's in one call into that loop for all of them."""
+
+    def __init__(self) -> None:
+        self._by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any, BaseException | None]]] = {}
+
+    def add(self, future: Waiter, result: Any = None, *, error: BaseException | None = None) -> None:
+        if isinstance(future, Future):
+            if error is None:
+                future.set_result(result)
+            else:
                 future.set_exception(error)
-            return
-        for future, result, _ in done:
+        else:
+            self._by_loop.setdefault(future.get_loop(), []).append((future, result, error))
+
+    def send(self) -> None:
+        for loop, answers in self._by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, answers)
+            except RuntimeError:  # that loop is closed: no one is left to tell
+                pass
+
+
+def _settle(answers: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+    """On the waiters' loop: resolve each future still waited for."""
+    for future, result, error in answers:
+        if future.done():  # cancelled meanwhile
+            continue
+        if error is None:
             future.set_result(result)
+        else:
+            future.set_exception(error)

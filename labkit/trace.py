@@ -229,12 +229,17 @@ class LineTracer:
         self._heads = {d: _Burst.head((protocol, client, server, session, seam), d) for d in ("C", "S")}
 
     def feed(self, direction: Direction, data: bytes, max_lines: int = 24) -> None:
-        buf = self._partial[direction] + data
-        after = buf.split(b"\n", max_lines)[-1]  # what follows the lines shown (whole ones, max_lines at most)
-        cut = len(buf) - len(after) - 1  # where the last line shown ends (-1: none)
-        last = buf.rfind(b"\n", cut + 1)  # the end of the last line cut
-        more = buf.count(b"\n", cut + 1, last + 1) if last >= 0 else 0
-        self._partial[direction] = buf[max(cut, last) + 1:][-4096:]
+        partial = self._partial[direction]
+        buf = partial + data if partial else data
+        lines = buf.count(b"\n")
+        if lines <= max_lines:  # nearly always (a command, a reply): every whole line is shown
+            cut = last = buf.rfind(b"\n")  # where the last line shown ends (-1: none)
+        else:
+            after = buf.split(b"\n", max_lines)[-1]  # what follows the lines shown
+            cut = len(buf) - len(after) - 1
+            last = buf.rfind(b"\n")  # the end of the last line cut
+        more = lines - max_lines if lines > max_lines else 0
+        self._partial[direction] = buf[last + 1:][-4096:]
         if cut < 0:
             return
         if self.tracer.watched:

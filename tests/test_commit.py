@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -267,3 +268,54 @@ def test_a_write_whose_waiter_went_is_skipped_and_the_writer_goes_on(maildir):
         assert not (maildir / "gone").exists()
     finally:
         committer.close()
+
+
+def test_asubmit_wakes_the_loop_once_a_batch_and_tells_each_waiter_its_own_outcome(maildir):
+    """Coroutines waiting on one batch are answered by a single call into their event loop
+    (not a wake-up per message); each gets its result, or its own stage's error; a waiter
+    that gave up before the batch was written has its stage skipped."""
+    committer = GroupCommit()
+    started, gate = threading.Event(), threading.Event()
+
+    async def main() -> tuple[list[str], int]:
+        loop = asyncio.get_running_loop()
+        calls = []
+        real = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *args, **kwargs: (calls.append(args), real(*args, **kwargs))[1]
+        committer.submit(lambda: (started.set(), gate.wait(10), Staged()))  # hold the writer
+        assert started.wait(10)  # so everything below is one batch
+        waits = [committer.asubmit(stage_file(maildir, f"m{i}", b"x")) for i in range(10)]
+        bad = committer.asubmit(stage_file(maildir / "missing", "b", b"x"))
+        gone = committer.asubmit(stage_file(maildir, "gone", b"x"))
+        gone.cancel()
+        gate.set()
+        results = await asyncio.gather(*waits)
+        with pytest.raises(FileNotFoundError):
+            await bad
+        return results, len(calls)
+
+    try:
+        results, calls = asyncio.run(main())
+    finally:
+        committer.close()
+    assert results == [f"m{i}" for i in range(10)]
+    assert calls == 1
+    assert sorted(os.listdir(maildir / "new")) == sorted(f"m{i}" for i in range(10))  # not "gone"
+
+
+def test_asubmit_reports_a_failed_commit_and_cleans_up(maildir, monkeypatch):
+    def broken(paths):
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(commit, "_sync_all", broken)
+    committer = GroupCommit()
+
+    async def main() -> None:
+        with pytest.raises(OSError, match="I/O error"):
+            await committer.asubmit(stage_file(maildir, "c", b"z"))
+
+    try:
+        asyncio.run(main())
+    finally:
+        committer.close()
+    assert os.listdir(maildir / "new") == [] and os.listdir(maildir / "tmp") == []

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import re
 import smtplib
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 
-from conftest import need
+from conftest import lecture_config, need
 from labkit.commit import Staged
+from labkit.mta.core import MTA
+from labkit.mta.server import Hooks, TracedSMTP
+from labkit.serve import SessionServer
+from labkit.world import World
 
 QUEUED = re.compile(r"^2\.0\.0 OK queued as ([0-9A-F]{8})$")
 MESSAGE = b"From: Albert <albert@awesome.com>\r\nTo: Betty <betty@brilliant.com>\r\nSubject: Lunch\r\n\r\nLunch on Friday?\r\n"
@@ -211,6 +217,86 @@ def test_every_smtp_line_is_traced(world):
     verbs = [text.split(":")[0].split(" ")[0] for d, _, _, text in relay if d == "C"]
     assert verbs[0] == "EHLO" and "MAIL" in verbs and "RCPT" in verbs and "DATA" in verbs and verbs[-1] == "QUIT"
     assert any(d == "S" and text.startswith("250 2.0.0 OK queued as") for d, _, _, text in relay)
+
+
+@pytest.mark.parametrize("how", ["after the 354, with QUIT", "with DATA, before the 354", "a byte at a time"])
+def test_the_message_arrives_whole_however_the_client_sends_it(world, how):
+    """The body after DATA goes to the message's reader as it comes, whatever arrived
+    with it: sent in one write with the next command (which is then answered), sent
+    before the 354 by a client that did not wait (no PIPELINING is offered, but it must
+    not be lost), or in pieces that split the final CRLF "." CRLF."""
+    endpoint = world.host("smtp.brilliant.com").services["smtp"]
+    text = b"y" * 70 + b"\r\n"
+    body = b"Subject: pieces\r\n\r\n..dot\r\n" + text * 50 + b"last\r\n.\r\n"
+    with socket.create_connection((endpoint.host, endpoint.port), timeout=10) as sock:
+        f = sock.makefile("rb")
+        f.readline()
+        sock.sendall(b"HELO client.test\r\nMAIL FROM:<albert@awesome.com>\r\nRCPT TO:<betty@brilliant.com>\r\n")
+        assert [f.readline()[:3] for _ in range(3)] == [b"250"] * 3
+        if how == "with DATA, before the 354":
+            sock.sendall(b"DATA\r\n" + body + b"QUIT\r\n")
+            assert f.readline().startswith(b"354")
+        else:
+            sock.sendall(b"DATA\r\n")
+            assert f.readline().startswith(b"354")
+            if how == "a byte at a time":
+                sock.sendall(body[:-40])
+                for i in range(len(body) - 40, len(body)):  # the end, byte by byte
+                    sock.sendall(body[i:i + 1])
+                sock.sendall(b"QUIT\r\n")
+            else:
+                sock.sendall(body + b"QUIT\r\n")
+        assert QUEUED.match(f.readline().decode()[4:].strip())
+        assert f.readline().startswith(b"221")
+    world.wait_for_delivery("betty@brilliant.com")
+    stored = world.messages("betty@brilliant.com")[0]
+    assert stored.endswith(b"Subject: pieces\r\n\r\n.dot\r\n" + text * 50 + b"last\r\n")
+
+
+def test_a_message_over_the_size_limit_is_refused_and_the_session_goes_on(tmp_path):
+    """RFC 1870: more mail data than the server takes is answered 552 once the end has
+    come, nothing is queued, and the client may go on with its next transaction."""
+    with World(lecture_config(max_message_size=1000), state_dir=tmp_path / "state") as world:
+        endpoint = world.host("smtp.brilliant.com").services["smtp"]
+        with socket.create_connection((endpoint.host, endpoint.port), timeout=10) as sock:
+            f = sock.makefile("rb")
+            f.readline()
+            sock.sendall(b"HELO client.test\r\nMAIL FROM:<albert@awesome.com>\r\nRCPT TO:<betty@brilliant.com>\r\n"
+                         b"DATA\r\n")
+            assert [f.readline()[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
+            sock.sendall(b"Subject: big\r\n\r\n" + (b"z" * 70 + b"\r\n") * 100 + b".\r\nRSET\r\n")
+            assert f.readline().startswith(b"552")
+            assert f.readline().startswith(b"250")  # the RSET that came with the message
+        assert len(world.host("brilliant.com").spool) == 0
+
+
+def test_an_idle_client_is_let_go_and_a_talking_one_kept(world):
+    """RFC 5321 §4.5.3.2.7's server timeout on the aiosmtpd front end, whose one timer
+    follows the last command: a client that keeps talking stays past several timeouts,
+    one that falls silent is disconnected. (The lab's timeout is five minutes; this
+    server's, on the world's loop, half a second.)"""
+    host = world.host("smtp.brilliant.com")
+
+    async def serve() -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        hooks = Hooks(MTA(host, "smtp"), SessionServer())
+        return await loop.create_server(lambda: TracedSMTP(hooks, hostname=host.name, timeout=0.5, loop=loop),
+                                        "127.0.0.1", 0)
+
+    server = world.run(serve())
+    try:
+        with socket.create_connection(server.sockets[0].getsockname()[:2], timeout=10) as sock:
+            f = sock.makefile("rwb")
+            assert f.readline().startswith(b"220 ")
+            talked = time.monotonic()
+            while time.monotonic() - talked < 1.5:  # three timeouts, a command every 1/25 of one
+                f.write(b"NOOP\r\n")
+                f.flush()
+                assert f.readline().startswith(b"250 "), "disconnected while talking"
+                time.sleep(0.02)
+            assert f.readline() == b""  # silent: the server hangs up (well within the 10 s)
+    finally:
+        server.close()
 
 
 def test_swaks_talks_to_the_mta(world):

@@ -16,14 +16,13 @@ answered ``451 4.3.0`` and nothing is queued, so the client keeps the message.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..boundary import SeamError
+from ..commit import Stage, Waiter
 from ..session import PeerInfo
 from ..smtp import replies
 from ..smtp.client import has_control
@@ -216,7 +215,10 @@ class MTA:
         """:meth:`data` with the ``received_header`` part its caller has looked up."""
         try:
             prepared = self._prepare(txn, message, stamper)
-            return prepared if isinstance(prepared, str) else self._finish(txn, *prepared)
+            if isinstance(prepared, str):
+                return prepared
+            begun, stage = prepared
+            return self._finish(txn, begun, self.host.context.committer.submit(stage))
         finally:
             txn.reset()
 
@@ -230,17 +232,19 @@ class MTA:
             prepared = self._prepare(txn, message, stamper)
             if isinstance(prepared, str):
                 return prepared
+            begun, stage = prepared
+            written = self.host.context.committer.asubmit(stage)
             try:
-                await asyncio.wrap_future(prepared[1])
+                await written
             except OSError:
                 pass  # _finish says so
-            return self._finish(txn, *prepared)
+            return self._finish(txn, begun, written)
         finally:
             txn.reset()
 
-    def _prepare(self, txn: Transaction, message: bytes, stamper: tuple[Any, bool]) -> tuple[_Begun, Future] | str:
-        """Check, stamp (with ``stamper``, the ``received_header`` part) and hand to the
-        committer."""
+    def _prepare(self, txn: Transaction, message: bytes, stamper: tuple[Any, bool]) -> tuple[_Begun, Stage] | str:
+        """Check, stamp (with ``stamper``, the ``received_header`` part) and make the
+        stage that writes the spool file, for the committer."""
         begun = self._begin(txn, message)
         if isinstance(begun, str):
             return begun
@@ -267,14 +271,12 @@ class MTA:
         entry = QueueEntry(queue_id, txn.mail_from or "", list(txn.recipients))
         return _Begun(hop, entry, message, dict(txn.local))
 
-    def _commit(self, begun: _Begun, stamp: str) -> Future:
-        """Hand the stamped message to the group committer: its spool file."""
-        stamped = stamp.encode("utf-8") + b"\r\n" + begun.message
-        stage = self.host.queue.accept(begun.entry, stamped, begun.local)
-        begun.stamped = stamped
-        return self.host.context.committer.submit(stage)
+    def _commit(self, begun: _Begun, stamp: str) -> Stage:
+        """The stage that writes the stamped message's spool file."""
+        begun.stamped = stamp.encode("utf-8") + b"\r\n" + begun.message
+        return self.host.queue.accept(begun.entry, begun.stamped, begun.local)
 
-    def _finish(self, txn: Transaction, begun: _Begun, future: Future) -> str:
+    def _finish(self, txn: Transaction, begun: _Begun, future: Waiter) -> str:
         """The 250 once the spool file is durable; delivery starts after it."""
         try:
             queued = future.result()

@@ -166,7 +166,7 @@ class DeliveryQueue:
         for rcpt, outcome in outcomes.items():
             self.note(entry, rcpt, "delivered", outcome.detail)
         try:
-            self.host.spool.remove(entry.queue_id)
+            self.host.spool.remove(entry.queue_id, state=False)  # its first attempt: no progress saved
         except OSError:  # it stays: a restart finds the copies it names, and makes none again
             log.debug("could not remove %s from the spool", entry.queue_id, exc_info=True)
 
@@ -252,7 +252,7 @@ class DeliveryQueue:
         """Make ``entry``'s progress durable, with whatever else the deliverer has
         waiting (a pass of many deferrals costs a few flushes, not one each)."""
         spool = self.host.spool
-        await asyncio.wrap_future(self.host.context.deliverer.submit(lambda: (None, spool.stage_state(entry))))
+        await self.host.context.deliverer.asubmit(lambda: (None, spool.stage_state(entry)))
 
     def accept(self, entry: QueueEntry, message: bytes, local: dict[str, str]) -> Stage:
         """What the SMTP server does with a message before it answers 250, as a stage
@@ -312,7 +312,7 @@ class DeliveryQueue:
                     for rcpt, mailbox in local.items()}
         deliverer = self.host.context.deliverer
         try:
-            return await asyncio.wrap_future(deliverer.submit(lambda: self._stage_local(entry, local, message)))
+            return await deliverer.asubmit(lambda: self._stage_local(entry, local, message))
         except OSError as error:
             return {r: _deferred(f"451 4.3.0 could not make the Maildir copy durable: {error}") for r in local}
 

@@ -177,7 +177,7 @@ class MailHost:
     async def inject(self, message: bytes, *, mail_from: str, recipients: list[str]) -> str:
         """Queue a message this host writes itself (a bounce); returns its queue id."""
         entry = QueueEntry(self.spool.new_queue_id(), mail_from, list(recipients), arrived=time.time())
-        await asyncio.wrap_future(self.context.committer.submit(lambda: (None, self.spool.stage(entry, message))))
+        await self.context.committer.asubmit(lambda: (None, self.spool.stage(entry, message)))
         self.note_queued(entry)
         self.queue.enqueue(entry, message=message)
         return entry.queue_id

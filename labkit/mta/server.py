@@ -41,7 +41,6 @@ _PATH = re.compile(r"(?i)\s*(FROM|TO)\s*:\s*<")
 # nearly every client sends, read without aiosmtpd's full RFC 5322 header parser.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_PATH = re.compile(rf"\s*<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(.*)", re.S)
-READ_SIZE = 65536  # DATA is read in chunks of up to this many octets
 
 
 class TracedSMTP(SMTP):
@@ -50,11 +49,20 @@ class TracedSMTP(SMTP):
     line by line: a 1 MB message is handled once, not ten thousand times."""
 
     def __init__(self, handler: "Hooks", **kwargs) -> None:
-        super().__init__(handler, **kwargs)  # a connection's: see __dir__
-        self.hooks = handler
+        # aiosmtpd's __init__ looks its handler's hooks up on every connection (dir,
+        # getattr, and inspect.signature of handle_EHLO: a third of a connection's
+        # protocol); the hooks of one service never change, so they are found once
+        # (Hooks.table) and aiosmtpd is shown a handler without any.
+        super().__init__(_NO_HOOKS, **kwargs)
+        self.event_handler = self.hooks = handler
+        self._handle_hooks = handler.table
+        self._ehlo_hook_ver = "new"  # handle_EHLO takes the list of responses
         self.lines: LineTracer | None = None
         self.client: tuple = ("", 0)
         self.auth_delay = 0.0  # seconds the next 535 waits (labkit.accounts.LoginPenalty)
+        self._deadline = 0.0  # the idle timeout's, on the loop's clock (see _reset_timeout)
+        self._message: DataReader | None = None  # while DATA is read: the message's reader (_take)
+        self._message_read: asyncio.Future | None = None  # ... done at the end of the message
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -78,6 +86,23 @@ class TracedSMTP(SMTP):
         class's, found once."""
         return _own_names(type(self), ("smtp_", "auth_"))
 
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd restarts the idle timer after every command (a cancelled timer and a
+        new one each time); here the deadline moves and one timer, when it fires, waits
+        on for what is left."""
+        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        timer = self._timeout_handle
+        if timer is None or timer.cancelled() or timer.when() > self._deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_due)
+
+    def _timeout_due(self) -> None:
+        if self.loop.time() < self._deadline:
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_due)
+        else:
+            self._timeout_cb()
+
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """A plain ``<local@domain>`` as it is; anything else as aiosmtpd parses it."""
         plain = _PLAIN_PATH.match(arg)
@@ -88,7 +113,25 @@ class TracedSMTP(SMTP):
     def data_received(self, data: bytes) -> None:
         if self.lines:
             self.lines.feed("C", data)
-        super().data_received(data)
+        if self._message is None:
+            super().data_received(data)  # commands: aiosmtpd's line reader
+        else:
+            self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        """Mail data, straight to the message's reader as it arrives: not copied into
+        aiosmtpd's line reader first (which would also stop reading the socket at two
+        lines' worth, a 2 KB message included, and start again). What follows the end
+        goes back to the line reader: the client's next commands."""
+        assert self._message is not None and self._message_read is not None
+        rest = self._message.feed(data)
+        if rest is None:
+            return
+        self._message = None
+        if not self._message_read.done():
+            self._message_read.set_result(None)
+        if rest:  # a client that did not wait for our reply (no PIPELINING offered): keep its bytes
+            super().data_received(rest)
 
     async def smtp_MAIL(self, arg: str | None) -> None:
         if await self._bracketed(arg, "FROM"):
@@ -128,14 +171,17 @@ class TracedSMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         reader = DataReader(self.data_size_limit or 0, self.line_length_limit)
-        rest = None
-        while rest is None:
-            chunk = await self._reader.read(READ_SIZE)
-            if not chunk:  # the client went away in the middle of the message
-                return
-            rest = reader.feed(chunk)
-        if rest:  # a client that did not wait for our reply (no PIPELINING offered): keep its bytes
-            self._reader._buffer[0:0] = rest  # type: ignore[attr-defined]
+        # What the client sent before the 354 is in the line reader (read() returns it at
+        # once: no other bytes can come in between); the rest goes to _take as it comes.
+        buffered = len(self._reader._buffer)  # type: ignore[attr-defined]
+        early = await self._reader.read(buffered) if buffered else b""
+        self._message, self._message_read = reader, self.loop.create_future()
+        try:
+            if early:
+                self._take(early)
+            await self._message_read  # aiosmtpd cancels this if the client goes away
+        finally:
+            self._message = self._message_read = None
         if reader.message is None:
             self._set_post_data_state()
             await self.push("552 Error: Too much mail data" if reader.problem == "too much"
@@ -162,8 +208,10 @@ class TracedSMTP(SMTP):
             delay, self.auth_delay = delay + self.auth_delay, 0.0  # on the loop: no thread waits
         if delay:
             await asyncio.sleep(delay)
-        if self.lines:
-            self.lines.line("S", status if isinstance(status, str) else status.decode("utf-8", "replace"))
+        if isinstance(status, str):
+            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        if self.lines:  # as the client's lines: kept as they came while no one watches
+            self.lines.feed("S", status + b"\r\n")
         await super().push(status)
 
 
@@ -172,10 +220,9 @@ class Hooks:
 
     def __init__(self, mta: MTA, served: SessionServer) -> None:
         self.mta, self.served = mta, served
-
-    def __dir__(self) -> list[str]:
-        """What aiosmtpd looks for on every connection (see TracedSMTP.__dir__)."""
-        return _own_names(type(self), ("handle_", "auth_"))
+        # aiosmtpd's table of hooks, by command: what its __init__ would build from dir()
+        self.table: dict[str, Any] = {name.removeprefix("handle_"): getattr(self, name)
+                                      for name in _own_names(type(self), ("handle_",))}
 
     def _txn(self, session: Session) -> Transaction:
         txn = getattr(session, "labkit_txn", None)
@@ -240,6 +287,16 @@ class Hooks:
             server.auth_delay = delay  # its 535 waits (TracedSMTP.push)
             return AuthResult(success=False, handled=False)
         return AuthResult(success=True, auth_data=address)
+
+
+class _NoHooks:
+    """The handler aiosmtpd's __init__ sees (TracedSMTP.__init__): nothing to look up."""
+
+    def __dir__(self) -> list[str]:
+        return []
+
+
+_NO_HOOKS = _NoHooks()
 
 
 @functools.cache

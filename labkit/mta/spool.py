@@ -122,12 +122,15 @@ class Spool:
             f.readline()
             return f.read()
 
-    def remove(self, queue_id: str) -> None:
+    def remove(self, queue_id: str, *, state: bool = True) -> None:
         """Forget a message: everything delivered or bounced. State goes first, so a crash
-        in between leaves the message with its original envelope, never a state file alone."""
-        for name in (f"{queue_id}.state", queue_id):
+        in between leaves the message with its original envelope, never a state file alone.
+        ``state=False``: no progress was ever saved for it (stored at its first attempt),
+        so there is no state file to look for."""
+        path = os.path.join(os.fspath(self.directory), queue_id)  # plain str: the hot path after every 250
+        for name in (path + ".state", path) if state else (path,):
             try:
-                os.unlink(self.directory / name)
+                os.unlink(name)
             except FileNotFoundError:
                 pass
 
