@@ -27,6 +27,7 @@ all written.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 from dataclasses import dataclass
@@ -196,7 +197,7 @@ class _Link(asyncio.Protocol):
         self.heard = 0.0  # loop time of the last bytes answered (the autologout counts from it)
         self.handed: Step | None = None  # a reply quick began, for the coroutine to finish
         self.at_eof = False
-        self._data: list[bytes] = []
+        self._data: collections.deque[bytes] = collections.deque()  # as each read of the socket brought it
         self._size = 0
         self._reading = True
         self._waiter: asyncio.Future[None] | None = None
@@ -251,17 +252,19 @@ class _Link(asyncio.Protocol):
         self._wake()
 
     async def read(self) -> bytes:
-        """What the client sent since the last read (b"" with :attr:`handed`, or at its end)."""
+        """The next thing the client sent, as one read of the socket brought it (b"" with
+        :attr:`handed`, or at its end). Two reads are never joined: a session is handed a
+        command in two pieces as two calls, however late it asks (a check sends the second
+        piece once the first is read, and the session's start may still be running)."""
         if not (self._data or self.at_eof or self.handed):
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        data = b"".join(self._data)
-        self._data.clear()
-        self._size = 0
-        if not self._reading and not self.transport.is_closing():
+        data = self._data.popleft() if self._data else b""
+        self._size -= len(data)
+        if not self._reading and self._size <= READ_SIZE and not self.transport.is_closing():
             self._reading = True
             self.transport.resume_reading()
         return data
