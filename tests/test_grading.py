@@ -479,3 +479,35 @@ def test_a_run_sweeps_the_groups_of_dead_runs_of_its_own_pid_namespace_only(tmp_
     finally:
         ours.remove()
         theirs.remove()
+
+
+UNRETRIEVED = """
+import asyncio, gc, queue
+from labkit.grade import worker
+worker.quiet()
+
+async def _async_poll_output_msg():  # as nbclient's output poller ends after a cell's time-out
+    raise queue.Empty
+
+async def other():
+    raise ValueError("a fault of ours")
+
+async def main():
+    for coro in (_async_poll_output_msg, other):
+        task = asyncio.ensure_future(coro())
+        await asyncio.sleep(0.01)
+        del task
+        gc.collect()
+
+asyncio.run(main())
+"""
+
+
+def test_a_workers_stderr_shows_no_traceback_of_nbclients_ended_poller():
+    """After a cell's time-out nbclient's output poller can end with an exception nobody
+    retrieves, which asyncio printed on the TA's terminal; any other one is still shown."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", UNRETRIEVED], capture_output=True, text=True, timeout=60)
+    assert "_async_poll_output_msg" not in done.stderr and "a fault of ours" in done.stderr, done.stderr

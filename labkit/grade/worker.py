@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
+import queue
 import shutil
 import signal
 import sys
@@ -532,12 +534,28 @@ def _discard_spare() -> None:
 at_exit(_discard_spare)
 
 
+class _PollerEnded(logging.Filter):
+    """nbclient's output poller, stopped when a cell times out, can end with a
+    ``queue.Empty`` that nobody retrieves; asyncio would print it, a traceback, on the
+    TA's terminal. The cell's time-out is in the submission's row already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, queue.Empty) and "_async_poll_output_msg" in record.getMessage())
+
+
+def quiet() -> None:
+    """A grading process's stderr is the TA's terminal: nothing there but labkit's own words."""
+    logging.getLogger("asyncio").addFilter(_PollerEnded())
+
+
 def warm(job_shape: dict) -> None:
     """A pool process's start: its first pod starts before its first submission. Stopping
     is the coordinator's (a Ctrl-C reaches this process too): SIGTERM ends this process
     at once (what it ran dies with it), SIGINT is ignored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    quiet()
     prepare(job_shape.get("run_dir"), job_shape.get("sandboxed", True))
     _Pods.warm(_Pods.key(job_shape))
 
@@ -546,6 +564,7 @@ def main() -> None:
     job_path, result_path = sys.argv[1:3]
     with open(job_path) as f:
         job = json.load(f)
+    quiet()
     prepare(job.get("run_dir"), job.get("sandboxed", True))
     if not job.get("student_package"):  # a job of its own (dask): its own copy of the kernel's labkit
         job["student_package"] = str(pods.student_package(Path(scratch()) / "student", *pods.lab_kernel(job["source"])))
