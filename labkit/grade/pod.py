@@ -621,11 +621,7 @@ class Pod:
             pass
         for group in self.cgroups.values():
             group.remove()
-        for pid in strays(self.marker):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_strays(self.marker)
         self._killed.set()
         self._starter.join()
 
@@ -671,6 +667,15 @@ def strays(marker: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def kill_strays(marker: str) -> None:
+    """Kill what :func:`strays` finds."""
+    for pid in strays(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 # -- the launcher ----------------------------------------------------------------------------------------------

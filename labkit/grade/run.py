@@ -180,11 +180,7 @@ def grade(assignments: str | list[str], course: Path, *, workers: int | None = N
                 rows.append(result)
                 report(result)
     finally:
-        for pid in pods.strays(run):  # what a stopped worker's pods left (unsandboxed kernels)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        pods.kill_strays(run)  # what a stopped worker's pods left (unsandboxed kernels)
         for place in (run_dir, *pods.short_places(run)):
             shutil.rmtree(place, ignore_errors=True)
         if sandboxed:
@@ -237,7 +233,7 @@ def _collect(course: Path, assignment: str, source_path: Path, shape: dict, pack
                     if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
                     and not c.metadata["nbgrader"].get("solution"))
     config = gradebook.course_nbgrader_config(course)
-    release = course / (config.get("CourseDirectory", {}).get("release_directory", "") or "release")
+    release = gradebook.course_directory(course, "release_directory", "release", config)
     given = given_cells(parsed, config, release / assignment / notebook_name)
     rows, jobs = [], []
     students = {s.student for s in found}
