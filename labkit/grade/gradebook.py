@@ -19,6 +19,7 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from ..checks import Report, Result
 
@@ -43,17 +44,19 @@ def course_config(course: Path) -> tuple[str, str]:
     return url, directory.get("course_id", "") or "default"
 
 
+def course_directory(course: Path, setting: str, default: str, config: Any = None) -> Path:
+    """One of the course's folders: ``CourseDirectory.SETTING`` of its nbgrader_config.py
+    (``config``, if read already), else ``default``."""
+    config = course_nbgrader_config(course) if config is None else config
+    return course / (config.get("CourseDirectory", {}).get(setting, "") or default)
+
+
 def source_notebook(course: Path, assignment: str) -> Path:
     """The authored notebook of ``assignment`` (the course's source directory)."""
-    from traitlets.config.loader import PyFileConfigLoader
-
-    source_dir = "source"
-    if (course / "nbgrader_config.py").exists():
-        config = PyFileConfigLoader("nbgrader_config.py", str(course)).load_config()
-        source_dir = config.get("CourseDirectory", {}).get("source_directory", "") or "source"
-    found = sorted((course / source_dir / assignment).glob("*.ipynb"))
+    folder = course_directory(course, "source_directory", "source") / assignment
+    found = sorted(folder.glob("*.ipynb"))
     if not found:
-        raise FileNotFoundError(f"no notebook for assignment {assignment!r} in {course / source_dir / assignment}")
+        raise FileNotFoundError(f"no notebook for assignment {assignment!r} in {folder}")
     return found[0]
 
 
