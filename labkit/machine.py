@@ -22,13 +22,12 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .aio import READ_SIZE, heap_sized_reads
 from .net import SERVICE_PORTS, Endpoint
 from .state import STATE_FILE
 
 if TYPE_CHECKING:
     from .world import AsyncWorld
-
-READ_SIZE = 65536
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -86,6 +85,8 @@ class Machine:
             writer.close()
             return
         self._connections.update((writer, onward))
+        for end in (writer, onward):
+            heap_sized_reads(end.transport)
         try:
             await asyncio.gather(_pipe(reader, onward), _pipe(inward, writer))
         finally:

@@ -20,7 +20,7 @@ Memory stays bounded whatever a client sends: a session may return a big reply a
 iterator of chunks (:func:`labkit.session.stream` makes one), which the adapter takes one
 chunk at a time, each written and drained before the next is made, so a client that does
 not read holds up its own session and nothing else; and it stops reading from a client
-that sends more than :data:`READ_SIZE` bytes before the reply to what it sent before is
+that sends more than :data:`labkit.aio.READ_SIZE` bytes before the reply to what it sent before is
 all written.
 """
 
@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterator
 
 from . import contracts
+from .aio import READ_SIZE, heap_sized_reads
 from .boundary import Boundary, SeamError
 from .net import AddressMap
 from .session import DEFAULT_TIMEOUT, PeerInfo, SessionFactory
 from .trace import LineTracer, Tracer, new_session_id
 
 log = logging.getLogger(__name__)
-READ_SIZE = 65536
 
 
 # The line for a broken session when the protocol has no better one (see failure_line).
@@ -209,6 +209,7 @@ class _Link(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        heap_sized_reads(transport)
         loop = asyncio.get_running_loop()
         self._lost = loop.create_future()
         self._task = loop.create_task(self._serve(self))

@@ -439,3 +439,26 @@ def test_the_topology_says_how_long_failed_logins_wait(tmp_path, old, new, says)
     assert load_config().auth == AuthConfig(failure_delay=2.0, max_failure_delay=15.0)  # the lecture's, Dovecot's
     with pytest.raises(ConfigError, match=re.escape(says)):
         load_config(topology(tmp_path, **{old: new}))
+
+
+def test_every_socket_a_world_serves_is_read_in_heap_sized_pieces(world):
+    """asyncio reads a socket with recv(256 KiB): a new mapping of memory (mmap, mremap,
+    munmap) for every six-byte command, a fifth of the SMTP front end's CPU per message.
+    Every server of the world (SMTP through aiosmtpd, POP3 and IMAP through the serving
+    edge, DNS over UDP) reads at most labkit.aio.READ_SIZE at a time."""
+    from labkit.aio import READ_SIZE
+
+    host = world.host("brilliant.com")
+    port = {service: endpoint.port for service, endpoint in host.services.items()}
+    with smtplib.SMTP("127.0.0.1", port["smtp"], timeout=30) as smtp:
+        pop = poplib.POP3("127.0.0.1", port["pop3"], timeout=30)
+        imap = imaplib.IMAP4("127.0.0.1", port["imap"], timeout=30)
+        try:
+            assert smtp.noop()[0] == 250 and pop.capa() and imap.noop()[0] == "OK"
+            transports = [t for server in host._servers for t in server.transports]
+        finally:
+            pop.quit()
+            imap.logout()
+    assert len(transports) == 3
+    assert [t.max_size for t in transports] == [READ_SIZE] * 3
+    assert world.dns._udp.max_size == READ_SIZE

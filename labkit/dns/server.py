@@ -40,7 +40,7 @@ import dns.rdatatype
 import dns.rrset
 import dns.zone
 
-from ..aio import BackgroundLoop
+from ..aio import BackgroundLoop, heap_sized_reads
 from ..net import Endpoint
 from ..trace import Direction, TraceEvent, Tracer, new_session_id
 from .zones import load_zones
@@ -332,6 +332,7 @@ class _UDPProtocol(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        heap_sized_reads(transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         reply = self.server._handle_safely(data, max_udp=UDP_LIMIT, client=self.server.peer_name(addr))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from ..aio import heap_sized_reads
 from ..serve import SessionPart, SessionServer, failure_line, session_protocol
 from ..session import SessionFactory
 from ..smtp import replies
@@ -66,6 +67,7 @@ class TracedSMTP(SMTP):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        heap_sized_reads(transport)
         context = self.hooks.mta.host.context
         self.client = transport.get_extra_info("peername") or ("", 0)
         self.hooks.served.transports.add(transport)
