@@ -12,9 +12,12 @@ fsyncs the parent of a newly created file itself). A file *renamed* into place (
 Maildir copy, state rewritten atomically) keeps qmail's order and costs two: its data
 (fsync the file) before the rename, and the rename (fsync the directory) after.
 
-Under load, many sessions wait for their flushes at the same moment; one writer thread
+Under load, many sessions wait for their flushes at the same moment; a writer thread
 takes every write that is waiting and makes the whole batch durable with one ``syncfs``
-before the renames and one after, so ten messages cost little more than one.
+before the renames and one after, so ten messages cost little more than one. A committer
+may have two writers (pipelined group commit, as databases do): a write that comes while
+one batch is flushing starts the next batch at once rather than waiting for that flush to
+end, as Postfix's smtpd processes each fsync their own queue file, side by side.
 
 Creating a file (a new inode) can itself be the slowest step: on NFS home directories
 and some virtual disks it takes a millisecond, twenty times longer than writing into a
@@ -298,16 +301,17 @@ def run_now(stage: Stage) -> Any:
 
 
 class GroupCommit:
-    """One writer thread; :meth:`submit` a stage, get a Future that resolves once its
-    files are durable and in place (or with the OSError that stopped them).
-    ``make_spares``: whether the thread makes spare files when idle (one that others
-    wait on may leave that to another committer, so no job waits for a spare made)."""
+    """Writer threads (``writers``, see above); :meth:`submit` a stage, get a Future that
+    resolves once its files are durable and in place (or with the OSError that stopped
+    them). ``make_spares``: whether the threads make spare files when idle (one that
+    others wait on may leave that to another committer, so no job waits for a spare made)."""
 
-    def __init__(self, name: str = "labkit-commit", *, make_spares: bool = True) -> None:
+    def __init__(self, name: str = "labkit-commit", *, make_spares: bool = True, writers: int = 1) -> None:
         self._make_spares = make_spares
         self._jobs: queue.SimpleQueue[tuple[Stage, Waiter] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=name, daemon=True) for _ in range(writers)]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, stage: Stage) -> Future:
         future: Future = Future()
@@ -323,8 +327,10 @@ class GroupCommit:
         return future
 
     def close(self) -> None:
-        self._jobs.put(None)
-        self._thread.join(timeout=10)
+        for _ in self._threads:  # one end for each writer (a writer that meets it mid-batch puts it back)
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join(timeout=10)
         SPARES.discard()
 
     def _run(self) -> None:

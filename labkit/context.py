@@ -18,11 +18,12 @@ class LabContext:
     addresses: AddressMap = field(default_factory=AddressMap)
     seams: Seams = field(default_factory=Seams)
     deadline: float = DEFAULT_DEADLINE  # seconds a student's part may take per call
-    # One writer thread makes every message durable before its 250, in batches under
-    # load; another writes what comes after the 250 (Maildir copies, delivery progress),
-    # so a 250 never waits behind the flushes of the messages before it, and makes the
-    # spare files both use when idle, so a 250 never waits for one being made either.
-    committer: GroupCommit = field(default_factory=lambda: GroupCommit(make_spares=False))
+    # Two writer threads make every message durable before its 250, in batches under
+    # load (one batch may start while the other flushes); another writes what comes after
+    # the 250 (Maildir copies, delivery progress), so a 250 never waits behind the flushes
+    # of the messages before it, and makes the spare files all use when idle, so a 250
+    # never waits for one being made either.
+    committer: GroupCommit = field(default_factory=lambda: GroupCommit(make_spares=False, writers=2))
     deliverer: GroupCommit = field(default_factory=lambda: GroupCommit("labkit-deliver"))
     # What the world's SMTP servers accepted, to check a student's client's claims.
     receipts: Receipts = field(default_factory=Receipts)

@@ -253,6 +253,31 @@ def test_sweep_removes_the_spares_a_killed_process_left(tmp_path):
     commit.SPARES.discard()
 
 
+@pytest.mark.parametrize("writers", [1, 2])
+def test_a_second_writer_starts_the_next_batch_while_one_is_still_flushing(maildir, writers):
+    """Pipelined group commit (the MTA's committer has two writers): a write that comes
+    while a batch is busy is made durable at once, not after that batch; each writer
+    ends when the committer closes."""
+    committer = GroupCommit(writers=writers)
+    started, gate = threading.Event(), threading.Event()
+    try:
+        busy = committer.submit(lambda: (started.set() or gate.wait(30), Staged()))
+        assert started.wait(10)
+        later = committer.submit(stage_file(maildir, "later", b"x"))
+        if writers == 1:  # it waits for the busy batch ...
+            assert wait([later], timeout=0.5).not_done == {later}
+        else:  # ... or does not
+            assert later.result(timeout=10) == "later" and (maildir / "new" / "later").exists()
+            assert not busy.done()
+        gate.set()
+        busy.result(10)
+        assert later.result(10) == "later"
+    finally:
+        gate.set()
+        committer.close()
+    assert not any(thread.is_alive() for thread in committer._threads)
+
+
 def test_a_write_whose_waiter_went_is_skipped_and_the_writer_goes_on(maildir):
     """A waiter may give up (a task cancelled as a world stops: asyncio.wrap_future cancels
     the Future): its stage is not run, and the committer serves the next ones."""
