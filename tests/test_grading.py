@@ -175,17 +175,26 @@ def test_the_same_submissions_graded_three_times_get_the_same_rows(tmp_path):
 
 
 def test_a_dask_cluster_grades_the_same(tmp_path):
+    """The same rows on a dask cluster. Each dask worker thread grades in a process of its
+    own, kept for its next jobs (three jobs on two threads: two processes at most, not one
+    a job), and every one of them ends with the run, leaving nothing behind."""
     distributed = pytest.importorskip("distributed")
+    from labkit.grade import run
+
     course = Course(tmp_path)
     corpus = lab1_corpus(course)
-    course.hand_in("ada", LAB1, corpus["ada"])
-    course.hand_in("bob", LAB1, corpus["bob"])
+    for student in ("ada", "bob", "cid"):
+        course.hand_in(student, LAB1, corpus[student])
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
         done = course.grade(LAB1, "--dask", cluster.scheduler_address, *LIMITS)
+        with distributed.Client(cluster) as client:
+            [(started, live)] = client.run(lambda: (run._Apart.started, len(run._Apart.live))).values()
     assert done.returncode == 0, done.stderr[-2000:]
     got = course.rows()
-    assert (got[(LAB1, "ada")]["score"], got[(LAB1, "bob")]["score"], got[(LAB1, "bob")]["reason"]) == (
-        "14", *LAB1_EXPECTED["bob"][::2])
+    assert {s: (got[(LAB1, s)]["score"], got[(LAB1, s)]["status"], got[(LAB1, s)]["reason"])
+            for s in ("ada", "bob", "cid")} == {s: LAB1_EXPECTED[s] for s in ("ada", "bob", "cid")}
+    assert 1 <= started <= 2 and live == 0
+    assert course.leftovers() == []
 
 
 def test_more_submissions_than_a_worker_grades_before_renewal(tmp_path):

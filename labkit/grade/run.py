@@ -62,22 +62,87 @@ def run_job(job: dict) -> dict:
                                              f"{type(error).__name__}: {error}")
 
 
-def run_job_apart(job: dict) -> dict:
-    """One submission in a process of its own (``python -m labkit.grade.worker``), for
-    a dask worker: its threads must not share the pod's mounts and namespaces."""
-    import subprocess
+class _Apart:
+    """A dask worker thread's grading process (``python -m labkit.grade.worker --serve``):
+    beside the dask worker, whose threads must not share a pod's mounts and namespaces,
+    and kept for that thread's next jobs, as a local pool's process is (its imports, the
+    kernel's labkit and the next pod's start are paid once, not for every job). Renewed
+    every ``WORKER_TASKS`` jobs; all of a dask worker's are ended at a run's end
+    (:func:`end_apart`), and each ends by itself if its dask worker dies."""
 
-    with tempfile.TemporaryDirectory(prefix="labkit-grade-job-") as folder:
-        job = {**job, "run_dir": folder, "student_package": ""}  # the process makes its own (lab_kernel)
-        paths = os.path.join(folder, "job.json"), os.path.join(folder, "result.json")
-        with open(paths[0], "w") as f:
-            json.dump(job, f)
-        done = subprocess.run([sys.executable, "-m", "labkit.grade.worker", *paths], capture_output=True, text=True)
-        if done.returncode != 0 or not os.path.exists(paths[1]):
-            return _failed(job, Status.UNJUDGED, f"could not be judged: the grading process failed "
-                                                 f"({done.returncode}): {done.stderr[-300:]}")
-        with open(paths[1]) as f:
-            return json.load(f)
+    live: "set[_Apart]" = set()
+    started = 0  # in this dask worker, ever
+    lock = threading.Lock()
+    mine = threading.local()
+
+    def __init__(self, sandboxed: bool) -> None:
+        import subprocess
+
+        self.sandboxed, self.jobs = sandboxed, 0
+        self.stderr = tempfile.TemporaryFile("w+")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "labkit.grade.worker", "--serve", *([] if sandboxed else ["--unsandboxed"])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        with self.lock:
+            self.live.add(self)
+            _Apart.started += 1
+
+    @classmethod
+    def for_job(cls, job: dict) -> "_Apart":
+        apart: _Apart | None = getattr(cls.mine, "apart", None)
+        sandboxed = job.get("sandboxed", True)
+        if apart is None or apart not in cls.live or apart.jobs >= WORKER_TASKS or apart.sandboxed != sandboxed:
+            if apart is not None:
+                apart.end()
+            apart = cls.mine.apart = cls(sandboxed)
+        apart.jobs += 1
+        return apart
+
+    def grade(self, job: dict) -> dict:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        try:
+            self.process.stdin.write(json.dumps({**job, "run_dir": None, "student_package": ""}) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        except OSError:
+            line = ""
+        if line:
+            return json.loads(line)
+        self.end()
+        self.stderr.seek(0)
+        return _failed(job, Status.UNJUDGED, f"could not be judged: the grading process failed "
+                                             f"({self.process.returncode}): {self.stderr.read()[-300:]}")
+
+    def end(self) -> None:
+        """Close its stdin: it ends after its job, its spare pod and scratch with it."""
+        with self.lock:
+            self.live.discard(self)
+        try:
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(60)
+        except Exception:  # noqa: BLE001 - stuck: it goes all the same
+            self.process.kill()
+            self.process.wait()
+        self.stderr.close()
+
+
+def run_job_apart(job: dict) -> dict:
+    """One submission on a dask worker, in this thread's grading process (:class:`_Apart`)."""
+    return _Apart.for_job(job).grade(job)
+
+
+def end_apart() -> int:
+    """End this dask worker's grading processes (run on every worker at a run's end: the
+    pods they keep warm go with them); how many there were."""
+    with _Apart.lock:
+        ending = list(_Apart.live)
+    for apart in ending:
+        apart.end()
+    return len(ending)
 
 
 def _failed(job: dict, status: Status, reason: str) -> dict:
@@ -267,7 +332,7 @@ def _collect(course: Path, assignment: str, source_path: Path, shape: dict, pack
 class _Pool:
     """Where the jobs run: this machine's worker processes (started at once, each warming
     its first pod while the coordinator collects), or a dask.distributed cluster (each
-    job in a process of its own there).
+    dask worker thread's jobs in a grading process beside it, :class:`_Apart`).
 
     Worker processes are reused (their imports cost a second): the isolation that matters
     is each submission's own pod. They are renewed all the same, a whole pool every
@@ -325,8 +390,11 @@ class _Pool:
             import distributed
 
             with distributed.Client(self.dask) as client:
-                for future in distributed.as_completed(client.map(run_job_apart, jobs, pure=False)):
-                    yield future.result()
+                try:
+                    for future in distributed.as_completed(client.map(run_job_apart, jobs, pure=False)):
+                        yield future.result()
+                finally:
+                    client.run(end_apart, on_error="ignore")
             return
         share = WORKER_TASKS * self.workers
         for start in range(0, len(jobs), share):

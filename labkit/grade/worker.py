@@ -1,5 +1,5 @@
-"""Grading one submission, in a worker process (a pool's, a dask worker's, or
-``python -m labkit.grade.worker JOB.json RESULT.json``).
+"""Grading one submission, in a worker process: a local pool's, or on a dask worker
+``python -m labkit.grade.worker --serve``, which grades the jobs it reads one after another.
 
 1. **Read** it: a notebook that is not JSON, not nbformat, not UTF-8, too large or too
    deep is ``invalid``, with the reason, and nothing runs.
@@ -560,19 +560,36 @@ def warm(job_shape: dict) -> None:
     _Pods.warm(_Pods.key(job_shape))
 
 
-def main() -> None:
-    job_path, result_path = sys.argv[1:3]
-    with open(job_path) as f:
-        job = json.load(f)
+_packages: dict[tuple, str] = {}  # a serving process's copies of the kernel's labkit, by lab_kernel()
+
+
+def own_package(source: dict) -> str:
+    """The kernel's labkit for ``source``'s lab, written in this process's scratch the
+    first time that lab comes (a job from another machine cannot use the coordinator's)."""
+    kernel = pods.lab_kernel(source)
+    if kernel not in _packages:
+        dest = Path(scratch()) / f"student-{len(_packages)}"
+        _packages[kernel] = str(pods.student_package(dest, *kernel))
+    return _packages[kernel]
+
+
+def serve(sandboxed: bool) -> None:
+    """Grade jobs one after another for a dask worker (:func:`labkit.grade.run.run_job_apart`):
+    a job a line of JSON on stdin, its row a line on stdout, until stdin ends. As a
+    pool's process, it imports once and starts the next pod while a job runs, for the
+    lab it just graded (a dask worker is mostly given one lab's jobs)."""
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # what anything else prints goes to stderr, never into a row
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     quiet()
-    prepare(job.get("run_dir"), job.get("sandboxed", True))
-    if not job.get("student_package"):  # a job of its own (dask): its own copy of the kernel's labkit
-        job["student_package"] = str(pods.student_package(Path(scratch()) / "student", *pods.lab_kernel(job["source"])))
-    result = grade({**job, "next_package": None})  # the process ends with it
-    with open(result_path + ".tmp", "w") as f:
-        json.dump(result, f)
-    os.replace(result_path + ".tmp", result_path)
+    prepare(None, sandboxed)
+    for line in sys.stdin:
+        job = json.loads(line)
+        replies.write(json.dumps(grade({**job, "student_package": own_package(job["source"])})) + "\n")
+        replies.flush()
 
 
 if __name__ == "__main__":
-    main()
+    if "--serve" not in sys.argv[1:2]:
+        sys.exit("usage: python -m labkit.grade.worker --serve [--unsandboxed]  (labkit grade --dask starts it)")
+    serve(sandboxed="--unsandboxed" not in sys.argv)
