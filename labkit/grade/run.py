@@ -104,30 +104,34 @@ class _Apart:
             self.process.stdin.write(json.dumps({**job, "run_dir": None, "student_package": ""}) + "\n")
             self.process.stdin.flush()
             line = self.process.stdout.readline()
-        except OSError:
+        except (OSError, ValueError):  # it died, or the run is ending (end_apart closed its stdin)
             line = ""
         if line:
             return json.loads(line)
         self.end()
-        self.stderr.seek(0)
+        try:
+            self.stderr.seek(0)
+            why = self.stderr.read()[-300:]
+        except ValueError:  # closed by another thread's end()
+            why = ""
         return _failed(job, Status.UNJUDGED, f"could not be judged: the grading process failed "
-                                             f"({self.process.returncode}): {self.stderr.read()[-300:]}")
+                                             f"({self.process.returncode}): {why}")
 
     def end(self) -> None:
-        """Close its stdin: it ends after its job, its spare pod and scratch with it."""
+        """Close its stdin: idle, it ends at once, its warm pod and scratch with it; one
+        still grading (a run stopped) is killed after a few seconds, its pods with it."""
         with self.lock:
             self.live.discard(self)
         try:
             if self.process.stdin is not None:
                 self.process.stdin.close()
-        except OSError:
+        except (OSError, ValueError):
             pass
         try:
-            self.process.wait(60)
-        except Exception:  # noqa: BLE001 - stuck: it goes all the same
+            self.process.wait(10)
+        except Exception:  # noqa: BLE001 - still grading: it goes all the same
             self.process.kill()
             self.process.wait()
-        self.stderr.close()
 
 
 def run_job_apart(job: dict) -> dict:
