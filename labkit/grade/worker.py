@@ -578,8 +578,11 @@ def serve(sandboxed: bool) -> None:
     a job a line of JSON on stdin, its row a line on stdout, until stdin ends. As a
     pool's process, it imports once and starts the next pod while a job runs, for the
     lab it just graded (a dask worker is mostly given one lab's jobs)."""
+    # The rows go out on a copy of stdout that no child inherits (os.dup's are not
+    # inheritable); fd 1 itself becomes stderr, so nothing a pod or a library prints can
+    # pass for a row.
     replies = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # what anything else prints goes to stderr, never into a row
+    os.dup2(2, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     quiet()
     prepare(None, sandboxed)
