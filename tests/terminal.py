@@ -16,16 +16,19 @@ import threading
 import time
 
 _TAKE_TTY = "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); os.execvp(sys.argv[1], sys.argv[1:])"
+# ... started by a parent that ignores SIGINT (nohup, some launchers): the program inherits that
+_TAKE_TTY_SIGINT_IGNORED = "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); " + _TAKE_TTY
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 class Terminal:
-    def __init__(self, argv: list[str], *, rows: int = 32, columns: int = 100, env: dict[str, str] | None = None):
+    def __init__(self, argv: list[str], *, rows: int = 32, columns: int = 100, env: dict[str, str] | None = None,
+                 sigint_ignored: bool = False):
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
 
         # In its own session (setsid), the child makes the terminal its controlling tty, then runs argv.
-        argv = [sys.executable, "-c", _TAKE_TTY, *argv]
+        argv = [sys.executable, "-c", _TAKE_TTY_SIGINT_IGNORED if sigint_ignored else _TAKE_TTY, *argv]
         self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
         os.close(slave)
         self.master = master

@@ -82,8 +82,12 @@ def test_step_mode_on_a_projectors_terminal_fits_its_width_and_pages_long_steps(
     assert "6. Betty's copy" in text and text.rstrip().endswith("-- Albert")
 
 
-def test_ctrl_c_at_a_pause_ends_with_one_line_and_status_130():
-    term = Terminal([sys.executable, "-m", "labkit.cli", "demo", "--step", "--no-colour"], rows=32, columns=100)
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["shell", "parent-ignores-sigint"])
+def test_ctrl_c_at_a_pause_ends_with_one_line_and_status_130(sigint_ignored):
+    """Also when started by a parent that ignores SIGINT (nohup, some launchers: the demo
+    inherits that, and Python then installs no Ctrl-C handler of its own)."""
+    term = Terminal([sys.executable, "-m", "labkit.cli", "demo", "--step", "--no-colour"], rows=32, columns=100,
+                    sigint_ignored=sigint_ignored)
     term.expect(PROMPT)
     term.type(b"\x03")  # Ctrl-C: the terminal sends SIGINT
     assert term.wait() == 130
