@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None, out: IO[str] | None = None) -> int:
     if stepping:  # Ctrl-C ends it, even started by a parent that ignores or blocks SIGINT (which
         # children inherit: nohup, some launchers), where Python would install no handler
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        if hasattr(signal, "pthread_sigmask"):  # POSIX
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
     try:
         with World() as world:

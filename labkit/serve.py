@@ -20,8 +20,8 @@ Memory stays bounded whatever a client sends: a session may return a big reply a
 iterator of chunks (:func:`labkit.session.stream` makes one), which the adapter takes one
 chunk at a time, each written and drained before the next is made, so a client that does
 not read holds up its own session and nothing else; and it stops reading from a client
-that sends more than :data:`labkit.aio.READ_SIZE` bytes before the reply to what it sent before is
-all written.
+that sends more than :data:`labkit.aio.READ_SIZE` bytes before the reply to what it sent
+before is all written.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ class _Apart:
     def grade(self, job: dict) -> dict:
         assert self.process.stdin is not None and self.process.stdout is not None
         try:
-            self.process.stdin.write(json.dumps({**job, "run_dir": None, "student_package": ""}) + "\n")
+            self.process.stdin.write(json.dumps(job) + "\n")
             self.process.stdin.flush()
             line = self.process.stdout.readline()
         except (OSError, ValueError):  # it died, or the run is ending (end_apart closed its stdin)

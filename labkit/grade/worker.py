@@ -549,14 +549,19 @@ def quiet() -> None:
     logging.getLogger("asyncio").addFilter(_PollerEnded())
 
 
-def warm(job_shape: dict) -> None:
-    """A pool process's start: its first pod starts before its first submission. Stopping
-    is the coordinator's (a Ctrl-C reaches this process too): SIGTERM ends this process
-    at once (what it ran dies with it), SIGINT is ignored."""
+def start(run_dir: str | None, sandboxed: bool) -> None:
+    """A grading process's start (a pool's, or one serving a dask worker). Stopping is
+    its coordinator's (a Ctrl-C reaches this process too): SIGTERM ends it at once (what
+    it ran dies with it), SIGINT is ignored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     quiet()
-    prepare(job_shape.get("run_dir"), job_shape.get("sandboxed", True))
+    prepare(run_dir, sandboxed)
+
+
+def warm(job_shape: dict) -> None:
+    """A pool process's start: its first pod starts before its first submission."""
+    start(job_shape.get("run_dir"), job_shape.get("sandboxed", True))
     _Pods.warm(_Pods.key(job_shape))
 
 
@@ -583,12 +588,12 @@ def serve(sandboxed: bool) -> None:
     # pass for a row.
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    quiet()
-    prepare(None, sandboxed)
+    start(None, sandboxed)
     for line in sys.stdin:
         job = json.loads(line)
-        replies.write(json.dumps(grade({**job, "student_package": own_package(job["source"])})) + "\n")
+        # the coordinator's run folder and kernel's labkit are on its machine: this process's own instead
+        job = {**job, "run_dir": None, "student_package": own_package(job["source"])}
+        replies.write(json.dumps(grade(job)) + "\n")
         replies.flush()
 
 
