@@ -43,27 +43,6 @@ def close_socket(sock: socket.socket) -> None:
     sock.close()
 
 
-def _proc_address(address: tuple) -> str:
-    """How /proc/net/tcp writes a local IPv4 (address, port): ``0100007F:0019``."""
-    return f"{int.from_bytes(socket.inet_aton(address[0]), 'little'):08X}:{address[1]:04X}"
-
-
-def unread(sock: socket.socket) -> int | None:
-    """How many bytes sent on this IPv4 loopback connection wait, unread, in the receive
-    queue of the program at the other end (Linux's /proc/net/tcp, of this network
-    namespace); None where that cannot be told. On loopback, data is in that queue when
-    the send returns (the kernel hands it over in the sender's own call), so 0 means the
-    other end has read it; it need not have acknowledged it yet (ACKs may wait 40 ms)."""
-    try:
-        key = (_proc_address(sock.getpeername()), _proc_address(sock.getsockname()))
-        with open("/proc/net/tcp") as table:
-            rows = [line.split() for line in table.readlines()[1:]]
-        queues = next(row[4] for row in rows if len(row) > 4 and (row[1], row[2]) == key)
-    except (OSError, ValueError, StopIteration):  # not Linux, not IPv4, or the connection is gone
-        return None
-    return int(queues.split(":")[1], 16)  # tx_queue:rx_queue
-
-
 class NoRoute(ConnectionRefusedError):
     """Nothing in the lab world listens on that (virtual) address and port."""
 

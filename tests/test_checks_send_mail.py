@@ -71,7 +71,7 @@ def test_a_split_reply_waits_until_the_client_has_read_each_piece():
     import threading
 
     from labkit.checks.peers import send_in_pieces
-    from labkit.net import unread
+    from labkit.checks.receive_queue import unread
 
     with socket.create_server(("127.0.0.1", 0)) as server:
         client = socket.create_connection(server.getsockname())
@@ -89,3 +89,30 @@ def test_a_split_reply_waits_until_the_client_has_read_each_piece():
             send_in_pieces(conn, [b"2", b"50", b" OK\r\n"])
             reader.join(10)
             assert reads == [b"2", b"50", b" OK\r\n"]  # each piece read on its own
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_the_other_ends_receive_queue_is_told_alike_by_netlink_and_by_proc(host):
+    """sock_diag answers for that one socket; /proc/net/tcp{,6} (the fallback) is read in
+    one piece so that no row is skipped; both count what the other end has not read."""
+    import socket
+
+    from labkit.checks import receive_queue
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        server = socket.create_server((host, 0), family=family)
+    except OSError:
+        pytest.skip(f"no {host} on this machine")
+    with server:
+        client = socket.create_connection(server.getsockname()[:2])
+        conn, _ = server.accept()
+        with client, conn:
+            ends = client.getpeername()[:2], client.getsockname()[:2]
+            client.sendall(b"HELO client.exa")
+            told = (receive_queue._by_netlink(family, *ends), receive_queue._by_proc(family, *ends))
+            assert told == (15, 15)
+            assert conn.recv(100) == b"HELO client.exa"
+            told = (receive_queue._by_netlink(family, *ends), receive_queue._by_proc(family, *ends))
+            assert told == (0, 0)
+        assert receive_queue.unread(client) is None  # closed: nothing to tell

@@ -18,7 +18,8 @@ import threading
 import time
 from typing import Callable, Union
 
-from ..net import close_socket, unread
+from ..net import close_socket
+from .receive_queue import unread
 from .result import Line
 
 Reply = Union[str, None, Callable[[str], "str | None"]]
