@@ -300,14 +300,25 @@ def run_now(stage: Stage) -> Any:
     return result
 
 
+FLOOD_GAP = 0.005  # seconds: jobs closer together than this come in a flood (see GroupCommit)
+
+
 class GroupCommit:
     """Writer threads (``writers``, see above); :meth:`submit` a stage, get a Future that
     resolves once its files are durable and in place (or with the OSError that stopped
     them). ``make_spares``: whether the threads make spare files when idle (one that
-    others wait on may leave that to another committer, so no job waits for a spare made)."""
+    others wait on may leave that to another committer, so no job waits for a spare made).
 
-    def __init__(self, name: str = "labkit-commit", *, make_spares: bool = True, writers: int = 1) -> None:
+    ``gather`` (seconds): for a committer nobody waits on to answer a client (the
+    deliverer, after the 250). While jobs come in a flood (the last batch held more than
+    one, or this job came within :data:`FLOOD_GAP` of the one before), a batch begins no
+    sooner than ``gather`` after the one before it began, so that more jobs share its
+    flushes; a job after a quiet moment, or in a trickle, begins at once."""
+
+    def __init__(self, name: str = "labkit-commit", *, make_spares: bool = True, writers: int = 1,
+                 gather: float = 0.0) -> None:
         self._make_spares = make_spares
+        self._gather = gather
         self._jobs: queue.SimpleQueue[tuple[Stage, Waiter] | None] = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._run, name=name, daemon=True) for _ in range(writers)]
         for thread in self._threads:
@@ -334,6 +345,8 @@ class GroupCommit:
         SPARES.discard()
 
     def _run(self) -> None:
+        began = came = -self._gather  # when this thread's last batch began, and its first job came
+        size = 0  # how many jobs it held
         while True:
             # Idle: make spare files, one at a time, so a new job waits for one at most.
             while self._make_spares and self._jobs.empty() and SPARES.make_one():
@@ -341,6 +354,11 @@ class GroupCommit:
             job = self._jobs.get()
             if job is None:
                 return
+            if self._gather:
+                now = time.monotonic()
+                if now < began + self._gather and (size > 1 or now < came + FLOOD_GAP):
+                    time.sleep(began + self._gather - now)  # a flood: let more join this batch
+                came, began = now, time.monotonic()
             batch = [job]
             while len(batch) < MAX_BATCH:  # everything that queued up meanwhile joins in
                 try:
@@ -351,6 +369,7 @@ class GroupCommit:
                     self._jobs.put(None)
                     break
                 batch.append(more)
+            size = len(batch)
             self._commit_batch(batch)
 
     @staticmethod

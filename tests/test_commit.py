@@ -344,3 +344,31 @@ def test_asubmit_reports_a_failed_commit_and_cleans_up(maildir, monkeypatch):
     finally:
         committer.close()
     assert os.listdir(maildir / "new") == [] and os.listdir(maildir / "tmp") == []
+
+
+def test_a_deliverer_gathers_a_flood_into_one_batch_and_takes_a_lone_job_at_once(maildir, monkeypatch):
+    """``gather`` (the deliverer's): jobs that come close together share a batch begun
+    ``gather`` after the one before; a job after a quiet moment is not held. The times are
+    stretched (0.5 s, not the world's 20 ms and 5 ms) so a busy machine cannot blur them."""
+    batches: list[int] = []
+    real_commit = commit.commit
+    monkeypatch.setattr(commit, "commit", lambda staged: (batches.append(len(staged)), real_commit(staged)))
+    monkeypatch.setattr(commit, "FLOOD_GAP", 0.5)
+    committer = GroupCommit(make_spares=False, gather=0.5)
+    try:
+        first = committer.submit(stage_file(maildir, "first", b"1"))
+        assert first.result(10) == "first"
+        flood = []
+        for i in range(4):  # right behind it, 50 ms apart: without gather, a batch each
+            flood.append(committer.submit(stage_file(maildir, f"m{i}", b"x")))
+            time.sleep(0.05)
+        assert [job.result(10) for job in flood] == ["m0", "m1", "m2", "m3"]
+        assert batches == [1, 4]  # held back together
+        time.sleep(0.6)  # quiet, longer than gather
+        t0 = time.monotonic()
+        assert committer.submit(stage_file(maildir, "lone", b"y")).result(10) == "lone"
+        assert time.monotonic() - t0 < 0.45  # not held for the gather (a batch of one takes ~1 ms)
+        assert batches == [1, 4, 1]
+    finally:
+        committer.close()
+    assert sorted(os.listdir(maildir / "new")) == ["first", "lone", "m0", "m1", "m2", "m3"]
