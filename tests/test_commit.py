@@ -372,3 +372,32 @@ def test_a_deliverer_gathers_a_flood_into_one_batch_and_takes_a_lone_job_at_once
     finally:
         committer.close()
     assert sorted(os.listdir(maildir / "new")) == ["first", "lone", "m0", "m1", "m2", "m3"]
+
+
+def test_a_file_done_with_is_recycled_as_a_spare_and_written_over_exactly(tmp_path):
+    """Spares.recycle: a delivered spool file becomes the next one (the same inode, no
+    create, no delete); write_placed writes over its old bytes and cuts what is left."""
+    directory = os.fspath(tmp_path)
+    first = commit.write_placed(directory, "A", b"a much longer old message")
+    inode = os.stat(first).st_ino
+    commit.SPARES.recycle(first)
+    assert not os.path.exists(first) and len(spares_in(tmp_path)) == 1
+    second = commit.write_placed(directory, "B", b"new")
+    assert os.stat(second).st_ino == inode and (tmp_path / "B").read_bytes() == b"new"
+    assert spares_in(tmp_path) == []
+    commit.SPARES.discard()
+
+
+def test_a_file_is_deleted_not_recycled_where_no_spares_are_kept_or_there_are_enough(tmp_path, monkeypatch):
+    directory = os.fspath(tmp_path)
+    (tmp_path / "x").write_bytes(b"1")
+    commit.SPARES.recycle(os.fspath(tmp_path / "x"))  # a directory nobody wrote placed files in
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(commit.Spares, "RECYCLED", 1)
+    commit.write_placed(directory, "a", b"1")
+    commit.write_placed(directory, "b", b"2")
+    commit.SPARES.recycle(os.path.join(directory, "a"))
+    commit.SPARES.recycle(os.path.join(directory, "b"))
+    assert len(spares_in(tmp_path)) == 1 and sorted(os.listdir(tmp_path))[0].startswith(".spare.")
+    commit.SPARES.discard()
+    assert list(tmp_path.iterdir()) == []

@@ -237,6 +237,35 @@ def test_a_spool_file_a_crash_cut_short_is_removed_and_the_whole_ones_delivered(
     assert list(spool.iterdir()) == []
 
 
+def test_a_recycled_spool_file_a_crash_left_with_another_messages_bytes_is_removed(tmp_path):
+    """A delivered message's spool file is recycled as a later one's (a rename, then written
+    over). A crash before that message's flush may leave, under its name, the old bytes
+    whole, or its own envelope over old message bytes: neither was acknowledged, and the
+    envelope's id and CRC-32 tell them from a whole file. A restart delivers only the whole."""
+    state = tmp_path / "state"
+    betty = "betty@brilliant.com"
+    messages = {"0000000A": b"Subject: a\r\n\r\nhello\r\n", "0000000B": b"Subject: b\r\n\r\nhowdy\r\n",
+                "0000000D": b"Subject: d\r\n\r\nhiya!\r\n"}  # all of one length
+    with World(lecture_config(), state_dir=state) as world:
+        host = world.host("brilliant.com")
+        spool = host.spool.directory
+        for queue_id, message in messages.items():
+            entry = QueueEntry(queue_id, "albert@awesome.com", [betty], local={betty: betty})
+            commit.run_now(lambda: (None, host.spool.stage(entry, message)))  # as the MTA writes it before its 250
+    old = (spool / "0000000A").read_bytes()
+    (spool / "0000000C").write_bytes(old)  # linked to its new name, not yet written over
+    new = (spool / "0000000D").read_bytes()
+    envelope = new.index(b"\n") + 1
+    (spool / "0000000D").write_bytes(new[:envelope] + old[old.index(b"\n") + 1:])  # its envelope, old bytes
+    assert len((spool / "0000000D").read_bytes()) == len(new)  # the size alone cannot tell
+    with World(lecture_config(), state_dir=state) as world:
+        assert not (spool / "0000000C").exists() and not (spool / "0000000D").exists()
+        for queue_id in ("0000000A", "0000000B"):
+            world.wait_for(lambda e: e.kind == "delivered" and e.data.get("queue_id") == queue_id)
+        bodies = sorted(m.split(b"\r\n\r\n", 1)[1] for m in world.messages(betty))
+        assert bodies == [b"hello\r\n", b"howdy\r\n"]
+
+
 # -- seams (the fault boundary has its own tests: test_seams.py) -------------------------
 
 def test_temporary_mx_error_from_a_seam_defers(world):

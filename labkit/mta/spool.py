@@ -6,9 +6,12 @@ with the envelope (and the message's size), then the message bytes. It is writte
 under its final name at once (a spare file given that name when one is ready) and made
 durable by :mod:`labkit.commit` with one fsync before the 250, as Postfix does with its
 queue file (the journal commits the name with it), so the 250 "queued as ID" is a
-promise kept across a crash. A file a crash cut short was never acknowledged:
-:meth:`Spool.load` tells it by its size and removes it (the client, which got no 250,
-sends the message again). Delivery (:mod:`.delivery`) takes it from there after the
+promise kept across a crash. A delivered message's file is not deleted but recycled as
+the next one's (:meth:`labkit.commit.Spares.recycle`), so a crash before a flush may
+leave a file cut short, or one still holding another message's bytes, whole or in part:
+neither was acknowledged, and :meth:`Spool.load` tells both by the envelope (the
+message's id, size and CRC-32) and removes them (the client, which got no 250, sends the
+message again). Delivery (:mod:`.delivery`) takes it from there after the
 250. The envelope names, for each local recipient, the file its Maildir copy will
 have, so a delivery repeated after a crash finds the copy it made already. Delivery
 progress (recipients left, attempts, next retry, last error) goes to a small
@@ -24,10 +27,11 @@ import os
 import secrets
 import threading
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..commit import Staged, write_new, write_placed
+from ..commit import SPARES, Staged, write_new, write_placed
 
 
 _states = itertools.count(1)  # temporary names of state files: two writes of one never share one
@@ -50,10 +54,12 @@ class QueueEntry:
 
 
 def _whole(path: Path) -> dict | None:
-    """The envelope of a spool file, or None if a crash cut it short (before its one
-    flush, so before its 250): an envelope line that does not parse, or fewer message
-    bytes than it announces. (A file from before sizes were written was renamed into
-    place whole.)"""
+    """The envelope of a spool file, or None if a crash came before its one flush (so
+    before its 250): an envelope line that does not parse, another message's id (a
+    recycled file not yet written over), or message bytes that are not the size and
+    CRC-32 it announces (cut short, or new bytes mixed with old ones). (A file from
+    before ids and checksums were written was never recycled; one from before sizes were
+    written was renamed into place whole.)"""
     with open(path, "rb") as f:
         line = f.readline()
         try:
@@ -62,8 +68,12 @@ def _whole(path: Path) -> dict | None:
             return None
         if not line.endswith(b"\n") or not isinstance(header, dict):
             return None
+        if header.get("id", path.name) != path.name:
+            return None
         size = header.get("size")
         if size is not None and os.fstat(f.fileno()).st_size != len(line) + size:
+            return None
+        if "crc" in header and zlib.crc32(f.read()) != header["crc"]:
             return None
     return header
 
@@ -105,8 +115,9 @@ class Spool:
     def stage(self, entry: QueueEntry, message: bytes) -> Staged:
         """Write a new message under its final name, for the committer to flush once
         (a file *placed*, see :mod:`labkit.commit`); ``size`` tells a whole one."""
-        header = json.dumps({"mail_from": entry.mail_from, "recipients": entry.recipients, "arrived": entry.arrived,
-                             "local": entry.local, "names": entry.names, "size": len(message)})
+        header = json.dumps({"id": entry.queue_id, "mail_from": entry.mail_from, "recipients": entry.recipients,
+                             "arrived": entry.arrived, "local": entry.local, "names": entry.names,
+                             "size": len(message), "crc": zlib.crc32(message)})
         path = write_placed(os.fspath(self.directory), entry.queue_id, [header.encode() + b"\n", message])
         return Staged(placed=[path])
 
@@ -128,11 +139,15 @@ class Spool:
         ``state=False``: no progress was ever saved for it (stored at its first attempt),
         so there is no state file to look for."""
         path = os.path.join(os.fspath(self.directory), queue_id)  # plain str: the hot path after every 250
-        for name in (path + ".state", path) if state else (path,):
-            try:
-                os.unlink(name)
-            except FileNotFoundError:
-                pass
+        try:
+            if state:
+                os.unlink(path + ".state")
+        except FileNotFoundError:
+            pass
+        try:
+            SPARES.recycle(path)  # the next message's file
+        except FileNotFoundError:
+            pass
 
     def load(self) -> list[QueueEntry]:
         """Everything in the queue (after a restart), oldest first. Leftover temporary
