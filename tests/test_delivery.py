@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import email
+import os
 
 
 from conftest import lecture_config
 from labkit import commit
 from labkit.dns.mx import TemporaryMXError
-from labkit.mta.spool import QueueEntry
+from labkit.mta.spool import QueueEntry, Spool
 from labkit.world import World
 
 HELLO = b"From: albert@awesome.com\r\nSubject: hello\r\n\r\nhello\r\n"
@@ -264,6 +265,50 @@ def test_a_recycled_spool_file_a_crash_left_with_another_messages_bytes_is_remov
             world.wait_for(lambda e: e.kind == "delivered" and e.data.get("queue_id") == queue_id)
         bodies = sorted(m.split(b"\r\n\r\n", 1)[1] for m in world.messages(betty))
         assert bodies == [b"hello\r\n", b"howdy\r\n"]
+
+
+def test_only_a_file_this_run_wrote_and_no_progress_was_saved_for_is_recycled(tmp_path):
+    """A restart trusts a message with a state file without reading it, and after a power
+    loss that state file could outlive the recycling of its message's file (another
+    message's bytes under its name): such files are deleted, never recycled, as is a file
+    from an earlier run (which may have no id or CRC to tell it by)."""
+    def spares() -> list[str]:
+        return [n for n in os.listdir(tmp_path) if n.startswith(".spare.")]
+
+    def queue(spool: Spool, queue_id: str) -> None:
+        entry = QueueEntry(queue_id, "albert@awesome.com", ["betty@brilliant.com"])
+        commit.run_now(lambda: (None, spool.stage(entry, b"Subject: x\r\n\r\nbody\r\n")))
+
+    try:
+        queue(Spool(tmp_path), "0000EA01")  # an earlier run's
+        spool = Spool(tmp_path)
+        queue(spool, "0000000F")
+        queue(spool, "0000000E")
+        (tmp_path / "0000000E.state").write_text("{}")  # progress saved for it
+        spool.remove("0000000E", state=True)
+        spool.remove("0000EA01", state=False)
+        assert sorted(os.listdir(tmp_path)) == ["0000000F"]  # both deleted, neither recycled
+        spool.remove("0000000F", state=False)
+        assert os.listdir(tmp_path) == spares()  # this run's, with no state: recycled
+        assert len(spares()) == 1
+    finally:
+        commit.SPARES.discard()
+
+
+def test_a_restart_loads_only_what_the_run_before_left(tmp_path):
+    """The world serves SMTP before its queue has loaded the spool: a message this run
+    queues meanwhile, and the spare files it uses, are its own, not leftovers to load or
+    remove."""
+    entry = QueueEntry("0000EA02", "albert@awesome.com", ["betty@brilliant.com"])
+    commit.run_now(lambda: (None, Spool(tmp_path).stage(entry, b"Subject: left\r\n\r\nbody\r\n")))
+    (tmp_path / ".0000EA03.state.1.tmp").write_bytes(b"{")  # a temporary file the crash left
+    spool = Spool(tmp_path)
+    mine = QueueEntry("00000010", "albert@awesome.com", ["betty@brilliant.com"])
+    commit.run_now(lambda: (None, spool.stage(mine, b"Subject: mine\r\n\r\nbody\r\n")))
+    (tmp_path / ".spare.1.2.3").write_bytes(b"")  # as this run's committer makes one
+    assert [e.queue_id for e in spool.load()] == ["0000EA02"]
+    assert sorted(os.listdir(tmp_path)) == [".spare.1.2.3", "00000010", "0000EA02"]
+    commit.SPARES.discard()
 
 
 # -- seams (the fault boundary has its own tests: test_seams.py) -------------------------

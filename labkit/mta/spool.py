@@ -97,8 +97,10 @@ class Spool:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._counter = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4]) if seed else secrets.randbits(32)
         self._lock = threading.Lock()
-        # Only a message from an earlier run can hold an id this run's counter reaches.
-        self._earlier = {name for name in os.listdir(self.directory) if not name.startswith(".")}
+        # What an earlier run left: all that load() reads (what this run writes, it knows),
+        # and the only messages that can hold an id this run's counter reaches.
+        self._left = os.listdir(self.directory)
+        self._earlier = {name for name in self._left if not name.startswith(".")}
 
     def new_queue_id(self) -> str:
         """Eight hex digits, as the lecture's ``FFDC3387``. A counter scrambled by a
@@ -137,25 +139,35 @@ class Spool:
         """Forget a message: everything delivered or bounced. State goes first, so a crash
         in between leaves the message with its original envelope, never a state file alone.
         ``state=False``: no progress was ever saved for it (stored at its first attempt),
-        so there is no state file to look for."""
+        so there is no state file to look for.
+
+        Such a file, written by this run, is recycled as the next message's (its envelope
+        names its id and CRC-32, which tell it apart if a crash leaves it half written
+        over). Any other is deleted: after a power loss, a message's state file could
+        outlive the recycling of its file, and a restart trusts a message with a state
+        file without reading it; a file from an earlier run may have no id to check."""
         path = os.path.join(os.fspath(self.directory), queue_id)  # plain str: the hot path after every 250
         try:
-            if state:
-                os.unlink(path + ".state")
-        except FileNotFoundError:
-            pass
-        try:
-            SPARES.recycle(path)  # the next message's file
+            if state or queue_id in self._earlier:
+                for name in (path + ".state", path) if state else (path,):
+                    try:
+                        os.unlink(name)
+                    except FileNotFoundError:
+                        pass
+            else:
+                SPARES.recycle(path)  # the next message's file
         except FileNotFoundError:
             pass
 
     def load(self) -> list[QueueEntry]:
-        """Everything in the queue (after a restart), oldest first. Leftover temporary
-        files, and message files a crash cut short, are from messages never
-        acknowledged with 250: they are removed."""
+        """Everything an earlier run left in the queue, oldest first (what this run has
+        queued since it began, it delivers itself, even while this runs). Leftover
+        temporary and spare files, and message files a crash cut short or left holding
+        other bytes, are from messages never acknowledged with 250: they are removed."""
         entries = []
-        for path in self.directory.iterdir():
-            name = path.name
+        left, self._left = self._left, []
+        for name in left:
+            path = self.directory / name
             if name.startswith("."):
                 path.unlink(missing_ok=True)
                 continue
@@ -165,7 +177,10 @@ class Spool:
             if state.exists():  # written after the 250: the message file is whole
                 entries.append(QueueEntry(**json.loads(state.read_text())))
                 continue
-            header = _whole(path)
+            try:
+                header = _whole(path)
+            except FileNotFoundError:
+                continue
             if header is None:
                 path.unlink(missing_ok=True)
                 continue
