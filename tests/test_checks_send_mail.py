@@ -111,8 +111,34 @@ def test_the_other_ends_receive_queue_is_told_alike_by_netlink_and_by_proc(host)
             ends = client.getpeername()[:2], client.getsockname()[:2]
             client.sendall(b"HELO client.exa")
             told = (receive_queue._by_netlink(family, *ends), receive_queue._by_proc(family, *ends))
-            assert told == (15, 15)
+            assert told == ((15, 15), 15)  # (unread, received in all), and /proc's unread
             assert conn.recv(100) == b"HELO client.exa"
             told = (receive_queue._by_netlink(family, *ends), receive_queue._by_proc(family, *ends))
-            assert told == (0, 0)
+            assert told == ((0, 15), 0)
         assert receive_queue.unread(client) is None  # closed: nothing to tell
+
+
+def test_an_empty_queue_is_not_taken_for_read_before_the_piece_has_arrived():
+    """On a busy machine the kernel may deliver a loopback send after send returns: the
+    other end's queue is then empty because the piece is not there yet. The wait between
+    pieces also wants every byte sent received, and waits (up to SPLIT_WAIT) until it is."""
+    import socket
+
+    from labkit.checks import peers
+    from labkit.checks.receive_queue import other_end
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        conn, _ = server.accept()
+        with client, conn:
+            client.sendall(b"HELO")
+            assert conn.recv(10) == b"HELO"
+            received = other_end(client)[1]
+            if received is None:
+                pytest.skip("this kernel does not tell the bytes a socket has received")
+            t0 = time.monotonic()
+            peers._wait_read(client, received)  # all there and read: no wait
+            assert time.monotonic() - t0 < peers.SPLIT_WAIT * 0.8
+            t0 = time.monotonic()
+            peers._wait_read(client, received + 5)  # five more sent, not yet arrived: it waits
+            assert time.monotonic() - t0 >= peers.SPLIT_WAIT * 0.9

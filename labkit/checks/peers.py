@@ -19,7 +19,7 @@ import time
 from typing import Callable, Union
 
 from ..net import close_socket
-from .receive_queue import unread
+from .receive_queue import other_end
 from .result import Line
 
 Reply = Union[str, None, Callable[[str], "str | None"]]
@@ -47,22 +47,28 @@ def send_in_pieces(sock: socket.socket, pieces: list[bytes]) -> None:
     if len(pieces) > 1:  # each piece goes out at once: Nagle would hold a small one until an ACK
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # that may be delayed 40 ms
     for i, piece in enumerate(pieces):
-        if i:
-            _wait_read(sock)
+        last = i == len(pieces) - 1
+        told = None if last else other_end(sock)  # what it had received before this piece
         sock.sendall(piece)
+        if not last:
+            _wait_read(sock, None if told is None or told[1] is None else told[1] + len(piece))
 
 
-def _wait_read(sock: socket.socket) -> None:
-    """Wait until the program at the other end has read all that was sent: not a fixed
-    pause, which a busy machine could outrun and an idle one waits out. At most
+def _wait_read(sock: socket.socket, received: int | None) -> None:
+    """Wait until the program at the other end has read all that was sent (``received``:
+    the bytes it has then received in all, where that can be told): not a fixed pause,
+    which a busy machine could outrun and an idle one waits out. At most
     :data:`SPLIT_WAIT`: a program that does not read gets the rest all the same."""
     deadline = time.monotonic() + SPLIT_WAIT
     while time.monotonic() < deadline:
-        left = unread(sock)
-        if left == 0:
-            return
-        if left is None:  # the system cannot tell
+        told = other_end(sock)
+        if told is None:  # the system cannot tell
             time.sleep(SPLIT_PAUSE)
+            return
+        queued, got = told
+        if queued == 0 and (received is None or got is None or got >= received):
+            if received is None or got is None:  # the queue alone: the bytes may still be on their way
+                time.sleep(SPLIT_PAUSE)
             return
         time.sleep(0.001)
 

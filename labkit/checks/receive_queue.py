@@ -3,8 +3,12 @@
 A check that sends a command in two pieces must know that the server read the first
 before it sends the second, or the two may reach the server as one read and a session
 that drops an incomplete line would pass. A fixed pause is outrun by a busy machine, so
-the checks ask the kernel: on loopback, sent bytes are in the receiving socket's queue
-when ``send`` returns, and leave it when the program reads them.
+the checks ask the kernel about the receiving socket: how many bytes it has received in
+all (``tcpi_bytes_received``), and how many of them wait unread in its queue. Both are
+needed: on loopback, sent bytes usually reach that queue within ``send``, but on a busy
+machine the kernel may leave the delivery to its ksoftirqd thread, and an empty queue
+then means "not there yet", not "read" (CI saw a pipelining check pass a session that
+drops an incomplete line that way).
 
 Linux's sock_diag netlink interface (what ``ss`` uses) looks up that one socket by its
 addresses, atomically. /proc/net/tcp is the fallback; it is a listing, and a read of it
@@ -28,28 +32,41 @@ _REQUEST = struct.Struct("=BBBxI")  # struct inet_diag_req_v2, up to its inet_di
 _SOCKID = struct.Struct(">HH16s16s")  # ports and addresses, in network byte order
 _SOCKID_TAIL = struct.Struct("=III")  # interface, cookie (two words)
 _RQUEUE_AT = _HEADER.size + 4 + 48 + 4  # struct inet_diag_msg: idiag_rqueue
+_ATTRIBUTES_AT = _HEADER.size + 72  # after struct inet_diag_msg: its attributes (struct rtattr)
+INET_DIAG_INFO = 2  # the attribute that holds struct tcp_info
+_BYTES_RECEIVED_AT = 128  # in struct tcp_info (Linux 4.1 and later): tcpi_bytes_received
 PROC_TRIES = 3
 
 
-def unread(sock: socket.socket) -> int | None:
-    """How many bytes sent on this loopback TCP connection wait, unread, in the receive
-    queue of the program at the other end; None where that cannot be told (not Linux,
-    or the connection is gone). 0 means the other end has read everything: it need not
-    have acknowledged it yet (ACKs may wait 40 ms)."""
+def other_end(sock: socket.socket) -> tuple[int, int | None] | None:
+    """Of the program at the other end of this loopback TCP connection: how many bytes
+    wait unread in its receive queue, and how many it has received in all (None where
+    only the queue can be told); None where neither can (not Linux, or the connection
+    is gone). A queue of 0 with every byte sent received means it has read them all."""
     try:
         peer, local = sock.getpeername()[:2], sock.getsockname()[:2]
     except OSError:
         return None
-    queued = _by_netlink(sock.family, peer, local)
-    return queued if queued is not None else _by_proc(sock.family, peer, local)
+    told = _by_netlink(sock.family, peer, local)
+    if told is not None:
+        return told
+    queued = _by_proc(sock.family, peer, local)
+    return None if queued is None else (queued, None)
 
 
-def _by_netlink(family: int, peer: tuple[str, int], local: tuple[str, int]) -> int | None:
-    """The other end's receive queue, asked of sock_diag for that one socket: the one
-    whose own address is ``peer`` and whose remote is ``local``."""
+def unread(sock: socket.socket) -> int | None:
+    """How many bytes sent on this connection wait unread at the other end (see
+    :func:`other_end`: 0 may also mean they have not arrived yet)."""
+    told = other_end(sock)
+    return None if told is None else told[0]
+
+
+def _by_netlink(family: int, peer: tuple[str, int], local: tuple[str, int]) -> tuple[int, int | None] | None:
+    """The other end's receive queue and bytes received, asked of sock_diag for that one
+    socket: the one whose own address is ``peer`` and whose remote is ``local``."""
     try:
         packed = [socket.inet_pton(family, address).ljust(16, b"\0") for address in (peer[0], local[0])]
-        body = (_REQUEST.pack(family, socket.IPPROTO_TCP, 0, 0xFFFFFFFF)
+        body = (_REQUEST.pack(family, socket.IPPROTO_TCP, 1 << (INET_DIAG_INFO - 1), 0xFFFFFFFF)
                 + _SOCKID.pack(peer[1], local[1], *packed)
                 + _SOCKID_TAIL.pack(0, INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE))
         with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as diag:
@@ -61,7 +78,16 @@ def _by_netlink(family: int, peer: tuple[str, int], local: tuple[str, int]) -> i
     kind = _HEADER.unpack_from(answer)[1] if len(answer) >= _HEADER.size else NLMSG_ERROR
     if kind != SOCK_DIAG_BY_FAMILY or len(answer) < _RQUEUE_AT + 4:
         return None  # an error (no such socket, no tcp_diag module)
-    return struct.unpack_from("=I", answer, _RQUEUE_AT)[0]
+    queued = struct.unpack_from("=I", answer, _RQUEUE_AT)[0]
+    at, end = _ATTRIBUTES_AT, min(len(answer), _HEADER.unpack_from(answer)[0])
+    while at + 4 <= end:  # struct rtattr: length, type, then the value, padded to 4
+        length, kind = struct.unpack_from("=HH", answer, at)
+        if length < 4:
+            break
+        if kind == INET_DIAG_INFO and length - 4 >= _BYTES_RECEIVED_AT + 8:
+            return queued, struct.unpack_from("=Q", answer, at + 4 + _BYTES_RECEIVED_AT)[0]
+        at += (length + 3) & ~3
+    return queued, None
 
 
 def _proc_address(family: int, address: tuple[str, int]) -> str:
