@@ -83,16 +83,21 @@ Data = bytes | list[bytes]
 
 
 def _write_all(fd: int, data: Data) -> None:
+    """Write ``data`` to ``fd`` and close it."""
     try:
-        pieces = [memoryview(data)] if isinstance(data, bytes) else [memoryview(p) for p in data if p]
-        while pieces:
-            written = os.writev(fd, pieces) if len(pieces) > 1 else os.write(fd, pieces[0])
-            while pieces and written >= len(pieces[0]):  # a short write: go on where it stopped
-                written -= len(pieces.pop(0))
-            if pieces:
-                pieces[0] = pieces[0][written:]
+        _write(fd, data)
     finally:
         os.close(fd)
+
+
+def _write(fd: int, data: Data) -> None:
+    pieces = [memoryview(data)] if isinstance(data, bytes) else [memoryview(p) for p in data if p]
+    while pieces:
+        written = os.writev(fd, pieces) if len(pieces) > 1 else os.write(fd, pieces[0])
+        while pieces and written >= len(pieces[0]):  # a short write: go on where it stopped
+            written -= len(pieces.pop(0))
+        if pieces:
+            pieces[0] = pieces[0][written:]
 
 
 def write_temp(path: str, data: Data) -> None:
@@ -246,8 +251,8 @@ def write_placed(directory: str, name: str, data: Data) -> str:
             os.unlink(spare)
             fd = os.open(path, os.O_WRONLY | _CLOEXEC)
             try:
+                _write(fd, data)
                 size = len(data) if isinstance(data, bytes) else sum(map(len, data))
-                _write_all(os.dup(fd), data)
                 if os.fstat(fd).st_size > size:  # a recycled file that was longer
                     os.ftruncate(fd, size)
             finally:

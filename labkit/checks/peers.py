@@ -66,9 +66,10 @@ def _wait_read(sock: socket.socket, received: int | None) -> None:
             time.sleep(SPLIT_PAUSE)
             return
         queued, got = told
-        if queued == 0 and (received is None or got is None or got >= received):
-            if received is None or got is None:  # the queue alone: the bytes may still be on their way
-                time.sleep(SPLIT_PAUSE)
+        if queued == 0 and (received is None or got is None):  # the queue alone: the bytes may
+            time.sleep(SPLIT_PAUSE)  # still be on their way
+            return
+        if queued == 0 and got >= received:
             return
         time.sleep(0.001)
 

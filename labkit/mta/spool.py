@@ -147,17 +147,15 @@ class Spool:
         outlive the recycling of its file, and a restart trusts a message with a state
         file without reading it; a file from an earlier run may have no id to check."""
         path = os.path.join(os.fspath(self.directory), queue_id)  # plain str: the hot path after every 250
-        try:
-            if state or queue_id in self._earlier:
-                for name in (path + ".state", path) if state else (path,):
-                    try:
-                        os.unlink(name)
-                    except FileNotFoundError:
-                        pass
-            else:
-                SPARES.recycle(path)  # the next message's file
-        except FileNotFoundError:
-            pass
+        recycle = not state and queue_id not in self._earlier
+        for name in (path + ".state", path) if state else (path,):
+            try:
+                if recycle:
+                    SPARES.recycle(name)  # the next message's file
+                else:
+                    os.unlink(name)
+            except FileNotFoundError:
+                pass
 
     def load(self) -> list[QueueEntry]:
         """Everything an earlier run left in the queue, oldest first (what this run has
