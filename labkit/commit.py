@@ -115,7 +115,10 @@ class Spares:
     process's."""
 
     PER_DIRECTORY = 2
-    RECYCLED = 64  # per directory: spares from files recycled, enough for a burst's batches
+    RECYCLED = 256  # per directory: spares from files recycled, enough for a flood's batches
+    RECYCLED_SIZE = 64 * 1024  # bytes: a larger file is deleted (a spare keeps its old bytes
+    # on disk until written over, so the pool holds at most 16 MiB per directory; and a
+    # large message's write costs far more than the inode recycling saves)
     MAX_DIRECTORIES = 32
 
     def __init__(self) -> None:
@@ -147,14 +150,14 @@ class Spares:
             else:
                 ready.append(spare)
 
-    def recycle(self, path: str) -> None:
-        """Done with the file ``path``: make it a spare of its directory if that one is
-        kept and has room (its old bytes stay until :func:`write_placed` writes over
-        them), else delete it."""
+    def recycle(self, path: str, size: int) -> None:
+        """Done with the file ``path`` of ``size`` bytes: make it a spare of its directory
+        if that one is kept and has room, and the file is small (its old bytes stay until
+        :func:`write_placed` writes over them), else delete it."""
         directory = os.path.dirname(path)
         with self._lock:
             ready = self._ready.get(directory)
-            room = ready is not None and len(ready) < self.RECYCLED
+            room = ready is not None and len(ready) < self.RECYCLED and size <= self.RECYCLED_SIZE
         if not room:
             os.unlink(path)
             return

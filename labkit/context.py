@@ -12,7 +12,7 @@ from .seams import Seams
 from .trace import Tracer
 
 
-DELIVERY_GATHER = 0.02  # seconds; see GroupCommit's gather
+DELIVERY_GATHER = 0.1  # seconds; see GroupCommit's gather (Postfix delivers about as late)
 
 
 @dataclass
@@ -26,7 +26,7 @@ class LabContext:
     # the 250 (Maildir copies, delivery progress), so a 250 never waits behind the flushes
     # of the messages before it, and makes the spare files all use when idle, so a 250
     # never waits for one being made either. In a flood of mail it gathers a batch for up
-    # to DELIVERY_GATHER (Maildir copies made durable a few ms later, with fewer flushes);
+    # to DELIVERY_GATHER (Maildir copies made durable up to 0.1 s later, with fewer flushes);
     # a message after a quiet moment is delivered at once.
     committer: GroupCommit = field(default_factory=lambda: GroupCommit(make_spares=False, writers=2))
     deliverer: GroupCommit = field(default_factory=lambda: GroupCommit("labkit-deliver", gather=DELIVERY_GATHER))

@@ -380,7 +380,7 @@ def test_a_file_done_with_is_recycled_as_a_spare_and_written_over_exactly(tmp_pa
     directory = os.fspath(tmp_path)
     first = commit.write_placed(directory, "A", b"a much longer old message")
     inode = os.stat(first).st_ino
-    commit.SPARES.recycle(first)
+    commit.SPARES.recycle(first, 25)
     assert not os.path.exists(first) and len(spares_in(tmp_path)) == 1
     second = commit.write_placed(directory, "B", b"new")
     assert os.stat(second).st_ino == inode and (tmp_path / "B").read_bytes() == b"new"
@@ -388,16 +388,20 @@ def test_a_file_done_with_is_recycled_as_a_spare_and_written_over_exactly(tmp_pa
     commit.SPARES.discard()
 
 
-def test_a_file_is_deleted_not_recycled_where_no_spares_are_kept_or_there_are_enough(tmp_path, monkeypatch):
+def test_a_file_is_deleted_not_recycled_where_no_spares_are_kept_it_is_large_or_there_are_enough(tmp_path, monkeypatch):
     directory = os.fspath(tmp_path)
     (tmp_path / "x").write_bytes(b"1")
-    commit.SPARES.recycle(os.fspath(tmp_path / "x"))  # a directory nobody wrote placed files in
+    commit.SPARES.recycle(os.fspath(tmp_path / "x"), 1)  # a directory nobody wrote placed files in
     assert list(tmp_path.iterdir()) == []
     monkeypatch.setattr(commit.Spares, "RECYCLED", 1)
+    big = b"x" * (commit.Spares.RECYCLED_SIZE + 1)
+    commit.write_placed(directory, "big", big)
+    commit.SPARES.recycle(os.path.join(directory, "big"), len(big))  # too large to keep on disk as a spare
+    assert spares_in(tmp_path) == []
     commit.write_placed(directory, "a", b"1")
     commit.write_placed(directory, "b", b"2")
-    commit.SPARES.recycle(os.path.join(directory, "a"))
-    commit.SPARES.recycle(os.path.join(directory, "b"))
+    commit.SPARES.recycle(os.path.join(directory, "a"), 1)
+    commit.SPARES.recycle(os.path.join(directory, "b"), 1)
     assert len(spares_in(tmp_path)) == 1 and sorted(os.listdir(tmp_path))[0].startswith(".spare.")
     commit.SPARES.discard()
     assert list(tmp_path.iterdir()) == []

@@ -286,9 +286,9 @@ def test_only_a_file_this_run_wrote_and_no_progress_was_saved_for_is_recycled(tm
         queue(spool, "0000000E")
         (tmp_path / "0000000E.state").write_text("{}")  # progress saved for it
         spool.remove("0000000E", state=True)
-        spool.remove("0000EA01", state=False)
+        spool.remove("0000EA01", state=False, size=22)
         assert sorted(os.listdir(tmp_path)) == ["0000000F"]  # both deleted, neither recycled
-        spool.remove("0000000F", state=False)
+        spool.remove("0000000F", state=False, size=22)
         assert os.listdir(tmp_path) == spares()  # this run's, with no state: recycled
         assert len(spares()) == 1
     finally:

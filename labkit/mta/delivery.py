@@ -151,7 +151,7 @@ class DeliveryQueue:
                 for tmp, _ in staged.renames:
                     os.unlink(tmp)
                 return False, Staged()
-            staged.after.append(lambda: self._stored(entry, outcomes))
+            staged.after.append(lambda: self._stored(entry, outcomes, len(message)))
             return True, staged
 
         def done(future: Future) -> None:  # in the deliverer's thread
@@ -161,12 +161,12 @@ class DeliveryQueue:
 
         host.context.deliverer.submit(stage).add_done_callback(done)
 
-    def _stored(self, entry: QueueEntry, outcomes: dict[str, Outcome]) -> None:
+    def _stored(self, entry: QueueEntry, outcomes: dict[str, Outcome], size: int) -> None:
         """Every local copy of ``entry`` is durable: tell the trace, forget the spool file."""
         for rcpt, outcome in outcomes.items():
             self.note(entry, rcpt, "delivered", outcome.detail)
         try:
-            self.host.spool.remove(entry.queue_id, state=False)  # its first attempt: no progress saved
+            self.host.spool.remove(entry.queue_id, state=False, size=size)  # its first attempt: no progress saved
         except OSError:  # it stays: a restart finds the copies it names, and makes none again
             log.debug("could not remove %s from the spool", entry.queue_id, exc_info=True)
 

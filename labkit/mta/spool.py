@@ -135,23 +135,23 @@ class Spool:
             f.readline()
             return f.read()
 
-    def remove(self, queue_id: str, *, state: bool = True) -> None:
+    def remove(self, queue_id: str, *, state: bool = True, size: int | None = None) -> None:
         """Forget a message: everything delivered or bounced. State goes first, so a crash
         in between leaves the message with its original envelope, never a state file alone.
         ``state=False``: no progress was ever saved for it (stored at its first attempt),
-        so there is no state file to look for.
+        so there is no state file to look for; ``size``: its message's, if known.
 
-        Such a file, written by this run, is recycled as the next message's (its envelope
+        Such a file, written by this run and of known size, may be recycled as the next message's (its envelope
         names its id and CRC-32, which tell it apart if a crash leaves it half written
         over). Any other is deleted: after a power loss, a message's state file could
         outlive the recycling of its file, and a restart trusts a message with a state
         file without reading it; a file from an earlier run may have no id to check."""
         path = os.path.join(os.fspath(self.directory), queue_id)  # plain str: the hot path after every 250
-        recycle = not state and queue_id not in self._earlier
+        recycle = not state and size is not None and queue_id not in self._earlier
         for name in (path + ".state", path) if state else (path,):
             try:
                 if recycle:
-                    SPARES.recycle(name)  # the next message's file
+                    SPARES.recycle(name, size)  # the next message's file
                 else:
                     os.unlink(name)
             except FileNotFoundError:
