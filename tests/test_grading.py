@@ -72,6 +72,14 @@ def test_feedback_shows_the_failed_check_and_never_a_hidden_test(graded):
                     assert line.strip() not in page
 
 
+def test_after_a_fork_bomb_the_checks_are_not_run_into_their_time_limits(graded):
+    """gus's forks hit the sandbox's pids limit: no check after could start the world's
+    threads, so none is run (each would wait out its time limit); his feedback says why."""
+    course, _ = graded
+    page = (course.path / "feedback" / "gus" / LAB1 / "smtp-by-hand.html").read_text()
+    assert page.count("the sandbox&#x27;s limit of processes and threads before this cell") >= 3
+
+
 def test_no_hidden_test_ever_reaches_the_kernel(graded):
     """A test cell is judged beside the notebook, never run in it: the autograded
     notebook's outputs are the judge's, and the hidden rules' names are nowhere in what

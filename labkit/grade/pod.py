@@ -597,12 +597,16 @@ class Pod:
         if self.channel is None:
             self.channel = Channel(self._control, name="labkit-worker-judge").start()
 
+    def forks_refused(self) -> bool:
+        """Whether the kernel's side was refused a process or a thread (its pids limit)."""
+        return "kernel" in self.cgroups and self.cgroups["kernel"].limit_hit()
+
     def kill(self) -> None:
         """The kernel, the judge, and everything either started."""
         from jupyter_core.utils import run_sync
 
         self._ready.wait()
-        self.limit_hit = "kernel" in self.cgroups and self.cgroups["kernel"].limit_hit()
+        self.limit_hit = self.forks_refused()
         if self.channel is not None:
             self.channel.close("the submission is graded")
         else:
