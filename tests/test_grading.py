@@ -73,11 +73,40 @@ def test_feedback_shows_the_failed_check_and_never_a_hidden_test(graded):
 
 
 def test_after_a_fork_bomb_the_checks_are_not_run_into_their_time_limits(graded):
-    """gus's forks hit the sandbox's pids limit: no check after could start the world's
-    threads, so none is run (each would wait out its time limit); his feedback says why."""
+    """gus's forks hit the sandbox's pids limit and live on: no check after could start
+    the world's threads, so none is run (each would wait out its time limit); his
+    feedback says why."""
     course, _ = graded
     page = (course.path / "feedback" / "gus" / LAB1 / "smtp-by-hand.html").read_text()
     assert page.count("the sandbox&#x27;s limit of processes and threads before this cell") >= 3
+
+
+THREADS_TO_THE_LIMIT = """import threading
+stop = threading.Event()
+started = []
+try:
+    for _ in range(100000):
+        thread = threading.Thread(target=stop.wait)
+        thread.start()
+        started.append(thread)
+except RuntimeError:
+    pass
+stop.set()
+for thread in started:
+    thread.join()
+"""
+
+
+def test_a_notebook_that_hit_the_pids_limit_and_let_go_is_still_judged(tmp_path):
+    """Threads started until refused, then ended: the run is marked crashed (it hit the
+    limit), but the checks after it are run, as its threads left room for theirs."""
+    course = Course(tmp_path)
+    course.hand_in("ron", LAB1, answered(course, LAB1, {"send-mail": after_solution(THREADS_TO_THE_LIMIT)}))
+    done = course.grade(LAB1, *LIMITS)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = course.rows()[(LAB1, "ron")]
+    assert (row["status"], row["score"]) == ("crashed", "14"), row
+    assert "limit of 256 processes and threads" in row["reason"]
 
 
 def test_no_hidden_test_ever_reaches_the_kernel(graded):

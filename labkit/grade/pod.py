@@ -328,6 +328,16 @@ class Cgroup:
                 continue
         return False
 
+    def pids_left(self) -> int | None:
+        """How many more processes and threads the group may start now (None: not known)."""
+        for path in self.paths:
+            try:
+                with open(f"{path}/pids.max") as most, open(f"{path}/pids.current") as now:
+                    return int(most.read()) - int(now.read())
+            except (OSError, ValueError):  # not the pids controller's directory, or "max"
+                continue
+        return None
+
     def remove(self) -> None:
         for path in self.paths:
             _remove_group(path)
@@ -597,9 +607,19 @@ class Pod:
         if self.channel is None:
             self.channel = Channel(self._control, name="labkit-worker-judge").start()
 
+    STARVED = 16  # threads: fewer left than a cell's world starts (its loop, writers, workers)
+
     def forks_refused(self) -> bool:
         """Whether the kernel's side was refused a process or a thread (its pids limit)."""
         return "kernel" in self.cgroups and self.cgroups["kernel"].limit_hit()
+
+    def starved(self) -> bool:
+        """Whether the kernel's side hit its pids limit and is still at it: what it forked
+        lives on, so no cell from here on could start the threads it needs."""
+        if not self.forks_refused():
+            return False
+        left = self.cgroups["kernel"].pids_left()
+        return left is not None and left < self.STARVED
 
     def kill(self) -> None:
         """The kernel, the judge, and everything either started."""

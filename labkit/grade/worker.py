@@ -303,9 +303,9 @@ def _execute(client: CappedClient, pod: pods.Pod, run: Run, limits: pods.Limits,
         if not stopped and left <= 0:
             run.status, run.reason = Status.TIMED_OUT, f"the notebook took over {limits.notebook_seconds:g}s"
             stopped = run.reason
-        if not stopped and pod.forks_refused():
-            # No cell from here on could start a thread (the world's, the judge's): each would
-            # wait out its time limit. The run is marked crashed (see grade).
+        if not stopped and pod.starved():
+            # What it forked holds the pids limit: no cell from here on could start a thread (the
+            # world's), each would wait out its time limit. The run is marked crashed (see grade).
             stopped = "it hit the sandbox's limit of processes and threads before this cell"
         if is_test(cell):
             judged[grade_id] = Judged(None, unjudged=stopped, cause=Cause.STOPPED) if stopped else judge(
