@@ -71,16 +71,16 @@ def test_a_split_reply_waits_until_the_client_has_read_each_piece():
     import threading
 
     from labkit.checks.peers import send_in_pieces
-    from labkit.checks.receive_queue import unread
+    from labkit.checks.receive_queue import other_end
 
     with socket.create_server(("127.0.0.1", 0)) as server:
         client = socket.create_connection(server.getsockname())
         conn, _ = server.accept()
         with client, conn:
             conn.sendall(b"25")
-            assert unread(conn) == 2  # there, not read
+            assert other_end(conn)[0] == 2  # there, not read
             assert client.recv(10) == b"25"
-            assert unread(conn) == 0
+            assert other_end(conn)[0] == 0
             conn.sendall(b"0 OK\r\n")
             assert client.recv(10) == b"0 OK\r\n"
             reads: list[bytes] = []
@@ -115,7 +115,7 @@ def test_the_other_ends_receive_queue_is_told_alike_by_netlink_and_by_proc(host)
             assert conn.recv(100) == b"HELO client.exa"
             told = (receive_queue._by_netlink(family, *ends), receive_queue._by_proc(family, *ends))
             assert told == ((0, 15), 0)
-        assert receive_queue.unread(client) is None  # closed: nothing to tell
+        assert receive_queue.other_end(client) is None  # closed: nothing to tell
 
 
 def test_an_empty_queue_is_not_taken_for_read_before_the_piece_has_arrived():

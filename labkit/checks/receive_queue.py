@@ -54,13 +54,6 @@ def other_end(sock: socket.socket) -> tuple[int, int | None] | None:
     return None if queued is None else (queued, None)
 
 
-def unread(sock: socket.socket) -> int | None:
-    """How many bytes sent on this connection wait unread at the other end (see
-    :func:`other_end`: 0 may also mean they have not arrived yet)."""
-    told = other_end(sock)
-    return None if told is None else told[0]
-
-
 def _by_netlink(family: int, peer: tuple[str, int], local: tuple[str, int]) -> tuple[int, int | None] | None:
     """The other end's receive queue and bytes received, asked of sock_diag for that one
     socket: the one whose own address is ``peer`` and whose remote is ``local``."""
