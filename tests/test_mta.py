@@ -76,6 +76,31 @@ def test_a_250_never_waits_for_the_maildir_copies_after_it(world):
     assert sorted(m[-3:] for m in world.messages("betty@brilliant.com")) == [b"0\r\n", b"1\r\n", b"2\r\n"]
 
 
+def _data_segments_in(sock: socket.socket) -> int:
+    """Linux's count of TCP segments with data this socket has received: struct
+    tcp_info's tcpi_data_segs_in (a u32 at byte 152, since Linux 4.6)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 160)
+    return int.from_bytes(info[152:156], "little")
+
+
+def test_a_multiline_reply_comes_in_one_segment(world):
+    """The EHLO reply's six lines go in one write, as Postfix sends them: not a segment,
+    and a wake-up of the client, for each line."""
+    endpoint = world.host("smtp.brilliant.com").services["smtp"]
+    with socket.create_connection((endpoint.host, endpoint.port), timeout=10) as sock:
+        f = sock.makefile("rb")
+        assert f.readline().startswith(b"220 ")
+        before = _data_segments_in(sock)
+        sock.sendall(b"EHLO client.test\r\n")
+        lines = [f.readline()]
+        while lines[-1][3:4] == b"-":
+            lines.append(f.readline())
+        assert len(lines) >= 5 and lines[-1].startswith(b"250 "), lines
+        assert _data_segments_in(sock) - before == 1
+        sock.sendall(b"QUIT\r\n")
+        assert f.readline().startswith(b"221 ")
+
+
 def test_local_delivery_with_received_header(world):
     with smtp(world, "smtp.brilliant.com") as client:
         client.ehlo()

@@ -64,6 +64,7 @@ class TracedSMTP(SMTP):
         self._deadline = 0.0  # the idle timeout's, on the loop's clock (see _reset_timeout)
         self._message: DataReader | None = None  # while DATA is read: the message's reader (_take)
         self._message_read: asyncio.Future | None = None  # ... done at the end of the message
+        self._continued: list[bytes] = []  # the lines so far of a multiline reply (push)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -204,14 +205,18 @@ class TracedSMTP(SMTP):
 
     async def push(self, status: str | bytes) -> None:
         if isinstance(status, str):
-            status = _REWORDED.get(status, status)
-        delay = self.hooks.mta.host.tarpit_delay
-        if self.auth_delay and isinstance(status, str) and status.startswith("535"):
+            status = _REWORDED.get(status, status).encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        if status[3:4] == b"-":  # a multiline reply's line before its last (RFC 5321 §4.2.1):
+            self._continued.append(status)  # the whole reply goes in one write, as Postfix
+            return  # sends it, not a segment (and a wake-up of the client) a line
+        delay = self.hooks.mta.host.tarpit_delay  # per reply
+        if self.auth_delay and status.startswith(b"535"):
             delay, self.auth_delay = delay + self.auth_delay, 0.0  # on the loop: no thread waits
         if delay:
             await asyncio.sleep(delay)
-        if isinstance(status, str):
-            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        if self._continued:
+            status = b"\r\n".join((*self._continued, status))
+            self._continued.clear()
         if self.lines:  # as the client's lines: kept as they came while no one watches
             self.lines.feed("S", status + b"\r\n")
         await super().push(status)
