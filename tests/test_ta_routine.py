@@ -93,6 +93,33 @@ def test_a_flag_reaches_formgrader(tmp_path):
         assert gradebook.find_submission_notebook("life-of-an-email", LAB0, "kim").flagged
 
 
+def test_a_late_penalty_is_taken_from_the_new_score_on_a_regrade(tmp_path):
+    """The course's late policy (nbgrader's LateSubmissionPlugin, 'zero') takes the score
+    this run recorded, not the one the gradebook held before: a late hand-in first
+    graded 0, handed in again and regraded, loses its new points (the run records many
+    submissions into one open gradebook)."""
+    course = Course(tmp_path)
+    with open(course.path / "nbgrader_config.py", "a") as config:
+        config.write('\nc.LateSubmissionPlugin.penalty_method = "zero"\n')
+    course.release(LAB0)
+    assert nbgrader(course, "db", "assignment", "add", LAB0, "--duedate=2026-01-10 12:00:00 UTC").returncode == 0
+    late, on_time = "2026-01-11 12:00:00.000000 UTC", "2026-01-09 12:00:00.000000 UTC"
+    course.hand_in("max", LAB0, answered(course, LAB0), timestamp=on_time)
+    course.hand_in("lee", LAB0, course.release(LAB0), timestamp=late)  # untouched: no points to lose
+    assert course.grade(LAB0, *LIMITS).returncode == 0
+    assert course.rows()[(LAB0, "lee")]["score"] == "0"
+    course.hand_in("lee", LAB0, answered(course, LAB0), timestamp=late)
+    again = course.grade(LAB0, "--force", *LIMITS)
+    assert again.returncode == 0, again.stderr[-2000:]
+    rows = course.rows()
+    assert (rows[(LAB0, "max")]["score"], rows[(LAB0, "max")]["late"]) == ("5", "")
+    lee = rows[(LAB0, "lee")]
+    assert (lee["score"], lee["late"]) == ("0", "86400") and "(penalty 5)" in lee["reason"], lee
+    with open_gradebook(course.path) as gradebook:
+        notebook = gradebook.find_submission_notebook("life-of-an-email", LAB0, "lee")
+        assert (notebook.score, notebook.late_submission_penalty) == (5, 5)
+
+
 def test_hand_grading_export_regrading_and_the_final_feedback(routine):
     course, _ = routine
     with open_gradebook(course.path) as gradebook:  # what formgrader does when the TA grades the question

@@ -101,43 +101,26 @@ def known_students(course: Path) -> list[str]:
         return [s.id for s in gradebook.students]
 
 
-def record(course: Path, result: dict, timestamp: "datetime | None" = None) -> None:
+def record(course: Path, result: dict, timestamp: "datetime | None" = None, *, book: Any = None) -> None:
     """Write one submission's verdict as nbgrader's autograder leaves it: its time
     (``timestamp.txt``), each autograded cell's ``auto_score`` (and no manual grade needed
     for it, unless a TA gave one), the notebook flagged where labkit flagged it, the late
     penalty of the course's plugin (nbgrader's ``LateSubmissionPlugin`` unless configured);
     then the autograded notebook and the feedback page. ``result`` gains ``late``
-    (seconds) and ``penalty`` (points)."""
-    from nbgrader.api import MissingEntry
-
+    (seconds) and ``penalty`` (points). ``book``: the course's gradebook, kept open by a
+    caller that records many (:func:`open_gradebook` for each costs a new database
+    engine: its schema checked, every statement compiled again); else one is opened."""
     student, assignment, notebook = result["student"], result["assignment"], result["notebook"]
     stem = Path(notebook).stem
-    with open_gradebook(course) as gradebook:
-        gradebook.update_or_create_student(student)
-        submission = gradebook.update_or_create_submission(assignment, student,
-                                                           **({"timestamp": timestamp} if timestamp else {}))
-        for grade_id, cell in result["cells"].items():
-            try:
-                grade = gradebook.find_grade(grade_id, stem, assignment, student)
-            except MissingEntry:
-                continue
-            grade.auto_score = cell["score"]
-            grade.needs_manual_grade = grade.manual_score is not None  # as nbgrader's SaveAutoGrades
-        result["late"], result["penalty"] = 0.0, 0.0
+    if book is None:
+        with open_gradebook(course) as book:
+            _record_grades(book, course, result, timestamp)
+    else:
         try:
-            row = gradebook.find_submission_notebook(stem, assignment, student)
-        except MissingEntry:
-            row = None
-        if row is not None:
-            row.flagged = result["status"] == "flagged"
-            row.late_submission_penalty = None
-            gradebook.db.commit()
-            late = float(submission.total_seconds_late or 0)
-            if late > 0:
-                penalty = _late_penalty(course, student, float(row.score), late)
-                row.late_submission_penalty = penalty
-                result["late"], result["penalty"] = late, float(penalty or 0)
-        gradebook.db.commit()
+            _record_grades(book, course, result, timestamp)
+        except BaseException:
+            book.db.rollback()  # the next submission's record starts clean
+            raise
     folder = course / "autograded" / student / assignment
     folder.mkdir(parents=True, exist_ok=True)
     if result.get("executed"):  # what a kernel printed may hold text no encoder takes (a lone surrogate)
@@ -147,6 +130,40 @@ def record(course: Path, result: dict, timestamp: "datetime | None" = None) -> N
     feedback = course / "feedback" / student / assignment
     feedback.mkdir(parents=True, exist_ok=True)
     (feedback / f"{stem}.html").write_text(feedback_page(saved), encoding="utf-8", errors="backslashreplace")
+
+
+def _record_grades(gradebook: Any, course: Path, result: dict, timestamp: "datetime | None") -> None:
+    """:func:`record`'s rows in ``gradebook``, in one transaction."""
+    from nbgrader.api import MissingEntry
+
+    student, assignment = result["student"], result["assignment"]
+    stem = Path(result["notebook"]).stem
+    gradebook.update_or_create_student(student)
+    submission = gradebook.update_or_create_submission(assignment, student,
+                                                       **({"timestamp": timestamp} if timestamp else {}))
+    for grade_id, cell in result["cells"].items():
+        try:
+            grade = gradebook.find_grade(grade_id, stem, assignment, student)
+        except MissingEntry:
+            continue
+        grade.auto_score = cell["score"]
+        grade.needs_manual_grade = grade.manual_score is not None  # as nbgrader's SaveAutoGrades
+    result["late"], result["penalty"] = 0.0, 0.0
+    try:
+        row = gradebook.find_submission_notebook(stem, assignment, student)
+    except MissingEntry:
+        row = None
+    if row is not None:
+        row.flagged = result["status"] == "flagged"
+        row.late_submission_penalty = None
+        late = float(submission.total_seconds_late or 0)
+        if late > 0:
+            gradebook.db.flush()  # the new auto scores, then the notebook's score summed from them
+            gradebook.db.refresh(row)
+            penalty = _late_penalty(course, student, float(row.score), late)
+            row.late_submission_penalty = penalty
+            result["late"], result["penalty"] = late, float(penalty or 0)
+    gradebook.db.commit()
 
 
 def _late_penalty(course: Path, student: str, score: float, seconds_late: float) -> float | None:

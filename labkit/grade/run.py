@@ -16,6 +16,7 @@ A second run skips what it graded already (the same file), unless ``--force``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -235,19 +236,21 @@ def grade(assignments: str | list[str], course: Path, *, workers: int | None = N
                 jobs += found_jobs
             report = progress or Progress(len(jobs))
             digests = {(j["student"], j["assignment"]): j["digest"] for j in jobs}
-            for result in pool.run(jobs):
-                result["digest"] = digests[(result["student"], result["assignment"])]
-                handed_in = course / "submitted" / result["student"] / result["assignment"]
-                try:
-                    gradebook.record(course, result, gradebook.timestamp_of(handed_in))  # the gradebook's one writer
-                except Exception as error:  # a result we could not write down: its row says so
-                    result = _failed(next(j for j in jobs if (j["student"], j["assignment"]) == (
-                        result["student"], result["assignment"])), Status.UNJUDGED,
-                        f"could not be judged: the grader could not record it: {type(error).__name__}: {error}")
-                _late(result)
-                result.pop("executed", None)
-                rows.append(result)
-                report(result)
+            # One gradebook for the run: opening it for each result costs a database engine each
+            with gradebook.open_gradebook(course) if jobs else contextlib.nullcontext() as book:
+                for result in pool.run(jobs):
+                    result["digest"] = digests[(result["student"], result["assignment"])]
+                    handed_in = course / "submitted" / result["student"] / result["assignment"]
+                    try:  # the gradebook's one writer
+                        gradebook.record(course, result, gradebook.timestamp_of(handed_in), book=book)
+                    except Exception as error:  # a result we could not write down: its row says so
+                        result = _failed(next(j for j in jobs if (j["student"], j["assignment"]) == (
+                            result["student"], result["assignment"])), Status.UNJUDGED,
+                            f"could not be judged: the grader could not record it: {type(error).__name__}: {error}")
+                    _late(result)
+                    result.pop("executed", None)
+                    rows.append(result)
+                    report(result)
     finally:
         pods.kill_strays(run)  # what a stopped worker's pods left (unsandboxed kernels)
         for place in (run_dir, *pods.short_places(run)):
