@@ -1,8 +1,9 @@
 """One submission's pod: its kernel and its judge, each sandboxed, sharing one network namespace.
 
 The grader starts a pod per submission (:class:`Pod`, from a worker process). The pod's
-launcher (``python -m labkit.grade.pod``, which jupyter_client starts as the kernel's
-command) makes a fresh network namespace with nothing but its own loopback, then starts:
+launcher (:mod:`labkit.grade.launch`, which jupyter_client starts as the kernel's
+command, given both commands the worker made) makes a fresh network namespace with
+nothing but its own loopback, then starts:
 
 - the **judge** (:mod:`labkit.grade.judge`): labkit whole, the lab world and the checks;
 - the **kernel**: the student's notebook, with a file system that holds the Python
@@ -26,22 +27,17 @@ grader, with the grader's network and file system, for a course that trusts its 
 
 from __future__ import annotations
 
-import argparse
 import ast
 import compileall
 import ctypes
 import errno
 import functools
-import fcntl
 import json
 import os
-import pkgutil
 import random
-import resource
 import shutil
 import signal
 import socket
-import struct
 import sys
 import tempfile
 import threading
@@ -53,14 +49,14 @@ from typing import Any
 
 import labkit
 
-KERNEL_FD, JUDGE_CONTROL_FD, JUDGE_KERNEL_FD = 3, 3, 4  # where each process finds its channels
+from . import launch
+from .launch import CLONE_NEWNS, JUDGE_CONTROL_FD, JUDGE_KERNEL_FD, KERNEL_FD, MARKER, check, libc, unshare
+
 UID_BASE, UID_SPAN = 0x4C4B0000, 0x10000  # the sandboxes' users: a fresh uid per process, never a real user
 STUDENT_ROOT = "/opt/labkit"  # where the kernel finds the student-facing labkit
 HOME = "/home/student"  # the kernel's working directory and home (a tmpfs)
 COMMON = "/run/labkit"  # the judge's scratch (its worlds, its checks' files), the kernel's to use too
-MARKER = "LABKIT_GRADE_POD"  # in every pod process's environment
 MAX_SOCKET_DIR = 100  # bytes: the kernel's sockets ("k-4") must fit a Unix socket's 107
-HIGH_FD = 100  # where the launcher parks descriptors before it places them at 3 and 4
 MAX_KERNEL_MESSAGE = 64 << 20  # bytes of one message from a kernel to the worker
 
 
@@ -102,26 +98,13 @@ def missing_isolation() -> str:
     return ("the grading sandbox needs " + " and ".join(missing)) if missing else ""
 
 
-# -- Linux calls Python 3.11 does not wrap ------------------------------------------------------
-_libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
+# -- Linux calls Python 3.11 does not wrap (the rest are the launcher's) -----------------------------
 MS_REC, MS_PRIVATE = 0x4000, 1 << 18
-PR_SET_PDEATHSIG = 1
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, f"{what}: {os.strerror(error)}")
-
-
-def unshare(flags: int) -> None:
-    _check(_libc.unshare(flags), "unshare")
 
 
 def mount(source: str | None, target: str, kind: str | None, flags: int, options: str | None) -> None:
     enc = (lambda v: v.encode() if v is not None else None)
-    _check(_libc.mount(enc(source), enc(target), enc(kind), ctypes.c_ulong(flags), enc(options)), f"mount {target}")
+    check(libc.mount(enc(source), enc(target), enc(kind), ctypes.c_ulong(flags), enc(options)), f"mount {target}")
 
 
 def private_mounts() -> None:
@@ -129,14 +112,6 @@ def private_mounts() -> None:
     tmpfs it makes for each kernel vanish with it, and nothing reaches the host's table."""
     unshare(CLONE_NEWNS)
     mount(None, "/", None, MS_REC | MS_PRIVATE, None)
-
-
-def loopback_up() -> None:
-    """Bring up ``lo`` in a new network namespace (SIOCSIFFLAGS, IFF_UP)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        request = struct.pack("16sH14x", b"lo", 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(sock, 0x8913, request))[1]
-        fcntl.ioctl(sock, 0x8914, struct.pack("16sH14x", b"lo", flags | 1))
 
 
 # -- the student-facing labkit -------------------------------------------------------------------------
@@ -653,7 +628,7 @@ class Pod:
         if self.sandboxed:
             for mounted in (self.shared, self.common):
                 try:
-                    _check(_libc.umount2(mounted.encode(), 2), "umount")  # MNT_DETACH
+                    check(libc.umount2(mounted.encode(), 2), "umount")  # MNT_DETACH
                 except OSError:
                     pass
         shutil.rmtree(self.root, ignore_errors=True)
@@ -663,7 +638,7 @@ class Pod:
 
 def kernel_manager(spec: dict, **kwargs: Any) -> Any:
     """A jupyter_client kernel manager whose kernel is started through the pod's
-    launcher (:func:`launch`) with ``spec``."""
+    launcher (:mod:`labkit.grade.launch`) with ``spec`` and the two commands."""
     from jupyter_client import AsyncKernelManager
 
     class PodKernelManager(AsyncKernelManager):
@@ -671,7 +646,14 @@ def kernel_manager(spec: dict, **kwargs: Any) -> Any:
             argv = super().format_kernel_cmd(extra_arguments)
             if argv and os.path.basename(argv[0]).startswith("python"):
                 argv = [sys.executable, *argv[1:]]
-            return [sys.executable, "-m", "labkit.grade.pod", "--spec", json.dumps(spec), "--", *argv]
+            if spec["sandboxed"]:
+                limits = Limits(**spec["limits"])
+                commands = {"kernel": kernel_command(argv, uid=spec["uid"], shared=spec["shared"], common=spec["common"],
+                                                     student=spec["student"], limits=limits),
+                            "judge": judge_command(uid=spec["uid"], common=spec["common"], limits=limits)}
+            else:
+                commands = {"kernel": argv, "judge": _judge_argv()}
+            return [sys.executable, "-I", "-S", launch.__file__, json.dumps({**spec, **commands})]
 
     return PodKernelManager(**kwargs)
 
@@ -700,107 +682,3 @@ def kill_strays(marker: str) -> None:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
-
-
-# -- the launcher ----------------------------------------------------------------------------------------------
-def _limit(limits: Limits, *, judge: bool) -> None:
-    memory = limits.judge_memory_bytes if judge else limits.memory_bytes
-    processes = limits.judge_processes + limits.processes  # one user's, the two counted together; each its group
-    for limit, value in ((resource.RLIMIT_CPU, limits.cpu_seconds), (resource.RLIMIT_AS, memory),
-                         (resource.RLIMIT_NPROC, processes), (resource.RLIMIT_FSIZE, limits.file_bytes),
-                         (resource.RLIMIT_NOFILE, limits.open_files), (resource.RLIMIT_CORE, 0)):
-        soft, hard = resource.getrlimit(limit)
-        if hard != resource.RLIM_INFINITY and value > hard:
-            value = hard
-        resource.setrlimit(limit, (value, value))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over the file limit fails (EFBIG), no kill
-
-
-def _join(paths: list[str]) -> None:
-    for path in paths:
-        with open(f"{path}/cgroup.procs", "w") as f:
-            f.write(str(os.getpid()))
-
-
-def _place(fd: int, target: int) -> None:
-    """Put descriptor ``fd`` at ``target``, inheritable."""
-    if fd != target:
-        os.dup2(fd, target, inheritable=True)
-        os.close(fd)
-    else:
-        os.set_inheritable(fd, True)
-
-
-def _only(last: int) -> None:
-    """Close every descriptor above ``last``: a process gets its standard streams and
-    its channels (0 to ``last``), nothing else this launcher held."""
-    os.closerange(last + 1, os.sysconf("SC_OPEN_MAX"))
-
-
-def launch(spec: dict, kernel_argv: list[str]) -> None:
-    """The pod's launcher (the kernel's command, run by jupyter_client): the network
-    namespace, then the judge (a child) and the kernel (this process, exec'd)."""
-    limits = Limits(**spec["limits"])
-    sandboxed = spec["sandboxed"]
-    os.environ[MARKER] = spec["marker"]
-    os.environ.pop("JPY_PARENT_PID", None)  # in a PID namespace ipykernel would take its parent for dead
-    if sandboxed:
-        unshare(CLONE_NEWNET)
-        loopback_up()
-    judge_end, kernel_end = socket.socketpair()
-    # Out of the way of the numbers the two processes expect (then into place in each), and
-    # the originals closed: the worker's channel to the judge must never reach the kernel.
-    originals = [spec["control"], judge_end.detach(), kernel_end.detach(),
-                 os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)]
-    control, judge_end_fd, kernel_end_fd, log = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, HIGH_FD) for fd in originals)
-    for fd in originals:
-        os.close(fd)
-    child = os.fork()
-    if child == 0:
-        try:
-            os.close(kernel_end_fd)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-            _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
-            os.setsid()
-            _join(spec["cgroups"].get("judge", []))
-            _limit(limits, judge=True)
-            _place(control, JUDGE_CONTROL_FD)
-            _place(judge_end_fd, JUDGE_KERNEL_FD)
-            _only(JUDGE_KERNEL_FD)
-            if sandboxed:
-                argv = judge_command(uid=spec["uid"], common=spec["common"], limits=limits)
-            else:  # the same common scratch, at its own path
-                os.environ["TMPDIR"] = spec["common"]
-                argv = _judge_argv()
-            os.execvp(argv[0], argv)
-        finally:
-            os._exit(127)
-    os.close(control)
-    os.close(judge_end_fd)
-    os.close(log)
-    _join(spec["cgroups"].get("kernel", []))
-    _limit(limits, judge=False)
-    _place(kernel_end_fd, KERNEL_FD)
-    _only(KERNEL_FD)
-    if sandboxed:
-        argv = kernel_command(kernel_argv, uid=spec["uid"], shared=spec["shared"], common=spec["common"],
-                              student=spec["student"], limits=limits)
-    else:
-        os.environ.update({"LABKIT_CHANNEL_FD": str(KERNEL_FD), "NBGRADER_EXECUTION": "autograde",
-                           "TMPDIR": spec["common"]})  # what it writes goes with the pod
-        argv = kernel_argv
-    os.execvp(argv[0], argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="labkit.grade.pod")
-    parser.add_argument("--spec", required=True)
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    launch(json.loads(args.spec), command)
-
-
-if __name__ == "__main__":
-    main()
