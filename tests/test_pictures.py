@@ -34,6 +34,22 @@ def test_a_diagram_is_svg_and_png_never_html(world):
     assert bundle["image/png"].startswith(PNG) and bundle["image/svg+xml"].startswith("<svg")
 
 
+def test_a_graded_kernel_draws_the_png_at_one_pixel_a_unit(world, monkeypatch):
+    """Students' PNGs are sharp on high-density screens (two pixels a unit); in a kernel the
+    autograder runs (nbgrader and labkit grade set NBGRADER_EXECUTION) the TA's copy is
+    drawn at one, a quarter of the pixels and of the time, with the same SVG and text."""
+    picture = sequence(story(world))
+    students = picture._repr_mimebundle_()
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    graded = picture._repr_mimebundle_()
+    width = {name: int.from_bytes(bundle["image/png"][16:20], "big") for name, bundle in
+             (("students", students), ("graded", graded))}  # the IHDR chunk's width
+    assert width == {"students": 2 * picture.width, "graded": picture.width}
+    assert graded["text/plain"] == students["text/plain"]
+    ids = re.compile(r"(?<=#|')[\w-]*arrow[\w-]*")  # each SVG's own arrowhead id
+    assert ids.sub("", graded["image/svg+xml"]) == ids.sub("", students["image/svg+xml"])
+
+
 def test_every_diagram_has_its_own_arrowheads(world):
     events = story(world)
     first, second = sequence(events).svg(), sequence(events).svg()
