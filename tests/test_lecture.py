@@ -175,6 +175,7 @@ def test_controls_send_the_dinner_mail_break_dns_and_clear_the_view(lecture, tmp
     page.locator("#fault-name").fill("brilliant.com")
     page.get_by_role("button", name="SERVFAIL").click()
     playwright.expect(page.locator("#faults")).to_have_text("brilliant.com: servfail", timeout=WAIT)
+    playwright.expect(diagram).to_contain_text("brilliant.com now gets servfail", timeout=WAIT)  # the feed's row too
     page.get_by_role("button", name="Clear", exact=True).click()
     assert rows(page) == [] and page.locator("#lanes .lane").count() == 0
     page.get_by_role("tab", name="Write").click()
