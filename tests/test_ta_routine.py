@@ -120,6 +120,26 @@ def test_a_late_penalty_is_taken_from_the_new_score_on_a_regrade(tmp_path):
         assert (notebook.score, notebook.late_submission_penalty) == (5, 5)
 
 
+def test_one_result_the_gradebook_refuses_leaves_the_run_s_open_gradebook_working(tmp_path):
+    """The coordinator keeps one gradebook open for a run: a result it cannot write down
+    (here a score the database cannot take) is rolled back, and the next result lands."""
+    from labkit.grade.gradebook import RESULT_FILE, record
+
+    course = Course(tmp_path)
+    course.hand_in("ann", LAB0, answered(course, LAB0))
+    assert course.grade(LAB0, *LIMITS).returncode == 0
+    result = json.loads((course.path / "autograded" / "ann" / LAB0 / RESULT_FILE).read_text())
+    assert result["score"] == 5
+    with open_gradebook(course.path) as book:
+        unwritable = {name: {**cell, "score": {"not": "a number"}} for name, cell in result["cells"].items()}
+        with pytest.raises(Exception):
+            record(course.path, {**result, "student": "bob", "cells": unwritable}, book=book)
+        record(course.path, {**result, "student": "bea"}, book=book)
+    with open_gradebook(course.path) as gradebook:
+        assert gradebook.find_submission(LAB0, "bea").score == 5
+    assert (course.path / "feedback" / "bea" / LAB0 / "life-of-an-email.html").is_file()
+
+
 def test_hand_grading_export_regrading_and_the_final_feedback(routine):
     course, _ = routine
     with open_gradebook(course.path) as gradebook:  # what formgrader does when the TA grades the question
