@@ -26,7 +26,7 @@ HIGH_FD = 100  # where the launcher parks descriptors before it places them at 3
 
 # -- Linux calls Python 3.11 does not wrap ------------------------------------------------------
 libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
+CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
 
 

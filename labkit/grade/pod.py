@@ -50,7 +50,7 @@ from typing import Any
 import labkit
 
 from . import launch
-from .launch import CLONE_NEWNS, JUDGE_CONTROL_FD, JUDGE_KERNEL_FD, KERNEL_FD, MARKER, check, libc, unshare
+from .launch import JUDGE_CONTROL_FD, JUDGE_KERNEL_FD, KERNEL_FD, MARKER, check, libc, unshare
 
 UID_BASE, UID_SPAN = 0x4C4B0000, 0x10000  # the sandboxes' users: a fresh uid per process, never a real user
 STUDENT_ROOT = "/opt/labkit"  # where the kernel finds the student-facing labkit
@@ -99,7 +99,7 @@ def missing_isolation() -> str:
 
 
 # -- Linux calls Python 3.11 does not wrap (the rest are the launcher's) -----------------------------
-MS_REC, MS_PRIVATE = 0x4000, 1 << 18
+CLONE_NEWNS, MS_REC, MS_PRIVATE = 0x00020000, 0x4000, 1 << 18
 
 
 def mount(source: str | None, target: str, kind: str | None, flags: int, options: str | None) -> None:
@@ -648,8 +648,8 @@ def kernel_manager(spec: dict, **kwargs: Any) -> Any:
                 argv = [sys.executable, *argv[1:]]
             if spec["sandboxed"]:
                 limits = Limits(**spec["limits"])
-                commands = {"kernel": kernel_command(argv, uid=spec["uid"], shared=spec["shared"], common=spec["common"],
-                                                     student=spec["student"], limits=limits),
+                commands = {"kernel": kernel_command(argv, uid=spec["uid"], shared=spec["shared"],
+                                                     common=spec["common"], student=spec["student"], limits=limits),
                             "judge": judge_command(uid=spec["uid"], common=spec["common"], limits=limits)}
             else:
                 commands = {"kernel": argv, "judge": _judge_argv()}

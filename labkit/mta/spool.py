@@ -143,9 +143,10 @@ class Spool:
 
         Such a file, written by this run and of known size, may be recycled as the next
         message's (its envelope names its id and CRC-32, which tell it apart if a crash
-        leaves it half written over). Any other is deleted: after a power loss, a message's state file could
-        outlive the recycling of its file, and a restart trusts a message with a state
-        file without reading it; a file from an earlier run may have no id to check."""
+        leaves it half written over). Any other is deleted: after a power loss, a
+        message's state file could outlive the recycling of its file, and a restart trusts
+        a message with a state file without reading it; a file from an earlier run may
+        have no id to check."""
         path = os.path.join(os.fspath(self.directory), queue_id)  # plain str: the hot path after every 250
         recycle = not state and size is not None and queue_id not in self._earlier
         for name in (path + ".state", path) if state else (path,):
