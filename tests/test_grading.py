@@ -320,6 +320,28 @@ def test_a_run_starts_no_more_workers_than_there_are_hand_ins(tmp_path):
     assert _handed_in(tmp_path / "no-course", [LAB1], None) == 0
 
 
+def test_a_run_leaves_labkit_compiled_for_the_judges_which_cannot_write_it(tmp_path):
+    """A judge imports labkit read-only, as the pod's user: the bytecode it compiles is
+    lost with it. So a run writes labkit's bytecode first, where it is missing or stale,
+    and the judges read it (a module only the judge imports stands for all of them)."""
+    import importlib.util
+
+    import labkit
+
+    module = Path(labkit.__file__).parent / "mta" / "server.py"
+    cached = Path(importlib.util.cache_from_source(str(module)))
+    cached.unlink(missing_ok=True)
+    course = Course(tmp_path)
+    course.hand_in("ada", LABS[0], answered(course, LABS[0]))
+    done = course.grade(LABS[0], *LIMITS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    header, source = cached.read_bytes()[:16], module.stat()  # what Python checks before it uses it
+    assert header[:4] == importlib.util.MAGIC_NUMBER
+    assert int.from_bytes(header[4:8], "little") == 0  # checked by the source's time and size
+    assert int.from_bytes(header[8:12], "little") == int(source.st_mtime) & 0xFFFFFFFF
+    assert int.from_bytes(header[12:16], "little") == source.st_size & 0xFFFFFFFF
+
+
 def test_a_labkit_under_tmp_is_bound_over_the_sandboxs_empty_tmp(monkeypatch):
     """bubblewrap mounts in order: a clone under /tmp (labkit, its venv, the run's
     scratch) must be bound after the empty /tmp is mounted, or the sandbox hides it and

@@ -193,6 +193,15 @@ def lab_kernel(notebook: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return helpers, tuple(sorted(graded))
 
 
+def compile_labkit() -> None:
+    """Write labkit's bytecode beside it where it is missing or older than its source (a
+    few milliseconds when none is). A judge reads labkit read-only, as the pod's user: it
+    cannot save what it compiles, so without this every judge compiled each module it
+    imports, 0.1 s of CPU a submission. Where the grader may not write there either
+    (labkit installed by another user), the judges compile, as before."""
+    compileall.compile_dir(os.path.dirname(os.path.abspath(labkit.__file__)), quiet=2)
+
+
 def student_package(dest: Path, helpers: tuple[str, ...] = (), graded: tuple[str, ...] = ()) -> Path:
     """Write the kernel's labkit under ``dest`` (``dest/labkit/...``): the modules of
     :func:`kernel_modules` (with a lab's ``helpers``, such as ``labkit.store`` for the

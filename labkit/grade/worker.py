@@ -479,9 +479,10 @@ def at_exit(fn: Any, *args: Any) -> None:
 
 def prepare(run_dir: str | None, sandboxed: bool) -> None:
     """A worker process's start (before it has threads): its own mounts, where the pods'
-    small file systems live; its scratch directory."""
+    small file systems live; labkit's bytecode, for its judges; its scratch directory."""
     if sandboxed and os.geteuid() == 0:
         pods.private_mounts()
+    pods.compile_labkit()
     scratch(run_dir)
 
 
