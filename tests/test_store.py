@@ -594,6 +594,48 @@ def test_an_unused_folder_state_is_dropped(store: MailStore, monkeypatch: pytest
     assert [m.uid for m in fresh.messages()] == [1, 2, 3] and fresh.cache(fresh.messages()[0]) == {}
 
 
+def test_a_dropped_big_state_gives_its_memory_back_free_lists_included(
+        store: MailStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a big folder state is dropped, the evictor hands its memory back: Python's
+    free lists emptied by a full collection (the objects freed last would each keep an
+    arena of their own), then glibc's. It does so without the registry's guard, so
+    sessions opening folders meanwhile do not wait for the collection."""
+    import gc
+
+    gave_back = threading.Event()
+    seen: dict[str, int | bool] = {}
+    real = labkit.store._give_back_memory
+
+    def give_back() -> None:
+        free_list = [(i, i, i) for i in range(3000)]  # freed: up to 2,000 stay on the 3-tuples' free list
+        del free_list
+        before = sys.getallocatedblocks()
+        real()
+        seen["freed"] = before - sys.getallocatedblocks()
+
+        def open_a_folder() -> None:  # as a session's thread would, meanwhile
+            seen["guard"] = labkit.store._registry_guard.acquire(timeout=10)
+            if seen["guard"]:
+                labkit.store._registry_guard.release()
+
+        opener = threading.Thread(target=open_a_folder)
+        opener.start()
+        opener.join()
+        gave_back.set()
+
+    monkeypatch.setattr(labkit.store, "_give_back_memory", give_back)
+    monkeypatch.setattr(labkit.store, "_TRIM_AFTER", 2)
+    monkeypatch.setattr(labkit.store, "_TRIM_DELAY", 0.0)
+    monkeypatch.setattr(labkit.store, "KEEP_UNUSED_MESSAGES", 1)
+    deliver_n(store, 3)
+    inbox = store.folder("INBOX")
+    assert len(inbox.messages()) == 3
+    del inbox
+    gc.collect()  # the Folder goes: its state, over the budget, is dropped at once
+    assert gave_back.wait(30), "the evictor never handed the memory back"
+    assert seen["guard"] is True, "the evictor held the registry's guard while it collected"
+    assert seen["freed"] >= 1500, f"only {seen['freed']} blocks freed: the free lists were kept"
+
 def test_a_folder_is_watched_for_deliveries_flags_and_expunges(store: MailStore) -> None:
     """What an IMAP session's IDLE hangs on: each change this process makes calls back,
     until it stops watching."""
