@@ -663,6 +663,7 @@ def test_handing_memory_back_walks_no_object() -> None:
         if enabled:
             gc.enable()
 
+
 def test_a_folder_is_watched_for_deliveries_flags_and_expunges(store: MailStore) -> None:
     """What an IMAP session's IDLE hangs on: each change this process makes calls back,
     until it stops watching."""
