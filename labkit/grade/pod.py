@@ -199,7 +199,12 @@ def compile_labkit() -> None:
     cannot save what it compiles, so without this every judge compiled each module it
     imports, 0.1 s of CPU a submission. Where the grader may not write there either
     (labkit installed by another user), the judges compile, as before."""
-    compileall.compile_dir(os.path.dirname(os.path.abspath(labkit.__file__)), quiet=2)
+    compileall.compile_dir(_package(), quiet=2)
+
+
+def _package() -> str:
+    """labkit's package directory, absolute (read at each call: what is imported now)."""
+    return os.path.dirname(os.path.abspath(labkit.__file__))
 
 
 def student_package(dest: Path, helpers: tuple[str, ...] = (), graded: tuple[str, ...] = ()) -> Path:
@@ -468,7 +473,7 @@ def judge_command(*, uid: int, common: str, limits: Limits) -> list[str]:
     kernel sees too (a world's Maildirs, a check's files: where a student's deliver
     writes and a student's POP3 session reads). It holds nothing secret: the course's
     cells reach it over the worker's channel, in memory."""
-    package = os.path.dirname(os.path.abspath(labkit.__file__))
+    package = _package()
     binds = bind(package, package) if not package.startswith((sys.prefix, sys.base_prefix)) else []
     return ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", *_scratch_first(str(limits.disk_bytes)), *_system_view(), *binds,
